@@ -1,0 +1,223 @@
+/**
+ * Stack configuration (namespace `guardian`), read once and validated before anything touches the database.
+ *
+ * Every problem is reported in one GuardianConfigError, each line naming its key:
+ *   guardian:backfill.batchSize: expected a positive integer, got 0
+ */
+import { z } from "zod";
+
+export const POOLS = ["ai", "whatsapp", "email", "sms"] as const;
+export type Pool = (typeof POOLS)[number];
+
+const nonNegInt = z.number().int().min(0);
+const poolAmounts = z
+  .object({ ai: nonNegInt.default(0), whatsapp: nonNegInt.default(0), email: nonNegInt.default(0), sms: nonNegInt.default(0) })
+  .strict();
+export type PoolAmounts = Record<Pool, number>;
+
+export const planSchema = z
+  .object({
+    /** EUR per month; null for a plan sold at a custom price (enterprise). */
+    priceEur: z.number().min(0).nullable(),
+    ai: nonNegInt,
+    whatsapp: nonNegInt,
+    email: nonNegInt,
+    sms: nonNegInt,
+  })
+  .strict();
+export type Plan = z.infer<typeof planSchema>;
+
+export const actionSchema = z
+  .object({
+    /** The unified cost (credit_actions.credits_cost), used for orgs not yet migrated and for rollback. */
+    creditsCost: nonNegInt,
+    /** Credits required per pool, per unit of quantity. An action requiring nothing is an explicit all-zero mapping. */
+    ai: nonNegInt.default(0),
+    whatsapp: nonNegInt.default(0),
+    email: nonNegInt.default(0),
+    sms: nonNegInt.default(0),
+    description: z.string().max(200).optional(),
+  })
+  .strict();
+export type Action = z.infer<typeof actionSchema>;
+
+/** Defaults: the published plans and costs of facts.md. */
+export const DEFAULT_PLANS: Record<string, Plan> = {
+  starter: { priceEur: 19, ai: 200, whatsapp: 150, email: 1000, sms: 50 },
+  professional: { priceEur: 39, ai: 400, whatsapp: 300, email: 3000, sms: 100 },
+  business: { priceEur: 79, ai: 800, whatsapp: 600, email: 8000, sms: 250 },
+  premium: { priceEur: 149, ai: 1500, whatsapp: 1200, email: 20000, sms: 500 },
+  enterprise: { priceEur: null, ai: 1500, whatsapp: 1200, email: 20000, sms: 500 },
+  trial_14: { priceEur: 0, ai: 50, whatsapp: 25, email: 200, sms: 5 },
+};
+
+export const DEFAULT_SPLIT: Record<Pool, number> = { ai: 0.4, whatsapp: 0.3, email: 0.3, sms: 0 };
+
+const a = (creditsCost: number, pools: Partial<PoolAmounts>, description: string): Action => ({
+  creditsCost, ai: 0, whatsapp: 0, email: 0, sms: 0, ...pools, description,
+});
+/** The live catalogue with its Phase 3.5 pool costs, plus an explicit mapping for every legacy action type real
+ *  callers send. The mapping is by name, never by substring: ai_email_generation is an AI action. */
+export const DEFAULT_ACTIONS: Record<string, Action> = {
+  ai_chat: a(1, { ai: 1 }, "AI chat message"),
+  ai_assistant: a(2, { ai: 1 }, "AI assistant task"),
+  form_generation: a(5, { ai: 5 }, "AI form generation"),
+  automation_run: a(3, { ai: 2 }, "Automation run"),
+  whatsapp_message: a(1, { whatsapp: 1 }, "WhatsApp message"),
+  email_send: a(1, { email: 1 }, "E-mail"),
+  bulk_email: a(10, { email: 10 }, "Bulk e-mail campaign"),
+  sms_send: a(2, { sms: 1 }, "SMS"),
+  // Legacy action types sent by real callers but missing from the live catalogue.
+  create_crm_event: a(0, {}, "CRM event (free)"),
+  ai_form_generation: a(5, { ai: 5 }, "AI form generation (legacy name)"),
+  ai_email_generation: a(1, { ai: 1 }, "AI e-mail drafting"),
+  ai_whatsapp_generation: a(1, { ai: 1 }, "AI WhatsApp drafting"),
+  ai_calendar_optimization: a(2, { ai: 2 }, "AI calendar optimization"),
+  ai_analytics_insights: a(2, { ai: 2 }, "AI analytics insights"),
+  ai_lead_scoring: a(1, { ai: 1 }, "AI lead scoring"),
+  ai_automation_processing: a(2, { ai: 2 }, "AI automation processing"),
+  send_welcome_email: a(1, { email: 1 }, "Welcome e-mail"),
+  send_whatsapp_message: a(1, { whatsapp: 1 }, "WhatsApp message (legacy name)"),
+  schedule_reminder_email: a(1, { email: 1 }, "Reminder e-mail"),
+  schedule_reminder_whatsapp: a(1, { whatsapp: 1 }, "Reminder WhatsApp"),
+};
+
+export const DEFAULT_PROVIDER_COSTS: Record<Pool, number> = { ai: 0.005, whatsapp: 0.0157, email: 0, sms: 0.05 };
+
+const share = z.number().min(0).max(1);
+const identifier = z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, "expected a lower-case SQL identifier ([a-z_][a-z0-9_]*)");
+
+export const configSchema = z
+  .object({
+    databaseUrl: z
+      .string({ error: "required (set it with: pulumi config set --secret guardian:databaseUrl postgres://...)" })
+      .refine(isPostgresUrl, "expected a postgres:// or postgresql:// connection string"),
+    creditModel: z.enum(["unified", "multi"]).default("unified"),
+    plans: z.record(z.string().regex(/^[a-z0-9_]+$/, "plan names are lower-case [a-z0-9_]"), planSchema).default(DEFAULT_PLANS),
+    split: z
+      .object({ ai: share, whatsapp: share, email: share, sms: share })
+      .strict()
+      .default(DEFAULT_SPLIT)
+      .refine((s) => s.ai + s.whatsapp + s.email + s.sms <= 1 + 1e-9, {
+        message: "shares must sum to at most 1",
+      }),
+    actions: z.record(identifier, actionSchema).default(DEFAULT_ACTIONS),
+    providerCosts: z
+      .object({ ai: z.number().min(0), whatsapp: z.number().min(0), email: z.number().min(0), sms: z.number().min(0) })
+      .strict()
+      .default(DEFAULT_PROVIDER_COSTS),
+    marginTarget: z.number().gt(0).lt(1).default(0.82),
+    /** advisory: plans below the target are reported; mandatory: they block the update (policy pack). */
+    marginGate: z.enum(["advisory", "mandatory"]).default("advisory"),
+    backfill: z
+      .object({
+        batchSize: z.number().int().positive().max(100000).default(1000),
+        /** Pause between batches, to leave room to a busy production database. */
+        pauseMs: z.number().int().min(0).max(60000).default(0),
+      })
+      .strict()
+      .default({ batchSize: 1000, pauseMs: 0 }),
+    backup: z
+      .object({
+        /** Where the on-disk export goes (relative to the project). Gitignored. */
+        exportDir: z.string().min(1).default(".guardian/backups"),
+      })
+      .strict()
+      .default({ exportDir: ".guardian/backups" }),
+    audit: z
+      .object({ retentionDays: z.number().int().min(1).default(730) })
+      .strict()
+      .default({ retentionDays: 730 }),
+    ddl: z
+      .object({
+        lockTimeoutMs: z.number().int().positive().max(60000).default(2000),
+        retries: z.number().int().min(0).max(100).default(10),
+      })
+      .strict()
+      .default({ lockTimeoutMs: 2000, retries: 10 }),
+  })
+  .strict();
+
+export type GuardianConfig = z.infer<typeof configSchema>;
+
+export class GuardianConfigError extends Error {
+  constructor(public readonly problems: string[]) {
+    super(`invalid guardian configuration:\n  ${problems.join("\n  ")}`);
+    this.name = "GuardianConfigError";
+  }
+}
+
+function isPostgresUrl(s: string): boolean {
+  try {
+    const u = new URL(s);
+    return (u.protocol === "postgres:" || u.protocol === "postgresql:") && (u.hostname !== "" || u.searchParams.has("host"));
+  } catch {
+    return false;
+  }
+}
+
+function describe(v: unknown): string {
+  if (v === undefined) return "nothing";
+  const s = JSON.stringify(v);
+  return s === undefined ? String(v) : s.length > 60 ? s.slice(0, 57) + "..." : s;
+}
+
+function valueAt(obj: unknown, path: PropertyKey[]): unknown {
+  let cur: any = obj;
+  for (const p of path) cur = cur == null ? undefined : cur[p as any];
+  return cur;
+}
+
+/** Keys whose values are secrets: their values never appear in an error. */
+const SECRET_KEYS = new Set(["databaseUrl"]);
+
+/**
+ * Validates raw stack config (keys without the `guardian:` prefix; structured values as parsed objects or JSON strings).
+ * Throws GuardianConfigError listing every problem, each naming its key.
+ */
+export function parseConfig(raw: Record<string, unknown>): GuardianConfig {
+  const input: Record<string, unknown> = {};
+  const problems: string[] = [];
+  for (const [k, v] of Object.entries(raw)) {
+    if (v === undefined) continue;
+    // Pulumi hands structured config over as JSON text.
+    if (typeof v === "string" && /^[\[{]/.test(v.trim())) {
+      try {
+        input[k] = JSON.parse(v);
+      } catch {
+        problems.push(`guardian:${k}: expected JSON, got ${describe(v)}`);
+      }
+    } else if (typeof v === "string" && k !== "databaseUrl" && /^-?\d+(\.\d+)?$/.test(v.trim())) {
+      input[k] = Number(v);
+    } else {
+      input[k] = v;
+    }
+  }
+  const r = configSchema.safeParse(input);
+  if (!r.success) {
+    for (const issue of r.error.issues) {
+      const key = issue.path.length ? issue.path.map(String).join(".") : "(root)";
+      const top = String(issue.path[0] ?? "");
+      let msg = issue.message;
+      if (issue.code === "unrecognized_keys") {
+        const keys = (issue as any).keys as string[];
+        for (const uk of keys) {
+          const where = issue.path.length ? `${key}.${uk}` : uk;
+          const hint = issue.path.length && ["split", "providerCosts"].includes(top) || /^(plans|actions)\./.test(key)
+            ? ` (pools are ${POOLS.join(", ")})` : "";
+          problems.push(`guardian:${where}: unknown key${hint}`);
+        }
+        continue;
+      }
+      const got = SECRET_KEYS.has(top) ? "" : `, got ${describe(valueAt(input, issue.path))}`;
+      problems.push(`guardian:${key}: ${msg}${got}`);
+    }
+  }
+  if (problems.length) throw new GuardianConfigError(problems);
+  return r.data!;
+}
+
+/** Allocation of a catalogue plan, by normalised name (trim + lower-case), or undefined for the split rule. */
+export function normalisePlanName(name: string | null | undefined): string {
+  return (name ?? "").trim().toLowerCase();
+}

@@ -1,0 +1,77 @@
+/**
+ * SQL lives in files under sql/<capability>/. This module loads them, hashes them, and turns a Postgres error raised
+ * while running one into an error that names the file, line and column, with a caret and Postgres's code, detail, hint.
+ */
+import * as crypto from "crypto";
+import * as fs from "fs";
+import * as path from "path";
+
+export const SQL_ROOT = path.resolve(__dirname, "..", "sql");
+
+export interface SqlFile {
+  /** Path relative to sql/, e.g. "functions/consume_credits_rpc_v2.sql". */
+  file: string;
+  text: string;
+  sha256: string;
+}
+
+export function sha256(text: string): string {
+  return crypto.createHash("sha256").update(text).digest("hex");
+}
+
+export function loadSql(file: string): SqlFile {
+  const full = path.join(SQL_ROOT, file);
+  let text: string;
+  try {
+    text = fs.readFileSync(full, "utf8");
+  } catch (e: any) {
+    throw new Error(`SQL file "sql/${file}" cannot be read: ${e.code ?? e.message}`);
+  }
+  return { file, text, sha256: sha256(text) };
+}
+
+/** A Postgres error located in the SQL file that raised it. */
+export class SqlFileError extends Error {
+  constructor(
+    message: string,
+    public readonly file: string,
+    public readonly code?: string,
+    public readonly line?: number,
+    public readonly column?: number,
+  ) {
+    super(message);
+    this.name = "SqlFileError";
+  }
+}
+
+export function locate(text: string, position: number): { line: number; column: number; lineText: string } {
+  const before = text.slice(0, Math.max(0, position - 1));
+  const lines = before.split("\n");
+  const line = lines.length;
+  const column = lines[lines.length - 1].length + 1;
+  const lineText = text.split("\n")[line - 1] ?? "";
+  return { line, column, lineText };
+}
+
+/** Wraps a pg error raised by `text` (the content of `file`) into a SqlFileError; other errors pass through. */
+export function explainSqlError(err: any, file: string, text: string): Error {
+  if (!err || typeof err !== "object" || !("code" in err) || typeof err.code !== "string") return err;
+  const parts = [`sql/${file}`];
+  let line: number | undefined;
+  let column: number | undefined;
+  let caret = "";
+  const pos = Number(err.position ?? (err.internalPosition && !err.internalQuery ? err.internalPosition : NaN));
+  if (Number.isFinite(pos) && pos > 0) {
+    const l = locate(text, pos);
+    line = l.line;
+    column = l.column;
+    parts[0] += `:${line}:${column}`;
+    caret = `\n    ${l.lineText}\n    ${" ".repeat(Math.max(0, column - 1))}^`;
+  } else if (err.where) {
+    parts.push(`(${String(err.where).split("\n")[0]})`);
+  }
+  let msg = `${parts.join(" ")}: ${err.message} [SQLSTATE ${err.code}]${caret}`;
+  if (err.detail) msg += `\n  detail: ${err.detail}`;
+  if (err.hint) msg += `\n  hint: ${err.hint}`;
+  return new SqlFileError(msg, file, err.code, line, column);
+}
