@@ -114,9 +114,11 @@ export const configSchema = z
         batchSize: z.number().int().positive().max(100000).default(1000),
         /** Pause between batches, to leave room to a busy production database. */
         pauseMs: z.number().int().min(0).max(60000).default(0),
+        /** Organizations reconciled per transaction when rolling back. */
+        rollbackBatchSize: z.number().int().positive().max(100000).default(5000),
       })
       .strict()
-      .default({ batchSize: 1000, pauseMs: 0 }),
+      .default({ batchSize: 1000, pauseMs: 0, rollbackBatchSize: 5000 }),
     backup: z
       .object({
         /** Where the on-disk export goes (relative to the project). Gitignored. */

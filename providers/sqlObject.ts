@@ -37,6 +37,8 @@ export interface SqlObjectArgs {
   /** Short lock timeout for the DDL, and how many times to retry when it expires. */
   lockTimeoutMs?: pulumi.Input<number>;
   retries?: pulumi.Input<number>;
+  /** Facts about the object for the policy pack (docs/architecture.md), e.g. a function's securityDefiner. */
+  meta?: pulumi.Input<Record<string, unknown>>;
 }
 
 export interface SqlObjectState {

@@ -1,0 +1,73 @@
+import * as path from "path";
+import * as pulumi from "@pulumi/pulumi";
+import { redactUrl } from "../lib/db";
+import { BackupSnapshot } from "../providers/backup";
+import { BackupRestoreCheck } from "../providers/restoreCheck";
+import type { GuardianContext } from "./sqlFile";
+
+/** The tables a backup holds, with their primary keys. */
+export const BACKUP_TABLES = [
+  { name: "organizations", key: "id" },
+  { name: "organization_credits", key: "organization_id" },
+  { name: "credit_actions", key: "action_type" },
+  { name: "credit_consumption_logs", key: "id" },
+];
+
+export interface BackupArgs {
+  ctx: GuardianContext;
+  /** Plain connection string, only used to record a redacted label in the manifest. */
+  databaseUrlPlain: string;
+  /** Absolute folder for exports. Default: guardian:backup.exportDir resolved against the project root. */
+  exportRoot: string;
+}
+
+/**
+ * Backup of the credit tables: a snapshot schema guardian_backup_*, an on-disk export with a manifest, and a restore
+ * check that must pass before anything that depends on this component runs. Retained on delete, always.
+ */
+export class Backup extends pulumi.ComponentResource {
+  public readonly backupId: pulumi.Output<string>;
+  public readonly exportDir: pulumi.Output<string>;
+  public readonly manifestPath: pulumi.Output<string>;
+  public readonly rowCounts: pulumi.Output<Record<string, number>>;
+  public readonly checksums: pulumi.Output<Record<string, string>>;
+  public readonly fileSha256: pulumi.Output<Record<string, string>>;
+  public readonly restoreVerified: pulumi.Output<boolean>;
+  /** The resource that proves the restore; later steps depend on it. */
+  public readonly restoreCheck: BackupRestoreCheck;
+
+  constructor(name: string, args: BackupArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("guardian:components:Backup", name, {}, opts);
+    const snapshot = new BackupSnapshot(
+      `${name}-snapshot`,
+      {
+        databaseUrl: args.ctx.databaseUrl,
+        exportRoot: path.resolve(args.exportRoot),
+        tables: BACKUP_TABLES,
+        databaseLabel: redactUrl(args.databaseUrlPlain),
+      },
+      { parent: this },
+    );
+    this.restoreCheck = new BackupRestoreCheck(
+      `${name}-restore-check`,
+      { databaseUrl: args.ctx.databaseUrl, backupId: snapshot.backupId, manifestPath: snapshot.manifestPath },
+      { parent: this, dependsOn: [snapshot] },
+    );
+    this.backupId = snapshot.backupId;
+    this.exportDir = snapshot.exportDir;
+    this.manifestPath = snapshot.manifestPath;
+    this.rowCounts = snapshot.rowCounts;
+    this.checksums = snapshot.checksums;
+    this.fileSha256 = snapshot.fileSha256;
+    this.restoreVerified = this.restoreCheck.restoreVerified;
+    this.registerOutputs({
+      backupId: this.backupId,
+      exportDir: this.exportDir,
+      manifestPath: this.manifestPath,
+      rowCounts: this.rowCounts,
+      checksums: this.checksums,
+      fileSha256: this.fileSha256,
+      restoreVerified: this.restoreVerified,
+    });
+  }
+}

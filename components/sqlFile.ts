@@ -1,0 +1,65 @@
+/**
+ * Declares a SqlObject from a file under sql/. Components use this so that every database object carries its file,
+ * its sha256 (preview shows a change as a change) and a probe that tells whether it is there.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import type { GuardianConfig } from "../lib/config";
+import { loadSql, sha256 } from "../lib/sql";
+import { SqlObject } from "../providers/sqlObject";
+
+/** What every component receives. */
+export interface GuardianContext {
+  /** Connection string, as a secret. */
+  databaseUrl: pulumi.Input<string>;
+  config: GuardianConfig;
+}
+
+export interface SqlFileObjectArgs {
+  /** Path under sql/, e.g. "functions/consume_credits_rpc_v2.sql". */
+  file: string;
+  kind: string;
+  objectName: string;
+  /** One row with a text column `fingerprint` when the object exists, no row when it does not. */
+  probeSql: string;
+  /** How to remove it; must tolerate absence. Omit to retain the object on delete. */
+  dropSql?: string;
+  /** Facts for the policy pack (see docs/architecture.md). */
+  meta?: Record<string, unknown>;
+}
+
+export function sqlFileObject(name: string, ctx: GuardianContext, args: SqlFileObjectArgs, opts?: pulumi.CustomResourceOptions): SqlObject {
+  const f = loadSql(args.file);
+  return sqlTextObject(name, ctx, { ...args, sql: f.text, sqlFile: f.file }, opts);
+}
+
+/** As sqlFileObject, for SQL generated from config (the catalogue); sqlFile names where it was generated from. */
+export function sqlTextObject(
+  name: string,
+  ctx: GuardianContext,
+  args: Omit<SqlFileObjectArgs, "file"> & { sql: string; sqlFile: string },
+  opts?: pulumi.CustomResourceOptions,
+): SqlObject {
+  return new SqlObject(
+    name,
+    {
+      databaseUrl: ctx.databaseUrl,
+      kind: args.kind,
+      objectName: args.objectName,
+      sqlFile: args.sqlFile,
+      sql: args.sql,
+      sqlSha256: sha256(args.sql),
+      probeSql: args.probeSql,
+      dropSql: args.dropSql,
+      lockTimeoutMs: ctx.config.ddl.lockTimeoutMs,
+      retries: ctx.config.ddl.retries,
+      ...(args.meta ? { meta: args.meta } : {}),
+    } as any,
+    opts,
+  );
+}
+
+/** Probe for a function by signature: fingerprint = md5 of its definition and ACL. */
+export function functionProbe(signature: string): string {
+  return `SELECT md5(pg_get_functiondef(p.oid) || coalesce(p.proacl::text, '')) AS fingerprint
+            FROM pg_proc p WHERE p.oid = to_regprocedure('${signature.replace(/'/g, "''")}')`;
+}

@@ -1,0 +1,32 @@
+import * as pulumi from "@pulumi/pulumi";
+import { loadSql } from "../lib/sql";
+import { VerificationRun } from "../providers/verification";
+import type { GuardianContext } from "./sqlFile";
+
+export interface VerificationArgs {
+  ctx: GuardianContext;
+  model: "unified" | "multi";
+  /** Fingerprints of what is verified; any change re-runs the verification. */
+  upstream: Record<string, pulumi.Input<string | number | boolean | undefined>>;
+  /** Every step being verified: verification runs last. */
+  dependsOn: pulumi.Resource[];
+}
+
+/** Facts computed from the database after every other step; a violated invariant fails the update. */
+export class Verification extends pulumi.ComponentResource {
+  public readonly facts: pulumi.Output<Record<string, any>>;
+  public readonly verifiedAt: pulumi.Output<string>;
+
+  constructor(name: string, args: VerificationArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("guardian:components:Verification", name, {}, opts);
+    const f = loadSql(`verification/${args.model}.sql`);
+    const run = new VerificationRun(
+      `${name}-run`,
+      { databaseUrl: args.ctx.databaseUrl, model: args.model, sql: f.text, sqlSha256: f.sha256, upstream: args.upstream },
+      { parent: this, dependsOn: args.dependsOn },
+    );
+    this.facts = run.facts;
+    this.verifiedAt = run.verifiedAt;
+    this.registerOutputs({ facts: this.facts, verifiedAt: this.verifiedAt });
+  }
+}

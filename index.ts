@@ -1,0 +1,139 @@
+/**
+ * guardian-credits: Phase 3.5 of the Guardian AI CRM as a Pulumi program.
+ *
+ * Composition root. Config is read once and validated (every bad key reported at once), the go/no-go gates are
+ * evaluated against the live database before any resource is declared, and the components are wired in the order
+ * that is safe while applications keep calling consume_credits_rpc:
+ *
+ *   multi:   Backup (restore verified) -> CreditSchema -> Audit, Catalogue, Margins, TenantPolicies
+ *            -> CreditFunctions (v2 serves both models) -> Backfill (flips each org atomically) -> Verification
+ *   unified: CreditSchema, Audit, Catalogue, Margins, TenantPolicies (model-independent, kept)
+ *            -> Rollback (v1 restored, balances reconciled) -> Verification
+ *
+ * The order is carried by dependsOn, so the engine enforces it.
+ */
+import * as path from "path";
+import * as pulumi from "@pulumi/pulumi";
+import { GuardianConfig, GuardianConfigError, parseConfig } from "./lib/config";
+import { withClient } from "./lib/db";
+import { backfillPlan, describePlan } from "./lib/facts";
+import { preflight } from "./lib/preflight";
+import { Audit } from "./components/audit";
+import { Backfill } from "./components/backfill";
+import { Backup } from "./components/backup";
+import { Catalogue } from "./components/catalogue";
+import { CreditFunctions } from "./components/creditFunctions";
+import { CreditSchema } from "./components/creditSchema";
+import { Margins } from "./components/margins";
+import { Rollback } from "./components/rollback";
+import { GuardianContext } from "./components/sqlFile";
+import { TenantPolicies } from "./components/tenantPolicies";
+import { Verification } from "./components/verification";
+
+function readConfig(): GuardianConfig {
+  const raw: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(pulumi.runtime.allConfig())) {
+    if (k.startsWith("guardian:")) raw[k.slice("guardian:".length)] = v;
+  }
+  const config = parseConfig(raw);
+  const isSecret = (pulumi.runtime as any).isConfigSecret as ((k: string) => boolean) | undefined;
+  if (isSecret && !isSecret("guardian:databaseUrl")) {
+    throw new GuardianConfigError([
+      "guardian:databaseUrl: must be stored as a secret (pulumi config set --secret guardian:databaseUrl <url>)",
+    ]);
+  }
+  return config;
+}
+
+async function main() {
+  const config = readConfig();
+  const report = await preflight(config);
+  for (const line of report.notes ?? []) pulumi.log.info(`go/no-go: ${line}`);
+
+  const ctx: GuardianContext = { databaseUrl: pulumi.secret(config.databaseUrl), config };
+  const multi = config.creditModel === "multi";
+  const exportRoot = process.env.GUARDIAN_EXPORT_ROOT ?? path.resolve(__dirname, config.backup.exportDir);
+
+  const backup = multi ? new Backup("backup", { ctx, databaseUrlPlain: config.databaseUrl, exportRoot }) : undefined;
+  const afterBackup = backup ? [backup] : [];
+
+  const schema = new CreditSchema("credit-schema", { ctx }, { dependsOn: afterBackup });
+  const audit = new Audit("audit", { ctx }, { dependsOn: [schema] });
+  const catalogue = new Catalogue("catalogue", { ctx }, { dependsOn: [schema] });
+  const margins = new Margins("margins", { ctx }, { dependsOn: [catalogue] });
+  const tenancy = new TenantPolicies("tenant-policies", { ctx }, { dependsOn: [schema, audit] });
+
+  const common = {
+    creditModel: config.creditModel,
+    planMargins: margins.planMargins,
+    plansBelowTarget: margins.plansBelowTarget,
+    marginTarget: config.marginTarget,
+    policies: tenancy.policies,
+  };
+
+  if (multi) {
+    const functions = new CreditFunctions("credit-functions", { ctx }, { dependsOn: [schema, catalogue, audit, ...afterBackup] });
+    const plan = await withClient(config.databaseUrl, (c) => backfillPlan(c, config));
+    pulumi.log.info(describePlan(plan));
+    const backfill = new Backfill("backfill", { ctx, backup: backup!, plan, dependsOn: [schema, catalogue, functions] });
+    const verification = new Verification("verification", {
+      ctx,
+      model: "multi",
+      upstream: {
+        backupId: backup!.backupId,
+        backfillFinishedAt: backfill.run.finishedAt,
+        functions: functions.sqlSha256,
+        policies: tenancy.sqlSha256,
+      },
+      dependsOn: [backfill, functions, tenancy, margins, audit],
+    });
+    return {
+      ...common,
+      backupId: backup!.backupId,
+      backupRowCounts: backup!.rowCounts,
+      backupChecksums: backup!.checksums,
+      backupExportDir: backup!.exportDir,
+      restoreVerified: backup!.restoreVerified,
+      backfillPlan: plan.orgsToMigrate,
+      rowsBackfilled: backfill.rowsBackfilled,
+      backfillOrgsPerSecond: backfill.orgsPerSecond,
+      negativeBalanceOrgs: backfill.negativeBalanceOrgs,
+      functions: functions.functionSignatures,
+      functionsSqlSha256: functions.sqlSha256,
+      orgsPerPlan: verification.facts.apply((f) => f.orgsPerPlan),
+      orgsMigrated: verification.facts.apply((f) => f.orgsMigrated),
+      orgsTotal: verification.facts.apply((f) => f.orgsTotal),
+      conservation: verification.facts.apply((f) => ({ splitOrgs: f.splitOrgs, splitOrgsConserved: f.splitOrgsConserved })),
+      verification: verification.facts,
+      verifiedAt: verification.verifiedAt,
+    };
+  }
+
+  const rollback = new Rollback("rollback", { ctx, batchSize: config.backfill.rollbackBatchSize }, { dependsOn: [schema, catalogue] });
+  const verification = new Verification("verification", {
+    ctx,
+    model: "unified",
+    upstream: { rollback: rollback.v1DefinitionMd5, orgsReconciled: rollback.orgsReconciled, policies: tenancy.sqlSha256 },
+    dependsOn: [rollback, tenancy, margins, audit],
+  });
+  return {
+    ...common,
+    rolledBack: rollback.rolledBack,
+    rollbackBackupId: rollback.backupId,
+    orgsReconciled: rollback.orgsReconciled,
+    rollbackDurationMs: rollback.durationMs,
+    v1DefinitionMd5: rollback.v1DefinitionMd5,
+    orgsTotal: verification.facts.apply((f) => f.orgsTotal),
+    functions: verification.facts.apply((f) => f.functions),
+    verification: verification.facts,
+    verifiedAt: verification.verifiedAt,
+  };
+}
+
+/** Expected refusals (bad config, NO-GO) end the run with their message alone, no stack trace. */
+function cleanly(e: unknown): never {
+  if (e instanceof GuardianConfigError || (e as Error)?.name === "NoGoError") throw new pulumi.RunError((e as Error).message);
+  throw e;
+}
+
+export = main().catch(cleanly);

@@ -1,0 +1,43 @@
+/**
+ * Facts the program reads from the database when it runs (preview and up alike), so that preview can say what up
+ * will change: how many organizations the backfill will migrate, per allocation rule.
+ */
+import type { Client } from "pg";
+import type { GuardianConfig } from "./config";
+
+export interface BackfillPlan {
+  pendingOrgs: number;
+  /** "plan:starter" -> n, ..., "split" -> n. */
+  orgsToMigrate: Record<string, number>;
+}
+
+export async function backfillPlan(c: Client, config: GuardianConfig): Promise<BackfillPlan> {
+  const hasModel = (
+    await c.query(
+      `SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'public.organization_credits'::regclass
+                        AND attname = 'credit_model' AND NOT attisdropped) AS p`,
+    )
+  ).rows[0].p;
+  const r = await c.query(
+    `SELECT CASE WHEN lower(btrim(plan_name, E' \\t\\r\\n')) = ANY($1::text[])
+                 THEN 'plan:' || lower(btrim(plan_name, E' \\t\\r\\n')) ELSE 'split' END AS rule,
+            count(*)::bigint AS n
+       FROM public.organization_credits
+      ${hasModel ? "WHERE credit_model = 'unified'" : ""}
+      GROUP BY 1 ORDER BY 1`,
+    [Object.keys(config.plans)],
+  );
+  const orgsToMigrate: Record<string, number> = {};
+  let pendingOrgs = 0;
+  for (const row of r.rows) {
+    orgsToMigrate[row.rule] = Number(row.n);
+    pendingOrgs += Number(row.n);
+  }
+  return { pendingOrgs, orgsToMigrate };
+}
+
+export function describePlan(p: BackfillPlan): string {
+  if (p.pendingOrgs === 0) return "backfill: no organization left in the unified model; nothing to migrate";
+  const parts = Object.entries(p.orgsToMigrate).map(([k, v]) => `${k} ${v.toLocaleString("en-US")}`);
+  return `backfill: will migrate ${p.pendingOrgs.toLocaleString("en-US")} organizations (${parts.join(", ")})`;
+}

@@ -1,0 +1,232 @@
+/**
+ * Backup: a consistent snapshot of the credit tables, kept in the database and exported to disk.
+ *
+ *   create  in ONE repeatable-read transaction (one snapshot, so the four copies agree with each other): copies
+ *           organizations, organization_credits, credit_actions, credit_consumption_logs into a new schema
+ *           guardian_backup_<utc timestamp>_<hex>, records every consume_credits_rpc definition (the v1 that rollback
+ *           restores byte for byte), row counts and row checksums in guardian.backups. Then streams each copy to
+ *           <exportRoot>/<backupId>/<table>.copy (COPY text format) and writes manifest.json (rows, sha256, checksum).
+ *           Only AccessShare locks are taken: applications keep writing.
+ *   read    the backup is there while its schema is; a dropped backup schema reads as gone.
+ *   diff    never changes: a backup is a fact about the past. A different table list replaces it.
+ *   update  not needed (diff never asks for one).
+ *   delete  does nothing: backups are never deleted by rollback or destroy (the component also sets retainOnDelete).
+ */
+import * as pulumi from "@pulumi/pulumi";
+
+export interface BackupArgs {
+  databaseUrl: pulumi.Input<string>;
+  /** Absolute folder for the on-disk exports. */
+  exportRoot: pulumi.Input<string>;
+  /** Tables of schema public to back up, with their primary key column. */
+  tables: pulumi.Input<{ name: string; key: string }[]>;
+  /** Redacted connection string recorded in the manifest. */
+  databaseLabel: pulumi.Input<string>;
+}
+
+export interface BackupOutputs {
+  backupId: string;
+  schemaName: string;
+  exportDir: string;
+  manifestPath: string;
+  rowCounts: Record<string, number>;
+  checksums: Record<string, string>;
+  fileSha256: Record<string, string>;
+  functionsCaptured: string[];
+  createdAt: string;
+  durationMs: number;
+}
+
+export const backupProvider: pulumi.dynamic.ResourceProvider = {
+  async check(_olds: any, news: any) {
+    const failures: pulumi.dynamic.CheckFailure[] = [];
+    if (!Array.isArray(news.tables) || news.tables.length === 0) failures.push({ property: "tables", reason: "at least one table to back up" });
+    for (const t of news.tables ?? []) {
+      if (!/^[a-z_][a-z0-9_]*$/.test(t?.name ?? "") || !/^[a-z_][a-z0-9_]*$/.test(t?.key ?? "")) {
+        failures.push({ property: "tables", reason: `invalid table or key name ${JSON.stringify(t)}` });
+      }
+    }
+    if (typeof news.exportRoot !== "string" || !news.exportRoot.startsWith("/")) failures.push({ property: "exportRoot", reason: "exportRoot must be an absolute path" });
+    return { inputs: news, failures };
+  },
+
+  async diff(_id: string, olds: any, news: any) {
+    const same = JSON.stringify(olds.tables) === JSON.stringify(news.tables);
+    return { changes: !same, replaces: same ? [] : ["tables"], deleteBeforeReplace: false };
+  },
+
+  async create(inputs: any) {
+    const { Client } = require("pg");
+    const { to: copyTo } = require("pg-copy-streams");
+    const crypto = require("crypto");
+    const fs = require("fs");
+    const path = require("path");
+    const { pipeline } = require("stream/promises");
+    const { Transform } = require("stream");
+
+    const started = Date.now();
+    const stamp = new Date().toISOString().replace(/[-:T]/g, "").slice(0, 14);
+    const backupId = `guardian_backup_${stamp}_${crypto.randomBytes(3).toString("hex")}`;
+    const say = (s: string) => console.log(`backup ${backupId}: ${s}`);
+    const c = new Client({ connectionString: inputs.databaseUrl, application_name: "guardian-credits:backup" });
+    await c.connect();
+    try {
+      await c.query(`CREATE SCHEMA IF NOT EXISTS guardian;
+        CREATE TABLE IF NOT EXISTS guardian.backups (
+          backup_id text PRIMARY KEY, schema_name text NOT NULL, created_at timestamptz NOT NULL DEFAULT now(),
+          export_dir text, manifest jsonb, row_counts jsonb, checksums jsonb,
+          restore_verified boolean NOT NULL DEFAULT false, verified_at timestamptz,
+          functions jsonb NOT NULL DEFAULT '[]'::jsonb)`);
+
+      // 1. One snapshot for all tables.
+      say(`snapshot of ${inputs.tables.map((t: any) => t.name).join(", ")} (one repeatable-read transaction)`);
+      const rowCounts: Record<string, number> = {};
+      const checksums: Record<string, string> = {};
+      let functionsCaptured: string[] = [];
+      await c.query("BEGIN ISOLATION LEVEL REPEATABLE READ");
+      try {
+        await c.query("SET LOCAL lock_timeout = '5s'");
+        await c.query(`CREATE SCHEMA ${backupId}`);
+        for (const t of inputs.tables) {
+          await c.query(`CREATE TABLE ${backupId}.${t.name} AS TABLE public.${t.name}`);
+          await c.query(`ALTER TABLE ${backupId}.${t.name} ADD PRIMARY KEY (${t.key})`);
+          const r = await c.query(
+            `SELECT count(*)::bigint AS n,
+                    coalesce(sum(('x' || substr(md5(t::text), 1, 16))::bit(64)::bigint::numeric), 0)::text AS checksum
+               FROM ${backupId}.${t.name} t`,
+          );
+          rowCounts[t.name] = Number(r.rows[0].n);
+          checksums[t.name] = r.rows[0].checksum;
+          say(`copied ${t.name}: ${Number(r.rows[0].n).toLocaleString("en-US")} rows`);
+        }
+        const fns = await c.query(
+          `SELECT p.oid::regprocedure::text AS signature, pg_get_functiondef(p.oid) AS definition,
+                  p.proacl::text AS acl, md5(p.prosrc) AS prosrc_md5, md5(pg_get_functiondef(p.oid)) AS def_md5
+             FROM pg_proc p WHERE p.proname = 'consume_credits_rpc' AND p.pronamespace = 'public'::regnamespace`,
+        );
+        await c.query(
+          `INSERT INTO guardian.backups (backup_id, schema_name, row_counts, checksums, functions)
+           VALUES ($1, $1, $2, $3, $4)`,
+          [backupId, JSON.stringify(rowCounts), JSON.stringify(checksums), JSON.stringify(fns.rows)],
+        );
+        await c.query(`COMMENT ON SCHEMA ${backupId} IS 'guardian-credits backup; never dropped by the program'`);
+        await c.query("COMMIT");
+        functionsCaptured = fns.rows.map((f: any) => f.signature);
+      } catch (e) {
+        await c.query("ROLLBACK").catch(() => undefined);
+        throw new Error(`backup: snapshot failed, nothing kept: ${(e as Error).message}`);
+      }
+
+      // 2. Export to disk, streaming, with a sha256 per file.
+      const exportDir = path.join(inputs.exportRoot, backupId);
+      fs.mkdirSync(exportDir, { recursive: true });
+      const fileSha256: Record<string, string> = {};
+      const bytes: Record<string, number> = {};
+      for (const t of inputs.tables) {
+        const file = path.join(exportDir, `${t.name}.copy`);
+        const hash = crypto.createHash("sha256");
+        let n = 0;
+        let lines = 0;
+        let lastReport = Date.now();
+        const total = rowCounts[t.name];
+        const tap = new Transform({
+          transform(chunk: Buffer, _enc: string, cb: Function) {
+            hash.update(chunk);
+            n += chunk.length;
+            for (let i = 0; i < chunk.length; i++) if (chunk[i] === 10) lines++;
+            if (Date.now() - lastReport > 2000) {
+              lastReport = Date.now();
+              say(`exporting ${t.name}: ${lines.toLocaleString("en-US")}/${total.toLocaleString("en-US")} rows (${total ? Math.floor((100 * lines) / total) : 100}%)`);
+            }
+            cb(null, chunk);
+          },
+        });
+        const src = c.query(copyTo(`COPY (SELECT * FROM ${backupId}.${t.name} ORDER BY ${t.key}) TO STDOUT`));
+        await pipeline(src, tap, fs.createWriteStream(file));
+        fileSha256[t.name] = hash.digest("hex");
+        bytes[t.name] = n;
+        if (lines !== total) throw new Error(`backup: export of ${t.name} wrote ${lines} rows, expected ${total}`);
+        say(`exported ${t.name}: ${lines.toLocaleString("en-US")} rows, ${n.toLocaleString("en-US")} bytes, sha256 ${fileSha256[t.name].slice(0, 12)}…`);
+      }
+      const server = (await c.query("SHOW server_version")).rows[0].server_version;
+      const createdAt = new Date().toISOString();
+      const manifest = {
+        backupId,
+        schema: backupId,
+        createdAt,
+        database: inputs.databaseLabel,
+        serverVersion: server,
+        tables: Object.fromEntries(
+          inputs.tables.map((t: any) => [
+            t.name,
+            { file: `${t.name}.copy`, key: t.key, rows: rowCounts[t.name], bytes: bytes[t.name], sha256: fileSha256[t.name], checksum: checksums[t.name] },
+          ]),
+        ),
+        functions: functionsCaptured,
+      };
+      const manifestPath = path.join(exportDir, "manifest.json");
+      fs.writeFileSync(manifestPath, JSON.stringify(manifest, null, 2) + "\n");
+      await c.query(`UPDATE guardian.backups SET export_dir = $2, manifest = $3 WHERE backup_id = $1`, [backupId, exportDir, JSON.stringify(manifest)]);
+      await c.query(
+        `DO $j$ BEGIN IF to_regclass('guardian.migration_journal') IS NOT NULL THEN
+           INSERT INTO guardian.migration_journal (step, object_name, details)
+           VALUES ('backup', '${backupId}', '${JSON.stringify({ rowCounts }).replace(/'/g, "''")}'::jsonb);
+         END IF; END $j$`,
+      );
+      const durationMs = Date.now() - started;
+      say(`done in ${(durationMs / 1000).toFixed(1)} s`);
+      const outs: BackupOutputs = {
+        backupId, schemaName: backupId, exportDir, manifestPath, rowCounts, checksums, fileSha256,
+        functionsCaptured, createdAt, durationMs,
+      };
+      return { id: backupId, outs: { ...inputs, ...outs } };
+    } finally {
+      await c.end().catch(() => undefined);
+    }
+  },
+
+  async read(id: string, props: any) {
+    const { Client } = require("pg");
+    const c = new Client({ connectionString: props.databaseUrl, application_name: "guardian-credits:backup" });
+    await c.connect();
+    try {
+      const r = await c.query(`SELECT to_regnamespace($1) IS NOT NULL AS present`, [props.schemaName ?? id]);
+      return r.rows[0].present ? { id, props } : { id: "" as any, props: {} };
+    } finally {
+      await c.end().catch(() => undefined);
+    }
+  },
+
+  async delete() {
+    // Retained by design: a backup outlives rollback and destroy.
+  },
+};
+
+/** A verified-to-be-consistent snapshot of the credit tables. Type token: pulumi-nodejs:dynamic/guardian:Backup. */
+export class BackupSnapshot extends pulumi.dynamic.Resource {
+  declare readonly backupId: pulumi.Output<string>;
+  declare readonly schemaName: pulumi.Output<string>;
+  declare readonly exportDir: pulumi.Output<string>;
+  declare readonly manifestPath: pulumi.Output<string>;
+  declare readonly rowCounts: pulumi.Output<Record<string, number>>;
+  declare readonly checksums: pulumi.Output<Record<string, string>>;
+  declare readonly fileSha256: pulumi.Output<Record<string, string>>;
+  declare readonly functionsCaptured: pulumi.Output<string[]>;
+  declare readonly createdAt: pulumi.Output<string>;
+
+  constructor(name: string, args: BackupArgs, opts?: pulumi.CustomResourceOptions) {
+    super(
+      backupProvider,
+      name,
+      {
+        ...args,
+        databaseUrl: pulumi.secret(args.databaseUrl),
+        backupId: undefined, schemaName: undefined, exportDir: undefined, manifestPath: undefined, rowCounts: undefined,
+        checksums: undefined, fileSha256: undefined, functionsCaptured: undefined, createdAt: undefined, durationMs: undefined,
+      },
+      { ...opts, retainOnDelete: true, additionalSecretOutputs: ["databaseUrl"] },
+      "guardian",
+      "Backup",
+    );
+  }
+}

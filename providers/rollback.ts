@@ -1,0 +1,152 @@
+/**
+ * Rollback: returns the database to the unified model without losing anything.
+ *
+ *   create  when Phase 3.5 is in place (v2 present, orgs in the multi model, or the allocation trigger): picks the
+ *           latest verified backup that recorded v1, then (1) stops allocation, (2) flips orgs back in batches with
+ *           reconciled balances while v2 still serves both models, (3) restores v1 byte for byte in one transaction,
+ *           checks the restored definition's md5 against the backup's, and journals 'rollback'. Every step is
+ *           idempotent, so a rollback interrupted by a crash completes on the next run. When nothing was migrated it
+ *           does nothing and says so.
+ *   read    keeps the recorded result.
+ *   diff    never changes once done (a new rollback is a new resource: the program only declares it in the unified
+ *           model, so leaving and re-entering unified creates it again).
+ *   delete  nothing: re-entering the multi model is the migration's job.
+ * The backup schemas and the additive columns (and the per-pool log details) are kept.
+ */
+import * as pulumi from "@pulumi/pulumi";
+
+export interface RollbackArgs {
+  databaseUrl: pulumi.Input<string>;
+  sql: pulumi.Input<{ stopAllocation: string; lockBatch: string; reconcileBatch: string; restoreV1: string }>;
+  sqlSha256: pulumi.Input<string>;
+  batchSize: pulumi.Input<number>;
+  lockTimeoutMs: pulumi.Input<number>;
+}
+
+async function rollback(inputs: any): Promise<any> {
+  const { Client } = require("pg");
+  const say = (s: string) => console.log(`rollback: ${s}`);
+  const fmt = (n: number) => Math.round(n).toLocaleString("en-US");
+  const started = Date.now();
+  const c = new Client({ connectionString: inputs.databaseUrl, application_name: "guardian-credits:rollback" });
+  await c.connect();
+  const tx = async (fn: () => Promise<any>) => {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await c.query("BEGIN");
+        await c.query(`SET LOCAL lock_timeout = ${Math.floor(inputs.lockTimeoutMs ?? 2000)}`);
+        const r = await fn();
+        await c.query("COMMIT");
+        return r;
+      } catch (e: any) {
+        await c.query("ROLLBACK").catch(() => undefined);
+        if (["55P03", "40P01", "40001"].includes(e?.code) && attempt < 20) {
+          await new Promise((res) => setTimeout(res, 50 * (attempt + 1)));
+          continue;
+        }
+        throw e;
+      }
+    }
+  };
+  try {
+    const state = (await c.query(`
+      SELECT to_regprocedure('public.consume_credits_rpc(uuid,text,integer,text)') IS NOT NULL AS v2,
+             EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('public.organization_credits')
+                        AND attname = 'credit_model' AND NOT attisdropped) AS has_model,
+             EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'guardian_allocate_on_write') AS trigger,
+             to_regclass('guardian.backups') IS NOT NULL AS has_backups`)).rows[0];
+    const multiOrgs = state.has_model
+      ? Number((await c.query(`SELECT count(*)::bigint n FROM public.organization_credits WHERE credit_model = 'multi'`)).rows[0].n)
+      : 0;
+    if (!state.v2 && multiOrgs === 0 && !state.trigger) {
+      say("nothing to roll back: the database is in the unified model");
+      return { ...inputs, rolledBack: false, backupId: "", orgsReconciled: 0, durationMs: Date.now() - started, v1DefinitionMd5: "" };
+    }
+    if (!state.has_backups) throw new Error("rollback refused: Phase 3.5 objects are present but guardian.backups is missing, so there is no v1 to restore");
+    const bk = (await c.query(`
+      SELECT b.backup_id, f ->> 'def_md5' AS def_md5
+        FROM guardian.backups b CROSS JOIN LATERAL jsonb_array_elements(b.functions) f
+       WHERE b.restore_verified AND f ->> 'signature' = 'consume_credits_rpc(uuid,text)'
+         AND to_regnamespace(b.schema_name) IS NOT NULL
+       ORDER BY b.created_at DESC LIMIT 1`)).rows[0];
+    if (!bk) throw new Error("rollback refused: no verified backup records the v1 consume_credits_rpc(uuid,text)");
+    if (!/^guardian_backup_[0-9a-f_]+$/.test(bk.backup_id)) throw new Error(`rollback refused: unexpected backup schema name ${bk.backup_id}`);
+    say(`rolling back to the unified model using backup ${bk.backup_id}; ${fmt(multiOrgs)} orgs to reconcile`);
+
+    await tx(() => c.query(inputs.sql.stopAllocation));
+    const reconcile = inputs.sql.reconcileBatch.split("__BACKUP_SCHEMA__").join(bk.backup_id);
+    let cursor = "00000000-0000-0000-0000-000000000000";
+    let done = 0;
+    let last = 0;
+    for (;;) {
+      const ids: string[] = await tx(async () => {
+        const r = await c.query(inputs.sql.lockBatch, [cursor, inputs.batchSize]);
+        const ids = r.rows.map((x: any) => x.organization_id);
+        if (ids.length) await c.query(reconcile, [ids]);
+        return ids;
+      });
+      if (!ids.length) break;
+      cursor = ids[ids.length - 1];
+      done += ids.length;
+      if (Date.now() - last > 2000) {
+        last = Date.now();
+        say(`${fmt(done)}/${fmt(multiOrgs)} orgs reconciled (${Math.floor((100 * done) / Math.max(1, multiOrgs))}%), ${fmt(done / ((Date.now() - started) / 1000))} orgs/s`);
+      }
+    }
+    const restored = await tx(async () => {
+      await c.query(`SELECT set_config('guardian.rollback_backup', $1, true)`, [bk.backup_id]);
+      await c.query(inputs.sql.restoreV1);
+      const md5 = (await c.query(`SELECT md5(pg_get_functiondef('public.consume_credits_rpc(uuid,text)'::regprocedure)) AS m`)).rows[0].m;
+      if (md5 !== bk.def_md5) throw new Error(`rollback: restored v1 definition md5 ${md5} differs from the backup's ${bk.def_md5}`);
+      await c.query(
+        `INSERT INTO guardian.migration_journal (step, object_name, details)
+         VALUES ('rollback', $1, jsonb_build_object('orgsReconciled', $2::int, 'v1DefinitionMd5', $3::text))`,
+        [bk.backup_id, done, md5],
+      );
+      return md5;
+    });
+    const durationMs = Date.now() - started;
+    say(`done: ${fmt(done)} orgs reconciled, v1 restored (definition md5 ${restored}), ${(durationMs / 1000).toFixed(1)} s`);
+    return { ...inputs, rolledBack: true, backupId: bk.backup_id, orgsReconciled: done, durationMs, v1DefinitionMd5: restored };
+  } finally {
+    await c.end().catch(() => undefined);
+  }
+}
+
+export const rollbackProvider: pulumi.dynamic.ResourceProvider = {
+  async diff() {
+    return { changes: false };
+  },
+  async create(inputs: any) {
+    const outs = await rollback(inputs);
+    return { id: `rollback:${outs.backupId || "none"}:${Date.now()}`, outs };
+  },
+  async read(id: string, props: any) {
+    return { id, props };
+  },
+  async delete() {},
+};
+
+/** Type token: pulumi-nodejs:dynamic/guardian:Rollback. */
+export class RollbackRun extends pulumi.dynamic.Resource {
+  declare readonly rolledBack: pulumi.Output<boolean>;
+  declare readonly backupId: pulumi.Output<string>;
+  declare readonly orgsReconciled: pulumi.Output<number>;
+  declare readonly durationMs: pulumi.Output<number>;
+  declare readonly v1DefinitionMd5: pulumi.Output<string>;
+
+  constructor(name: string, args: RollbackArgs, opts?: pulumi.CustomResourceOptions) {
+    super(
+      rollbackProvider,
+      name,
+      {
+        ...args,
+        databaseUrl: pulumi.secret(args.databaseUrl),
+        rolledBack: undefined, backupId: undefined, orgsReconciled: undefined, durationMs: undefined, v1DefinitionMd5: undefined,
+      },
+      { ...opts, additionalSecretOutputs: ["databaseUrl"] },
+      "guardian",
+      "Rollback",
+    );
+  }
+}

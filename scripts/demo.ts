@@ -1,0 +1,87 @@
+/**
+ * The demo: what an engineer does on a production night, on a throw-away database.
+ *
+ *   Postgres (DATABASE_URL, else 127.0.0.1:5432, else an embedded server) -> seed -> pulumi preview -> pulumi up
+ *   -> report -> rollback (creditModel=unified, pulumi up) -> report
+ *
+ * Uses the real `pulumi` CLI on the project directory, stack `dev`, a file backend under .guardian/state and a copy
+ * of Pulumi.dev.yaml under .guardian/demo (so the checkout stays clean). Options: --orgs N (default 10000).
+ */
+import { spawnSync } from "child_process";
+import * as fs from "fs";
+import * as path from "path";
+import { redactUrl } from "../lib/db";
+import { createDatabase, findPgServer, PROJECT_ROOT } from "../lib/pgserver";
+import { seed } from "./seed";
+
+function arg(name: string, dflt: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 && process.argv[i + 1] ? process.argv[i + 1] : dflt;
+}
+
+function step(n: number, title: string) {
+  console.log(`\n=== ${n}/6 ${title} ${"=".repeat(Math.max(3, 70 - title.length))}`);
+}
+
+async function main() {
+  const orgs = Number(arg("orgs", "10000"));
+  const cliRoot = spawnSync("bash", [path.join(PROJECT_ROOT, "scripts/setup-pulumi.sh")], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] })
+    .stdout.trim().split("\n").pop()!;
+  const demoDir = path.join(PROJECT_ROOT, ".guardian", "demo");
+  const stateDir = path.join(PROJECT_ROOT, ".guardian", "state");
+  fs.mkdirSync(demoDir, { recursive: true });
+  fs.mkdirSync(stateDir, { recursive: true });
+  const configFile = path.join(demoDir, "Pulumi.dev.yaml");
+  fs.copyFileSync(path.join(PROJECT_ROOT, "Pulumi.dev.yaml"), configFile);
+  const env = {
+    ...process.env,
+    PATH: `${path.join(cliRoot, "bin")}:${process.env.PATH}`,
+    PULUMI_BACKEND_URL: process.env.PULUMI_BACKEND_URL ?? `file://${stateDir}`,
+    PULUMI_CONFIG_PASSPHRASE: process.env.PULUMI_CONFIG_PASSPHRASE ?? "guardian-demo-passphrase",
+    PULUMI_SKIP_UPDATE_CHECK: "true",
+  };
+  const pulumi = (...args: string[]) => {
+    console.log(`\n$ pulumi ${args.join(" ").replace(/postgres(ql)?:\/\/\S+/g, "<secret>")}`);
+    const r = spawnSync("pulumi", [...args, "--config-file", configFile], { cwd: PROJECT_ROOT, env, stdio: "inherit" });
+    if (r.status !== 0) throw new Error(`pulumi ${args[0]} failed (exit ${r.status})`);
+  };
+  const report = (label: string) => {
+    if (!fs.existsSync(path.join(PROJECT_ROOT, "scripts/report.ts"))) return;
+    const out = path.join(demoDir, `report-${label}.md`);
+    const r = spawnSync("node", ["-r", "ts-node/register/transpile-only", "scripts/report.ts", "--stack", "dev", "--config-file", configFile, "--out", out],
+      { cwd: PROJECT_ROOT, env, stdio: "inherit" });
+    if (r.status !== 0) throw new Error("report failed");
+    console.log(`report written: ${path.relative(process.cwd(), out)}`);
+  };
+
+  step(1, "Postgres");
+  const server = await findPgServer(console.log);
+  const url = await createDatabase(server, "guardian_demo");
+  console.log(`demo database: ${redactUrl(url)}`);
+
+  step(2, `Seed the pre-Phase-3.5 Guardian schema with ${orgs.toLocaleString("en-US")} organizations`);
+  await seed({ databaseUrl: url, orgs, seed: 42, log: (s: string) => console.log(s) });
+
+  step(3, "pulumi preview (creditModel = multi)");
+  spawnSync("pulumi", ["stack", "select", "dev", "--create"], { cwd: PROJECT_ROOT, env, stdio: "inherit" });
+  pulumi("config", "set", "--secret", "guardian:databaseUrl", url);
+  pulumi("config", "set", "guardian:creditModel", "multi");
+  pulumi("preview", "--stack", "dev", "--diff");
+
+  step(4, "pulumi up (backup, schema, functions, backfill, verification)");
+  pulumi("up", "--stack", "dev", "--yes", "--skip-preview");
+  report("after-up");
+
+  step(5, "rollback: creditModel = unified, pulumi up");
+  pulumi("config", "set", "guardian:creditModel", "unified");
+  pulumi("up", "--stack", "dev", "--yes", "--skip-preview");
+
+  step(6, "report after rollback");
+  report("after-rollback");
+  console.log(`\nDone. The stack state is in ${path.relative(process.cwd(), stateDir)}; the CLI: export PATH="${path.join(cliRoot, "bin")}:$PATH"`);
+}
+
+main().catch((e) => {
+  console.error(`demo failed: ${e.message}`);
+  process.exit(1);
+});

@@ -1,0 +1,41 @@
+-- While Phase 3.5 is applied, rows written by the application end up migrated by the same rule:
+--   * a new organization_credits row is allocated and served by the multi model at once;
+--   * a migrated row whose plan_name, total_credits or credits_remaining changes (an upgrade, a cycle reset) is
+--     re-allocated, and its allocation_epoch is bumped (consumption is counted per epoch).
+-- Rows still in the unified model are left to the backfill, which reads their current values when it flips them.
+CREATE OR REPLACE FUNCTION guardian.allocate_on_write() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, guardian, public
+AS $fn$
+DECLARE
+  a record;
+BEGIN
+  IF TG_OP = 'UPDATE' THEN
+    IF NEW.credit_model <> 'multi' OR OLD.credit_model <> 'multi' THEN
+      RETURN NEW;
+    END IF;
+    IF NEW.plan_name IS NOT DISTINCT FROM OLD.plan_name
+       AND NEW.total_credits IS NOT DISTINCT FROM OLD.total_credits
+       AND NEW.credits_remaining IS NOT DISTINCT FROM OLD.credits_remaining THEN
+      RETURN NEW;
+    END IF;
+  END IF;
+  a := guardian.allocate_pools(NEW.plan_name, NEW.total_credits, NEW.credits_remaining);
+  NEW.ai_credits_total := a.ai_total;             NEW.ai_credits_available := a.ai_available;
+  NEW.whatsapp_credits_total := a.whatsapp_total; NEW.whatsapp_credits_available := a.whatsapp_available;
+  NEW.email_credits_total := a.email_total;       NEW.email_credits_available := a.email_available;
+  NEW.sms_credits_total := a.sms_total;           NEW.sms_credits_available := a.sms_available;
+  NEW.credit_model := 'multi';
+  NEW.allocation_epoch := coalesce(NEW.allocation_epoch, 0) + 1;
+  IF a.clamped THEN
+    INSERT INTO guardian.backfill_anomalies (organization_id, kind, value, epoch)
+    VALUES (NEW.organization_id, 'negative_balance', least(NEW.credits_remaining, NEW.total_credits), NEW.allocation_epoch);
+  END IF;
+  RETURN NEW;
+END
+$fn$;
+
+DROP TRIGGER IF EXISTS guardian_allocate_on_write ON public.organization_credits;
+CREATE TRIGGER guardian_allocate_on_write
+  BEFORE INSERT OR UPDATE OF plan_name, total_credits, credits_remaining ON public.organization_credits
+  FOR EACH ROW EXECUTE FUNCTION guardian.allocate_on_write();

@@ -1,0 +1,179 @@
+/**
+ * Fixture for the audit and margin tests: a fresh database with the baseline, the internal schema `guardian` and the
+ * Phase 3.5 additive columns, then the SQL files under test.
+ *
+ * The schema comes from sql/schema/*.sql (the credit-schema capability), in name order. FALLBACK_SCHEMA is applied
+ * after them: every statement is IF NOT EXISTS, so it only fills what those files do not create (yet). It mirrors
+ * docs/architecture.md exactly, nothing more; delete it once sql/schema/ is known complete.
+ */
+import * as fs from "fs";
+import * as path from "path";
+import type { GuardianConfig } from "../../lib/config";
+import { POOLS } from "../../lib/config";
+import { explainSqlError, loadSql, SQL_ROOT } from "../../lib/sql";
+import { freshDb, type TestDb } from "./db";
+
+// ---- FALLBACK (minimal; docs/architecture.md) ------------------------------------------------------------------
+const FALLBACK_SCHEMA = `
+CREATE SCHEMA IF NOT EXISTS guardian;
+CREATE TABLE IF NOT EXISTS guardian.migration_journal (
+  id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT now(), step text NOT NULL, object_name text,
+  organization_id uuid, actor_id uuid, details jsonb);
+CREATE TABLE IF NOT EXISTS guardian.plan_catalogue (
+  plan_name text PRIMARY KEY, price_eur numeric NULL, ai int NOT NULL, whatsapp int NOT NULL, email int NOT NULL, sms int NOT NULL);
+CREATE TABLE IF NOT EXISTS guardian.provider_costs (pool text PRIMARY KEY, unit_cost_eur numeric NOT NULL);
+CREATE TABLE IF NOT EXISTS guardian.idempotency_keys (
+  organization_id uuid NOT NULL, idempotency_key text NOT NULL, result json NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (organization_id, idempotency_key));
+ALTER TABLE public.organization_credits
+  ADD COLUMN IF NOT EXISTS credit_model text NOT NULL DEFAULT 'unified',
+  ADD COLUMN IF NOT EXISTS allocation_epoch integer NOT NULL DEFAULT 0;
+ALTER TABLE public.credit_consumption_logs
+  ADD COLUMN IF NOT EXISTS quantity int NOT NULL DEFAULT 1,
+  ADD COLUMN IF NOT EXISTS ai_consumed int NOT NULL DEFAULT 0,
+  ADD COLUMN IF NOT EXISTS whatsapp_consumed int NOT NULL DEFAULT 0,
+  ADD COLUMN IF NOT EXISTS email_consumed int NOT NULL DEFAULT 0,
+  ADD COLUMN IF NOT EXISTS sms_consumed int NOT NULL DEFAULT 0,
+  ADD COLUMN IF NOT EXISTS user_id uuid,
+  ADD COLUMN IF NOT EXISTS idempotency_key text,
+  ADD COLUMN IF NOT EXISTS credit_model text,
+  ADD COLUMN IF NOT EXISTS allocation_epoch int,
+  ADD COLUMN IF NOT EXISTS error_code text;
+`;
+// ---- end of FALLBACK -------------------------------------------------------------------------------------------
+
+/** Runs SQL files (paths under sql/) in one transaction each, errors located in their file. */
+export async function applySqlFiles(db: TestDb, files: string[]): Promise<void> {
+  const c = await db.client();
+  try {
+    for (const file of files) {
+      const f = loadSql(file);
+      await applyText(c, f.file, f.text);
+    }
+  } finally {
+    await c.end();
+  }
+}
+
+/** Runs SQL text as if it were `file` (for rendered SQL, e.g. the purge with another retention). */
+export async function applySqlText(db: TestDb, file: string, text: string): Promise<void> {
+  const c = await db.client();
+  try {
+    await applyText(c, file, text);
+  } finally {
+    await c.end();
+  }
+}
+
+async function applyText(c: import("pg").Client, file: string, text: string): Promise<void> {
+  await c.query("BEGIN");
+  try {
+    await c.query(text);
+    await c.query("COMMIT");
+  } catch (e) {
+    await c.query("ROLLBACK").catch(() => undefined);
+    throw explainSqlError(e, file, text);
+  }
+}
+
+export function schemaFiles(): string[] {
+  const dir = path.join(SQL_ROOT, "schema");
+  if (!fs.existsSync(dir)) return [];
+  return fs.readdirSync(dir).filter((f) => f.endsWith(".sql")).sort().map((f) => `schema/${f}`);
+}
+
+/** A fresh database with the baseline, the internal schema and the additive columns. */
+export async function guardianDb(prefix: string): Promise<TestDb> {
+  const db = await freshDb({ prefix });
+  await applySqlFiles(db, schemaFiles());
+  await db.query(FALLBACK_SCHEMA);
+  return db;
+}
+
+/** Writes guardian.plan_catalogue and guardian.provider_costs from config, as the catalogue component does. */
+export async function writeCatalogue(db: TestDb, config: Pick<GuardianConfig, "plans" | "providerCosts">): Promise<void> {
+  const c = await db.client();
+  try {
+    await c.query("BEGIN");
+    await c.query("DELETE FROM guardian.plan_catalogue");
+    for (const [name, p] of Object.entries(config.plans)) {
+      await c.query(
+        "INSERT INTO guardian.plan_catalogue (plan_name, price_eur, ai, whatsapp, email, sms) VALUES ($1, $2, $3, $4, $5, $6)",
+        [name, p.priceEur, p.ai, p.whatsapp, p.email, p.sms],
+      );
+    }
+    await c.query("DELETE FROM guardian.provider_costs");
+    for (const pool of POOLS) {
+      await c.query("INSERT INTO guardian.provider_costs (pool, unit_cost_eur) VALUES ($1, $2)", [pool, String(config.providerCosts[pool])]);
+    }
+    await c.query("COMMIT");
+  } catch (e) {
+    await c.query("ROLLBACK").catch(() => undefined);
+    throw e;
+  } finally {
+    await c.end();
+  }
+}
+
+/** An organization with a credit row; returns its id. */
+export async function makeOrg(
+  db: TestDb,
+  opts: { plan?: string; creditModel?: "unified" | "multi"; epoch?: number } = {},
+): Promise<string> {
+  const [o] = await db.query<{ id: string }>(
+    `INSERT INTO public.organizations (name, slug) VALUES ('Org', 'org-' || gen_random_uuid()) RETURNING id`,
+  );
+  await db.query(
+    `INSERT INTO public.organization_credits (organization_id, plan_name, total_credits, credits_remaining, credit_model, allocation_epoch)
+     VALUES ($1, $2, 1000, 1000, $3, $4)`,
+    [o.id, opts.plan ?? "starter", opts.creditModel ?? "unified", opts.epoch ?? 0],
+  );
+  return o.id;
+}
+
+export interface LogRow {
+  organizationId: string;
+  actionType?: string;
+  success?: boolean;
+  quantity?: number;
+  ai?: number;
+  whatsapp?: number;
+  email?: number;
+  sms?: number;
+  userId?: string | null;
+  idempotencyKey?: string | null;
+  creditModel?: "unified" | "multi" | null;
+  epoch?: number | null;
+  /** Age of the row, e.g. "800 days"; default: now. */
+  age?: string;
+  errorCode?: string | null;
+}
+
+/** Inserts a consumption log row as v2 would write it (as the owner); returns its id. */
+export async function insertLog(db: TestDb, r: LogRow): Promise<number> {
+  const [row] = await db.query<{ id: string }>(
+    `INSERT INTO public.credit_consumption_logs
+       (organization_id, action_type, credits_consumed, credits_remaining, success, error_message, quantity,
+        ai_consumed, whatsapp_consumed, email_consumed, sms_consumed, user_id, idempotency_key, credit_model,
+        allocation_epoch, error_code, created_at)
+     VALUES ($1, $2, $3, 0, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, now() - $16::interval)
+     RETURNING id`,
+    [
+      r.organizationId, r.actionType ?? "ai_chat", r.success === false ? 0 : r.quantity ?? 1, r.success ?? true,
+      r.success === false ? "Insufficient credits" : null, r.quantity ?? 1, r.ai ?? 0, r.whatsapp ?? 0, r.email ?? 0,
+      r.sms ?? 0, r.userId ?? null, r.idempotencyKey ?? null, r.creditModel === undefined ? "multi" : r.creditModel,
+      r.epoch === undefined ? 0 : r.epoch, r.errorCode ?? null, r.age ?? "0 seconds",
+    ],
+  );
+  return Number(row.id);
+}
+
+/** The error a promise rejects with (fails the test if it resolves). */
+export async function errorOf(p: Promise<unknown>): Promise<Error & { code?: string }> {
+  try {
+    await p;
+  } catch (e: any) {
+    return e;
+  }
+  throw new Error("expected the statement to be refused, but it succeeded");
+}

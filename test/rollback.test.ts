@@ -1,0 +1,103 @@
+/**
+ * Rollback by stack revert: creditModel back to unified, `pulumi up`. v1 comes back byte for byte, balances are
+ * reconciled with every consumption since the backup, nothing is lost, the backup stays, and migrating again works.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { DEFAULT_ACTIONS, POOLS } from "../lib/config";
+import { expectedPools } from "./helpers/allocation";
+import { changed, Migrated, orgs, OrgRow, preview, seededStack, teardown, up } from "./helpers/migration";
+
+describe("rollback to the unified model and migration again", () => {
+  let m: Migrated;
+  let original: OrgRow[];
+  let v1Before: { def: string; md5: string };
+  let firstUp: any;
+  let rollbackUp: any;
+  let logsBeforeRollback: number;
+  const spent = new Map<string, number>(); // unified cost of every successful call made after the backup
+
+  beforeAll(async () => {
+    m = await seededStack(200);
+    original = await orgs(m.db);
+    [v1Before] = await m.db.query(`SELECT pg_get_functiondef('public.consume_credits_rpc(uuid,text)'::regprocedure) AS def,
+                                         md5(pg_get_functiondef('public.consume_credits_rpc(uuid,text)'::regprocedure)) AS md5`);
+    firstUp = await up(m.t);
+    // Consumption in the multi model: mixed actions and quantities, some refused.
+    const calls: [string, string, number][] = [];
+    original.slice(0, 60).forEach((o, i) => {
+      calls.push([o.organization_id, ["ai_chat", "email_send", "whatsapp_message", "form_generation", "sms_send"][i % 5], 1 + (i % 3)]);
+      calls.push([o.organization_id, "ai_assistant", 2]);
+    });
+    for (const [org, action, qty] of calls) {
+      const [{ r }] = await m.db.query(`SELECT public.consume_credits_rpc($1, $2, $3) AS r`, [org, action, qty]);
+      if (r.success) spent.set(org, (spent.get(org) ?? 0) + DEFAULT_ACTIONS[action].creditsCost * qty);
+    }
+    expect(spent.size).toBeGreaterThan(30);
+    [{ n: logsBeforeRollback }] = await m.db.query(`SELECT count(*)::int n FROM public.credit_consumption_logs`);
+    await m.t.setConfig({ creditModel: "unified" });
+    rollbackUp = await up(m.t);
+  });
+  afterAll(() => teardown(m));
+
+  it("restores consume_credits_rpc v1 byte for byte as the only function of that name", async () => {
+    const fns = await m.db.query(`SELECT oid::regprocedure::text AS sig, pg_get_functiondef(oid) AS def FROM pg_proc
+                                   WHERE proname = 'consume_credits_rpc' AND pronamespace = 'public'::regnamespace`);
+    expect(fns.map((f) => f.sig)).toEqual(["consume_credits_rpc(uuid,text)"]);
+    expect(fns[0].def).toBe(v1Before.def);
+    expect(rollbackUp.outputs.v1DefinitionMd5.value).toBe(v1Before.md5);
+    const batch = await m.db.query(`SELECT to_regprocedure('public.consume_credits_batch(uuid,jsonb)') AS f`);
+    expect(batch[0].f).toBeNull();
+  });
+
+  it("sets every credits_remaining to its backup value minus the unified cost of each success since, floored at 0", async () => {
+    const now = new Map((await orgs(m.db)).map((o) => [o.organization_id, o]));
+    expect(rollbackUp.outputs.orgsReconciled.value).toBe(original.length);
+    for (const o of original) {
+      const want = Math.max(0, o.credits_remaining - (spent.get(o.organization_id) ?? 0));
+      const got = now.get(o.organization_id)!;
+      expect(got.credits_remaining, `${o.organization_id} (${o.plan_name})`).toBe(want);
+      expect(got.credit_model).toBe("unified");
+    }
+  });
+
+  it("loses no consumption record and keeps the per-pool details queryable", async () => {
+    const [{ n, pooled }] = await m.db.query(
+      `SELECT count(*)::int n, count(*) FILTER (WHERE credit_model = 'multi')::int pooled FROM public.credit_consumption_logs`,
+    );
+    expect(n).toBe(logsBeforeRollback);
+    expect(pooled).toBeGreaterThan(0);
+    const [{ s }] = await m.db.query(`SELECT sum(ai_consumed + whatsapp_consumed + email_consumed + sms_consumed)::int s
+                                        FROM public.credit_consumption_logs WHERE success AND credit_model = 'multi'`);
+    expect(s).toBeGreaterThan(0);
+  });
+
+  it("keeps the backup", async () => {
+    const id = firstUp.outputs.backupId.value;
+    const [{ present }] = await m.db.query(`SELECT to_regnamespace($1) IS NOT NULL AS present`, [id]);
+    expect(present).toBe(true);
+    expect(rollbackUp.outputs.rollbackBackupId.value).toBe(id);
+  });
+
+  it("serves the unified model again through v1", async () => {
+    const o = original.find((x) => x.credits_remaining > 50 && !spent.has(x.organization_id))!;
+    const [{ r }] = await m.db.query(`SELECT public.consume_credits_rpc($1, 'ai_chat') AS r`, [o.organization_id]);
+    expect(r).toMatchObject({ success: true, credits_consumed: 1, remaining_credits: o.credits_remaining - 1 });
+  });
+
+  it("a second unified up changes nothing", async () => {
+    const p = await preview(m.t);
+    expect(changed(p.changeSummary)).toEqual({});
+  });
+
+  it("migrating again afterwards takes a new backup and allocates from the reconciled balances", async () => {
+    await m.t.setConfig({ creditModel: "multi" });
+    const again = await up(m.t);
+    expect(again.outputs.backupId.value).not.toBe(firstUp.outputs.backupId.value);
+    expect(again.outputs.orgsMigrated.value).toBe(original.length);
+    for (const o of await orgs(m.db)) {
+      const want = expectedPools(o.plan_name, o.total_credits, o.credits_remaining);
+      expect(o.credit_model).toBe("multi");
+      for (const pool of POOLS) expect(o[`${pool}_credits_available`], `${o.organization_id} ${pool}`).toBe(want.available[pool]);
+    }
+  });
+});
