@@ -1,0 +1,388 @@
+/**
+ * consume_credits_rpc benchmark: pgbench with custom scripts, latency percentiles from pgbench's per-transaction log
+ * (-l), against baselines measured on the same machine in the same run:
+ *
+ *   v1                  the pre-Phase-3.5 function (sql/baseline/03_consume_credits_rpc_v1.sql), in its own fresh DB
+ *   v2                  consume_credits_rpc v2 on multi organizations, called as service_role
+ *   bare_update         one conditional single-row UPDATE of a pool: the floor of any debit
+ *   plpgsql_reference   a minimal plpgsql debit-plus-log function: the floor of a debit that is also logged
+ *   v2_hot_org          v2 with every client on one organization (row-lock contention), checked afterwards:
+ *                       successes == credits debited, and one log row per transaction
+ *
+ * Every case connects as service_role (PGOPTIONS=-c role=service_role), the role a backend calls v2 with.
+ * Figures depend on the machine: commit (WAL flush) dominates each call, so compare cases of one run, not runs.
+ *
+ * Each case runs at each client count (default 1, 8, 32) for a short fixed time. Returns plain data; writing results
+ * and the npm script are the caller's job. The two databases are created fresh and dropped at the end.
+ */
+import { execFile } from "child_process";
+import * as crypto from "crypto";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { promisify } from "util";
+import type { Client } from "pg";
+import { actionCatalogueSql, planCatalogueSql } from "../lib/catalogueSql";
+import { parseConfig } from "../lib/config";
+import { ensureBaseline } from "../lib/baseline";
+import { connect, inTransaction, redactUrl } from "../lib/db";
+import { explainSqlError, loadSql } from "../lib/sql";
+import { CREDIT_FUNCTIONS } from "../components/creditFunctions";
+import { CREDIT_SCHEMA_OBJECTS } from "../components/creditSchema";
+
+const run = promisify(execFile);
+
+export interface BenchRpcOptions {
+  /** Seconds per run (pgbench -T). Default 5. */
+  durationSec?: number;
+  /** Client counts to run each case at. Default [1, 8, 32]. */
+  clients?: number[];
+  /** Organizations the clients pick from at random (not the hot-org case). Default 1000. */
+  orgs?: number;
+  /** Path of pgbench. Default /usr/bin/pgbench, else pgbench on PATH. */
+  pgbench?: string;
+  /** Progress lines. Default: none. */
+  log?: (line: string) => void;
+}
+
+export interface LatencyMs {
+  p50: number;
+  p95: number;
+  p99: number;
+  mean: number;
+  max: number;
+}
+
+export interface CaseResult {
+  case: string;
+  clients: number;
+  tps: number;
+  transactions: number;
+  failedTransactions: number;
+  latencyMs: LatencyMs;
+}
+
+export interface HotOrgResult extends CaseResult {
+  successes: number;
+  creditsDebited: number;
+  logRows: number;
+  /** successes == creditsDebited, and one log row per transaction pgbench counted. */
+  consistent: boolean;
+}
+
+export interface Ratio {
+  clients: number;
+  versus: string;
+  /** v2 latency / baseline latency (1.0 = the same; above 1 = v2 slower). */
+  p50: number;
+  p99: number;
+  /** v2 throughput / baseline throughput (below 1 = v2 slower). */
+  tps: number;
+}
+
+export interface BenchRpcResult {
+  server: string;
+  at: string;
+  durationSec: number;
+  orgs: number;
+  cases: CaseResult[];
+  hotOrg: HotOrgResult[];
+  ratios: Ratio[];
+  /** The target of the brief: v2's p99 under 5 ms at 8 clients. */
+  target: { clients: number; p99Ms: number; measuredP99Ms: number | null; met: boolean | null };
+}
+
+const HOT_ORG_CREDITS = 1_000_000_000;
+const orgUuid = (i: string) => `('00000000-0000-4000-8000-' || lpad((${i})::text, 12, '0'))::uuid`;
+
+/** The pgbench scripts; every one picks its organization with the same expression, so only the call differs. */
+function scripts(orgs: number): Record<string, string> {
+  const pick = `\\set i random(1, ${orgs})\n`;
+  return {
+    v1: `${pick}SELECT public.consume_credits_rpc(${orgUuid(":i")}, 'ai_chat');\n`,
+    v2: `${pick}SELECT public.consume_credits_rpc(${orgUuid(":i")}, 'ai_chat', 1);\n`,
+    bare_update:
+      `${pick}UPDATE public.organization_credits SET ai_credits_available = ai_credits_available - 1 ` +
+      `WHERE organization_id = ${orgUuid(":i")} AND ai_credits_available >= 1;\n`,
+    plpgsql_reference: `${pick}SELECT public.bench_debit_and_log(${orgUuid(":i")});\n`,
+    v2_hot_org: `\\set i 0\nSELECT public.consume_credits_rpc(${orgUuid(":i")}, 'ai_chat', 1);\n`,
+  };
+}
+
+const REFERENCE_FUNCTION = `
+CREATE OR REPLACE FUNCTION public.bench_debit_and_log(p_org uuid) RETURNS json
+LANGUAGE plpgsql AS $fn$
+DECLARE
+  v_left integer;
+BEGIN
+  UPDATE public.organization_credits SET ai_credits_available = ai_credits_available - 1, updated_at = now()
+   WHERE organization_id = p_org AND ai_credits_available >= 1
+  RETURNING ai_credits_available INTO v_left;
+  IF NOT FOUND THEN
+    RETURN json_build_object('success', false);
+  END IF;
+  INSERT INTO public.credit_consumption_logs
+    (organization_id, action_type, credits_consumed, credits_remaining, success, quantity, ai_consumed, credit_model, allocation_epoch)
+  VALUES (p_org, 'ai_chat', 1, 0, true, 1, 1, 'multi', 0);
+  RETURN json_build_object('success', true, 'remaining', v_left);
+END
+$fn$;
+GRANT EXECUTE ON FUNCTION public.bench_debit_and_log(uuid) TO service_role;`;
+
+function withDatabase(url: string, db: string): string {
+  const u = new URL(url);
+  u.pathname = "/" + db;
+  return u.toString();
+}
+
+async function sql(c: Client, file: string, text: string): Promise<void> {
+  try {
+    await inTransaction(c, () => c.query(text));
+  } catch (e) {
+    throw explainSqlError(e, file, text);
+  }
+}
+
+async function createDb(adminUrl: string, name: string): Promise<string> {
+  const c = await connect(adminUrl);
+  try {
+    await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    await c.query(`CREATE DATABASE ${name}`);
+  } finally {
+    await c.end();
+  }
+  return withDatabase(adminUrl, name);
+}
+
+async function dropDb(adminUrl: string, name: string): Promise<void> {
+  const c = await connect(adminUrl);
+  try {
+    await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+  } finally {
+    await c.end();
+  }
+}
+
+/** The v1 database: the baseline (which installs v1) and `orgs` organizations with a large unified balance. */
+async function prepareV1(url: string, orgs: number): Promise<void> {
+  const c = await connect(url);
+  try {
+    await ensureBaseline(c);
+    await insertOrgs(c, orgs, false);
+  } finally {
+    await c.end();
+  }
+}
+
+/** The v2 database: baseline, credit engine, the reference function, `orgs` multi organizations and the hot one. */
+async function prepareV2(url: string, orgs: number): Promise<void> {
+  const c = await connect(url);
+  try {
+    await ensureBaseline(c);
+    const config = parseConfig({ databaseUrl: url });
+    for (const s of CREDIT_SCHEMA_OBJECTS) await sql(c, s.file, loadSql(s.file).text);
+    await sql(c, "(generated from guardian:actions)", actionCatalogueSql(config));
+    await sql(c, "(generated from guardian:plans)", planCatalogueSql(config));
+    for (const f of CREDIT_FUNCTIONS) await sql(c, f.file, loadSql(f.file).text);
+    await sql(c, "(bench reference function)", REFERENCE_FUNCTION);
+    await insertOrgs(c, orgs, true);
+  } finally {
+    await c.end();
+  }
+}
+
+/** Organizations 1..n (and 0, the hot one) with deterministic ids. */
+async function insertOrgs(c: Client, n: number, multi: boolean): Promise<void> {
+  await c.query(
+    `INSERT INTO public.organizations (id, name, slug)
+     SELECT ${orgUuid("g")}, 'bench ' || g, 'bench-' || g FROM generate_series(0, $1) g`,
+    [n],
+  );
+  await c.query(
+    `INSERT INTO public.organization_credits (organization_id, plan_name, total_credits, credits_remaining)
+     SELECT ${orgUuid("g")}, 'premium', $2, $2 FROM generate_series(0, $1) g`,
+    [n, HOT_ORG_CREDITS],
+  );
+  if (multi) {
+    await c.query(
+      `UPDATE public.organization_credits SET credit_model = 'multi', allocation_epoch = 1,
+              ai_credits_total = $1, ai_credits_available = $1, whatsapp_credits_total = $1, whatsapp_credits_available = $1,
+              email_credits_total = $1, email_credits_available = $1, sms_credits_total = $1, sms_credits_available = $1`,
+      [HOT_ORG_CREDITS],
+    );
+  }
+  await c.query("VACUUM ANALYZE public.organization_credits");
+}
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[i];
+}
+
+const round = (x: number, digits = 3) => Math.round(x * 10 ** digits) / 10 ** digits;
+
+/** Runs one pgbench case and computes its latency percentiles from the per-transaction log. */
+async function pgbench(
+  bin: string, url: string, name: string, script: string, clients: number, durationSec: number, dir: string,
+): Promise<CaseResult> {
+  const scriptFile = path.join(dir, `${name}.sql`);
+  fs.writeFileSync(scriptFile, script);
+  const prefix = path.join(dir, `${name}_c${clients}`);
+  const args = [
+    "-n", "-M", "prepared", "-T", String(durationSec), "-c", String(clients), "-j", String(Math.min(clients, 2)),
+    "-f", scriptFile, "-l", `--log-prefix=${prefix}`, url,
+  ];
+  let stdout: string;
+  try {
+    ({ stdout } = await run(bin, args, {
+      cwd: dir,
+      env: { ...process.env, PGOPTIONS: "-c role=service_role" },
+      maxBuffer: 16 * 1024 * 1024,
+    }));
+  } catch (e: any) {
+    const why = String(e.stderr ?? e.message).split(url).join(redactUrl(url));
+    throw new Error(`pgbench ${name} at ${clients} client(s) failed: ${why.trim().split("\n").slice(-5).join("\n")}`);
+  }
+  const latenciesUs: number[] = [];
+  const base = path.basename(prefix);
+  for (const f of fs.readdirSync(dir).filter((x) => x.startsWith(base + "."))) {
+    for (const line of fs.readFileSync(path.join(dir, f), "utf8").split("\n")) {
+      const cols = line.trim().split(/\s+/);
+      if (cols.length >= 6 && /^\d+$/.test(cols[2])) latenciesUs.push(Number(cols[2]));
+    }
+  }
+  latenciesUs.sort((a, b) => a - b);
+  const ms = (us: number) => round(us / 1000);
+  const tps = Number(/tps = ([\d.]+)/.exec(stdout)?.[1] ?? NaN);
+  const transactions = Number(/number of transactions actually processed: (\d+)/.exec(stdout)?.[1] ?? latenciesUs.length);
+  const failed = Number(/number of failed transactions: (\d+)/.exec(stdout)?.[1] ?? 0);
+  return {
+    case: name,
+    clients,
+    tps: round(tps, 1),
+    transactions,
+    failedTransactions: failed,
+    latencyMs: {
+      p50: ms(percentile(latenciesUs, 50)),
+      p95: ms(percentile(latenciesUs, 95)),
+      p99: ms(percentile(latenciesUs, 99)),
+      mean: ms(latenciesUs.reduce((s, x) => s + x, 0) / Math.max(1, latenciesUs.length)),
+      max: ms(latenciesUs[latenciesUs.length - 1] ?? NaN),
+    },
+  };
+}
+
+interface HotOrgSnapshot {
+  successes: number;
+  logRows: number;
+  available: number;
+}
+
+/** The hot organization's counters; a run is checked on the difference of two snapshots (nothing is deleted, so an
+ *  append-only log is fine). */
+async function hotOrgSnapshot(url: string): Promise<HotOrgSnapshot> {
+  const c = await connect(url);
+  try {
+    const hot = "00000000-0000-4000-8000-000000000000";
+    const r = await c.query(
+      `SELECT (SELECT count(*) FILTER (WHERE success) FROM public.credit_consumption_logs WHERE organization_id = $1)::bigint AS successes,
+              (SELECT count(*) FROM public.credit_consumption_logs WHERE organization_id = $1)::bigint AS log_rows,
+              (SELECT ai_credits_available FROM public.organization_credits WHERE organization_id = $1)::bigint AS available`,
+      [hot],
+    );
+    return { successes: Number(r.rows[0].successes), logRows: Number(r.rows[0].log_rows), available: Number(r.rows[0].available) };
+  } finally {
+    await c.end();
+  }
+}
+
+async function vacuum(url: string): Promise<void> {
+  const c = await connect(url);
+  try {
+    await c.query("VACUUM ANALYZE public.organization_credits");
+  } finally {
+    await c.end();
+  }
+}
+
+export async function benchRpc(adminUrl: string, opts: BenchRpcOptions = {}): Promise<BenchRpcResult> {
+  const durationSec = opts.durationSec ?? 5;
+  const clientCounts = opts.clients ?? [1, 8, 32];
+  const orgs = opts.orgs ?? 1000;
+  const bin = opts.pgbench ?? (fs.existsSync("/usr/bin/pgbench") ? "/usr/bin/pgbench" : "pgbench");
+  const log = opts.log ?? (() => undefined);
+  const tag = crypto.randomBytes(4).toString("hex");
+  const v1Name = `guardian_bench_v1_${tag}`;
+  const v2Name = `guardian_bench_v2_${tag}`;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "guardian-bench-"));
+  const s = scripts(orgs);
+  try {
+    const [v1Url, v2Url] = [await createDb(adminUrl, v1Name), await createDb(adminUrl, v2Name)];
+    await prepareV1(v1Url, orgs);
+    await prepareV2(v2Url, orgs);
+    const server = await connect(adminUrl).then(async (c) => {
+      try {
+        return String((await c.query("SHOW server_version")).rows[0].server_version);
+      } finally {
+        await c.end();
+      }
+    });
+
+    const cases: CaseResult[] = [];
+    const hotOrg: HotOrgResult[] = [];
+    const plan: Array<[string, string]> = [["v1", v1Url], ["bare_update", v2Url], ["plpgsql_reference", v2Url], ["v2", v2Url]];
+    for (const [k, clients] of clientCounts.entries()) {
+      // Rotate the order per client count, so no case always runs first (cold) or last (biggest log table).
+      for (const [name, url] of [...plan.slice(k % plan.length), ...plan.slice(0, k % plan.length)]) {
+        await vacuum(url);
+        const r = await pgbench(bin, url, name, s[name], clients, durationSec, dir);
+        cases.push(r);
+        log(`bench: ${name} at ${clients} client(s): ${r.tps} tps, p50 ${r.latencyMs.p50} ms, p99 ${r.latencyMs.p99} ms`);
+      }
+      await vacuum(v2Url);
+      const before = await hotOrgSnapshot(v2Url);
+      const r = await pgbench(bin, v2Url, "v2_hot_org", s.v2_hot_org, clients, durationSec, dir);
+      const after = await hotOrgSnapshot(v2Url);
+      const facts = {
+        successes: after.successes - before.successes,
+        creditsDebited: before.available - after.available,
+        logRows: after.logRows - before.logRows,
+      };
+      const consistent = facts.successes === facts.creditsDebited && facts.logRows === r.transactions;
+      hotOrg.push({ ...r, ...facts, consistent });
+      log(`bench: v2_hot_org at ${clients} client(s): ${r.tps} tps, p99 ${r.latencyMs.p99} ms; ` +
+        `${facts.successes} successes, ${facts.creditsDebited} credits debited, ${facts.logRows} log rows (${consistent ? "consistent" : "INCONSISTENT"})`);
+    }
+
+    const ratios: Ratio[] = [];
+    for (const clients of clientCounts) {
+      const v2 = cases.find((c) => c.case === "v2" && c.clients === clients)!;
+      for (const versus of ["v1", "bare_update", "plpgsql_reference"]) {
+        const b = cases.find((c) => c.case === versus && c.clients === clients)!;
+        ratios.push({
+          clients,
+          versus,
+          p50: round(v2.latencyMs.p50 / b.latencyMs.p50, 2),
+          p99: round(v2.latencyMs.p99 / b.latencyMs.p99, 2),
+          tps: round(v2.tps / b.tps, 2),
+        });
+      }
+    }
+    const at8 = cases.find((c) => c.case === "v2" && c.clients === 8);
+    return {
+      server,
+      at: new Date().toISOString(),
+      durationSec,
+      orgs,
+      cases,
+      hotOrg,
+      ratios,
+      target: { clients: 8, p99Ms: 5, measuredP99Ms: at8?.latencyMs.p99 ?? null, met: at8 ? at8.latencyMs.p99 < 5 : null },
+    };
+  } finally {
+    await dropDb(adminUrl, v1Name).catch(() => undefined);
+    await dropDb(adminUrl, v2Name).catch(() => undefined);
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,107 @@
+/**
+ * CreditFunctions: consume_credits_rpc v2 (replacing v1 in one transaction), consume_credits_batch, and the caller
+ * rules they share (guardian.may_consume_for). v2 serves both models, so it goes in before the backfill flips any
+ * organization.
+ *
+ * Deletes: v2's dropSql removes only the v2 signature. Restoring v1 is the Rollback resource's job (from the backup's
+ * recorded definition), which runs before these deletes.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import { functionMeta, FunctionMeta } from "../lib/functionMeta";
+import { loadSql, sha256 } from "../lib/sql";
+import { functionProbe, GuardianContext, sqlFileObject } from "./sqlFile";
+
+/** One function file: its signature (the object's identity), the role of its child, and how to drop it. */
+export interface FunctionSpec {
+  role: string;
+  file: string;
+  signature: string;
+  dropSql: string;
+}
+
+/** In the order they are applied (tests and the bench apply the same list). */
+export const CREDIT_FUNCTIONS: FunctionSpec[] = [
+  {
+    role: "may-consume-for",
+    file: "functions/00_may_consume_for.sql",
+    signature: "guardian.may_consume_for(uuid)",
+    dropSql: "DROP FUNCTION IF EXISTS guardian.may_consume_for(uuid)",
+  },
+  {
+    role: "consume-credits-rpc",
+    file: "functions/consume_credits_rpc_v2.sql",
+    signature: "public.consume_credits_rpc(uuid,text,integer,text)",
+    dropSql: "DROP FUNCTION IF EXISTS public.consume_credits_rpc(uuid,text,integer,text)",
+  },
+  {
+    role: "consume-credits-batch",
+    file: "functions/consume_credits_batch.sql",
+    signature: "public.consume_credits_batch(uuid,jsonb)",
+    dropSql: "DROP FUNCTION IF EXISTS public.consume_credits_batch(uuid,jsonb)",
+  },
+];
+
+/** The policy-pack facts of a function spec, read from its file. */
+export function functionSpecMeta(spec: FunctionSpec): FunctionMeta {
+  return functionMeta(loadSql(spec.file).text, spec.signature);
+}
+
+export interface CreditFunctionsArgs {
+  /**
+   * The connection string (secret) and the validated config. Required. Only `databaseUrl` and `config.ddl` are used:
+   * the functions read the catalogue and credit_model from the database, so they do not change with the config.
+   * Needs CreditSchema (columns, guardian tables) and Catalogue: pass them in `opts.dependsOn`.
+   */
+  ctx: GuardianContext;
+}
+
+/** consume_credits_rpc v2, consume_credits_batch and their caller rules, one SqlObject (kind "function") each. */
+export class CreditFunctions extends pulumi.ComponentResource {
+  /** sha256 of each applied file, keyed by its path under sql/. */
+  readonly sqlSha256: pulumi.Output<Record<string, string>>;
+  /** One sha256 over all of them (a scalar to pass where a single upstream value is wanted). */
+  readonly combinedSqlSha256: pulumi.Output<string>;
+  /** The signatures of the functions this component owns, in apply order. */
+  readonly functionSignatures: pulumi.Output<string[]>;
+  /** securityDefiner, searchPath and executeRoles of each function, keyed by signature (read from the SQL). */
+  readonly functionMeta: pulumi.Output<Record<string, FunctionMeta>>;
+  /** Fingerprint (definition and ACL) of each function right after it was applied, keyed by signature. */
+  readonly appliedFingerprints: pulumi.Output<Record<string, string>>;
+
+  constructor(name: string, args: CreditFunctionsArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("guardian:components:CreditFunctions", name, {}, opts);
+    const { ctx } = args;
+    const metas = CREDIT_FUNCTIONS.map(functionSpecMeta);
+
+    const [helperSpec, ...publicSpecs] = CREDIT_FUNCTIONS;
+    const declare = (spec: FunctionSpec, meta: FunctionMeta, dependsOn: pulumi.Resource[]) =>
+      sqlFileObject(`${name}-${spec.role}`, ctx, {
+        file: spec.file,
+        kind: "function",
+        objectName: spec.signature,
+        probeSql: functionProbe(spec.signature),
+        dropSql: spec.dropSql,
+        meta: { ...meta },
+      }, { parent: this, dependsOn });
+    const helper = declare(helperSpec, metas[0], []);
+    const fns = publicSpecs.map((s, i) => declare(s, metas[i + 1], [helper]));
+    const objects = [helper, ...fns];
+
+    const shas: Record<string, string> = Object.fromEntries(CREDIT_FUNCTIONS.map((s) => [s.file, loadSql(s.file).sha256]));
+    this.sqlSha256 = pulumi.output(shas);
+    this.combinedSqlSha256 = pulumi.output(sha256(Object.keys(shas).sort().map((f) => `${shas[f]}  ${f}\n`).join("")));
+    this.functionSignatures = pulumi.output(CREDIT_FUNCTIONS.map((s) => s.signature));
+    this.functionMeta = pulumi.output(Object.fromEntries(CREDIT_FUNCTIONS.map((s, i) => [s.signature, metas[i]])));
+    this.appliedFingerprints = pulumi
+      .all(objects.map((o) => o.appliedFingerprint))
+      .apply((fps) => Object.fromEntries(CREDIT_FUNCTIONS.map((s, i) => [s.signature, fps[i]])));
+
+    this.registerOutputs({
+      sqlSha256: this.sqlSha256,
+      combinedSqlSha256: this.combinedSqlSha256,
+      functionSignatures: this.functionSignatures,
+      functionMeta: this.functionMeta,
+      appliedFingerprints: this.appliedFingerprints,
+    });
+  }
+}

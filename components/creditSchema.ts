@@ -1,0 +1,149 @@
+/**
+ * CreditSchema: the additive Phase 3.5 schema. The internal schema `guardian` with its tables, and the new columns
+ * (with their CHECKs and index) on organization_credits, credit_actions and credit_consumption_logs.
+ *
+ * Every object is retained on delete (no dropSql): rollback must lose nothing, and the columns keep the per-pool
+ * history of the consumption log queryable after it.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import { loadSql, sha256 } from "../lib/sql";
+import { GuardianContext, sqlFileObject } from "./sqlFile";
+
+/** One SQL file of the credit schema and how to tell it is applied. */
+export interface SchemaObjectSpec {
+  /** Child name suffix: `${name}-<role>`. */
+  role: string;
+  file: string;
+  kind: "schema" | "columns";
+  objectName: string;
+  probeSql: string;
+}
+
+export const GUARDIAN_TABLES = [
+  "allocation_split", "backfill_anomalies", "backups", "idempotency_keys", "migration_journal", "plan_catalogue", "provider_costs",
+];
+
+/** The Phase 3.5 columns, constraints and indexes per table, as the files under sql/schema/ create them. */
+export const ADDITIVE_COLUMNS: Record<string, { columns: string[]; constraints: string[]; indexes: string[] }> = {
+  organization_credits: {
+    columns: [
+      "ai_credits_total", "ai_credits_available", "whatsapp_credits_total", "whatsapp_credits_available",
+      "email_credits_total", "email_credits_available", "sms_credits_total", "sms_credits_available",
+      "credit_model", "allocation_epoch",
+    ],
+    constraints: [
+      "organization_credits_ai_credits_available_nonnegative", "organization_credits_whatsapp_credits_available_nonnegative",
+      "organization_credits_email_credits_available_nonnegative", "organization_credits_sms_credits_available_nonnegative",
+      "organization_credits_credit_model_known", "organization_credits_allocation_epoch_nonnegative",
+    ],
+    indexes: [],
+  },
+  credit_actions: {
+    columns: ["ai_credits_required", "whatsapp_credits_required", "email_credits_required", "sms_credits_required"],
+    constraints: [
+      "credit_actions_ai_credits_required_nonnegative", "credit_actions_whatsapp_credits_required_nonnegative",
+      "credit_actions_email_credits_required_nonnegative", "credit_actions_sms_credits_required_nonnegative",
+    ],
+    indexes: [],
+  },
+  credit_consumption_logs: {
+    columns: [
+      "quantity", "ai_consumed", "whatsapp_consumed", "email_consumed", "sms_consumed", "user_id", "idempotency_key",
+      "credit_model", "allocation_epoch", "error_code",
+    ],
+    constraints: [
+      "credit_consumption_logs_quantity_range", "credit_consumption_logs_pools_consumed_nonnegative",
+      "credit_consumption_logs_credit_model_known",
+    ],
+    indexes: ["credit_consumption_logs_org_epoch_success_idx"],
+  },
+};
+
+const textArray = (xs: string[]) => `ARRAY[${xs.map((x) => `'${x.replace(/'/g, "''")}'`).join(", ")}]::text[]`;
+
+/** Fingerprint of the guardian schema: its tables' columns and the schema ACL. No row until all tables exist. */
+export function guardianSchemaProbe(): string {
+  return `SELECT md5(string_agg(c.relname || '(' ||
+           (SELECT string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod), ',' ORDER BY a.attnum)
+              FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) || ')', ';' ORDER BY c.relname)
+         || coalesce((SELECT n.nspacl::text FROM pg_namespace n WHERE n.nspname = 'guardian'), '')) AS fingerprint
+  FROM pg_class c
+ WHERE c.relnamespace = to_regnamespace('guardian') AND c.relkind = 'r' AND c.relname = ANY (${textArray(GUARDIAN_TABLES)})
+HAVING count(*) = ${GUARDIAN_TABLES.length}`;
+}
+
+/** Fingerprint of a table's Phase 3.5 columns (type, nullability, default), CHECKs (definition, validated) and
+ *  indexes. No row until every column is there. */
+export function columnsProbe(table: string): string {
+  const spec = ADDITIVE_COLUMNS[table];
+  if (!spec) throw new Error(`no Phase 3.5 columns are defined for table "${table}"`);
+  const rel = `to_regclass('public.${table}')`;
+  return `SELECT md5(string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod) || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
+                       || coalesce(' default ' || pg_get_expr(d.adbin, d.adrelid), ''), ',' ORDER BY a.attname)
+         || '|' || coalesce((SELECT string_agg(k.conname || ' ' || pg_get_constraintdef(k.oid) || CASE WHEN k.convalidated THEN '' ELSE ' NOT VALID' END, ',' ORDER BY k.conname)
+                               FROM pg_constraint k WHERE k.conrelid = ${rel} AND k.conname = ANY (${textArray(spec.constraints)})), '')
+         || '|' || coalesce((SELECT string_agg(pg_get_indexdef(i.indexrelid), ',' ORDER BY 1)
+                               FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+                              WHERE i.indrelid = ${rel} AND ic.relname = ANY (${textArray(spec.indexes)})), '')) AS fingerprint
+  FROM pg_attribute a
+  LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+ WHERE a.attrelid = ${rel} AND a.attname = ANY (${textArray(spec.columns)}) AND NOT a.attisdropped
+HAVING count(*) = ${spec.columns.length}`;
+}
+
+/** The credit schema's files in the order they are applied (tests and the bench apply the same list). */
+export const CREDIT_SCHEMA_OBJECTS: SchemaObjectSpec[] = [
+  { role: "guardian-schema", file: "schema/01_guardian_schema.sql", kind: "schema", objectName: "guardian", probeSql: guardianSchemaProbe() },
+  { role: "organization-credits", file: "schema/02_organization_credits.sql", kind: "columns", objectName: "public.organization_credits", probeSql: columnsProbe("organization_credits") },
+  { role: "credit-actions", file: "schema/03_credit_actions.sql", kind: "columns", objectName: "public.credit_actions", probeSql: columnsProbe("credit_actions") },
+  { role: "consumption-logs", file: "schema/04_credit_consumption_logs.sql", kind: "columns", objectName: "public.credit_consumption_logs", probeSql: columnsProbe("credit_consumption_logs") },
+];
+
+export interface CreditSchemaArgs {
+  /**
+   * The connection string (secret) and the validated config. Required. Only `databaseUrl` and `config.ddl`
+   * (lock timeout and retries of each DDL transaction) are used; the schema does not depend on the credit model.
+   */
+  ctx: GuardianContext;
+}
+
+/** The internal `guardian` schema and the additive columns of Phase 3.5, one SqlObject per SQL file. */
+export class CreditSchema extends pulumi.ComponentResource {
+  /** sha256 of each applied file, keyed by its path under sql/. */
+  readonly sqlSha256: pulumi.Output<Record<string, string>>;
+  /** One sha256 over all of them (a scalar to pass where a single upstream value is wanted). */
+  readonly combinedSqlSha256: pulumi.Output<string>;
+  /** "guardian". */
+  readonly schemaName: pulumi.Output<string>;
+  /** The Phase 3.5 columns per public table. */
+  readonly columns: pulumi.Output<Record<string, string[]>>;
+  /** Fingerprint of each live object right after it was applied, keyed by file. */
+  readonly appliedFingerprints: pulumi.Output<Record<string, string>>;
+
+  constructor(name: string, args: CreditSchemaArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("guardian:components:CreditSchema", name, {}, opts);
+    const { ctx } = args;
+    const [schemaSpec, ...columnSpecs] = CREDIT_SCHEMA_OBJECTS;
+    const schema = sqlFileObject(`${name}-${schemaSpec.role}`, ctx, schemaSpec, { parent: this });
+    // The column files are independent of each other; they follow the schema so the journal table exists first.
+    const columns = columnSpecs.map((s) => sqlFileObject(`${name}-${s.role}`, ctx, s, { parent: this, dependsOn: [schema] }));
+    const objects = [schema, ...columns];
+
+    const shas: Record<string, string> = Object.fromEntries(CREDIT_SCHEMA_OBJECTS.map((s) => [s.file, loadSql(s.file).sha256]));
+    this.sqlSha256 = pulumi.output(shas);
+    this.combinedSqlSha256 = pulumi.output(sha256(Object.keys(shas).sort().map((f) => `${shas[f]}  ${f}\n`).join("")));
+    this.schemaName = pulumi.output("guardian");
+    this.columns = pulumi.output(Object.fromEntries(Object.entries(ADDITIVE_COLUMNS).map(([t, s]) => [t, s.columns])));
+    this.appliedFingerprints = pulumi
+      .all(objects.map((o) => o.appliedFingerprint))
+      .apply((fps) => Object.fromEntries(CREDIT_SCHEMA_OBJECTS.map((s, i) => [s.file, fps[i]])));
+
+    this.registerOutputs({
+      sqlSha256: this.sqlSha256,
+      combinedSqlSha256: this.combinedSqlSha256,
+      schemaName: this.schemaName,
+      columns: this.columns,
+      appliedFingerprints: this.appliedFingerprints,
+    });
+  }
+}

@@ -1,0 +1,124 @@
+/**
+ * The catalogue as config: pure functions turning the validated config into the SQL that writes it to the database,
+ * and into the probes that read it back.
+ *
+ *   actionCatalogueSql  upserts public.credit_actions: credits_cost and the four *_credits_required columns of every
+ *                       configured action (legacy action types the config maps are inserted). Rows the config does
+ *                       not name are left alone (go/no-go refuses to start while any exists: findUnmappedActions).
+ *   planCatalogueSql    makes guardian.plan_catalogue, guardian.allocation_split and guardian.provider_costs equal
+ *                       to guardian:plans, guardian:split and guardian:providerCosts.
+ *
+ * Output is deterministic (keys sorted, pools in POOLS order, no timestamps): its sha256 changes only when the config
+ * does, so preview shows a catalogue change as a change and nothing else.
+ */
+import { GuardianConfig, POOLS } from "./config";
+
+export type ActionsConfig = Pick<GuardianConfig, "actions">;
+export type PlansConfig = Pick<GuardianConfig, "plans" | "split" | "providerCosts">;
+
+/** A SQL string literal (standard_conforming_strings: only the quote is doubled). */
+export function sqlString(s: string): string {
+  if (s.includes("\u0000")) throw new Error(`a SQL string cannot contain a NUL character: ${JSON.stringify(s)}`);
+  return "'" + s.replace(/'/g, "''") + "'";
+}
+
+/** A SQL numeric literal for a finite, validated number. */
+export function sqlNumber(n: number): string {
+  if (typeof n !== "number" || !Number.isFinite(n)) throw new Error(`expected a finite number, got ${String(n)}`);
+  return String(n);
+}
+
+function sortedKeys<T>(rec: Record<string, T>): string[] {
+  return Object.keys(rec).sort();
+}
+
+const ACTION_COLUMNS = ["credits_cost", ...POOLS.map((p) => `${p}_credits_required`)];
+
+/** Upsert of every configured action into public.credit_actions. Only rows whose values differ are updated. */
+export function actionCatalogueSql(config: ActionsConfig): string {
+  const names = sortedKeys(config.actions);
+  const header = `-- generated from guardian:actions: ${names.length} action(s); credits_cost and credits required per pool, per unit.\n`;
+  if (names.length === 0) return header + "SELECT 1 WHERE false; -- no action configured\n";
+  const rows = names.map((n) => {
+    const a = config.actions[n];
+    const values = [sqlString(n), sqlNumber(a.creditsCost), ...POOLS.map((p) => sqlNumber(a[p])),
+      a.description === undefined ? "NULL" : sqlString(a.description)];
+    return `  (${values.join(", ")})`;
+  });
+  const cols = ["action_type", ...ACTION_COLUMNS, "description"];
+  const updated = [...ACTION_COLUMNS.map((c) => `${c} = EXCLUDED.${c}`), "description = coalesce(EXCLUDED.description, a.description)"];
+  return (
+    header +
+    `INSERT INTO public.credit_actions AS a (${cols.join(", ")})\nVALUES\n${rows.join(",\n")}\n` +
+    `ON CONFLICT (action_type) DO UPDATE\n   SET ${updated.join(",\n       ")}\n` +
+    ` WHERE (${ACTION_COLUMNS.map((c) => `a.${c}`).join(", ")}, a.description)\n` +
+    `       IS DISTINCT FROM (${ACTION_COLUMNS.map((c) => `EXCLUDED.${c}`).join(", ")}, coalesce(EXCLUDED.description, a.description));\n`
+  );
+}
+
+/** Makes the plan catalogue, the split and the provider costs in schema guardian equal to the config. */
+export function planCatalogueSql(config: PlansConfig): string {
+  const plans = sortedKeys(config.plans);
+  const parts: string[] = [
+    `-- generated from guardian:plans (${plans.length} plan(s)), guardian:split and guardian:providerCosts.\n`,
+  ];
+  if (plans.length) {
+    const rows = plans.map((n) => {
+      const p = config.plans[n];
+      return `  (${[sqlString(n), p.priceEur === null ? "NULL" : sqlNumber(p.priceEur), ...POOLS.map((k) => sqlNumber(p[k]))].join(", ")})`;
+    });
+    const cols = ["price_eur", ...POOLS];
+    parts.push(
+      `INSERT INTO guardian.plan_catalogue AS p (plan_name, ${cols.join(", ")})\nVALUES\n${rows.join(",\n")}\n` +
+        `ON CONFLICT (plan_name) DO UPDATE\n   SET ${cols.map((c) => `${c} = EXCLUDED.${c}`).join(", ")}\n` +
+        ` WHERE (${cols.map((c) => `p.${c}`).join(", ")}) IS DISTINCT FROM (${cols.map((c) => `EXCLUDED.${c}`).join(", ")});\n`,
+    );
+  }
+  parts.push(
+    `DELETE FROM guardian.plan_catalogue WHERE plan_name <> ALL (ARRAY[${plans.map(sqlString).join(", ")}]::text[]);\n`,
+  );
+  parts.push(
+    `INSERT INTO guardian.allocation_split AS s (singleton, ${POOLS.join(", ")})\n` +
+      `VALUES (true, ${POOLS.map((k) => sqlNumber(config.split[k])).join(", ")})\n` +
+      `ON CONFLICT (singleton) DO UPDATE SET ${POOLS.map((k) => `${k} = EXCLUDED.${k}`).join(", ")}\n` +
+      ` WHERE (${POOLS.map((k) => `s.${k}`).join(", ")}) IS DISTINCT FROM (${POOLS.map((k) => `EXCLUDED.${k}`).join(", ")});\n`,
+  );
+  parts.push(
+    `INSERT INTO guardian.provider_costs AS c (pool, unit_cost_eur)\nVALUES\n` +
+      POOLS.map((k) => `  (${sqlString(k)}, ${sqlNumber(config.providerCosts[k])})`).join(",\n") +
+      `\nON CONFLICT (pool) DO UPDATE SET unit_cost_eur = EXCLUDED.unit_cost_eur\n` +
+      ` WHERE c.unit_cost_eur IS DISTINCT FROM EXCLUDED.unit_cost_eur;\n`,
+  );
+  return parts.join("");
+}
+
+/** Probe for the action catalogue: a fingerprint of the configured actions' live values, no row while any is missing. */
+export function actionCatalogueProbe(config: ActionsConfig): string {
+  const names = sortedKeys(config.actions);
+  return `SELECT md5(coalesce(string_agg(concat_ws(':', action_type, ${ACTION_COLUMNS.join(", ")}), ',' ORDER BY action_type), '')) AS fingerprint
+  FROM public.credit_actions
+ WHERE action_type = ANY (ARRAY[${names.map(sqlString).join(", ")}]::text[])
+HAVING count(*) = ${names.length}`;
+}
+
+/** Probe for the plan catalogue, split and provider costs: a fingerprint of all three, no row until both the split
+ *  and the four provider costs are there. */
+export function planCatalogueProbe(): string {
+  return `SELECT md5(concat_ws('|',
+         (SELECT string_agg(concat_ws(':', plan_name, coalesce(price_eur::text, 'null'), ${POOLS.join(", ")}), ',' ORDER BY plan_name)
+            FROM guardian.plan_catalogue),
+         (SELECT concat_ws(':', ${POOLS.join(", ")}) FROM guardian.allocation_split),
+         (SELECT string_agg(pool || ':' || unit_cost_eur, ',' ORDER BY pool) FROM guardian.provider_costs))) AS fingerprint
+ WHERE EXISTS (SELECT 1 FROM guardian.allocation_split)
+   AND (SELECT count(*) FROM guardian.provider_costs) = ${POOLS.length}`;
+}
+
+/**
+ * Action types present in the database catalogue that the config does not map to pools, sorted and without
+ * duplicates. Any of them is a NO-GO: v2 would not know which pool to charge. Matching is by exact name only; a
+ * name is never guessed from a substring ("ai_email_generation" is not an e-mail action because it contains "email").
+ */
+export function findUnmappedActions(dbActionTypes: string[], config: ActionsConfig): string[] {
+  const mapped = (t: string) => Object.prototype.hasOwnProperty.call(config.actions, t);
+  return [...new Set(dbActionTypes.filter((t) => !mapped(t)))].sort();
+}

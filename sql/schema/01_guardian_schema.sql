@@ -1,0 +1,83 @@
+-- The internal schema `guardian` (docs/architecture.md) and its tables. Never exposed to the Data API: anon,
+-- authenticated and PUBLIC get nothing here; the SECURITY DEFINER functions reach it as their owner.
+-- Idempotent: every object is created only where missing. Retained on delete (rollback must lose nothing).
+CREATE SCHEMA IF NOT EXISTS guardian;
+
+-- Plan catalogue, from config guardian:plans (written by the catalogue component). price_eur NULL = custom price.
+CREATE TABLE IF NOT EXISTS guardian.plan_catalogue (
+  plan_name text PRIMARY KEY CHECK (plan_name = lower(btrim(plan_name)) AND plan_name <> ''),
+  price_eur numeric NULL CHECK (price_eur >= 0),
+  ai integer NOT NULL CHECK (ai >= 0),
+  whatsapp integer NOT NULL CHECK (whatsapp >= 0),
+  email integer NOT NULL CHECK (email >= 0),
+  sms integer NOT NULL CHECK (sms >= 0)
+);
+
+-- The split rule for plans outside the catalogue, from config guardian:split. Exactly one row (singleton key).
+CREATE TABLE IF NOT EXISTS guardian.allocation_split (
+  singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+  ai numeric NOT NULL CHECK (ai BETWEEN 0 AND 1),
+  whatsapp numeric NOT NULL CHECK (whatsapp BETWEEN 0 AND 1),
+  email numeric NOT NULL CHECK (email BETWEEN 0 AND 1),
+  sms numeric NOT NULL CHECK (sms BETWEEN 0 AND 1),
+  CHECK (ai + whatsapp + email + sms <= 1)
+);
+
+-- Provider unit costs per pool, from config guardian:providerCosts.
+CREATE TABLE IF NOT EXISTS guardian.provider_costs (
+  pool text PRIMARY KEY CHECK (pool IN ('ai', 'whatsapp', 'email', 'sms')),
+  unit_cost_eur numeric NOT NULL CHECK (unit_cost_eur >= 0)
+);
+
+-- consume_credits_rpc idempotency: the first result for (organization, key), returned again on a repeat.
+CREATE TABLE IF NOT EXISTS guardian.idempotency_keys (
+  organization_id uuid NOT NULL,
+  idempotency_key text NOT NULL,
+  result json NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (organization_id, idempotency_key)
+);
+
+-- Anomalies the backfill met (a negative balance counted as 0), per allocation epoch.
+CREATE TABLE IF NOT EXISTS guardian.backfill_anomalies (
+  organization_id uuid NOT NULL,
+  kind text NOT NULL CHECK (kind IN ('negative_balance')),
+  value bigint,
+  epoch integer,
+  at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS backfill_anomalies_org_idx ON guardian.backfill_anomalies (organization_id, epoch);
+
+-- One row per backup, written by the Backup resource (providers/backup.ts), which also creates this table when it runs
+-- first. `functions` holds every consume_credits_rpc definition at backup time (signature, pg_get_functiondef text,
+-- ACL, md5s): rollback restores v1 byte for byte from it.
+CREATE TABLE IF NOT EXISTS guardian.backups (
+  backup_id text PRIMARY KEY,
+  schema_name text NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  export_dir text,
+  manifest jsonb,
+  row_counts jsonb,
+  checksums jsonb,
+  restore_verified boolean NOT NULL DEFAULT false,
+  verified_at timestamptz,
+  functions jsonb NOT NULL DEFAULT '[]'::jsonb
+);
+
+-- Journal of migration steps: ids, counts and hashes only. Append-only triggers are added by sql/audit/.
+CREATE TABLE IF NOT EXISTS guardian.migration_journal (
+  id bigserial PRIMARY KEY,
+  at timestamptz NOT NULL DEFAULT now(),
+  step text NOT NULL,
+  object_name text,
+  organization_id uuid,
+  actor_id uuid,
+  details jsonb
+);
+
+-- Nothing in guardian is reachable by the Data API roles or PUBLIC: without USAGE on the schema no object in it can
+-- be named; the table and sequence revokes are belt and braces (Supabase's default privileges grant to anon and
+-- authenticated on new tables).
+REVOKE ALL ON SCHEMA guardian FROM PUBLIC, anon, authenticated;
+REVOKE ALL ON ALL TABLES IN SCHEMA guardian FROM PUBLIC, anon, authenticated;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA guardian FROM PUBLIC, anon, authenticated;
