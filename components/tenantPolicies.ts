@@ -1,0 +1,256 @@
+/**
+ * TenantPolicies: tenant isolation of the credit tables: RLS helpers, Data API privileges, row level security and one
+ * policy per table and command, each a SqlObject applied from a file under sql/tenancy/.
+ *
+ *   sql/tenancy/00_helpers.sql            guardian_rls.current_org_id(), .is_super_admin()       kind "function"
+ *   sql/tenancy/01_roles_grants.sql       privileges of anon / authenticated / service_role      kind "grants"
+ *   sql/tenancy/<n>0_<table>_select.sql   who reads which rows                                   kind "policy"
+ *   sql/tenancy/<n>1..3_<table>_<cmd>.sql no direct insert / update / delete (restrictive)       kind "policy"
+ *   sql/tenancy/<n>9_<table>_rls.sql      ENABLE ROW LEVEL SECURITY                               kind "rls"
+ *
+ * Order (dependsOn): helpers -> grants -> every policy -> every rls switch, so a table's policies exist before its
+ * RLS is switched on (no moment where members of a tenant suddenly see nothing), and the live cross-tenant policy is
+ * dropped in the same transaction that creates its replacement.
+ *
+ * On delete: policies are dropped (dropSql); RLS stays enabled, privileges stay revoked and the helpers stay, so a
+ * destroyed component fails closed (authenticated reads nothing) rather than reopening the cross-tenant leak.
+ *
+ * Probes read pg_policies (all policies of the table for that command, ours and any added by hand, so a dropped,
+ * edited or extra policy shows as drift on `pulumi preview --refresh`), pg_class.relrowsecurity and the ACLs.
+ */
+import * as fs from "fs";
+import * as path from "path";
+import * as pulumi from "@pulumi/pulumi";
+import { loadSql, sha256, SQL_ROOT, SqlFile } from "../lib/sql";
+import { SqlObject } from "../providers/sqlObject";
+import { GuardianContext, sqlTextObject } from "./sqlFile";
+
+export const TENANCY_DIR = "tenancy";
+export const POLICY_COMMANDS = ["select", "insert", "update", "delete"] as const;
+export type PolicyCommand = (typeof POLICY_COMMANDS)[number];
+
+/** A table whose rows RLS guards. The RLS matrix test and the component are both generated from this list. */
+export interface TenantTable {
+  /** Schema-qualified name. Its files are sql/tenancy/<nn>_<table name without schema>_<command|rls>.sql. */
+  table: string;
+  /** Whether rows belong to one organization (meta.tenantData: the policy pack then requires RLS and policies). */
+  tenantData: boolean;
+  /** Column holding the owning organization's id; null for a table shared by every tenant (the catalogue). */
+  orgColumn: string | null;
+}
+
+export const TENANT_TABLES: readonly TenantTable[] = [
+  { table: "public.organizations", tenantData: true, orgColumn: "id" },
+  { table: "public.profiles", tenantData: true, orgColumn: "organization_id" },
+  { table: "public.organization_credits", tenantData: true, orgColumn: "organization_id" },
+  { table: "public.credit_actions", tenantData: false, orgColumn: null },
+  { table: "public.credit_consumption_logs", tenantData: true, orgColumn: "organization_id" },
+  { table: "guardian.migration_journal", tenantData: true, orgColumn: "organization_id" },
+];
+
+export const AUDIT_JOURNAL = "guardian.migration_journal";
+
+export interface TenantPoliciesArgs {
+  /** Connection string (secret) and validated config; the DDL lock timeout and retries come from `config.ddl`. */
+  ctx: GuardianContext;
+  /**
+   * Whether to guard guardian.migration_journal. Default true: the journal exists before this component runs (the
+   * Audit component is created first; pass it in `opts.dependsOn`). Set false only on a stack without that journal.
+   */
+  auditJournal?: boolean;
+}
+
+/** What one policy file declares, read from its CREATE POLICY statement (so meta cannot drift from the SQL). */
+export interface PolicyFacts {
+  table: string;
+  command: PolicyCommand;
+  policyName: string;
+  permissive: boolean;
+  roles: string[];
+}
+
+const CREATE_POLICY = /CREATE\s+POLICY\s+("?[\w ]+"?)\s+ON\s+([\w.]+)\s+AS\s+(PERMISSIVE|RESTRICTIVE)\s+FOR\s+(\w+)\s+TO\s+([\w\s,]+?)\s*(?:USING|WITH\s+CHECK)/i;
+
+export function policyFacts(file: SqlFile, table: string, command: PolicyCommand): PolicyFacts {
+  const m = CREATE_POLICY.exec(file.text);
+  if (!m) throw new Error(`sql/${file.file}: expected one "CREATE POLICY <name> ON ${table} AS PERMISSIVE|RESTRICTIVE FOR ${command.toUpperCase()} TO <roles> ..."`);
+  const [, name, on, kind, cmd, roles] = m;
+  if (on !== table) throw new Error(`sql/${file.file}: the policy is on "${on}", but the file name says "${table}"`);
+  if (cmd.toLowerCase() !== command) throw new Error(`sql/${file.file}: the policy is FOR ${cmd.toUpperCase()}, but the file name says "${command}"`);
+  return {
+    table,
+    command,
+    policyName: name.replace(/"/g, ""),
+    permissive: kind.toUpperCase() === "PERMISSIVE",
+    roles: roles.split(",").map((r) => r.trim().toLowerCase()).filter(Boolean),
+  };
+}
+
+/** The files of one table: <nn>_<name>_<command>.sql for every command, and <nn>_<name>_rls.sql. */
+export function tableFiles(table: string, dirEntries = fs.readdirSync(path.join(SQL_ROOT, TENANCY_DIR))): Record<PolicyCommand | "rls", string> {
+  const bare = table.split(".").pop()!;
+  const out: Partial<Record<PolicyCommand | "rls", string>> = {};
+  for (const what of [...POLICY_COMMANDS, "rls"] as const) {
+    const found = dirEntries.filter((f) => new RegExp(`^\\d\\d_${bare}_${what}\\.sql$`).test(f));
+    if (found.length !== 1) {
+      throw new Error(`sql/${TENANCY_DIR}: expected exactly one file NN_${bare}_${what}.sql for table "${table}", found ${found.length ? found.join(", ") : "none"}`);
+    }
+    out[what] = `${TENANCY_DIR}/${found[0]}`;
+  }
+  return out as Record<PolicyCommand | "rls", string>;
+}
+
+/** Files under sql/tenancy that no table of TENANT_TABLES (nor the helpers and grants) accounts for. */
+export function unwiredFiles(dirEntries: string[]): string[] {
+  const known = new RegExp(`^(00_helpers|01_roles_grants|\\d\\d_(${TENANT_TABLES.map((t) => t.table.split(".").pop()).join("|")})_(${POLICY_COMMANDS.join("|")}|rls))\\.sql$`);
+  return dirEntries.filter((f) => f.endsWith(".sql") && !known.test(f));
+}
+
+const q = (s: string) => "'" + s.replace(/'/g, "''") + "'";
+
+function policyProbe(table: string, command: PolicyCommand, policyName: string): string {
+  const [schema, name] = table.split(".");
+  // Every policy that applies to this command (FOR ALL included), ours or not: an extra permissive policy added by
+  // hand is drift too. No row when ours is missing.
+  return `SELECT md5(string_agg(format('%s|%s|%s|%s|%s|%s', policyname, permissive, cmd, roles::text, coalesce(qual, ''),
+                                      coalesce(with_check, '')), ';' ORDER BY policyname)) AS fingerprint
+            FROM pg_catalog.pg_policies
+           WHERE schemaname = ${q(schema)} AND tablename = ${q(name)} AND cmd IN (${q(command.toUpperCase())}, 'ALL')
+          HAVING bool_or(policyname = ${q(policyName)})`;
+}
+
+function rlsProbe(table: string): string {
+  return `SELECT format('rowsecurity=%s force=%s', relrowsecurity, relforcerowsecurity) AS fingerprint
+            FROM pg_catalog.pg_class WHERE oid = to_regclass(${q(table)}) AND relrowsecurity`;
+}
+
+const HELPERS = ["guardian_rls.current_org_id()", "guardian_rls.is_super_admin()"];
+function helpersProbe(): string {
+  // Definition and ACL of both functions, and the ACL of their schema; no row unless both exist.
+  return `SELECT md5(string_agg(pg_get_functiondef(p.oid) || coalesce(p.proacl::text, ''), ';' ORDER BY p.oid::regprocedure::text)
+                     || (SELECT coalesce(n.nspacl::text, '') FROM pg_catalog.pg_namespace n WHERE n.nspname = 'guardian_rls')) AS fingerprint
+            FROM pg_catalog.pg_proc p
+           WHERE p.oid IN (${HELPERS.map((h) => `to_regprocedure(${q(h)})`).join(", ")})
+          HAVING count(*) = ${HELPERS.length}`;
+}
+
+/** Privileges of the Data API roles (and PUBLIC) on the public credit tables and their sequences, and the default
+ *  privileges in schema public: a GRANT made by hand shows as drift. */
+function grantsProbe(): string {
+  const rels = [...GRANTED_TABLES, "public.credit_consumption_logs_id_seq"];
+  return `SELECT md5(coalesce(string_agg(x, ';' ORDER BY x), '')) AS fingerprint FROM (
+            SELECT format('%s:%s:%s', c.oid::regclass, coalesce(r.rolname, 'PUBLIC'), a.privilege_type) AS x
+              FROM pg_catalog.pg_class c
+              CROSS JOIN LATERAL aclexplode(coalesce(c.relacl, acldefault(CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END::"char", c.relowner))) a
+              LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
+             WHERE c.oid IN (SELECT to_regclass(t) FROM unnest(ARRAY[${rels.map(q).join(", ")}]) t)
+               AND (a.grantee = 0 OR r.rolname IN ('anon', 'authenticated', 'service_role'))
+            UNION ALL
+            SELECT format('default %s %s', d.defaclrole::regrole, d.defaclobjtype) || ':' || d.defaclacl::text
+              FROM pg_catalog.pg_default_acl d
+             WHERE d.defaclnamespace = to_regnamespace('public')
+          ) s`;
+}
+
+/** The tables whose privileges 01_roles_grants.sql sets (the journal's belong to sql/audit). */
+export const GRANTED_TABLES = TENANT_TABLES.map((t) => t.table).filter((t) => t.startsWith("public."));
+
+/** Tenant isolation (contract: "Tenant isolation"): helpers, privileges, RLS and policies of the credit tables. */
+export class TenantPolicies extends pulumi.ComponentResource {
+  /** "table/command" of every policy this component manages, e.g. "public.organization_credits/select". */
+  readonly policies: pulumi.Output<string[]>;
+  /** Tables with row level security enabled by this component. */
+  readonly rlsTables: pulumi.Output<string[]>;
+  /** sha256 of every applied file (relative to sql/), and one over all of them in apply order. */
+  readonly files: pulumi.Output<Record<string, string>>;
+  readonly sqlSha256: pulumi.Output<string>;
+  /** The SqlObjects, in apply order (helpers, grants, policies, rls), for dependsOn by later components. */
+  readonly objects: SqlObject[];
+
+  constructor(name: string, args: TenantPoliciesArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("guardian:components:TenantPolicies", name, {}, opts);
+    const { ctx } = args;
+    const tables = TENANT_TABLES.filter((t) => args.auditJournal !== false || t.table !== AUDIT_JOURNAL);
+    const entries = fs.readdirSync(path.join(SQL_ROOT, TENANCY_DIR));
+    const unwired = unwiredFiles(entries);
+    if (unwired.length) {
+      throw new Error(`sql/${TENANCY_DIR}: ${unwired.join(", ")} belong to no table of TENANT_TABLES (components/tenantPolicies.ts); add the table there or remove the file`);
+    }
+    const applied: SqlFile[] = [];
+    const load = (file: string) => {
+      const f = loadSql(file);
+      applied.push(f);
+      return f;
+    };
+
+    const helpersFile = load(`${TENANCY_DIR}/00_helpers.sql`);
+    const helpers = sqlTextObject(`${name}-helpers`, ctx, {
+      kind: "function",
+      objectName: HELPERS.join(", "),
+      sql: helpersFile.text,
+      sqlFile: helpersFile.file,
+      probeSql: helpersProbe(),
+      // Retained: other SQL may call them, and dropping them could only break a policy that still uses them.
+      meta: { securityDefiner: true, searchPath: "pg_catalog, pg_temp", executeRoles: ["authenticated", "service_role"] },
+    }, { parent: this });
+
+    const grantsFile = load(`${TENANCY_DIR}/01_roles_grants.sql`);
+    const grants = sqlTextObject(`${name}-grants`, ctx, {
+      kind: "grants",
+      objectName: "Data API privileges on the credit tables",
+      sql: grantsFile.text,
+      sqlFile: grantsFile.file,
+      probeSql: grantsProbe(),
+      // Retained: re-granting anon and authenticated on destroy would reopen the tables.
+      meta: { roles: ["anon", "authenticated"], tables: GRANTED_TABLES },
+    }, { parent: this, dependsOn: [helpers] });
+
+    const policyObjects: SqlObject[] = [];
+    const policyNames: string[] = [];
+    const rlsObjects: SqlObject[] = [];
+    const plans = tables.map((t) => ({ t, files: tableFiles(t.table, entries) }));
+    for (const { t, files } of plans) {
+      const bare = t.table.split(".").pop()!;
+      for (const command of POLICY_COMMANDS) {
+        const f = load(files[command]);
+        const facts = policyFacts(f, t.table, command);
+        policyObjects.push(sqlTextObject(`${name}-${bare}-${command}`, ctx, {
+          kind: "policy",
+          objectName: `${t.table}/${command}`,
+          sql: f.text,
+          sqlFile: f.file,
+          probeSql: policyProbe(t.table, command, facts.policyName),
+          dropSql: `DROP POLICY IF EXISTS ${facts.policyName} ON ${t.table}`,
+          meta: { table: t.table, command, roles: facts.roles, policyName: facts.policyName, permissive: facts.permissive },
+        }, { parent: this, dependsOn: [grants] }));
+        policyNames.push(`${t.table}/${command}`);
+      }
+    }
+    for (const { t, files } of plans) {
+      const bare = t.table.split(".").pop()!;
+      const f = load(files.rls);
+      rlsObjects.push(sqlTextObject(`${name}-${bare}-rls`, ctx, {
+        kind: "rls",
+        objectName: t.table,
+        sql: f.text,
+        sqlFile: f.file,
+        probeSql: rlsProbe(t.table),
+        // Retained: disabling RLS would hand every row to whoever still holds a privilege.
+        meta: { table: t.table, tenantData: t.tenantData },
+      }, { parent: this, dependsOn: policyObjects.filter((_, i) => policyNames[i].startsWith(`${t.table}/`)) }));
+    }
+
+    const fileShas: Record<string, string> = Object.fromEntries(applied.map((f) => [f.file, f.sha256]));
+    this.objects = [helpers, grants, ...policyObjects, ...rlsObjects];
+    this.policies = pulumi.output(policyNames);
+    this.rlsTables = pulumi.output(tables.map((t) => t.table));
+    this.files = pulumi.output(fileShas);
+    this.sqlSha256 = pulumi.output(sha256(applied.map((f) => `${f.file} ${f.sha256}\n`).join("")));
+    this.registerOutputs({
+      policies: this.policies,
+      rlsTables: this.rlsTables,
+      files: this.files,
+      sqlSha256: this.sqlSha256,
+    });
+  }
+}

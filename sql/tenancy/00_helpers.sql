@@ -1,0 +1,47 @@
+-- Tenancy helpers used by the row level security policies of sql/tenancy/*.
+--
+-- Who the caller is comes from Supabase's auth.uid() (the `sub` claim of request.jwt.claims) and the caller's row in
+-- public.profiles, which is where tenancy lives. A JWT whose user does not exist, or a user without a profile, gets
+-- NULL / false from these helpers, so every policy built on them shows that caller nothing.
+--
+-- Both helpers are SECURITY DEFINER so that a policy can read public.profiles without recursing into the policies of
+-- public.profiles itself; they are STABLE (policies wrap them in a scalar sub-select, so they run once per statement)
+-- and pin search_path, so no object the caller creates can stand in for the ones they read.
+--
+-- They live in a schema of their own, guardian_rls, because a policy evaluates them with the privileges of the
+-- querying role: authenticated needs USAGE on their schema, and the internal schema guardian is closed to it
+-- (sql/schema/01_guardian_schema.sql). guardian_rls holds these two functions and nothing else, and is not one of
+-- the Data API's exposed schemas.
+CREATE SCHEMA IF NOT EXISTS guardian_rls;
+REVOKE ALL ON SCHEMA guardian_rls FROM PUBLIC;
+GRANT USAGE ON SCHEMA guardian_rls TO authenticated, service_role;
+
+CREATE OR REPLACE FUNCTION guardian_rls.current_org_id()
+RETURNS uuid
+LANGUAGE sql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $function$
+  SELECT p.organization_id FROM public.profiles p WHERE p.id = auth.uid()
+$function$;
+
+CREATE OR REPLACE FUNCTION guardian_rls.is_super_admin()
+RETURNS boolean
+LANGUAGE sql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $function$
+  SELECT coalesce((SELECT p.role = 'super_admin' FROM public.profiles p WHERE p.id = auth.uid()), false)
+$function$;
+
+COMMENT ON FUNCTION guardian_rls.current_org_id() IS
+  'Organization of the calling user (auth.uid() -> public.profiles.organization_id); NULL for no user or no profile.';
+COMMENT ON FUNCTION guardian_rls.is_super_admin() IS
+  'Whether the calling user''s profile has role super_admin; false for no user or no profile.';
+
+-- Only the roles whose policies call them may execute them (anon has no policy that does).
+REVOKE ALL ON FUNCTION guardian_rls.current_org_id(), guardian_rls.is_super_admin() FROM PUBLIC;
+REVOKE ALL ON FUNCTION guardian_rls.current_org_id(), guardian_rls.is_super_admin() FROM anon;
+GRANT EXECUTE ON FUNCTION guardian_rls.current_org_id(), guardian_rls.is_super_admin() TO authenticated, service_role;

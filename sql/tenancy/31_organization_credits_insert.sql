@@ -1,0 +1,8 @@
+-- public.organization_credits: no INSERT by anon or authenticated (credits move only through consume_credits_rpc /
+-- consume_credits_batch (SECURITY DEFINER) and the migration).
+-- Their privileges are already revoked (01_roles_grants.sql); this restrictive policy is the second lock: it holds
+-- even if a privilege or a permissive policy is added by mistake, because restrictive policies AND with the rest.
+DROP POLICY IF EXISTS guardian_insert ON public.organization_credits;
+CREATE POLICY guardian_insert ON public.organization_credits
+  AS RESTRICTIVE FOR INSERT TO anon, authenticated
+  WITH CHECK (false);

@@ -1,0 +1,4 @@
+-- guardian.migration_journal: row level security on. Table owners and BYPASSRLS roles (service_role) are not subject
+-- to it;
+-- FORCE is not used, so SECURITY DEFINER functions owned by the table owner keep working.
+ALTER TABLE guardian.migration_journal ENABLE ROW LEVEL SECURITY;
