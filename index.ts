@@ -82,7 +82,8 @@ async function main() {
       upstream: {
         backupId: backup!.backupId,
         backfillFinishedAt: backfill.run.finishedAt,
-        functions: functions.sqlSha256,
+        functions: functions.combinedSqlSha256,
+        schema: schema.combinedSqlSha256,
         policies: tenancy.sqlSha256,
       },
       dependsOn: [backfill, functions, tenancy, margins, audit],

@@ -63,7 +63,7 @@ export function renderPurgeSql(text: string, retentionDays: number): string {
  *  fingerprint: the tenant policies grant it table privileges too, and the trigger refuses it either way. */
 export const APPEND_ONLY_PROBE = `
 SELECT md5(string_agg(x, '|' ORDER BY x)) AS fingerprint FROM (
-  SELECT pg_get_triggerdef(t.oid) || ' enabled=' || t.tgenabled AS x
+  SELECT pg_get_triggerdef(t.oid) || ' enabled=' || t.tgenabled::text AS x
     FROM pg_trigger t
    WHERE t.tgrelid IN (to_regclass('public.credit_consumption_logs'), to_regclass('guardian.migration_journal'))
      AND t.tgname IN ('guardian_audit_append_only', 'guardian_audit_no_personal_data')

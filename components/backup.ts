@@ -1,6 +1,7 @@
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { redactUrl } from "../lib/db";
+import { loadSql } from "../lib/sql";
 import { BackupSnapshot } from "../providers/backup";
 import { BackupRestoreCheck } from "../providers/restoreCheck";
 import type { GuardianContext } from "./sqlFile";
@@ -45,6 +46,7 @@ export class Backup extends pulumi.ComponentResource {
         exportRoot: path.resolve(args.exportRoot),
         tables: BACKUP_TABLES,
         databaseLabel: redactUrl(args.databaseUrlPlain),
+        bootstrapSql: loadSql("schema/01_guardian_schema.sql").text,
       },
       { parent: this },
     );

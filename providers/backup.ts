@@ -1,7 +1,8 @@
 /**
  * Backup: a consistent snapshot of the credit tables, kept in the database and exported to disk.
  *
- *   create  in ONE repeatable-read transaction (one snapshot, so the four copies agree with each other): copies
+ *   create  creates the internal schema guardian where missing (guardian.backups, the journal), then in ONE
+ *           repeatable-read transaction (one snapshot, so the four copies agree with each other): copies
  *           organizations, organization_credits, credit_actions, credit_consumption_logs into a new schema
  *           guardian_backup_<utc timestamp>_<hex>, records every consume_credits_rpc definition (the v1 that rollback
  *           restores byte for byte), row counts and row checksums in guardian.backups. Then streams each copy to
@@ -22,6 +23,8 @@ export interface BackupArgs {
   tables: pulumi.Input<{ name: string; key: string }[]>;
   /** Redacted connection string recorded in the manifest. */
   databaseLabel: pulumi.Input<string>;
+  /** sql/schema/01_guardian_schema.sql: the internal schema holding guardian.backups and the journal. */
+  bootstrapSql: pulumi.Input<string>;
 }
 
 export interface BackupOutputs {
@@ -71,12 +74,12 @@ export const backupProvider: pulumi.dynamic.ResourceProvider = {
     const c = new Client({ connectionString: inputs.databaseUrl, application_name: "guardian-credits:backup" });
     await c.connect();
     try {
-      await c.query(`CREATE SCHEMA IF NOT EXISTS guardian;
-        CREATE TABLE IF NOT EXISTS guardian.backups (
-          backup_id text PRIMARY KEY, schema_name text NOT NULL, created_at timestamptz NOT NULL DEFAULT now(),
-          export_dir text, manifest jsonb, row_counts jsonb, checksums jsonb,
-          restore_verified boolean NOT NULL DEFAULT false, verified_at timestamptz,
-          functions jsonb NOT NULL DEFAULT '[]'::jsonb)`);
+      // The internal schema (sql/schema/01_guardian_schema.sql: guardian.backups, the journal...) comes first, so
+      // the backup is recorded and journaled. It touches no application table.
+      await c.query("BEGIN");
+      await c.query("SELECT pg_advisory_xact_lock(hashtext('guardian-credits:ddl'))");
+      await c.query(inputs.bootstrapSql);
+      await c.query("COMMIT");
 
       // 1. One snapshot for all tables.
       say(`snapshot of ${inputs.tables.map((t: any) => t.name).join(", ")} (one repeatable-read transaction)`);

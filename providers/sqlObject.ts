@@ -3,7 +3,8 @@
  *
  *   check   inputs are complete; the SQL is not empty
  *   create  runs the SQL (idempotent by construction: CREATE OR REPLACE / IF NOT EXISTS / DROP ... IF EXISTS + CREATE)
- *           in one transaction with a short lock_timeout, retried; then probes the live object and records its
+ *           in one transaction with a short lock_timeout, retried, serialised with the program's other DDL by an
+ *           advisory lock; then probes the live object and records its
  *           fingerprint. A create retried after a crash converges to the same object.
  *   read    probes the live object. No row means the object is gone: no id is returned, so a refresh drops it from
  *           state and the next preview shows it as a create. Otherwise the live fingerprint is recorded, so an edit
@@ -75,9 +76,18 @@ async function apply(inputs: any): Promise<SqlObjectState> {
     for (let attempt = 0; ; attempt++) {
       try {
         await client.query("BEGIN");
+        // The engine applies independent objects in parallel; their DDL touches shared catalog rows (schema ACLs,
+        // default privileges), so the program's own DDL is serialised. Application traffic is not affected.
+        await client.query("SELECT pg_advisory_xact_lock(hashtext('guardian-credits:ddl'))");
         await client.query(`SET LOCAL lock_timeout = ${Math.floor(inputs.lockTimeoutMs ?? 2000)}`);
         await client.query(inputs.sql);
-        const probe = await client.query(inputs.probeSql);
+        let probe: any;
+        try {
+          probe = await client.query(inputs.probeSql);
+        } catch (e: any) {
+          e.guardianStatement = "probe";
+          throw e;
+        }
         if (probe.rows.length === 0) {
           throw new Error(`${label}: sql/${inputs.sqlFile} ran, but the object is not there afterwards (probe found no row)`);
         }
@@ -105,7 +115,9 @@ async function apply(inputs: any): Promise<SqlObjectState> {
           await new Promise((r) => setTimeout(r, Math.min(5000, 100 * 2 ** attempt)));
           continue;
         }
-        throw locateError(e, inputs.sqlFile, inputs.sql, label);
+        throw e?.guardianStatement === "probe"
+          ? new Error(`${label}: the probe query failed after sql/${inputs.sqlFile} ran: ${e.message} [SQLSTATE ${e.code}]`)
+          : locateError(e, inputs.sqlFile, inputs.sql, label);
       }
     }
   } finally {
@@ -206,6 +218,7 @@ export const sqlObjectProvider: pulumi.dynamic.ResourceProvider = {
     await client.connect();
     try {
       await client.query("BEGIN");
+      await client.query("SELECT pg_advisory_xact_lock(hashtext('guardian-credits:ddl'))");
       await client.query(`SET LOCAL lock_timeout = ${Math.floor(props.lockTimeoutMs ?? 2000)}`);
       await client.query(props.dropSql);
       await client.query("COMMIT");

@@ -33,7 +33,7 @@ WITH batch AS (
     FROM ruled WHERE clamped
   RETURNING organization_id
 )
-SELECT (SELECT max(organization_id)::text FROM batch) AS cursor,
+SELECT (SELECT organization_id::text FROM batch ORDER BY organization_id DESC LIMIT 1) AS cursor,
        (SELECT count(*)::int FROM ruled) AS flipped,
        (SELECT coalesce(jsonb_object_agg(rule, n), '{}'::jsonb) FROM (SELECT rule, count(*)::int n FROM ruled GROUP BY rule) x) AS per_rule,
        (SELECT coalesce(jsonb_agg(organization_id), '[]'::jsonb) FROM anomalies) AS clamped_orgs;
