@@ -7,8 +7,12 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Migrated, seededStack, teardown, up } from "./helpers/migration";
 import { collect } from "./helpers/stack";
 
-const SNAPSHOT_URN = (stack: string) =>
-  `urn:pulumi:${stack}::guardian-credits::guardian:components:Backup$pulumi-nodejs:dynamic/guardian:Backup::backup-snapshot`;
+/** A targeted up of the backup snapshot alone (with its parents): the state just before the restore check runs. */
+const SNAPSHOT_ONLY = (stack: string) => [
+  `urn:pulumi:${stack}::guardian-credits::pulumi:pulumi:Stack::guardian-credits-${stack}`,
+  `urn:pulumi:${stack}::guardian-credits::guardian:components:Backup::backup`,
+  `urn:pulumi:${stack}::guardian-credits::guardian:components:Backup$pulumi-nodejs:dynamic/guardian:Backup::backup-snapshot`,
+];
 
 describe("backup and restore check", () => {
   let m: Migrated;
@@ -18,9 +22,10 @@ describe("backup and restore check", () => {
   afterAll(() => teardown(m));
 
   it("writes one export file per table and a manifest with row counts and sha256", async () => {
-    await m.t.stack.up({ target: [SNAPSHOT_URN("test")], onEvent: collect(m.t) });
+    await m.t.stack.up({ target: SNAPSHOT_ONLY("test"), onEvent: collect(m.t) });
     const outs = await m.t.stack.outputs();
-    expect(outs).toEqual({}); // a targeted up registers no stack outputs yet
+    expect(outs.backupId.value).toMatch(/^guardian_backup_/);
+    expect(outs.restoreVerified?.value).toBeUndefined(); // the restore check was not targeted
     const [row] = await m.db.query(`SELECT backup_id, export_dir, manifest, restore_verified FROM guardian.backups`);
     const manifest = JSON.parse(fs.readFileSync(path.join(row.export_dir, "manifest.json"), "utf8"));
     expect(Object.keys(manifest.tables).sort()).toEqual(["credit_actions", "credit_consumption_logs", "organization_credits", "organizations"]);
