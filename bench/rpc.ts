@@ -180,7 +180,10 @@ async function prepareV2(url: string, orgs: number): Promise<void> {
   try {
     await ensureBaseline(c);
     const config = parseConfig({ databaseUrl: url });
-    for (const s of CREDIT_SCHEMA_OBJECTS) await sql(c, s.file, loadSql(s.file).text);
+    for (const s of CREDIT_SCHEMA_OBJECTS) {
+      if (s.transaction === false) await c.query(loadSql(s.file).text); // CREATE INDEX CONCURRENTLY
+      else await sql(c, s.file, loadSql(s.file).text);
+    }
     await sql(c, "(generated from guardian:actions)", actionCatalogueSql(config));
     await sql(c, "(generated from guardian:plans)", planCatalogueSql(config));
     for (const f of CREDIT_FUNCTIONS) await sql(c, f.file, loadSql(f.file).text);

@@ -14,9 +14,11 @@ export interface SchemaObjectSpec {
   /** Child name suffix: `${name}-<role>`. */
   role: string;
   file: string;
-  kind: "schema" | "columns";
+  kind: "schema" | "columns" | "constraints" | "index";
   objectName: string;
   probeSql: string;
+  /** false: applied outside a transaction (CREATE INDEX CONCURRENTLY); the file holds one statement. */
+  transaction?: boolean;
 }
 
 export const GUARDIAN_TABLES = [
@@ -72,19 +74,16 @@ export function guardianSchemaProbe(): string {
 HAVING count(*) = ${GUARDIAN_TABLES.length}`;
 }
 
-/** Fingerprint of a table's Phase 3.5 columns (type, nullability, default), CHECKs (definition, validated) and
- *  indexes. No row until every column is there. */
+/** Fingerprint of a table's Phase 3.5 columns (type, nullability, default) and CHECK definitions. No row until
+ *  every column is there. (Validation and the index are later steps with their own probes.) */
 export function columnsProbe(table: string): string {
   const spec = ADDITIVE_COLUMNS[table];
   if (!spec) throw new Error(`no Phase 3.5 columns are defined for table "${table}"`);
   const rel = `to_regclass('public.${table}')`;
   return `SELECT md5(string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod) || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
                        || coalesce(' default ' || pg_get_expr(d.adbin, d.adrelid), ''), ',' ORDER BY a.attname)
-         || '|' || coalesce((SELECT string_agg(k.conname || ' ' || pg_get_constraintdef(k.oid) || CASE WHEN k.convalidated THEN '' ELSE ' NOT VALID' END, ',' ORDER BY k.conname)
-                               FROM pg_constraint k WHERE k.conrelid = ${rel} AND k.conname = ANY (${textArray(spec.constraints)})), '')
-         || '|' || coalesce((SELECT string_agg(pg_get_indexdef(i.indexrelid), ',' ORDER BY 1)
-                               FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
-                              WHERE i.indrelid = ${rel} AND ic.relname = ANY (${textArray(spec.indexes)})), '')) AS fingerprint
+         || '|' || coalesce((SELECT string_agg(k.conname || ' ' || replace(pg_get_constraintdef(k.oid), ' NOT VALID', ''), ',' ORDER BY k.conname)
+                               FROM pg_constraint k WHERE k.conrelid = ${rel} AND k.conname = ANY (${textArray(spec.constraints)})), '')) AS fingerprint
   FROM pg_attribute a
   LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
  WHERE a.attrelid = ${rel} AND a.attname = ANY (${textArray(spec.columns)}) AND NOT a.attisdropped
@@ -97,7 +96,28 @@ export const CREDIT_SCHEMA_OBJECTS: SchemaObjectSpec[] = [
   { role: "organization-credits", file: "schema/02_organization_credits.sql", kind: "columns", objectName: "public.organization_credits", probeSql: columnsProbe("organization_credits") },
   { role: "credit-actions", file: "schema/03_credit_actions.sql", kind: "columns", objectName: "public.credit_actions", probeSql: columnsProbe("credit_actions") },
   { role: "consumption-logs", file: "schema/04_credit_consumption_logs.sql", kind: "columns", objectName: "public.credit_consumption_logs", probeSql: columnsProbe("credit_consumption_logs") },
+  { role: "validate-constraints", file: "schema/05_validate_constraints.sql", kind: "constraints", objectName: "Phase 3.5 CHECK constraints", probeSql: validatedProbe() },
+  {
+    role: "consumption-log-index", file: "schema/06_consumption_log_index.sql", kind: "index",
+    objectName: "public.credit_consumption_logs_org_epoch_success_idx", probeSql: indexProbe("credit_consumption_logs"), transaction: false,
+  },
 ];
+
+/** One row once every Phase 3.5 CHECK constraint is validated. */
+export function validatedProbe(): string {
+  const all = Object.values(ADDITIVE_COLUMNS).flatMap((s) => s.constraints);
+  return `SELECT md5(string_agg(conname, ',' ORDER BY conname)) AS fingerprint FROM pg_constraint
+           WHERE conname = ANY (${textArray(all)}) AND convalidated HAVING count(*) = ${all.length}`;
+}
+
+/** One row once the table's Phase 3.5 indexes exist and are valid (an interrupted concurrent build is not). */
+export function indexProbe(table: string): string {
+  const spec = ADDITIVE_COLUMNS[table];
+  return `SELECT md5(string_agg(pg_get_indexdef(i.indexrelid), ',' ORDER BY 1)) AS fingerprint
+            FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+           WHERE i.indrelid = to_regclass('public.${table}') AND ic.relname = ANY (${textArray(spec.indexes)}) AND i.indisvalid
+          HAVING count(*) = ${spec.indexes.length}`;
+}
 
 export interface CreditSchemaArgs {
   /**
@@ -123,11 +143,13 @@ export class CreditSchema extends pulumi.ComponentResource {
   constructor(name: string, args: CreditSchemaArgs, opts?: pulumi.ComponentResourceOptions) {
     super("guardian:components:CreditSchema", name, {}, opts);
     const { ctx } = args;
-    const [schemaSpec, ...columnSpecs] = CREDIT_SCHEMA_OBJECTS;
+    const [schemaSpec, orgCredits, actions, logs, validate, logIndex] = CREDIT_SCHEMA_OBJECTS;
     const schema = sqlFileObject(`${name}-${schemaSpec.role}`, ctx, schemaSpec, { parent: this });
     // The column files are independent of each other; they follow the schema so the journal table exists first.
-    const columns = columnSpecs.map((s) => sqlFileObject(`${name}-${s.role}`, ctx, s, { parent: this, dependsOn: [schema] }));
-    const objects = [schema, ...columns];
+    const columns = [orgCredits, actions, logs].map((s) => sqlFileObject(`${name}-${s.role}`, ctx, s, { parent: this, dependsOn: [schema] }));
+    const validated = sqlFileObject(`${name}-${validate.role}`, ctx, validate, { parent: this, dependsOn: columns });
+    const index = sqlFileObject(`${name}-${logIndex.role}`, ctx, logIndex, { parent: this, dependsOn: [columns[2]] });
+    const objects = [schema, ...columns, validated, index];
 
     const shas: Record<string, string> = Object.fromEntries(CREDIT_SCHEMA_OBJECTS.map((s) => [s.file, loadSql(s.file).sha256]));
     this.sqlSha256 = pulumi.output(shas);

@@ -25,6 +25,8 @@ export interface SqlFileObjectArgs {
   dropSql?: string;
   /** Facts for the policy pack (see docs/architecture.md). */
   meta?: Record<string, unknown>;
+  /** false: run outside a transaction (one statement, e.g. CREATE INDEX CONCURRENTLY). Default true. */
+  transaction?: boolean;
 }
 
 export function sqlFileObject(name: string, ctx: GuardianContext, args: SqlFileObjectArgs, opts?: pulumi.CustomResourceOptions): SqlObject {
@@ -53,6 +55,7 @@ export function sqlTextObject(
       lockTimeoutMs: ctx.config.ddl.lockTimeoutMs,
       retries: ctx.config.ddl.retries,
       ...(args.meta ? { meta: args.meta } : {}),
+      ...(args.transaction === false ? { transaction: false } : {}),
     } as any,
     opts,
   );

@@ -38,6 +38,8 @@ export interface SqlObjectArgs {
   /** Short lock timeout for the DDL, and how many times to retry when it expires. */
   lockTimeoutMs?: pulumi.Input<number>;
   retries?: pulumi.Input<number>;
+  /** false: the SQL (one statement) runs outside a transaction, e.g. CREATE INDEX CONCURRENTLY. Default true. */
+  transaction?: pulumi.Input<boolean>;
   /** Facts about the object for the policy pack (docs/architecture.md), e.g. a function's securityDefiner. */
   meta?: pulumi.Input<Record<string, unknown>>;
 }
@@ -73,6 +75,7 @@ async function apply(inputs: any): Promise<SqlObjectState> {
   }
   try {
     const retries = inputs.retries ?? 10;
+    if (inputs.transaction === false) return await applyOutsideTransaction(client, inputs, label, retries);
     for (let attempt = 0; ; attempt++) {
       try {
         await client.query("BEGIN");
@@ -123,6 +126,40 @@ async function apply(inputs: any): Promise<SqlObjectState> {
   } finally {
     await client.end().catch(() => undefined);
   }
+}
+
+/** For statements Postgres refuses inside a transaction (CREATE INDEX CONCURRENTLY): no advisory lock is held while
+ *  it runs (it can take long and blocks no writer), the same lock_timeout bounds its waits, and it is retried. */
+async function applyOutsideTransaction(client: any, inputs: any, label: string, retries: number): Promise<SqlObjectState> {
+  await client.query(`SET lock_timeout = ${Math.floor(inputs.lockTimeoutMs ?? 2000)}`);
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await client.query(inputs.sql);
+      break;
+    } catch (e: any) {
+      if (["55P03", "40P01", "40001"].includes(e?.code) && attempt < retries) {
+        console.log(`${label}: lock not available (${e.code}), retry ${attempt + 1}/${retries}`);
+        await new Promise((r) => setTimeout(r, Math.min(5000, 100 * 2 ** attempt)));
+        continue;
+      }
+      throw locateError(e, inputs.sqlFile, inputs.sql, label);
+    }
+  }
+  const probe = await client.query(inputs.probeSql);
+  if (probe.rows.length === 0) {
+    throw new Error(`${label}: sql/${inputs.sqlFile} ran, but the object is not there or not valid afterwards (probe found no row)`);
+  }
+  await client.query(
+    `DO $j$ BEGIN IF to_regclass('guardian.migration_journal') IS NOT NULL THEN
+       INSERT INTO guardian.migration_journal (step, object_name, details)
+       VALUES ('apply', ${lit(label)}, jsonb_build_object('sqlFile', ${lit(inputs.sqlFile)}, 'sqlSha256', ${lit(inputs.sqlSha256)}));
+     END IF; END $j$`,
+  );
+  const fp = String(probe.rows[0].fingerprint);
+  return {
+    ...inputs, dropSql: inputs.dropSql ?? "", lockTimeoutMs: inputs.lockTimeoutMs ?? 2000, retries,
+    appliedFingerprint: fp, liveFingerprint: fp, appliedAt: new Date().toISOString(),
+  };
 }
 
 function lit(s: string): string {

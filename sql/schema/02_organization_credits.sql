@@ -38,11 +38,4 @@ BEGIN
 END
 $$;
 
--- A no-op once validated. (Validation scans the table; it may be split into its own step, outside the ADD COLUMN
--- lock, where the table is large.)
-ALTER TABLE public.organization_credits VALIDATE CONSTRAINT organization_credits_ai_credits_available_nonnegative;
-ALTER TABLE public.organization_credits VALIDATE CONSTRAINT organization_credits_whatsapp_credits_available_nonnegative;
-ALTER TABLE public.organization_credits VALIDATE CONSTRAINT organization_credits_email_credits_available_nonnegative;
-ALTER TABLE public.organization_credits VALIDATE CONSTRAINT organization_credits_sms_credits_available_nonnegative;
-ALTER TABLE public.organization_credits VALIDATE CONSTRAINT organization_credits_credit_model_known;
-ALTER TABLE public.organization_credits VALIDATE CONSTRAINT organization_credits_allocation_epoch_nonnegative;
+-- Validation (a scan) is its own step, sql/schema/05_validate_constraints.sql, outside this file's lock.

@@ -27,7 +27,4 @@ BEGIN
 END
 $$;
 
-ALTER TABLE public.credit_actions VALIDATE CONSTRAINT credit_actions_ai_credits_required_nonnegative;
-ALTER TABLE public.credit_actions VALIDATE CONSTRAINT credit_actions_whatsapp_credits_required_nonnegative;
-ALTER TABLE public.credit_actions VALIDATE CONSTRAINT credit_actions_email_credits_required_nonnegative;
-ALTER TABLE public.credit_actions VALIDATE CONSTRAINT credit_actions_sms_credits_required_nonnegative;
+-- Validation (a scan) is its own step, sql/schema/05_validate_constraints.sql, outside this file's lock.

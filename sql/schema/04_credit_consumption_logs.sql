@@ -37,14 +37,5 @@ BEGIN
 END
 $$;
 
-ALTER TABLE public.credit_consumption_logs VALIDATE CONSTRAINT credit_consumption_logs_quantity_range;
-ALTER TABLE public.credit_consumption_logs VALIDATE CONSTRAINT credit_consumption_logs_pools_consumed_nonnegative;
-ALTER TABLE public.credit_consumption_logs VALIDATE CONSTRAINT credit_consumption_logs_credit_model_known;
+-- Validation (a scan) is its own step, sql/schema/05_validate_constraints.sql, outside this file's lock.
 
--- What verification sums: a multi org's successful consumption in its current allocation epoch. A plain CREATE
--- INDEX: CONCURRENTLY cannot run inside the transaction this file is applied in, so this takes a SHARE lock on the
--- log (inserts wait) for as long as the build lasts; on a very large log build it CONCURRENTLY beforehand, by hand
--- or from a non-transactional step, and this statement becomes a no-op.
-CREATE INDEX IF NOT EXISTS credit_consumption_logs_org_epoch_success_idx
-  ON public.credit_consumption_logs (organization_id, allocation_epoch)
-  WHERE success;

@@ -13,9 +13,9 @@ import { CREDIT_FUNCTIONS } from "../../components/creditFunctions";
 import { CREDIT_SCHEMA_OBJECTS } from "../../components/creditSchema";
 import type { TestDb } from "./db";
 
-async function run(c: Client, file: string, text: string): Promise<void> {
+async function run(c: Client, file: string, text: string, transaction = true): Promise<void> {
   try {
-    await inTransaction(c, () => c.query(text));
+    await (transaction ? inTransaction(c, () => c.query(text)) : c.query(text));
   } catch (e) {
     throw explainSqlError(e, file, text);
   }
@@ -23,7 +23,7 @@ async function run(c: Client, file: string, text: string): Promise<void> {
 
 /** Applies the credit schema, the catalogue (from config) and the functions on an open connection. */
 export async function applyCreditEngine(c: Client, config: GuardianConfig): Promise<void> {
-  for (const s of CREDIT_SCHEMA_OBJECTS) await run(c, s.file, loadSql(s.file).text);
+  for (const s of CREDIT_SCHEMA_OBJECTS) await run(c, s.file, loadSql(s.file).text, s.transaction !== false);
   await run(c, "(generated from guardian:actions)", actionCatalogueSql(config));
   await run(c, "(generated from guardian:plans)", planCatalogueSql(config));
   for (const f of CREDIT_FUNCTIONS) await run(c, f.file, loadSql(f.file).text);

@@ -40,6 +40,7 @@ describe("CreditSchema", () => {
     const shas = await out(c.sqlSha256);
     expect(Object.keys(shas)).toEqual([
       "schema/01_guardian_schema.sql", "schema/02_organization_credits.sql", "schema/03_credit_actions.sql", "schema/04_credit_consumption_logs.sql",
+      "schema/05_validate_constraints.sql", "schema/06_consumption_log_index.sql",
     ]);
     await out(c.appliedFingerprints);
     const kids = children("cs");
@@ -48,7 +49,11 @@ describe("CreditSchema", () => {
       ["cs-organization-credits", "columns", "public.organization_credits", ""],
       ["cs-credit-actions", "columns", "public.credit_actions", ""],
       ["cs-consumption-logs", "columns", "public.credit_consumption_logs", ""],
+      ["cs-validate-constraints", "constraints", "Phase 3.5 CHECK constraints", ""],
+      ["cs-consumption-log-index", "index", "public.credit_consumption_logs_org_epoch_success_idx", ""],
     ]);
+    // The index is built CONCURRENTLY, which Postgres only allows outside a transaction.
+    expect(kids.find((k) => k.name === "cs-consumption-log-index")!.inputs.transaction).toBe(false);
     expect(new Set(kids.map((k) => k.type))).toEqual(new Set(["pulumi-nodejs:dynamic/guardian:SqlObject"]));
   });
 });
