@@ -116,4 +116,13 @@ describe("migration to the multi model", () => {
     const r = await up(m.t);
     expect(changed(r.summary.resourceChanges)).toEqual({});
   });
+
+  it("a change to the action catalogue in config shows in preview as an update of the catalogue, with the SQL", async () => {
+    const { DEFAULT_ACTIONS } = await import("../lib/config");
+    await m.t.setConfig({ actions: { ...DEFAULT_ACTIONS, sms_send: { ...DEFAULT_ACTIONS.sms_send, sms: 2 } } });
+    const p = await preview(m.t);
+    expect(changed(p.changeSummary)).toEqual({ update: 1 });
+    expect(p.stdout).toMatch(/guardian:components:Catalogue/);
+    expect(p.stdout).toMatch(/'sms_send'/);
+  });
 });
