@@ -149,7 +149,8 @@ export class GuardianConfigError extends Error {
   }
 }
 
-function isPostgresUrl(s: string): boolean {
+/** A postgres:// or postgresql:// URL with a host (or a host= parameter, for sockets). */
+export function isPostgresUrl(s: string): boolean {
   try {
     const u = new URL(s);
     return (u.protocol === "postgres:" || u.protocol === "postgresql:") && (u.hostname !== "" || u.searchParams.has("host"));

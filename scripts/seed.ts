@@ -26,6 +26,7 @@
  */
 import * as crypto from "crypto";
 import type { Client } from "pg";
+import { isPostgresUrl } from "../lib/config";
 import { BaselineResult, ensureBaseline } from "../lib/baseline";
 import { connect, redactUrl } from "../lib/db";
 
@@ -625,15 +626,6 @@ export function parseArgs(argv: string[]): SeedArgs | "help" {
     throw new UsageError(`--seed: expected an integer from 0 to 4294967295, got ${JSON.stringify(seedText)}`);
   }
   return { databaseUrl: url, orgs: Number(orgsText), seed: Number(seedText) };
-}
-
-function isPostgresUrl(s: string): boolean {
-  try {
-    const u = new URL(s);
-    return (u.protocol === "postgres:" || u.protocol === "postgresql:") && (u.hostname !== "" || u.searchParams.has("host"));
-  } catch {
-    return false;
-  }
 }
 
 export async function main(argv: string[]): Promise<number> {
