@@ -1,0 +1,188 @@
+/**
+ * Rehearsal: the whole migration on a scratch copy of the latest backup export before it runs on the real database.
+ *
+ *   npm run rehearse -- [--export DIR | --export-root DIR] [--target-url URL | --database NAME]
+ *                       [--stack rehearsal] [--settings Pulumi.staging.yaml] [--restore-only] [--preview-only]
+ *                       [--no-policy-pack] [--drop]
+ *
+ *   1. export    --export DIR, else the newest guardian_backup_* with a manifest.json under --export-root
+ *                (default GUARDIAN_EXPORT_ROOT, else .guardian/backups, where `up` writes them)
+ *   2. database  --target-url URL of an empty database (e.g. the container of rehearsal/docker.ts), else a new database
+ *                --database NAME (default guardian_rehearsal_<utc stamp>) on the server lib/pgserver.ts finds
+ *                (DATABASE_URL, else 127.0.0.1:5432, else an embedded Postgres)
+ *   3. restore   lib/restoreExport.ts: sha256 of every file, baseline schema, COPY in foreign-key order, row counts and
+ *                checksums against the manifest; a difference stops the rehearsal here
+ *   4. migrate   stack --stack (default "rehearsal") with the settings of --settings (default Pulumi.staging.yaml,
+ *                secrets dropped), its guardian:databaseUrl set (as a secret) to the scratch database; `pulumi preview`
+ *                then `pulumi up`, with the policy pack (policies/run-policy-pack) unless --no-policy-pack
+ *   5. report    scripts/report.ts, written to .guardian/rehearsal/<database>/report.md (+ .svg)
+ *
+ * Everything it writes stays under .guardian/rehearsal/<database>/: the stack's project directory program/ (symlinks to
+ * this program; its Pulumi.<stack>.yaml holds the settings and the encrypted scratch URL), the rehearsal's own backup
+ * exports, the report. The checkout is left as it was. The state backend and passphrase are the environment's
+ * (PULUMI_BACKEND_URL, PULUMI_CONFIG_PASSPHRASE); without them, the demo's local ones (.guardian/state).
+ * Exit codes: 0 rehearsed; 2 refused (bad arguments, export or restore check failed); 1 the migration failed.
+ */
+import * as fs from "fs";
+import * as path from "path";
+import { redactUrl } from "../lib/db";
+import { createDatabase, findPgServer, PROJECT_ROOT } from "../lib/pgserver";
+import { latestExport, restoreExport, RestoreError } from "../lib/restoreExport";
+import { linkedProgramDir, openStack } from "../lib/workspace";
+import { buildReport } from "./report";
+
+interface Args {
+  export?: string;
+  exportRoot: string;
+  targetUrl?: string;
+  database: string;
+  stack: string;
+  settings: string;
+  restoreOnly: boolean;
+  previewOnly: boolean;
+  policyPack: boolean;
+  drop: boolean;
+}
+
+class UsageError extends Error {}
+
+const USAGE =
+  "usage: npm run rehearse -- [--export DIR | --export-root DIR] [--target-url URL | --database NAME] [--stack rehearsal] " +
+  "[--settings Pulumi.staging.yaml] [--restore-only] [--preview-only] [--no-policy-pack] [--drop]";
+
+export function parseArgs(argv: string[]): Args {
+  const stamp = new Date().toISOString().replace(/[-:T]/g, "").slice(0, 14);
+  const a: Args = {
+    exportRoot: process.env.GUARDIAN_EXPORT_ROOT ?? path.join(PROJECT_ROOT, ".guardian", "backups"),
+    database: `guardian_rehearsal_${stamp}`,
+    stack: "rehearsal",
+    settings: path.join(PROJECT_ROOT, "Pulumi.staging.yaml"),
+    restoreOnly: false,
+    previewOnly: false,
+    policyPack: true,
+    drop: false,
+  };
+  const flags: Record<string, keyof Args> = { "--restore-only": "restoreOnly", "--preview-only": "previewOnly", "--drop": "drop" };
+  const values: Record<string, keyof Args> = {
+    "--export": "export", "--export-root": "exportRoot", "--target-url": "targetUrl", "--database": "database", "--stack": "stack", "--settings": "settings",
+  };
+  const given = new Set<string>();
+  for (let i = 0; i < argv.length; i++) {
+    const k = argv[i];
+    given.add(k);
+    if (k === "--no-policy-pack") a.policyPack = false;
+    else if (flags[k]) (a as any)[flags[k]] = true;
+    else if (values[k]) {
+      const v = argv[++i];
+      if (v === undefined || v.startsWith("--")) throw new UsageError(`rehearse: ${k} needs a value (${USAGE})`);
+      (a as any)[values[k]] = v;
+    } else throw new UsageError(`rehearse: unknown argument "${k}" (${USAGE})`);
+  }
+  if (given.has("--export") && given.has("--export-root")) throw new UsageError("rehearse: --export and --export-root conflict: give one");
+  if (given.has("--target-url") && given.has("--database")) throw new UsageError("rehearse: --target-url and --database conflict: give one");
+  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(a.database)) throw new UsageError(`rehearse: --database "${a.database}" is not a lower-case SQL identifier`);
+  return a;
+}
+
+/** The settings of another stack's file without its secrets (and their salt): the rehearsal sets its own. */
+export function settingsWithoutSecrets(text: string): string {
+  const out: string[] = [];
+  const lines = text.split("\n");
+  for (let i = 0; i < lines.length; i++) {
+    const l = lines[i];
+    if (/^encryptionsalt:/.test(l)) continue;
+    if (/^(\s+)guardian:databaseUrl:/.test(l)) {
+      const indent = /^(\s+)/.exec(l)![1].length;
+      while (i + 1 < lines.length && lines[i + 1].trim() && /^(\s*)/.exec(lines[i + 1])![1].length > indent) i++;
+      continue;
+    }
+    out.push(l);
+  }
+  return out.join("\n");
+}
+
+function step(n: number, title: string) {
+  console.log(`\n=== rehearsal ${n}/5 ${title} ${"=".repeat(Math.max(3, 66 - title.length))}`);
+}
+
+async function main() {
+  const a = parseArgs(process.argv.slice(2));
+
+  step(1, "export");
+  const exportDir = a.export ? path.resolve(a.export) : latestExport(path.resolve(a.exportRoot));
+  console.log(`export: ${exportDir}`);
+
+  step(2, "scratch database");
+  let url: string;
+  if (a.targetUrl) {
+    url = a.targetUrl;
+  } else {
+    const server = await findPgServer(console.log);
+    url = await createDatabase(server, a.database);
+  }
+  const dbName = decodeURIComponent(new URL(url).pathname.slice(1)) || a.database;
+  console.log(`scratch database: ${redactUrl(url)}`);
+  const workDir = path.join(PROJECT_ROOT, ".guardian", "rehearsal", dbName);
+  fs.mkdirSync(workDir, { recursive: true });
+
+  step(3, "restore the export and check it against the manifest");
+  const restored = await restoreExport(exportDir, url, { log: console.log });
+  if (!restored.ok) {
+    throw new RestoreError(
+      `restore of ${restored.backupId} does not match its manifest; the rehearsal stops here`,
+      Object.entries(restored.tables).filter(([, t]) => !t.ok).map(([k, t]) => `${k}: ${t.rows} rows / checksum ${t.checksum}, manifest ${t.expectedRows} / ${t.expectedChecksum}`),
+    );
+  }
+  console.log(`restored ${restored.backupId} into ${restored.database} in ${(restored.durationMs / 1000).toFixed(1)} s; every table equals the manifest`);
+  if (a.restoreOnly) return;
+
+  step(4, `pulumi preview and up on stack ${a.stack}`);
+  const env: Record<string, string> = {
+    PULUMI_BACKEND_URL: process.env.PULUMI_BACKEND_URL ?? `file://${path.join(PROJECT_ROOT, ".guardian", "state")}`,
+    PULUMI_CONFIG_PASSPHRASE: process.env.PULUMI_CONFIG_PASSPHRASE ?? (process.env.PULUMI_CONFIG_PASSPHRASE_FILE ? "" : "guardian-demo-passphrase"),
+    // The rehearsal's own backup of the scratch database goes beside it, not among the real exports.
+    GUARDIAN_EXPORT_ROOT: path.join(workDir, "exports"),
+  };
+  if (!env.PULUMI_CONFIG_PASSPHRASE) delete (env as any).PULUMI_CONFIG_PASSPHRASE;
+  if (env.PULUMI_BACKEND_URL.startsWith("file://")) fs.mkdirSync(env.PULUMI_BACKEND_URL.slice("file://".length), { recursive: true });
+  // The rehearsal stack gets a project directory of its own (symlinks to this program), so its settings file
+  // Pulumi.<stack>.yaml, with its encryption salt and the scratch database's URL (encrypted), never lands in the checkout.
+  const programDir = linkedProgramDir(path.join(workDir, "program"));
+  const settingsFile = path.join(programDir, `Pulumi.${a.stack}.yaml`);
+  if (!fs.existsSync(settingsFile)) {
+    fs.writeFileSync(settingsFile, `# Rehearsal settings, from ${path.relative(PROJECT_ROOT, a.settings)} (secrets dropped)\n` + settingsWithoutSecrets(fs.readFileSync(a.settings, "utf8")));
+  }
+  const stack = await openStack({ stackName: a.stack, workDir: programDir, envVars: env, create: true });
+  await stack.setConfig("guardian:databaseUrl", { value: url, secret: true });
+  const policyPacks = a.policyPack ? [path.join(PROJECT_ROOT, "policies", "run-policy-pack")] : [];
+  const print = (s: string) => process.stdout.write(s);
+  const where = `(in ${path.relative(process.cwd(), programDir)})`;
+  console.log(`$ pulumi preview --stack ${a.stack} --diff${a.policyPack ? " --policy-pack policies/run-policy-pack" : ""}   ${where}`);
+  await stack.preview({ policyPacks, diff: true, onOutput: print });
+  if (!a.previewOnly) {
+    console.log(`$ pulumi up --stack ${a.stack} --yes${a.policyPack ? " --policy-pack policies/run-policy-pack" : ""}   ${where}`);
+    await stack.up({ policyPacks, onOutput: print });
+  }
+
+  step(5, "report");
+  const out = path.join(workDir, "report.md");
+  const r = await buildReport({ stack, svgFileName: "report.svg" });
+  fs.writeFileSync(out, r.markdown);
+  fs.writeFileSync(path.join(workDir, "report.svg"), r.svg);
+  console.log(`report: ${path.relative(process.cwd(), out)} (${r.figures.orgsByModel.multi ?? 0}/${r.figures.orgsTotal} orgs multi)`);
+
+  if (a.drop && !a.targetUrl) {
+    const server = await findPgServer();
+    const { dropDatabase } = require("../lib/pgserver");
+    await dropDatabase(server, dbName);
+    console.log(`dropped the scratch database ${dbName} (the stack ${a.stack} still records it: \`pulumi stack rm ${a.stack} --force\` to forget it)`);
+  }
+}
+
+if (require.main === module) {
+  main().catch((e) => {
+    const refused = e instanceof UsageError || e instanceof RestoreError;
+    console.error(refused ? e.message : `rehearsal failed: ${String(e?.message ?? e).split("\n").slice(0, 40).join("\n")}`);
+    process.exit(refused ? 2 : 1);
+  });
+}

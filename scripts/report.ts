@@ -1,0 +1,393 @@
+/**
+ * The migration report: Markdown plus an SVG chart, every figure read from the stack or queried from the database at
+ * report time (nothing is copied from a template).
+ *
+ *   npm run report -- --stack <name> [--config-file F] [--out report.md]
+ *
+ * Reads the stack through Automation API (outputs, `pulumi stack history` for the update version, the decrypted
+ * config for the database URL, which is only ever shown redacted), then queries the database (lib/report/figures.ts)
+ * and cross-checks the stack's outputs against it. Writes <out> and, beside it, <out without .md>.svg.
+ * Exit codes: 0 written; 2 bad arguments, unknown stack or unreachable database (one line on stderr); 1 otherwise.
+ *
+ * Written automatically after every `up` by the demo (scripts/demo.ts, after up and after rollback) and by the CI
+ * workflow (.github/workflows/guardian.yml, uploaded as an artifact). A Pulumi program cannot run code after its own
+ * update has completed (the stack version and the final outputs only exist then), so the report is the next command.
+ *
+ * Layers: buildReport() is the API (tests compare its `figures` with their own queries); renderMarkdown() and
+ * lib/report/svg.ts render; main() is the CLI.
+ */
+import * as fs from "fs";
+import * as path from "path";
+import type { ConfigMap, OutputMap, Stack, UpdateSummary } from "@pulumi/pulumi/automation";
+import { GuardianConfigError, parseConfig, POOLS } from "../lib/config";
+import { redactUrl, withClient } from "../lib/db";
+import { databaseFigures, type DatabaseFigures } from "../lib/report/figures";
+import { compact, renderSvg, ruleOrder } from "../lib/report/svg";
+import { guardianKeys, openStack, readStackConfig } from "../lib/workspace";
+
+export interface ReportOptions {
+  /** A stack name (opened on workDir with the CLI of scripts/setup-pulumi.sh) or an open Automation API stack. */
+  stack: string | Stack;
+  /** Stack settings file, as `pulumi --config-file` (the demo keeps its copy under .guardian/demo). */
+  configFile?: string;
+  /** Project directory when `stack` is a name (default: the current directory when it holds a Pulumi.yaml, as for
+   *  `pulumi` itself, else this project). */
+  workDir?: string;
+  /** Extra CLI environment when `stack` is a name. */
+  envVars?: Record<string, string>;
+  /** File name the Markdown uses to show the chart (default: report.svg). */
+  svgFileName?: string;
+  now?: Date;
+}
+
+export interface OutputCheck {
+  output: string;
+  stack: unknown;
+  database: unknown;
+  agrees: boolean;
+}
+
+export interface ReportFigures extends DatabaseFigures {
+  generatedAt: string;
+  stack: string;
+  /** Version of the stack's latest update (`pulumi stack history`), null when it was never updated. */
+  updateVersion: number | null;
+  /** Where updateVersion comes from: the backend's number, or (DIY backends, which record 0) the position in the history. */
+  versionSource: "backend" | "position in pulumi stack history";
+  lastUpdate: { version: number; kind: string; result: string; startTime: string; endTime: string; resourceChanges: Record<string, number> } | null;
+  /** The last successful update before the latest one: the default rollback target. */
+  previousSuccessfulVersion: number | null;
+  creditModel: string;
+  marginGate: string;
+  /** The connection string with its password replaced by ***. */
+  database: string;
+  outputsCheck: OutputCheck[];
+  rollbackCommands: string[];
+}
+
+export interface Report {
+  markdown: string;
+  svg: string;
+  figures: ReportFigures;
+}
+
+export class ReportError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ReportError";
+  }
+}
+
+function summarise(u: UpdateSummary & { version: number }): NonNullable<ReportFigures["lastUpdate"]> {
+  return {
+    version: u.version,
+    kind: String(u.kind),
+    result: String(u.result),
+    startTime: new Date(u.startTime).toISOString(),
+    endTime: u.endTime ? new Date(u.endTime).toISOString() : "",
+    resourceChanges: { ...(u.resourceChanges ?? {}) },
+  };
+}
+
+function plainOutput(outputs: OutputMap, key: string): unknown {
+  const o = outputs[key];
+  return o && !o.secret ? o.value : undefined;
+}
+
+function crossCheck(outputs: OutputMap, db: DatabaseFigures): OutputCheck[] {
+  const checks: OutputCheck[] = [];
+  const add = (output: string, database: unknown, normalise: (v: any) => unknown = (v) => v) => {
+    const raw = plainOutput(outputs, output);
+    if (raw === undefined) return;
+    const stack = normalise(raw);
+    checks.push({ output, stack, database, agrees: JSON.stringify(stack) === JSON.stringify(database) });
+  };
+  const sorted = (v: any) => (Array.isArray(v) ? [...v].sort() : v);
+  add("orgsTotal", db.orgsTotal);
+  add("orgsMigrated", db.orgsByModel.multi ?? 0);
+  add("backupId", db.backup?.backupId ?? null);
+  add("rollbackBackupId", db.backup?.backupId ?? null);
+  add("restoreVerified", db.backup?.restoreVerified ?? null);
+  add("negativeBalanceOrgs", db.anomalies.filter((a) => a.kind === "negative_balance").map((a) => a.organizationId).sort(), sorted);
+  return checks;
+}
+
+export async function buildReport(opts: ReportOptions): Promise<Report> {
+  const stack =
+    typeof opts.stack === "string"
+      ? await openStack({ stackName: opts.stack, workDir: opts.workDir ?? projectDir(), envVars: opts.envVars }).catch((e: Error) => {
+          throw new ReportError(`report: cannot open stack "${opts.stack}": ${firstLine(e.message)}`);
+        })
+      : opts.stack;
+  const configMap: ConfigMap = await readStackConfig(stack, opts.configFile);
+  let config;
+  try {
+    config = parseConfig(guardianKeys(configMap));
+  } catch (e) {
+    if (e instanceof GuardianConfigError) throw new ReportError(`report: stack ${stack.name}: ${e.message}`);
+    throw e;
+  }
+  // History without --show-secrets: its config values are not needed, and with the passphrase provider showing them
+  // would make the CLI write an encryption salt into a Pulumi.<stack>.yaml of the project directory.
+  const [outputs, history] = await Promise.all([stack.outputs(), stack.history(undefined, undefined, false)]);
+  // `pulumi stack history` lists newest first. Pulumi Cloud numbers updates; a DIY backend (file://, s3://...) reports
+  // version 0 for every one of them, so there the version is the update's position in the history (1 = oldest), the
+  // same number an operator counts in `pulumi stack history`.
+  const numbered = history.map((u, i) => ({ ...u, version: u.version > 0 ? u.version : history.length - i }));
+  const versionSource: ReportFigures["versionSource"] = history.some((u) => u.version > 0) ? "backend" : "position in pulumi stack history";
+  const latest = numbered[0];
+  const previous = numbered.find((u) => latest && u.version < latest.version && String(u.kind) === "update" && String(u.result) === "succeeded");
+  const backupId = (plainOutput(outputs, "backupId") ?? plainOutput(outputs, "rollbackBackupId")) as string | undefined;
+
+  const db = await withClient(config.databaseUrl, (c) => databaseFigures(c, { config, backupId })).catch((e: Error) => {
+    throw new ReportError(`report: ${firstLine(e.message).split(config.databaseUrl).join(redactUrl(config.databaseUrl))}`);
+  });
+
+  const cfgFlag = opts.configFile ? ` --config-file ${path.relative(process.cwd(), path.resolve(opts.configFile)) || opts.configFile}` : "";
+  const rollbackCommands =
+    config.creditModel === "multi"
+      ? [
+          `npm run rollback -- --stack ${stack.name}${previous ? ` --to ${previous.version}` : ""}`,
+          `pulumi config set guardian:creditModel unified --stack ${stack.name}${cfgFlag} && pulumi up --stack ${stack.name}${cfgFlag}`,
+        ]
+      : [
+          `npm run rollback -- --stack ${stack.name}${previous ? ` --to ${previous.version}` : ""}`,
+          `pulumi config set guardian:creditModel multi --stack ${stack.name}${cfgFlag} && pulumi up --stack ${stack.name}${cfgFlag}`,
+        ];
+
+  const figures: ReportFigures = {
+    generatedAt: (opts.now ?? new Date()).toISOString(),
+    stack: stack.name,
+    updateVersion: latest ? latest.version : null,
+    versionSource,
+    lastUpdate: latest ? summarise(latest) : null,
+    previousSuccessfulVersion: previous ? previous.version : null,
+    creditModel: config.creditModel,
+    marginGate: config.marginGate,
+    database: redactUrl(config.databaseUrl),
+    ...db,
+    outputsCheck: crossCheck(outputs, db),
+    rollbackCommands,
+  };
+  const svg = renderSvg({ stack: stack.name, chart: figures.chart, margins: figures.margins.plans, marginTarget: figures.margins.target });
+  const markdown = renderMarkdown(figures, opts.svgFileName ?? "report.svg");
+  // The last line of defence: whatever went wrong above, the password never leaves in the report. Checked as it
+  // would appear in a connection string (a short password may well be a word of the report, like "postgres").
+  const password = passwordOf(config.databaseUrl);
+  if (password) {
+    const leaks = [...new Set([password, encodeURIComponent(password)])].map((p) => `:${p}@`);
+    const all = markdown + svg + JSON.stringify(figures);
+    if (leaks.some((l) => all.includes(l)) || (password.length >= 8 && all.includes(password))) {
+      throw new ReportError("report: refusing to write a report that contains the database password");
+    }
+  }
+  return { markdown, svg, figures };
+}
+
+function projectDir(): string | undefined {
+  return fs.existsSync(path.join(process.cwd(), "Pulumi.yaml")) ? process.cwd() : undefined;
+}
+
+function passwordOf(url: string): string | undefined {
+  try {
+    const p = new URL(url).password;
+    return p ? decodeURIComponent(p) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function firstLine(s: string): string {
+  return String(s).split("\n").find((l) => l.trim() && !/^\s*(code|stdout|stderr):\s*$/.test(l))?.trim() ?? String(s);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Markdown
+
+const n = (x: number | null | undefined) => (x === null || x === undefined ? "–" : x.toLocaleString("en-US"));
+const yes = (b: boolean) => (b ? "yes" : "**NO**");
+const short = (h: string | null | undefined, k = 12) => (h ? `\`${h.slice(0, k)}\`` : "–");
+const full = (h: string | null | undefined) => (h ? `\`${h}\`` : "–");
+const cell = (s: string) => s.replace(/\|/g, "\\|");
+
+export function renderMarkdown(f: ReportFigures, svgFileName: string): string {
+  const L: string[] = [];
+  const table = (head: string[], rows: (string | number)[][]) => {
+    L.push(`| ${head.join(" | ")} |`, `|${head.map(() => "---").join("|")}|`);
+    for (const r of rows) L.push(`| ${r.map((x) => cell(String(x))).join(" | ")} |`);
+    L.push("");
+  };
+  const multi = f.orgsByModel.multi ?? 0;
+
+  L.push(`# Guardian credits migration report: stack \`${f.stack}\``, "");
+  L.push(`Generated ${f.generatedAt}. Every figure below was read from the stack or queried from the database when this report was generated.`, "");
+
+  L.push("## Stack and database", "");
+  const u = f.lastUpdate;
+  table(["", ""], [
+    ["stack", `\`${f.stack}\``],
+    ["update version", u ? `${u.version} (${u.kind}, ${u.result}, ${u.startTime}; ${f.versionSource === "backend" ? "version recorded by the backend" : "position in `pulumi stack history`, 1 = oldest: this backend records no version numbers"})` : "never updated"],
+    ["changes in that update", u ? Object.entries(u.resourceChanges).map(([k, v]) => `${k} ${v}`).join(", ") || "–" : "–"],
+    ["guardian:creditModel (config)", `\`${f.creditModel}\``],
+    ["guardian:marginGate (config)", `\`${f.marginGate}\``],
+    ["database", `\`${f.database}\``],
+    ["server version", `PostgreSQL ${f.serverVersion}`],
+    ["organizations", `${n(f.orgsTotal)} (${Object.entries(f.orgsByModel).map(([k, v]) => `${k} ${n(v)}`).join(", ") || "none"})`],
+    ["Phase 3.5 columns present", f.migrated ? "yes" : "no"],
+  ]);
+  if (f.outputsCheck.length) {
+    L.push("Stack outputs against the database now:", "");
+    table(["output", "stack", "database", "agrees"], f.outputsCheck.map((c) => [c.output, JSON.stringify(c.stack), JSON.stringify(c.database), yes(c.agrees)]));
+  }
+
+  L.push("## Backup", "");
+  const b = f.backup;
+  if (!b) {
+    L.push("No backup is recorded in `guardian.backups`.", "");
+  } else {
+    table(["", ""], [
+      ["backup id", `\`${b.backupId}\``],
+      ["schema", `\`${b.schemaName}\` (${b.schemaPresent ? "present" : "**MISSING**"})`],
+      ["taken at", b.createdAt],
+      ["export", b.exportDir ? `\`${b.exportDir}\`${b.manifestReadable ? "" : " (manifest.json not readable from this machine)"}` : "–"],
+      ["restore check", b.restoreVerified ? `verified${b.verifiedAt ? ` at ${b.verifiedAt}` : ""}` : "**not verified**"],
+    ]);
+    table(
+      ["table", "rows in backup schema", "rows recorded", "rows in manifest", "checksum (schema now)", "checksum recorded / manifest", "file sha256 (manifest / now)", "consistent"],
+      Object.entries(b.tables).map(([t, x]) => [
+        t, n(x.rowsInSchema), n(x.rowsRecorded), n(x.rowsInManifest), full(x.checksumInSchema),
+        `${full(x.checksumRecorded)} / ${full(x.checksumInManifest)}`, `${short(x.fileSha256InManifest)} / ${short(x.fileSha256Now)}`, yes(x.consistent),
+      ]),
+    );
+  }
+
+  L.push("## Organizations per allocation rule", "");
+  const rules = ruleOrder(Object.keys(f.orgsPerRule));
+  table(
+    ["rule", "organizations", "multi (migrated)", "unified"],
+    [...rules.map((r) => [r, n(f.orgsPerRule[r].orgs), n(f.orgsPerRule[r].multi), n(f.orgsPerRule[r].unified)]), ["**all**", n(f.orgsTotal), n(multi), n(f.orgsByModel.unified ?? 0)]],
+  );
+  L.push(`Catalogue read from \`${f.catalogueSource}\`. "split" is every other plan name (free, custom, empty, unknown).`, "");
+
+  L.push("## Conservation checks", "");
+  const cons = ruleOrder(Object.keys(f.conservation));
+  if (!cons.length) {
+    L.push("No organization is in the multi model: nothing to check.", "");
+  } else {
+    table(
+      ["rule", "multi orgs", "pool totals = rule", "available + consumed = initial", "failing (first 5)"],
+      cons.map((r) => {
+        const c = f.conservation[r];
+        return [r, n(c.orgs), `${n(c.totalsConserved)} ${c.totalsConserved === c.orgs ? "✓" : "✗"}`, `${n(c.availableConserved)} ${c.availableConserved === c.orgs ? "✓" : "✗"}`, c.violations.join(", ") || "–"];
+      }),
+    );
+    L.push(
+      "Plan rules: each pool's total is the plan's allocation, and available plus what was consumed since the allocation equals it. " +
+        "Split rule: the four pool totals add up to total_credits, and available plus consumed adds up to credits_remaining (a negative balance counts as 0).",
+      "",
+    );
+  }
+  L.push("### Anomalies (guardian.backfill_anomalies)", "");
+  if (!f.anomalies.length) L.push("None recorded.", "");
+  else table(["organization", "kind", "value", "epoch"], f.anomalies.map((a) => [`\`${a.organizationId}\``, a.kind, n(a.value), n(a.epoch)]));
+
+  L.push("## Function and policy versions", "");
+  table(
+    ["function", "md5(pg_get_functiondef)", "security definer", "settings", "note"],
+    f.functions.map((x) => [`\`${x.signature}\``, `\`${x.definitionMd5}\``, x.securityDefiner ? "yes" : "no", x.config.join(", ") || "–", x.matchesBackupV1 ? "identical to the definition recorded in the backup (v1)" : ""]),
+  );
+  L.push(`Policies: ${f.policies.length} on the credit tables, combined md5 \`${f.policiesMd5}\`.`, "");
+  table(
+    ["table", "policy", "command", "roles", "kind", "md5(qual, with check)"],
+    f.policies.map((p) => [p.table, p.policy, p.command, p.roles.join(", "), p.permissive.toLowerCase(), short(p.md5)]),
+  );
+  L.push(`Row level security: ${Object.entries(f.rlsEnabled).map(([t, on]) => `${t} ${on ? "on" : "**off**"}`).join(", ")}.`, "");
+
+  L.push("## Consumption since the migration", "");
+  const c = f.consumption;
+  if (!c) L.push("No backup, so no migration time to count from.", "");
+  else {
+    L.push(`Since the backup (${c.since}): ${n(c.successes)} successful and ${n(c.refusals)} refused calls; successes served by model: ${Object.entries(c.successesByModel).map(([k, v]) => `${k} ${n(v)}`).join(", ") || "none"}; unified cost of the successes ${n(c.unifiedCost)} credits (what a rollback subtracts).`, "");
+    table(
+      ["pool", "successful calls", "credits debited", "refused calls"],
+      POOLS.map((p) => [p, n(c.perPool[p].successes), n(c.perPool[p].credits), n(c.perPool[p].refusals)]),
+    );
+    if (Object.keys(c.refusalsByCode).length) L.push(`Refusals by code: ${Object.entries(c.refusalsByCode).map(([k, v]) => `${k} ${n(v)}`).join(", ")}.`, "");
+  }
+
+  L.push("## Margin per plan", "");
+  table(
+    ["plan", "price EUR", "cost EUR (all four pools)", "margin", `target ${(f.margins.target * 100).toFixed(1)}%`],
+    f.margins.plans.map((m) => [
+      m.plan, m.priceEur === null ? "custom" : m.priceEur.toFixed(2), m.costEur === null ? "unknown" : m.costEur.toFixed(2),
+      m.marginPct === null ? "n/a" : `${m.marginPct.toFixed(2)}%`, m.belowTarget === null ? "not comparable" : m.belowTarget ? "**below**" : "met",
+    ]),
+  );
+  const below = f.margins.plans.filter((m) => m.belowTarget).map((m) => m.plan);
+  L.push(`Source: \`${f.margins.source}\`. ${below.length ? `Below target: ${below.join(", ")} (gate ${f.marginGate}).` : "Every comparable plan meets the target."}`, "");
+
+  L.push("## Chart", "");
+  L.push(`![Credits per rule before and after; margin per plan against target](${svgFileName})`, "");
+  const chartRules = ruleOrder([...Object.keys(f.chart.before), ...Object.keys(f.chart.after)]);
+  table(
+    ["rule", "before: unified credits", ...POOLS.map((p) => `after: ${p}`)],
+    chartRules.map((r) => [r, compact(f.chart.before[r] ?? 0), ...POOLS.map((p) => compact(f.chart.after[r]?.[p] ?? 0))]),
+  );
+
+  L.push("## Rollback", "");
+  L.push(
+    f.previousSuccessfulVersion !== null
+      ? `The last successful update before version ${f.updateVersion} is version ${f.previousSuccessfulVersion}. To return to it (preview, confirmation, up, verification, report):`
+      : "No earlier successful update is recorded. To return to the unified model:",
+    "",
+  );
+  L.push("```sh", ...f.rollbackCommands, "```", "");
+  L.push(
+    f.creditModel === "multi"
+      ? "The second line is the contract's rollback (config revert then up): consume_credits_rpc v1 comes back from the backup's recorded definition, " +
+          "balances are reconciled with every consumption since the backup, and the backup is kept."
+      : "This stack is configured for the unified model (rolled back, or never migrated): the second line migrates it (again), taking a new backup first.",
+    "",
+  );
+  return L.join("\n");
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// CLI
+
+function parseArgs(argv: string[]): { stack: string; configFile?: string; out: string } {
+  const args: Record<string, string> = {};
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const m = /^--(stack|config-file|out)(?:=(.*))?$/.exec(a);
+    if (!m) throw new ReportError(`report: unknown argument "${a}" (usage: npm run report -- --stack <name> [--config-file F] [--out report.md])`);
+    const v = m[2] ?? argv[++i];
+    if (v === undefined || v.startsWith("--")) throw new ReportError(`report: --${m[1]} needs a value`);
+    args[m[1]] = v;
+  }
+  if (!args.stack) throw new ReportError("report: --stack <name> is required (usage: npm run report -- --stack <name> [--config-file F] [--out report.md])");
+  return { stack: args.stack, configFile: args["config-file"], out: args.out ?? path.join(".guardian", "reports", `${args.stack}.md`) };
+}
+
+async function main() {
+  const a = parseArgs(process.argv.slice(2));
+  const out = path.resolve(a.out);
+  const svgPath = out.replace(/\.md$/i, "") + ".svg";
+  const r = await buildReport({ stack: a.stack, configFile: a.configFile, svgFileName: path.basename(svgPath) });
+  fs.mkdirSync(path.dirname(out), { recursive: true });
+  fs.writeFileSync(out, r.markdown);
+  fs.writeFileSync(svgPath, r.svg);
+  const f = r.figures;
+  console.log(
+    `report: stack ${f.stack}, update version ${f.updateVersion ?? "none"}, ${f.orgsByModel.multi ?? 0}/${f.orgsTotal} orgs multi, ` +
+      `backup ${f.backup?.backupId ?? "none"}${f.backup ? ` (restore ${f.backup.restoreVerified ? "verified" : "NOT verified"})` : ""}`,
+  );
+  console.log(`report: wrote ${path.relative(process.cwd(), out)} and ${path.relative(process.cwd(), svgPath)}`);
+}
+
+if (require.main === module) {
+  main().catch((e) => {
+    console.error(e instanceof ReportError ? e.message : `report failed: ${e?.stack ?? e}`);
+    process.exit(e instanceof ReportError ? 2 : 1);
+  });
+}
