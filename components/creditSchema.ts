@@ -63,12 +63,16 @@ export const ADDITIVE_COLUMNS: Record<string, { columns: string[]; constraints: 
 
 const textArray = (xs: string[]) => `ARRAY[${xs.map((x) => `'${x.replace(/'/g, "''")}'`).join(", ")}]::text[]`;
 
-/** Fingerprint of the guardian schema: its tables' columns and the schema ACL. No row until all tables exist. */
+/** Fingerprint of the guardian schema: its tables' columns and who must not use it. No row until all tables exist. */
 export function guardianSchemaProbe(): string {
   return `SELECT md5(string_agg(c.relname || '(' ||
            (SELECT string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod), ',' ORDER BY a.attnum)
               FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) || ')', ';' ORDER BY c.relname)
-         || coalesce((SELECT n.nspacl::text FROM pg_namespace n WHERE n.nspname = 'guardian'), '')) AS fingerprint
+         -- what the file enforces on the schema: no USAGE for the Data API roles or PUBLIC (grants made by other
+         -- components, e.g. service_role for the margin views, are theirs and not drift of this object)
+         || '|' || coalesce((SELECT string_agg(r, ',') FROM unnest(ARRAY['anon', 'authenticated']) r
+                              WHERE has_schema_privilege(r, 'guardian', 'USAGE')), '')
+         || '|' || (SELECT count(*) FROM pg_namespace n, aclexplode(n.nspacl) a WHERE n.nspname = 'guardian' AND a.grantee = 0)) AS fingerprint
   FROM pg_class c
  WHERE c.relnamespace = to_regnamespace('guardian') AND c.relkind = 'r' AND c.relname = ANY (${textArray(GUARDIAN_TABLES)})
 HAVING count(*) = ${GUARDIAN_TABLES.length}`;

@@ -148,6 +148,7 @@ export const backfillProvider: pulumi.dynamic.ResourceProvider = {
     if (olds.batchSqlSha256 !== news.batchSqlSha256) changes.push("batchSql");
     if (olds.rulesSha256 !== news.rulesSha256) changes.push("rulesSha256");
     if (olds.backupId !== news.backupId) changes.push("backupId");
+    if (olds.databaseUrl !== news.databaseUrl) changes.push("databaseUrl"); // a rotated secret: recorded, nothing re-run
     return { changes: changes.length > 0, replaces: [], detailedDiff: Object.fromEntries(changes.map((k) => [k, { kind: "update", inputDiff: true }])) as any };
   },
 
@@ -156,6 +157,9 @@ export const backfillProvider: pulumi.dynamic.ResourceProvider = {
   },
 
   async update(_id: string, olds: any, news: any) {
+    const onlyConnection = Number(news.pendingOrgs) === 0 && olds.batchSqlSha256 === news.batchSqlSha256 &&
+      olds.rulesSha256 === news.rulesSha256 && olds.backupId === news.backupId;
+    if (onlyConnection) return { outs: { ...olds, databaseUrl: news.databaseUrl } };
     const outs = await run(news);
     // Keep the totals of the first run visible: a resumed or empty re-run adds to them.
     outs.rowsBackfilledTotal = Number(olds.rowsBackfilledTotal ?? olds.rowsBackfilled ?? 0) + outs.rowsBackfilled;

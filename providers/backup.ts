@@ -9,8 +9,9 @@
  *           <exportRoot>/<backupId>/<table>.copy (COPY text format) and writes manifest.json (rows, sha256, checksum).
  *           Only AccessShare locks are taken: applications keep writing.
  *   read    the backup is there while its schema is; a dropped backup schema reads as gone.
- *   diff    never changes: a backup is a fact about the past. A different table list replaces it.
- *   update  not needed (diff never asks for one).
+ *   diff    a backup is a fact about the past: a different table list replaces it; a rotated connection string is
+ *           recorded (update), so reads use the current credential. Nothing else changes it.
+ *   update  records the new connection string; the backup itself is untouched.
  *   delete  does nothing: backups are never deleted by rollback or destroy (the component also sets retainOnDelete).
  */
 import * as pulumi from "@pulumi/pulumi";
@@ -55,7 +56,12 @@ export const backupProvider: pulumi.dynamic.ResourceProvider = {
 
   async diff(_id: string, olds: any, news: any) {
     const same = JSON.stringify(olds.tables) === JSON.stringify(news.tables);
-    return { changes: !same, replaces: same ? [] : ["tables"], deleteBeforeReplace: false };
+    const rotated = olds.databaseUrl !== news.databaseUrl;
+    return { changes: !same || rotated, replaces: same ? [] : ["tables"], deleteBeforeReplace: false };
+  },
+
+  async update(_id: string, olds: any, news: any) {
+    return { outs: { ...olds, databaseUrl: news.databaseUrl } };
   },
 
   async create(inputs: any) {

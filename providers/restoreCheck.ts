@@ -7,7 +7,7 @@
  *           the backup unverified; nothing that depends on this resource (schema, functions, backfill) runs. The
  *           scratch schema is always dropped.
  *   read    reports the recorded verification; a backup whose row was removed reads as gone.
- *   diff    a different backup replaces the check.
+ *   diff    a different backup replaces the check; a rotated connection string is recorded in place.
  *   delete  nothing to remove (the scratch schema never outlives create).
  */
 import * as pulumi from "@pulumi/pulumi";
@@ -24,7 +24,12 @@ export const restoreCheckProvider: pulumi.dynamic.ResourceProvider = {
     // A verification that a refresh found withdrawn is run again.
     const unverified = olds.restoreVerified !== true;
     const replace = changed || unverified;
-    return { changes: replace, replaces: replace ? ["restoreVerified"] : [], deleteBeforeReplace: true };
+    const rotated = olds.databaseUrl !== news.databaseUrl; // recorded in place (update)
+    return { changes: replace || rotated, replaces: replace ? ["restoreVerified"] : [], deleteBeforeReplace: true };
+  },
+
+  async update(_id: string, olds: any, news: any) {
+    return { outs: { ...olds, databaseUrl: news.databaseUrl } };
   },
 
   async create(inputs: any) {

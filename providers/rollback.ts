@@ -8,7 +8,7 @@
  *           idempotent, so a rollback interrupted by a crash completes on the next run. When nothing was migrated it
  *           does nothing and says so.
  *   read    keeps the recorded result.
- *   diff    never changes once done (a new rollback is a new resource: the program only declares it in the unified
+ *   diff    never changes once done, but for a rotated connection string, which is recorded in place (a new rollback is a new resource: the program only declares it in the unified
  *           model, so leaving and re-entering unified creates it again).
  *   delete  nothing: re-entering the multi model is the migration's job.
  * The backup schemas and the additive columns (and the per-pool log details) are kept.
@@ -114,8 +114,12 @@ async function rollback(inputs: any): Promise<any> {
 }
 
 export const rollbackProvider: pulumi.dynamic.ResourceProvider = {
-  async diff() {
-    return { changes: false };
+  async diff(_id: string, olds: any, news: any) {
+    // Done once; only a rotated connection string is recorded (in place), so later reads use it.
+    return { changes: olds.databaseUrl !== news.databaseUrl };
+  },
+  async update(_id: string, olds: any, news: any) {
+    return { outs: { ...olds, databaseUrl: news.databaseUrl } };
   },
   async create(inputs: any) {
     const outs = await rollback(inputs);

@@ -10,9 +10,9 @@
  *           state and the next preview shows it as a create. Otherwise the live fingerprint is recorded, so an edit
  *           made by hand shows up as drift.
  *   diff    an update when the SQL text changed (the diff shows the SQL) or the live object drifted from what was
- *           applied; a replacement when the object's identity (kind, objectName) changed. The connection string
- *           alone never causes a change.
- *   update  re-runs the SQL, like create.
+ *           applied; a replacement when the object's identity (kind, objectName) changed. A rotated connection
+ *           string is an update too (shown as [secret]), so later refreshes and deletes use the new credential.
+ *   update  re-runs the SQL, like create; when only the connection string changed, records it and runs nothing.
  *   delete  runs dropSql (which uses IF EXISTS, so absence is fine); with no dropSql the object is retained.
  *
  * Methods import pg inside themselves and capture no secret: the connection string arrives as a secret input.
@@ -219,6 +219,10 @@ export const sqlObjectProvider: pulumi.dynamic.ResourceProvider = {
       detailedDiff.sql = { kind: "update" as any, inputDiff: true };
     }
     if (olds.probeSql !== news.probeSql || (olds.dropSql ?? "") !== (news.dropSql ?? "")) changes.push("probeSql");
+    if (olds.databaseUrl !== news.databaseUrl) {
+      changes.push("databaseUrl");
+      detailedDiff.databaseUrl = { kind: "update" as any, inputDiff: true };
+    }
     if (olds.liveFingerprint !== olds.appliedFingerprint) {
       // The live object was edited outside Pulumi (seen by refresh): re-apply the declared SQL.
       changes.push("liveFingerprint");
@@ -244,7 +248,10 @@ export const sqlObjectProvider: pulumi.dynamic.ResourceProvider = {
     return { id, props: { ...props, liveFingerprint: fp } };
   },
 
-  async update(_id: string, _olds: any, news: any) {
+  async update(_id: string, olds: any, news: any) {
+    const onlyConnection = olds.sqlSha256 === news.sqlSha256 && olds.probeSql === news.probeSql &&
+      (olds.dropSql ?? "") === (news.dropSql ?? "") && olds.liveFingerprint === olds.appliedFingerprint;
+    if (onlyConnection) return { outs: { ...olds, databaseUrl: news.databaseUrl } };
     return { outs: await apply(news) };
   },
 

@@ -54,6 +54,7 @@ export const verificationProvider: pulumi.dynamic.ResourceProvider = {
     if (olds.model !== news.model) changed.push("model");
     if (olds.sqlSha256 !== news.sqlSha256) changed.push("sql");
     if (JSON.stringify(olds.upstream ?? {}) !== JSON.stringify(news.upstream ?? {})) changed.push("upstream");
+    if (olds.databaseUrl !== news.databaseUrl) changed.push("databaseUrl"); // re-verified with the new credential
     return { changes: changed.length > 0, replaces: [], detailedDiff: Object.fromEntries(changed.map((k) => [k, { kind: "update", inputDiff: true }])) as any };
   },
   async create(inputs: any) {

@@ -63,7 +63,16 @@ async function main() {
   await seed({ databaseUrl: url, orgs, seed: 42, log: (s: string) => console.log(s) });
 
   step(3, "pulumi preview (creditModel = multi)");
-  spawnSync("pulumi", ["stack", "select", "dev", "--create"], { cwd: PROJECT_ROOT, env, stdio: "inherit" });
+  // A fresh demo stack each run (the demo database was just recreated). Creating it makes the CLI write the stack's
+  // passphrase salt into Pulumi.dev.yaml; the salt moves to the demo's config copy and the checkout stays clean.
+  const devYaml = path.join(PROJECT_ROOT, "Pulumi.dev.yaml");
+  const original = fs.readFileSync(devYaml, "utf8");
+  spawnSync("pulumi", ["stack", "rm", "dev", "--yes", "--force", "--preserve-config"], { cwd: PROJECT_ROOT, env, stdio: "ignore" });
+  const created = spawnSync("pulumi", ["stack", "select", "dev", "--create"], { cwd: PROJECT_ROOT, env, stdio: "inherit" });
+  if (created.status !== 0) throw new Error("pulumi stack select dev --create failed");
+  const salt = fs.readFileSync(devYaml, "utf8").match(/^encryptionsalt: .*$/m)?.[0];
+  fs.writeFileSync(devYaml, original);
+  if (salt) fs.appendFileSync(configFile, `${salt}\n`);
   pulumi("config", "set", "--secret", "guardian:databaseUrl", url);
   pulumi("config", "set", "guardian:creditModel", "multi");
   pulumi("preview", "--stack", "dev", "--diff");
