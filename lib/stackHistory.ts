@@ -104,7 +104,10 @@ export function cliError(e: unknown): string {
   const err = e as any;
   const text = `${err?.commandResult?.stderr ?? ""}\n${err?.commandResult?.stdout ?? ""}`;
   const lines = text.split("\n").map((l) => l.trim()).filter((l) => /^error:/.test(l));
-  const cause = lines.find((l) => !/^error: (update|preview|refresh|destroy) failed$/.test(l));
+  // Skip the summary line and the by-products of an aborted run (the program's gRPC channel closing after the engine
+  // stopped on a resource's error), so the resource's own error is the one reported.
+  const byProduct = /^error: ((update|preview|refresh|destroy) failed|Error: Channel has been shut down|.*14 UNAVAILABLE|Running program .* failed with an unhandled exception:?)$/;
+  const cause = lines.find((l) => !byProduct.test(l));
   return cause ?? lines[0] ?? firstLine(err?.message ?? String(e));
 }
 

@@ -2,45 +2,15 @@
  * Fixture for the audit and margin tests: a fresh database with the baseline, the internal schema `guardian` and the
  * Phase 3.5 additive columns, then the SQL files under test.
  *
- * The schema comes from sql/schema/*.sql (the credit-schema capability), in name order. FALLBACK_SCHEMA is applied
- * after them: every statement is IF NOT EXISTS, so it only fills what those files do not create (yet). It mirrors
- * docs/architecture.md exactly, nothing more; delete it once sql/schema/ is known complete.
+ * The schema comes from the credit-schema component's own file list (components/creditSchema.ts), applied as the
+ * component applies it (the log index outside a transaction).
  */
-import * as fs from "fs";
-import * as path from "path";
+import { CREDIT_SCHEMA_OBJECTS } from "../../components/creditSchema";
 import type { GuardianConfig } from "../../lib/config";
 import { POOLS } from "../../lib/config";
-import { explainSqlError, loadSql, SQL_ROOT } from "../../lib/sql";
+import { explainSqlError, loadSql } from "../../lib/sql";
 import { freshDb, type TestDb } from "./db";
 
-// ---- FALLBACK (minimal; docs/architecture.md) ------------------------------------------------------------------
-const FALLBACK_SCHEMA = `
-CREATE SCHEMA IF NOT EXISTS guardian;
-CREATE TABLE IF NOT EXISTS guardian.migration_journal (
-  id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT now(), step text NOT NULL, object_name text,
-  organization_id uuid, actor_id uuid, details jsonb);
-CREATE TABLE IF NOT EXISTS guardian.plan_catalogue (
-  plan_name text PRIMARY KEY, price_eur numeric NULL, ai int NOT NULL, whatsapp int NOT NULL, email int NOT NULL, sms int NOT NULL);
-CREATE TABLE IF NOT EXISTS guardian.provider_costs (pool text PRIMARY KEY, unit_cost_eur numeric NOT NULL);
-CREATE TABLE IF NOT EXISTS guardian.idempotency_keys (
-  organization_id uuid NOT NULL, idempotency_key text NOT NULL, result json NOT NULL,
-  created_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (organization_id, idempotency_key));
-ALTER TABLE public.organization_credits
-  ADD COLUMN IF NOT EXISTS credit_model text NOT NULL DEFAULT 'unified',
-  ADD COLUMN IF NOT EXISTS allocation_epoch integer NOT NULL DEFAULT 0;
-ALTER TABLE public.credit_consumption_logs
-  ADD COLUMN IF NOT EXISTS quantity int NOT NULL DEFAULT 1,
-  ADD COLUMN IF NOT EXISTS ai_consumed int NOT NULL DEFAULT 0,
-  ADD COLUMN IF NOT EXISTS whatsapp_consumed int NOT NULL DEFAULT 0,
-  ADD COLUMN IF NOT EXISTS email_consumed int NOT NULL DEFAULT 0,
-  ADD COLUMN IF NOT EXISTS sms_consumed int NOT NULL DEFAULT 0,
-  ADD COLUMN IF NOT EXISTS user_id uuid,
-  ADD COLUMN IF NOT EXISTS idempotency_key text,
-  ADD COLUMN IF NOT EXISTS credit_model text,
-  ADD COLUMN IF NOT EXISTS allocation_epoch int,
-  ADD COLUMN IF NOT EXISTS error_code text;
-`;
-// ---- end of FALLBACK -------------------------------------------------------------------------------------------
 
 /** Runs SQL files (paths under sql/) in one transaction each, errors located in their file. */
 export async function applySqlFiles(db: TestDb, files: string[]): Promise<void> {
@@ -76,17 +46,19 @@ async function applyText(c: import("pg").Client, file: string, text: string): Pr
   }
 }
 
-export function schemaFiles(): string[] {
-  const dir = path.join(SQL_ROOT, "schema");
-  if (!fs.existsSync(dir)) return [];
-  return fs.readdirSync(dir).filter((f) => f.endsWith(".sql")).sort().map((f) => `schema/${f}`);
-}
-
-/** A fresh database with the baseline, the internal schema and the additive columns. */
+/** A fresh database with the baseline, the internal schema and the additive columns (the credit schema's files). */
 export async function guardianDb(prefix: string): Promise<TestDb> {
   const db = await freshDb({ prefix });
-  await applySqlFiles(db, schemaFiles());
-  await db.query(FALLBACK_SCHEMA);
+  const c = await db.client();
+  try {
+    for (const spec of CREDIT_SCHEMA_OBJECTS) {
+      const f = loadSql(spec.file);
+      if (spec.transaction === false) await c.query(f.text).catch((e) => Promise.reject(explainSqlError(e, f.file, f.text)));
+      else await applyText(c, f.file, f.text);
+    }
+  } finally {
+    await c.end();
+  }
   return db;
 }
 
