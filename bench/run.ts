@@ -183,6 +183,48 @@ function loopLag(everyMs = 10) {
   };
 }
 
+/** What else the server is doing, every `everyMs`: autovacuum workers (and on what), and the checkpointer's counters. */
+function backgroundSampler(adminUrl: string, everyMs = 500) {
+  const series: { at: number; autovacuum: string[]; checkpoints: number; buffersCheckpoint: number; buffersBackend: number }[] = [];
+  let stop = false;
+  const done = (async () => {
+    const c = await connect(adminUrl, { application_name: "guardian-bench-background" });
+    try {
+      while (!stop) {
+        const r = (await c.query(`
+          SELECT coalesce((SELECT array_agg(DISTINCT regexp_replace(query, '^autovacuum: ', '')) FROM pg_stat_activity
+                            WHERE backend_type = 'autovacuum worker' AND query <> ''), '{}') AS av,
+                 checkpoints_timed + checkpoints_req AS ckpt, buffers_checkpoint, buffers_backend
+            FROM pg_stat_bgwriter`)).rows[0];
+        series.push({ at: Date.now(), autovacuum: r.av, checkpoints: Number(r.ckpt), buffersCheckpoint: Number(r.buffers_checkpoint), buffersBackend: Number(r.buffers_backend) });
+        await new Promise((res) => setTimeout(res, everyMs));
+      }
+    } finally {
+      await c.end().catch(() => undefined);
+    }
+  })();
+  return {
+    async stop() {
+      stop = true;
+      await done;
+    },
+    /** During [from, to]: checkpoints started, buffers written by checkpoints and by backends, autovacuum seen. */
+    during(from: number, to: number) {
+      const w = series.filter((x) => x.at >= from && x.at <= to);
+      if (w.length < 2) return { checkpoints: 0, buffersCheckpoint: 0, buffersBackend: 0, autovacuum: [] as string[], autovacuumSamples: 0 };
+      const a = w[0];
+      const b = w[w.length - 1];
+      return {
+        checkpoints: b.checkpoints - a.checkpoints,
+        buffersCheckpoint: b.buffersCheckpoint - a.buffersCheckpoint,
+        buffersBackend: b.buffersBackend - a.buffersBackend,
+        autovacuum: [...new Set(w.flatMap((x) => x.autovacuum))].sort(),
+        autovacuumSamples: w.filter((x) => x.autovacuum.length > 0).length,
+      };
+    },
+  };
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // One size
 
@@ -288,6 +330,8 @@ export interface SizeResult {
     byBlocker: Record<string, number>;
     samples: number;
   };
+  /** The server's background work in the window: checkpoints, buffers they and the backends wrote, autovacuum. */
+  server: { duringBackfill: ReturnType<ReturnType<typeof backgroundSampler>["during"]>; duringRollback: ReturnType<ReturnType<typeof backgroundSampler>["during"]> };
   /** Longest delay of the bench's own event loop in each window (ms): part of any measured call it overlapped. */
   clientLagMs: { duringBackfill: number; duringUp: number; duringRollback: number };
   rollback: { upSeconds: number; providerSeconds: number; orgsReconciled: number };
@@ -301,6 +345,7 @@ async function benchSize(server: PgServer, orgs: number, a: Args): Promise<SizeR
   let fleet: ConsumerFleet | undefined;
   let sampler: ReturnType<typeof lockSampler> | undefined;
   let lag: ReturnType<typeof loopLag> | undefined;
+  let bg: ReturnType<typeof backgroundSampler> | undefined;
   try {
     t = await testStack(db.url, { creditModel: "multi" });
     log(`size ${fmt(orgs)}: pulumi preview`);
@@ -310,6 +355,7 @@ async function benchSize(server: PgServer, orgs: number, a: Args): Promise<SizeR
     fleet = new ConsumerFleet({ url: db.url, orgs: ids, consumers: a.consumers, fourArgShare: 0, replayShare: 0, tag: "bench" });
     sampler = lockSampler(db.url);
     lag = loopLag();
+    bg = backgroundSampler(server.adminUrl);
     await fleet.start();
     const idleFrom = Date.now();
     await new Promise((r) => setTimeout(r, 3000));
@@ -342,6 +388,7 @@ async function benchSize(server: PgServer, orgs: number, a: Args): Promise<SizeR
     const waits = await sampler.stop();
     sampler = undefined;
     lag.stop();
+    await bg.stop();
 
     const r: SizeResult = {
       orgs,
@@ -375,6 +422,7 @@ async function benchSize(server: PgServer, orgs: number, a: Args): Promise<SizeR
         samples: waits.samples,
       },
       clientLagMs: { duringBackfill: lag.maxIn(bfFrom, bfTo), duringUp: lag.maxIn(upFrom, upTo), duringRollback: lag.maxIn(rbFrom, rbTo) },
+      server: { duringBackfill: bg.during(bfFrom, bfTo), duringRollback: bg.during(rbFrom, rbTo) },
       rollback: {
         upSeconds: secs(rbMs),
         providerSeconds: secs(Number(rb.outputs.rollbackDurationMs?.value)),
@@ -389,6 +437,7 @@ async function benchSize(server: PgServer, orgs: number, a: Args): Promise<SizeR
     await fleet?.stop().catch(() => undefined);
     await sampler?.stop().catch(() => undefined);
     lag?.stop();
+    await bg?.stop().catch(() => undefined);
     if (t) {
       t.destroyWorkspace();
       fs.rmSync(t.stateDir, { recursive: true, force: true });
@@ -627,6 +676,8 @@ function markdown(r: any): string {
     row("longest consumer call the server saw running, backfill (ms, wait)", (s) => `${s.lockWaits.duringBackfill.longestRunningMs} ${s.lockWaits.duringBackfill.longestRunningWait ?? ""}`);
     row("longest consumer call the server saw running, rollback (ms, wait)", (s) => `${s.lockWaits.duringRollback.longestRunningMs} ${s.lockWaits.duringRollback.longestRunningWait ?? ""}`);
     row("longest stall of the bench's own event loop, backfill / up / rollback (ms)", (s) => `${s.clientLagMs.duringBackfill} / ${s.clientLagMs.duringUp} / ${s.clientLagMs.duringRollback}`);
+    row("during the backfill: checkpoints, buffers written by them / by backends", (s) => `${s.server.duringBackfill.checkpoints}, ${fmt(s.server.duringBackfill.buffersCheckpoint)} / ${fmt(s.server.duringBackfill.buffersBackend)}`);
+    row("during the backfill: autovacuum at work on", (s) => s.server.duringBackfill.autovacuum.join(", ") || "nothing");
     row("consumer calls failed", (s) => `${s.consumers.failures}`);
     row("`up` needed the INVALID-index repair", (s) => (s.repairs.length ? `**yes** (${s.repairs.length})` : "no"));
     L.push("", "Where each `pulumi up` (multi) spends its time (seconds per step, from engine events; steps over 0.5 s):", "");
@@ -696,7 +747,19 @@ async function main() {
     result.sizes = [];
     for (const n of a.sizes) result.sizes.push(await benchSize(server, n, a));
     result.targets = targets(result.sizes);
+    // What the run itself says about a slow call during the backfill: a lock wait (and whose lock), a wait inside the
+    // server (LWLock:WALWrite = WAL flushes, IO:* = disk, CPU = none), or the bench's own event loop.
+    for (const z of result.sizes as SizeResult[]) {
+      const c = z.consumers.duringBackfill;
+      if (c.max > 100) {
+        const w = z.lockWaits.duringBackfill;
+        result.notes.push(`${fmt(z.orgs)} orgs: the slowest consumer call during the backfill took ${c.max} ms (p99 ${c.p99} ms). ` +
+          `Longest lock wait of a consumer then: ${w.maxMs} ms (held by ${w.blocker ?? "nobody"}); longest call the server saw running: ` +
+          `${w.longestRunningMs} ms, waiting on ${w.longestRunningWait ?? "?"}; the bench's event loop stalled at most ${z.clientLagMs.duringBackfill} ms.`);
+      }
+    }
   }
+
   const repaired = [...(result.sizes ?? []), ...(result.zeroDowntime ?? [])].filter((x: any) => x.repairs?.length);
   if (repaired.length) {
     result.notes.push(`DEFECT: at ${repaired.map((x: any) => fmt(x.orgs)).join(", ")} orgs the first \`pulumi up\` failed: ${LOG_INDEX} was left INVALID. ` +
@@ -708,6 +771,8 @@ async function main() {
       "index depend on validate-constraints, and drop an INVALID index before retrying the build.");
   }
   result.machine.loadAverageAtEnd = os.loadavg().map((x) => round(x));
+  result.notes.push(`Load average (1 min) ${result.machine.loadAverageAtStart[0]} at the start, ${result.machine.loadAverageAtEnd[0]} at the end: ` +
+    "the machine is shared, and other work on it takes CPU and disk from both the migration and the consumers. Compare the rows of one run.");
 
   fs.mkdirSync(a.out, { recursive: true });
   const base = path.join(a.out, `${result.date}${result.mode === "full" ? "" : `.${result.mode}`}`);

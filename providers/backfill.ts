@@ -55,6 +55,8 @@ async function run(inputs: any): Promise<any> {
     if (inputs.requireVerifiedBackup && verified.rows[0]?.restore_verified !== true) {
       throw new Error(`backfill refused: guardian.backups does not record a verified restore for ${inputs.backupId}`);
     }
+    const lockTimeoutMs = Math.floor(Number(inputs.lockTimeoutMs ?? 2000));
+    if (!Number.isFinite(lockTimeoutMs) || lockTimeoutMs < 0) throw new Error(`backfill: lockTimeoutMs must be a non-negative number, got ${inputs.lockTimeoutMs}`);
     const total = Number((await c.query(`SELECT count(*)::bigint n FROM public.organization_credits WHERE credit_model = 'unified'`)).rows[0].n);
     const started = Date.now();
     let done = 0;
@@ -70,17 +72,18 @@ async function run(inputs: any): Promise<any> {
         let r: any;
         for (let attempt = 0; ; attempt++) {
           try {
-            await c.query("BEGIN");
-            await c.query(`SET LOCAL lock_timeout = ${Math.floor(inputs.lockTimeoutMs ?? 2000)}`);
+            // Three round trips per batch (open, flip, journal + commit): under load each one waits for a CPU.
+            // A batch's commit does not wait for its WAL to reach disk (it competes with the applications' own
+            // commits for WAL flushes). Nothing is at risk: the WAL is one sequence, so the next synchronous commit
+            // (any application call that saw the flip, the verification) makes the batch durable with it, and a
+            // batch lost in a server crash before that is simply still unified: the next run flips it.
+            await c.query(`BEGIN; SET LOCAL lock_timeout = ${lockTimeoutMs}; SET LOCAL synchronous_commit = off`);
             r = (await c.query(inputs.batchSql, [cursor, inputs.batchSize])).rows[0];
-            if (r.flipped > 0) {
-              await c.query(
-                `INSERT INTO guardian.migration_journal (step, object_name, details)
-                 VALUES ('backfill_batch', 'public.organization_credits', jsonb_build_object('flipped', $1::int, 'pass', $2::int))`,
-                [r.flipped, pass],
-              );
-            }
-            await c.query("COMMIT");
+            const flipped = Math.floor(Number(r.flipped));
+            await c.query(flipped > 0
+              ? `INSERT INTO guardian.migration_journal (step, object_name, details)
+                 VALUES ('backfill_batch', 'public.organization_credits', jsonb_build_object('flipped', ${flipped}, 'pass', ${pass})); COMMIT`
+              : "COMMIT");
             break;
           } catch (e: any) {
             await c.query("ROLLBACK").catch(() => undefined);

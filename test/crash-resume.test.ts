@@ -14,15 +14,16 @@
  * (recorded in guardian.backups with no export and no verified restore). Backups are never deleted, by design; the
  * next run takes a new one, verifies it, and rollback uses the latest verified one.
  *
- * The kill points, each detected from the database (a persistent connection polling every few ms) and confirmed
- * after the kill:
+ * The kill points, each detected while the run goes (a persistent connection polling the database every few ms,
+ * and the engine's event log) and confirmed after the kill:
  *   backup      a guardian_backup_* schema exists: the snapshot committed, its export to disk is running (100,000
  *               extra log rows make the export last long enough to hit); confirmed by guardian.backups.export_dir
  *               still NULL and no manifest.json.
  *   backfill    some but not all organizations are multi (guardian:backfill = {batchSize: 10, pauseMs: 50}).
- *   switch gap  v2 exists and no organization is multi yet: between the function switch and the backfill's first
- *               batch (v2 serves the unified model meanwhile); confirmed by the event log (--event-log): the v2
- *               create finished, the backfill run's did not.
+ *   switch gap  the engine has reported v2's create done (its event log, --event-log) and no organization is
+ *               multi yet: between the function switch and the backfill's first batch (v2 serves the unified model
+ *               meanwhile); confirmed after the kill: v2 exists, 0 multi, the backfill run's create never finished.
+ *               (The checkpoint may still list v2's create as pending: it is written after the event.)
  *
  * "Kill" means the whole session (test/helpers/cli.ts): the CLI starts its plugins in process groups of their own,
  * so killing its process group alone leaves the dynamic provider running the step it was in.
