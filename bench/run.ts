@@ -585,9 +585,28 @@ interface Target {
   note?: string;
 }
 
-function targets(sizes: SizeResult[]): Target[] {
+/** Issue 4's targets for consume_credits_rpc v2, from the pgbench cases of the same run. */
+function rpcTargets(rpc: BenchRpcResult | undefined): Target[] {
+  const at8 = (c: string) => rpc?.cases.find((x) => x.case === c && x.clients === 8);
+  const v2 = at8("v2");
+  const ref = at8("plpgsql_reference");
+  return [
+    {
+      target: "consume_credits_rpc v2 p99 < 5 ms at 8 clients",
+      measured: v2 ? `p99 ${v2.latencyMs.p99} ms (p50 ${v2.latencyMs.p50} ms, ${fmt(v2.tps)} tps)` : "not measured",
+      met: v2 ? v2.latencyMs.p99 < 5 : null,
+    },
+    {
+      target: "v2 throughput >= half a plpgsql debit-plus-log (8 clients)",
+      measured: v2 && ref ? `${fmt(v2.tps)} vs ${fmt(ref.tps)} tps (x${round(v2.tps / ref.tps)})` : "not measured",
+      met: v2 && ref ? v2.tps >= ref.tps / 2 : null,
+    },
+  ];
+}
+
+function targets(sizes: SizeResult[], rpc?: BenchRpcResult): Target[] {
   const by = (n: number) => sizes.find((s) => s.orgs === n);
-  const out: Target[] = [];
+  const out: Target[] = [...rpcTargets(rpc)];
   const m = by(1_000_000);
   out.push({
     target: "backfill of 1M orgs < 60 s while consumers run",
@@ -746,7 +765,7 @@ async function main() {
     });
     result.sizes = [];
     for (const n of a.sizes) result.sizes.push(await benchSize(server, n, a));
-    result.targets = targets(result.sizes);
+    result.targets = targets(result.sizes, rpc);
     // What the run itself says about a slow call during the backfill: a lock wait (and whose lock), a wait inside the
     // server (LWLock:WALWrite = WAL flushes, IO:* = disk, CPU = none), or the bench's own event loop.
     for (const z of result.sizes as SizeResult[]) {

@@ -2,7 +2,7 @@
  * Backfill: flips every organization from the unified to the multi model, in batches, online.
  *
  *   check   refuses to run without a verified backup when requireVerifiedBackup is set, and checks the batch size.
- *   create  runs sql/backfill/batch.sql repeatedly (cursor by organization_id, one short transaction per batch, lock
+ *   create  runs sql/backfill/batch.sql repeatedly (a walk over the table's heap pages, one short transaction per batch, lock
  *           waits bounded and retried), printing progress; then passes again until no unified org is left (rows
  *           written while it ran are handled by the allocation trigger, which exists before the first batch).
  *           Resumable: it works off credit_model, so after a crash the next run continues where the last stopped.
@@ -64,11 +64,23 @@ async function run(inputs: any): Promise<any> {
     const perRule: Record<string, number> = {};
     const clamped: string[] = [];
     let lastReport = 0;
-    say(`${fmt(total)} organizations to migrate, ${fmt(inputs.batchSize)} per batch`);
+    // Batches are ranges of heap pages (sql/backfill/batch.sql): as many pages as hold about batchSize unified
+    // organizations, from the table's density when the pass starts; never more than batchSize organizations.
+    const density = async () => {
+      const d = (await c.query(
+        `SELECT pg_relation_size('public.organization_credits') / current_setting('block_size')::bigint AS pages,
+                (SELECT count(*) FROM public.organization_credits WHERE credit_model = 'unified') AS unified`)).rows[0];
+      const pages = Number(d.pages);
+      const unified = Number(d.unified);
+      return { unified, pagesPerBatch: Math.max(1, Math.floor(inputs.batchSize / Math.max(1, unified / Math.max(1, pages)))) };
+    };
+    say(`${fmt(total)} organizations to migrate, at most ${fmt(inputs.batchSize)} per batch`);
+    let next = await density();
     for (let pass = 1; pass <= 5; pass++) {
-      let cursor = "00000000-0000-0000-0000-000000000000";
+      let page = 0;
+      let tablePages = 1;
       let flippedThisPass = 0;
-      for (;;) {
+      while (page < tablePages) {
         let r: any;
         for (let attempt = 0; ; attempt++) {
           try {
@@ -78,7 +90,7 @@ async function run(inputs: any): Promise<any> {
             // (any application call that saw the flip, the verification) makes the batch durable with it, and a
             // batch lost in a server crash before that is simply still unified: the next run flips it.
             await c.query(`BEGIN; SET LOCAL lock_timeout = ${lockTimeoutMs}; SET LOCAL synchronous_commit = off`);
-            r = (await c.query(inputs.batchSql, [cursor, inputs.batchSize])).rows[0];
+            r = (await c.query(inputs.batchSql, [page, page + next.pagesPerBatch, inputs.batchSize])).rows[0];
             const flipped = Math.floor(Number(r.flipped));
             await c.query(flipped > 0
               ? `INSERT INTO guardian.migration_journal (step, object_name, details)
@@ -88,16 +100,19 @@ async function run(inputs: any): Promise<any> {
           } catch (e: any) {
             await c.query("ROLLBACK").catch(() => undefined);
             if (["55P03", "40P01", "40001"].includes(e?.code) && attempt < 20) {
-              say(`batch after ${cursor} waited too long for a lock (${e.code}); retry ${attempt + 1}`);
+              say(`batch at page ${page} waited too long for a lock (${e.code}); retry ${attempt + 1}`);
               await new Promise((res) => setTimeout(res, 50 * (attempt + 1)));
               continue;
             }
             throw e;
           }
         }
-        if (!r.cursor) break;
-        cursor = r.cursor;
-        batches++;
+        // The table grows while the walk goes (a flip writes a new row version, often at the end): the walk goes
+        // on to the end as it is after each batch, so rows a concurrent call moved ahead of it are flipped too.
+        // A full batch (batchSize rows locked) may have left unified rows in its range: run the range again.
+        if (Number(r.locked) < inputs.batchSize) page = Number(r.next_page);
+        tablePages = Number(r.table_pages);
+        if (r.flipped > 0) batches++;
         done += r.flipped;
         flippedThisPass += r.flipped;
         for (const [k, v] of Object.entries<number>(r.per_rule ?? {})) perRule[k] = (perRule[k] ?? 0) + v;
@@ -110,9 +125,10 @@ async function run(inputs: any): Promise<any> {
           const eta = rate > 0 ? Math.max(0, (total - done) / rate) : 0;
           say(`${fmt(done)}/${fmt(total)} orgs (${pct}%), ${fmt(rate)} orgs/s, ETA ${eta.toFixed(0)} s`);
         }
-        if (inputs.pauseMs > 0) await new Promise((res) => setTimeout(res, inputs.pauseMs));
+        if (r.flipped > 0 && inputs.pauseMs > 0) await new Promise((res) => setTimeout(res, inputs.pauseMs));
       }
-      const left = Number((await c.query(`SELECT count(*)::bigint n FROM public.organization_credits WHERE credit_model = 'unified'`)).rows[0].n);
+      next = await density();
+      const left = next.unified;
       if (left === 0) break;
       say(`pass ${pass} flipped ${fmt(flippedThisPass)}; ${fmt(left)} still unified (written meanwhile), another pass`);
       if (pass === 5) throw new Error(`backfill: ${left} organizations are still unified after 5 passes`);

@@ -182,7 +182,7 @@ describe("a call that commits while a batch waits for its row is counted by the 
   it("the backfill allocates a split org from its balance after the debit it waited for", async () => {
     const { called, batched } = await race(
       (c) => c.query(`SELECT public.consume_credits_rpc($1, 'bulk_email') AS r`, [org]).then((r) => r.rows[0].r),
-      (c) => c.query(loadSql("backfill/batch.sql").text, ["00000000-0000-0000-0000-000000000000", 10]).then((r) => r.rows[0]),
+      (c) => c.query(loadSql("backfill/batch.sql").text, [0, 1000, 10]).then((r) => r.rows[0]), // heap pages [0, 1000), 10 orgs at most
     );
     expect(called).toMatchObject({ success: true, credit_model: "unified", credits_consumed: 10, remaining_credits: 12335 });
     expect(batched.flipped).toBe(1);
