@@ -75,23 +75,41 @@ async function rollback(inputs: any): Promise<any> {
 
     await tx(() => c.query(inputs.sql.stopAllocation));
     const reconcile = inputs.sql.reconcileBatch.split("__BACKUP_SCHEMA__").join(bk.backup_id);
-    let cursor = "00000000-0000-0000-0000-000000000000";
+    // Batches are ranges of heap pages holding about batchSize multi orgs (never more than batchSize), walked in
+    // physical order; a pass ends with a count, and rows a concurrent call moved behind the walk get another pass.
+    const density = async () => {
+      const d = (await c.query(
+        `SELECT pg_relation_size('public.organization_credits') / current_setting('block_size')::bigint AS pages,
+                (SELECT count(*) FROM public.organization_credits WHERE credit_model = 'multi') AS multi`)).rows[0];
+      const pages = Number(d.pages);
+      const multi = Number(d.multi);
+      return { multi, pagesPerBatch: Math.max(1, Math.floor(inputs.batchSize / Math.max(1, multi / Math.max(1, pages)))) };
+    };
     let done = 0;
     let last = 0;
-    for (;;) {
-      const ids: string[] = await tx(async () => {
-        const r = await c.query(inputs.sql.lockBatch, [cursor, inputs.batchSize]);
-        const ids = r.rows.map((x: any) => x.organization_id);
-        if (ids.length) await c.query(reconcile, [ids]);
-        return ids;
-      });
-      if (!ids.length) break;
-      cursor = ids[ids.length - 1];
-      done += ids.length;
-      if (Date.now() - last > 2000) {
-        last = Date.now();
-        say(`${fmt(done)}/${fmt(multiOrgs)} orgs reconciled (${Math.floor((100 * done) / Math.max(1, multiOrgs))}%), ${fmt(done / ((Date.now() - started) / 1000))} orgs/s`);
+    let next = await density();
+    for (let pass = 1; next.multi > 0; pass++) {
+      if (pass > 5) throw new Error(`rollback: ${next.multi} organizations are still multi after 5 passes`);
+      let page = 0;
+      let tablePages = 1;
+      while (page < tablePages) {
+        const b = await tx(async () => {
+          const r = await c.query(inputs.sql.lockBatch, [page, page + next.pagesPerBatch, inputs.batchSize]);
+          const ids = r.rows.map((x: any) => x.organization_id);
+          if (ids.length) await c.query(reconcile, [ids]);
+          const size = await c.query(`SELECT pg_relation_size('public.organization_credits') / current_setting('block_size')::bigint AS pages`);
+          return { n: ids.length, pages: Number(size.rows[0].pages) };
+        });
+        if (b.n < inputs.batchSize) page += next.pagesPerBatch;
+        tablePages = b.pages;
+        done += b.n;
+        if (Date.now() - last > 2000) {
+          last = Date.now();
+          say(`${fmt(done)}/${fmt(multiOrgs)} orgs reconciled (${Math.floor((100 * done) / Math.max(1, multiOrgs))}%), ${fmt(done / ((Date.now() - started) / 1000))} orgs/s`);
+        }
       }
+      next = await density();
+      if (next.multi > 0) say(`pass ${pass} done; ${fmt(next.multi)} orgs still multi (moved behind the walk by concurrent calls), another pass`);
     }
     const restored = await tx(async () => {
       await c.query(`SELECT set_config('guardian.rollback_backup', $1, true)`, [bk.backup_id]);

@@ -198,7 +198,7 @@ describe("a call that commits while a batch waits for its row is counted by the 
       (c) => c.query(`SELECT public.consume_credits_rpc($1, 'bulk_email') AS r`, [org]).then((r) => r.rows[0].r),
       async (c) => {
         await c.query("BEGIN");
-        const ids = (await c.query(loadSql("rollback/02_lock_batch.sql").text, ["00000000-0000-0000-0000-000000000000", 10])).rows.map((r) => r.organization_id);
+        const ids = (await c.query(loadSql("rollback/02_lock_batch.sql").text, [0, 1000, 10])).rows.map((r) => r.organization_id);
         await c.query(loadSql("rollback/03_reconcile_batch.sql").text.split("__BACKUP_SCHEMA__").join(backup), [ids]);
         await c.query("COMMIT");
         return ids;
