@@ -15,6 +15,7 @@
  *   delete  nothing: leaving the multi model is the Rollback resource's job, with reconciliation.
  */
 import * as pulumi from "@pulumi/pulumi";
+import { walkPlan } from "./pageWalk";
 
 export interface BackfillArgs {
   databaseUrl: pulumi.Input<string>;
@@ -66,16 +67,8 @@ async function run(inputs: any): Promise<any> {
     let lastReport = 0;
     // Batches are ranges of heap pages (sql/backfill/batch.sql): as many pages as hold about batchSize unified
     // organizations, from the table's density when the pass starts; never more than batchSize organizations.
-    const density = async () => {
-      const d = (await c.query(
-        `SELECT pg_relation_size('public.organization_credits') / current_setting('block_size')::bigint AS pages,
-                (SELECT count(*) FROM public.organization_credits WHERE credit_model = 'unified') AS unified`)).rows[0];
-      const pages = Number(d.pages);
-      const unified = Number(d.unified);
-      return { unified, pagesPerBatch: Math.max(1, Math.floor(inputs.batchSize / Math.max(1, unified / Math.max(1, pages)))) };
-    };
     say(`${fmt(total)} organizations to migrate, at most ${fmt(inputs.batchSize)} per batch`);
-    let next = await density();
+    let next = await walkPlan(c, "unified", inputs.batchSize);
     for (let pass = 1; pass <= 5; pass++) {
       let page = 0;
       let tablePages = 1;
@@ -127,8 +120,8 @@ async function run(inputs: any): Promise<any> {
         }
         if (r.flipped > 0 && inputs.pauseMs > 0) await new Promise((res) => setTimeout(res, inputs.pauseMs));
       }
-      next = await density();
-      const left = next.unified;
+      next = await walkPlan(c, "unified", inputs.batchSize);
+      const left = next.left;
       if (left === 0) break;
       say(`pass ${pass} flipped ${fmt(flippedThisPass)}; ${fmt(left)} still unified (written meanwhile), another pass`);
       if (pass === 5) throw new Error(`backfill: ${left} organizations are still unified after 5 passes`);

@@ -14,6 +14,7 @@
  * The backup schemas and the additive columns (and the per-pool log details) are kept.
  */
 import * as pulumi from "@pulumi/pulumi";
+import { walkPlan } from "./pageWalk";
 
 export interface RollbackArgs {
   databaseUrl: pulumi.Input<string>;
@@ -77,19 +78,11 @@ async function rollback(inputs: any): Promise<any> {
     const reconcile = inputs.sql.reconcileBatch.split("__BACKUP_SCHEMA__").join(bk.backup_id);
     // Batches are ranges of heap pages holding about batchSize multi orgs (never more than batchSize), walked in
     // physical order; a pass ends with a count, and rows a concurrent call moved behind the walk get another pass.
-    const density = async () => {
-      const d = (await c.query(
-        `SELECT pg_relation_size('public.organization_credits') / current_setting('block_size')::bigint AS pages,
-                (SELECT count(*) FROM public.organization_credits WHERE credit_model = 'multi') AS multi`)).rows[0];
-      const pages = Number(d.pages);
-      const multi = Number(d.multi);
-      return { multi, pagesPerBatch: Math.max(1, Math.floor(inputs.batchSize / Math.max(1, multi / Math.max(1, pages)))) };
-    };
     let done = 0;
     let last = 0;
-    let next = await density();
-    for (let pass = 1; next.multi > 0; pass++) {
-      if (pass > 5) throw new Error(`rollback: ${next.multi} organizations are still multi after 5 passes`);
+    let next = await walkPlan(c, "multi", inputs.batchSize);
+    for (let pass = 1; next.left > 0; pass++) {
+      if (pass > 5) throw new Error(`rollback: ${next.left} organizations are still multi after 5 passes`);
       let page = 0;
       let tablePages = 1;
       while (page < tablePages) {
@@ -108,8 +101,8 @@ async function rollback(inputs: any): Promise<any> {
           say(`${fmt(done)}/${fmt(multiOrgs)} orgs reconciled (${Math.floor((100 * done) / Math.max(1, multiOrgs))}%), ${fmt(done / ((Date.now() - started) / 1000))} orgs/s`);
         }
       }
-      next = await density();
-      if (next.multi > 0) say(`pass ${pass} done; ${fmt(next.multi)} orgs still multi (moved behind the walk by concurrent calls), another pass`);
+      next = await walkPlan(c, "multi", inputs.batchSize);
+      if (next.left > 0) say(`pass ${pass} done; ${fmt(next.left)} orgs still multi (moved behind the walk by concurrent calls), another pass`);
     }
     const restored = await tx(async () => {
       await c.query(`SELECT set_config('guardian.rollback_backup', $1, true)`, [bk.backup_id]);

@@ -175,6 +175,8 @@ describe("guardian.purge_audit", () => {
     ids.oldLiveEpoch = await insertLog(db, { organizationId: multiOrg, age: "900 days", creditModel: "multi", epoch: 2, ai: 1 });
     await db.query(`INSERT INTO guardian.migration_journal (at, step, object_name) VALUES
       (now() - interval '800 days', 'backup', 'old'), (now() - interval '10 days', 'backup', 'young')`);
+    await db.query(`INSERT INTO guardian.idempotency_keys (organization_id, idempotency_key, result, created_at) VALUES
+      ($1, 'old-key', '{}', now() - interval '731 days'), ($1, 'young-key', '{}', now() - interval '729 days')`, [org]);
   });
   afterAll(() => db?.drop());
 
@@ -194,14 +196,16 @@ describe("guardian.purge_audit", () => {
     const [{ r }] = await asUser(db, { role: "service_role" }, (c) => c.query("SELECT guardian.purge_audit() AS r")).then((x) => x.rows);
     expect(r).toMatchObject({
       older_than: "730 days",
-      deleted: { credit_consumption_logs: 3, migration_journal: 1 },
+      deleted: { credit_consumption_logs: 3, migration_journal: 1, idempotency_keys: 1 },
       retained_live_epoch: 1,
     });
+    const keys = (await db.query(`SELECT idempotency_key FROM guardian.idempotency_keys ORDER BY 1`)).map((x) => x.idempotency_key);
+    expect(keys).toEqual(["young-key"]);
     const left = (await db.query(`SELECT id::int FROM public.credit_consumption_logs ORDER BY id`)).map((x) => x.id);
     expect(left).toEqual([ids.young, ids.oldLiveEpoch]);
     const journal = await db.query(`SELECT step, object_name, actor_id, details FROM guardian.migration_journal ORDER BY id`);
     expect(journal.map((j) => `${j.step}:${j.object_name}`)).toEqual(["backup:young", "purge:guardian.purge_audit"]);
-    expect(journal[1].details).toMatchObject({ deleted: { credit_consumption_logs: 3, migration_journal: 1 }, retained_live_epoch: 1 });
+    expect(journal[1].details).toMatchObject({ deleted: { credit_consumption_logs: 3, migration_journal: 1, idempotency_keys: 1 }, retained_live_epoch: 1 });
   });
 
   it("closes the door again before returning: a DELETE later in the same transaction is refused", async () => {
@@ -209,7 +213,7 @@ describe("guardian.purge_audit", () => {
     try {
       await c.query("BEGIN");
       const r = (await c.query("SELECT guardian.purge_audit('1000 days') AS r")).rows[0].r;
-      expect(r.deleted).toEqual({ credit_consumption_logs: 0, migration_journal: 0 });
+      expect(r.deleted).toEqual({ credit_consumption_logs: 0, migration_journal: 0, idempotency_keys: 0 });
       const e = await errorOf(c.query("DELETE FROM public.credit_consumption_logs"));
       expect(e.message).toBe("DELETE on public.credit_consumption_logs refused: the audit is append-only");
     } finally {

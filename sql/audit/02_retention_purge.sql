@@ -2,9 +2,10 @@
 --
 -- guardian.purge_audit(p_older_than interval DEFAULT <the retention>) RETURNS json
 --   Deletes audit records older than p_older_than from public.credit_consumption_logs and guardian.migration_journal,
---   journals a 'purge' step with the counts, and returns
+--   and the consume_credits_rpc idempotency keys as old (guardian.idempotency_keys: a replay of a key older than the
+--   retention counts as a new call), journals a 'purge' step with the counts, and returns
 --     {"older_than": "<interval>", "cutoff": "<timestamptz>",
---      "deleted": {"credit_consumption_logs": n, "migration_journal": m}, "retained_live_epoch": k}
+--      "deleted": {"credit_consumption_logs": n, "migration_journal": m, "idempotency_keys": i}, "retained_live_epoch": k}
 --   * It never shortens the retention: p_older_than below the configured retention is refused. The retention is
 --     guardian:audit.retentionDays; components/audit.ts (renderPurgeSql) writes it over this file's 730 days, in the
 --     parameter default and the c_retention constant, so the deployed function carries the stack's value.
@@ -24,6 +25,7 @@ DECLARE
   v_cutoff timestamptz;
   v_logs bigint;
   v_journal bigint;
+  v_keys bigint;
   v_kept bigint;
   v_actor uuid;
   v_prev text := current_setting('guardian.audit_maintenance', true);
@@ -62,12 +64,16 @@ BEGIN
     DELETE FROM guardian.migration_journal j WHERE j.at < v_cutoff RETURNING 1)
   SELECT count(*) INTO v_journal FROM gone;
 
+  WITH gone AS (
+    DELETE FROM guardian.idempotency_keys k WHERE k.created_at < v_cutoff RETURNING 1)
+  SELECT count(*) INTO v_keys FROM gone;
+
   PERFORM set_config('guardian.audit_maintenance', coalesce(v_prev, ''), true);
 
   v_result := jsonb_build_object(
     'older_than', p_older_than::text,
     'cutoff', v_cutoff,
-    'deleted', jsonb_build_object('credit_consumption_logs', v_logs, 'migration_journal', v_journal),
+    'deleted', jsonb_build_object('credit_consumption_logs', v_logs, 'migration_journal', v_journal, 'idempotency_keys', v_keys),
     'retained_live_epoch', v_kept);
 
   INSERT INTO guardian.migration_journal (step, object_name, actor_id, details)
@@ -78,7 +84,7 @@ END
 $fn$;
 
 COMMENT ON FUNCTION guardian.purge_audit(interval) IS
-  'Retention purge of the audit (credit_consumption_logs, migration_journal): deletes records older than the retention, journals a purge step, returns counts per table.';
+  'Retention purge of the audit (credit_consumption_logs, migration_journal) and of the idempotency keys: deletes records older than the retention, journals a purge step, returns counts per table.';
 
 REVOKE ALL ON FUNCTION guardian.purge_audit(interval) FROM PUBLIC, anon, authenticated;
 GRANT USAGE ON SCHEMA guardian TO service_role;
