@@ -152,7 +152,9 @@ export class CreditSchema extends pulumi.ComponentResource {
     // The column files are independent of each other; they follow the schema so the journal table exists first.
     const columns = [orgCredits, actions, logs].map((s) => sqlFileObject(`${name}-${s.role}`, ctx, s, { parent: this, dependsOn: [schema] }));
     const validated = sqlFileObject(`${name}-${validate.role}`, ctx, validate, { parent: this, dependsOn: columns });
-    const index = sqlFileObject(`${name}-${logIndex.role}`, ctx, logIndex, { parent: this, dependsOn: [columns[2]] });
+    // After the validation: VALIDATE CONSTRAINT and CREATE INDEX CONCURRENTLY on the same table, side by side,
+    // can deadlock, and the failed build leaves an INVALID index behind.
+    const index = sqlFileObject(`${name}-${logIndex.role}`, ctx, logIndex, { parent: this, dependsOn: [columns[2], validated] });
     const objects = [schema, ...columns, validated, index];
 
     const shas: Record<string, string> = Object.fromEntries(CREDIT_SCHEMA_OBJECTS.map((s) => [s.file, loadSql(s.file).sha256]));

@@ -134,6 +134,18 @@ async function applyOutsideTransaction(client: any, inputs: any, label: string, 
   await client.query(`SET lock_timeout = ${Math.floor(inputs.lockTimeoutMs ?? 2000)}`);
   for (let attempt = 0; ; attempt++) {
     try {
+      // A CONCURRENTLY build that failed (a deadlock or lock timeout on an earlier attempt, or a crashed earlier run)
+      // leaves an INVALID index of its name, which the planner never uses and `IF NOT EXISTS` would skip: drop it
+      // (concurrently too) and build again.
+      if (inputs.kind === "index") {
+        const stale = (await client.query(
+          `SELECT i.indexrelid::regclass::text AS name FROM pg_index i WHERE i.indexrelid = to_regclass($1) AND NOT i.indisvalid`,
+          [inputs.objectName])).rows[0];
+        if (stale) {
+          console.log(`${label}: dropping the INVALID index an interrupted build left, then building it again`);
+          await client.query(`DROP INDEX CONCURRENTLY IF EXISTS ${stale.name}`);
+        }
+      }
       await client.query(inputs.sql);
       break;
     } catch (e: any) {
