@@ -15,7 +15,7 @@
  *   delete  nothing: leaving the multi model is the Rollback resource's job, with reconciliation.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { walkPlan } from "./pageWalk";
+import { walkPages, walkPlan } from "./pageWalk";
 
 export interface BackfillArgs {
   databaseUrl: pulumi.Input<string>;
@@ -58,74 +58,65 @@ async function run(inputs: any): Promise<any> {
     }
     const lockTimeoutMs = Math.floor(Number(inputs.lockTimeoutMs ?? 2000));
     if (!Number.isFinite(lockTimeoutMs) || lockTimeoutMs < 0) throw new Error(`backfill: lockTimeoutMs must be a non-negative number, got ${inputs.lockTimeoutMs}`);
-    const total = Number((await c.query(`SELECT count(*)::bigint n FROM public.organization_credits WHERE credit_model = 'unified'`)).rows[0].n);
+    // Batches are ranges of heap pages (sql/backfill/batch.sql, providers/pageWalk.ts): as many pages as hold about
+    // batchSize unified organizations; never more than batchSize organizations.
+    const plan = await walkPlan(c, "unified", inputs.batchSize);
+    const total = plan.left;
     const started = Date.now();
     let done = 0;
     let batches = 0;
     const perRule: Record<string, number> = {};
     const clamped: string[] = [];
     let lastReport = 0;
-    // Batches are ranges of heap pages (sql/backfill/batch.sql): as many pages as hold about batchSize unified
-    // organizations, from the table's density when the pass starts; never more than batchSize organizations.
+    let flippedThisPass = 0;
     say(`${fmt(total)} organizations to migrate, at most ${fmt(inputs.batchSize)} per batch`);
-    let next = await walkPlan(c, "unified", inputs.batchSize);
-    for (let pass = 1; pass <= 5; pass++) {
-      let page = 0;
-      let tablePages = 1;
-      let flippedThisPass = 0;
-      while (page < tablePages) {
-        let r: any;
-        for (let attempt = 0; ; attempt++) {
-          try {
-            // Three round trips per batch (open, flip, journal + commit): under load each one waits for a CPU.
-            // A batch's commit does not wait for its WAL to reach disk (it competes with the applications' own
-            // commits for WAL flushes). Nothing is at risk: the WAL is one sequence, so the next synchronous commit
-            // (any application call that saw the flip, the verification) makes the batch durable with it, and a
-            // batch lost in a server crash before that is simply still unified: the next run flips it.
-            await c.query(`BEGIN; SET LOCAL lock_timeout = ${lockTimeoutMs}; SET LOCAL synchronous_commit = off`);
-            r = (await c.query(inputs.batchSql, [page, page + next.pagesPerBatch, inputs.batchSize])).rows[0];
-            const flipped = Math.floor(Number(r.flipped));
-            await c.query(flipped > 0
-              ? `INSERT INTO guardian.migration_journal (step, object_name, details)
-                 VALUES ('backfill_batch', 'public.organization_credits', jsonb_build_object('flipped', ${flipped}, 'pass', ${pass})); COMMIT`
-              : "COMMIT");
-            break;
-          } catch (e: any) {
-            await c.query("ROLLBACK").catch(() => undefined);
-            if (["55P03", "40P01", "40001"].includes(e?.code) && attempt < 20) {
-              say(`batch at page ${page} waited too long for a lock (${e.code}); retry ${attempt + 1}`);
-              await new Promise((res) => setTimeout(res, 50 * (attempt + 1)));
-              continue;
-            }
-            throw e;
+    const batch = async (from: number, to: number, pass: number) => {
+      let r: any;
+      for (let attempt = 0; ; attempt++) {
+        try {
+          // Three round trips per batch (open, flip, journal + commit): under load each one waits for a CPU.
+          // A batch's commit does not wait for its WAL to reach disk (it competes with the applications' own
+          // commits for WAL flushes). Nothing is at risk: the WAL is one sequence, so the next synchronous commit
+          // (any application call that saw the flip, the verification) makes the batch durable with it, and a
+          // batch lost in a server crash before that is simply still unified: the next run flips it.
+          await c.query(`BEGIN; SET LOCAL lock_timeout = ${lockTimeoutMs}; SET LOCAL synchronous_commit = off`);
+          r = (await c.query(inputs.batchSql, [from, to, inputs.batchSize])).rows[0];
+          const flipped = Math.floor(Number(r.flipped));
+          await c.query(flipped > 0
+            ? `INSERT INTO guardian.migration_journal (step, object_name, details)
+               VALUES ('backfill_batch', 'public.organization_credits', jsonb_build_object('flipped', ${flipped}, 'pass', ${pass})); COMMIT`
+            : "COMMIT");
+          break;
+        } catch (e: any) {
+          await c.query("ROLLBACK").catch(() => undefined);
+          if (["55P03", "40P01", "40001"].includes(e?.code) && attempt < 20) {
+            say(`batch at page ${from} waited too long for a lock (${e.code}); retry ${attempt + 1}`);
+            await new Promise((res) => setTimeout(res, 50 * (attempt + 1)));
+            continue;
           }
+          throw e;
         }
-        // The table grows while the walk goes (a flip writes a new row version, often at the end): the walk goes
-        // on to the end as it is after each batch, so rows a concurrent call moved ahead of it are flipped too.
-        // A full batch (batchSize rows locked) may have left unified rows in its range: run the range again.
-        if (Number(r.locked) < inputs.batchSize) page = Number(r.next_page);
-        tablePages = Number(r.table_pages);
-        if (r.flipped > 0) batches++;
-        done += r.flipped;
-        flippedThisPass += r.flipped;
-        for (const [k, v] of Object.entries<number>(r.per_rule ?? {})) perRule[k] = (perRule[k] ?? 0) + v;
-        clamped.push(...(r.clamped_orgs ?? []));
-        const now = Date.now();
-        if (now - lastReport >= PROGRESS_EVERY_MS) {
-          lastReport = now;
-          const rate = done / Math.max(0.001, (now - started) / 1000);
-          const pct = total ? Math.min(100, Math.floor((100 * done) / total)) : 100;
-          const eta = rate > 0 ? Math.max(0, (total - done) / rate) : 0;
-          say(`${fmt(done)}/${fmt(total)} orgs (${pct}%), ${fmt(rate)} orgs/s, ETA ${eta.toFixed(0)} s`);
-        }
-        if (r.flipped > 0 && inputs.pauseMs > 0) await new Promise((res) => setTimeout(res, inputs.pauseMs));
       }
-      next = await walkPlan(c, "unified", inputs.batchSize);
-      const left = next.left;
-      if (left === 0) break;
+      if (r.flipped > 0) batches++;
+      done += r.flipped;
+      flippedThisPass += r.flipped;
+      for (const [k, v] of Object.entries<number>(r.per_rule ?? {})) perRule[k] = (perRule[k] ?? 0) + v;
+      clamped.push(...(r.clamped_orgs ?? []));
+      const now = Date.now();
+      if (now - lastReport >= PROGRESS_EVERY_MS) {
+        lastReport = now;
+        const rate = done / Math.max(0.001, (now - started) / 1000);
+        const pct = total ? Math.min(100, Math.floor((100 * done) / total)) : 100;
+        const eta = rate > 0 ? Math.max(0, (total - done) / rate) : 0;
+        say(`${fmt(done)}/${fmt(total)} orgs (${pct}%), ${fmt(rate)} orgs/s, ETA ${eta.toFixed(0)} s`);
+      }
+      if (r.flipped > 0 && inputs.pauseMs > 0) await new Promise((res) => setTimeout(res, inputs.pauseMs));
+      return { locked: Number(r.locked), tablePages: Number(r.table_pages) };
+    };
+    await walkPages(c, "unified", inputs.batchSize, plan, batch, (pass, left) => {
       say(`pass ${pass} flipped ${fmt(flippedThisPass)}; ${fmt(left)} still unified (written meanwhile), another pass`);
-      if (pass === 5) throw new Error(`backfill: ${left} organizations are still unified after 5 passes`);
-    }
+      flippedThisPass = 0;
+    }, "backfill");
     const durationMs = Date.now() - started;
     const rate = done / Math.max(0.001, durationMs / 1000);
     say(`done: ${fmt(done)} orgs in ${batches} batches, ${(durationMs / 1000).toFixed(1)} s (${fmt(rate)} orgs/s)` +

@@ -14,7 +14,7 @@
  * The backup schemas and the additive columns (and the per-pool log details) are kept.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { walkPlan } from "./pageWalk";
+import { TABLE_PAGES_SQL, walkPages, walkPlan } from "./pageWalk";
 
 export interface RollbackArgs {
   databaseUrl: pulumi.Input<string>;
@@ -77,33 +77,25 @@ async function rollback(inputs: any): Promise<any> {
     await tx(() => c.query(inputs.sql.stopAllocation));
     const reconcile = inputs.sql.reconcileBatch.split("__BACKUP_SCHEMA__").join(bk.backup_id);
     // Batches are ranges of heap pages holding about batchSize multi orgs (never more than batchSize), walked in
-    // physical order; a pass ends with a count, and rows a concurrent call moved behind the walk get another pass.
+    // physical order (providers/pageWalk.ts).
     let done = 0;
     let last = 0;
-    let next = await walkPlan(c, "multi", inputs.batchSize);
-    for (let pass = 1; next.left > 0; pass++) {
-      if (pass > 5) throw new Error(`rollback: ${next.left} organizations are still multi after 5 passes`);
-      let page = 0;
-      let tablePages = 1;
-      while (page < tablePages) {
-        const b = await tx(async () => {
-          const r = await c.query(inputs.sql.lockBatch, [page, page + next.pagesPerBatch, inputs.batchSize]);
-          const ids = r.rows.map((x: any) => x.organization_id);
-          if (ids.length) await c.query(reconcile, [ids]);
-          const size = await c.query(`SELECT pg_relation_size('public.organization_credits') / current_setting('block_size')::bigint AS pages`);
-          return { n: ids.length, pages: Number(size.rows[0].pages) };
-        });
-        if (b.n < inputs.batchSize) page += next.pagesPerBatch;
-        tablePages = b.pages;
-        done += b.n;
-        if (Date.now() - last > 2000) {
-          last = Date.now();
-          say(`${fmt(done)}/${fmt(multiOrgs)} orgs reconciled (${Math.floor((100 * done) / Math.max(1, multiOrgs))}%), ${fmt(done / ((Date.now() - started) / 1000))} orgs/s`);
-        }
+    const plan = await walkPlan(c, "multi", inputs.batchSize);
+    await walkPages(c, "multi", inputs.batchSize, plan, async (from, to) => {
+      const b = await tx(async () => {
+        const r = await c.query(inputs.sql.lockBatch, [from, to, inputs.batchSize]);
+        const ids = r.rows.map((x: any) => x.organization_id);
+        if (ids.length) await c.query(reconcile, [ids]);
+        const size = await c.query(`SELECT ${TABLE_PAGES_SQL} AS pages`);
+        return { locked: ids.length, tablePages: Number(size.rows[0].pages) };
+      });
+      done += b.locked;
+      if (Date.now() - last > 2000) {
+        last = Date.now();
+        say(`${fmt(done)}/${fmt(multiOrgs)} orgs reconciled (${Math.floor((100 * done) / Math.max(1, multiOrgs))}%), ${fmt(done / ((Date.now() - started) / 1000))} orgs/s`);
       }
-      next = await walkPlan(c, "multi", inputs.batchSize);
-      if (next.left > 0) say(`pass ${pass} done; ${fmt(next.left)} orgs still multi (moved behind the walk by concurrent calls), another pass`);
-    }
+      return b;
+    }, (pass, left) => say(`pass ${pass} done; ${fmt(left)} orgs still multi (moved behind the walk by concurrent calls), another pass`), "rollback");
     const restored = await tx(async () => {
       await c.query(`SELECT set_config('guardian.rollback_backup', $1, true)`, [bk.backup_id]);
       await c.query(inputs.sql.restoreV1);

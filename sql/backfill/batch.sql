@@ -3,7 +3,7 @@
 -- same range again while a batch comes back full: flipped rows are multi, so each run takes the next ones). Rows are
 -- locked first (FOR UPDATE), so a concurrent consume_credits_rpc either finished before (and the flip reads its
 -- debit) or waits for the flip and is then served by the multi model. Runs in its own short transaction; returns
--- the next page, the table's size in pages now, and what was locked and flipped.
+-- the table's size in pages now, and what was locked and flipped.
 -- Batches walk the table in its physical order (a TID range scan): each heap page is read, dirtied and written once,
 -- where a walk in organization_id order (random uuids) touches every page once per row it holds, and on a table
 -- larger than shared_buffers makes the server write each page tens of times (measured at 1M orgs: 737,313 buffers
@@ -54,8 +54,7 @@ WITH batch AS (
     FROM ruled WHERE clamped
   RETURNING organization_id
 )
-SELECT $2::bigint AS next_page,
-       pg_relation_size('public.organization_credits') / current_setting('block_size')::bigint AS table_pages,
+SELECT pg_relation_size('public.organization_credits') / current_setting('block_size')::bigint AS table_pages,
        (SELECT count(*)::int FROM batch) AS locked,
        (SELECT count(*)::int FROM ruled) AS flipped,
        (SELECT coalesce(jsonb_object_agg(rule, n), '{}'::jsonb) FROM (SELECT rule, count(*)::int n FROM ruled GROUP BY rule) x) AS per_rule,
