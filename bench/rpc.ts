@@ -25,7 +25,7 @@ import type { Client } from "pg";
 import { actionCatalogueSql, planCatalogueSql } from "../lib/catalogueSql";
 import { parseConfig } from "../lib/config";
 import { ensureBaseline } from "../lib/baseline";
-import { connect, inTransaction, redactUrl } from "../lib/db";
+import { connect, inTransaction, redactSecrets } from "../lib/db";
 import { explainSqlError, loadSql } from "../lib/sql";
 import { CREDIT_FUNCTIONS } from "../components/creditFunctions";
 import { CREDIT_SCHEMA_OBJECTS } from "../components/creditSchema";
@@ -244,7 +244,7 @@ async function pgbench(
       maxBuffer: 16 * 1024 * 1024,
     }));
   } catch (e: any) {
-    const why = String(e.stderr ?? e.message).split(url).join(redactUrl(url));
+    const why = redactSecrets(String(e.stderr ?? e.message), url);
     throw new Error(`pgbench ${name} at ${clients} client(s) failed: ${why.trim().split("\n").slice(-5).join("\n")}`);
   }
   const latenciesUs: number[] = [];

@@ -1,19 +1,85 @@
 /**
  * Connections to the Guardian database. One client per call, always closed; the connection string is a secret and is
- * never printed: redactUrl() is what logs and reports show.
+ * never printed: redactUrl() is what logs, labels, manifests and reports show, redactSecrets() scrubs a message.
  *
  * Dynamic providers must not capture this module's closures with secrets in them; they import it inside their methods.
  */
 import type { Client, ClientConfig } from "pg";
 
+/**
+ * Query parameters of a connection string whose values are secrets, or name where one is kept: `password` (which `pg`
+ * accepts as `?password=`), libpq's `sslpassword`, `passfile`, and anything else that looks like a credential.
+ */
+const SECRET_PARAMETER = /pass|secret|token|credential|^sslkey$/i;
+
+/** libpq keyword/value form (`host=... password=...`), which a few tools print: keys whose values are masked. */
+const KEYWORD_SECRET = /\b([A-Za-z_]*(?:pass|secret|token|credential)[A-Za-z_]*|sslkey)\s*=\s*('(?:[^'\\]|\\.)*'|\S+)/gi;
+
+/**
+ * The connection string as logs, labels, manifests and reports may show it: every password masked as `***`, whatever
+ * form it takes (the userinfo `user:pw@`, `?password=`, `?sslpassword=`, `?passfile=`, repeated or mixed-case
+ * parameters, the libpq keyword/value form). A fragment is dropped. This is the project's one redaction function: every
+ * label of a database is made by it.
+ */
 export function redactUrl(url: string): string {
+  let u: URL;
   try {
-    const u = new URL(url);
-    if (u.password) u.password = "***";
-    return u.toString();
+    u = new URL(url);
   } catch {
+    // Not a URL: the keyword/value form, or garbage. Mask what looks like a secret; never echo anything else.
+    if (/^\s*[A-Za-z_]+\s*=/.test(url)) return url.replace(KEYWORD_SECRET, (_m, k) => `${k}=***`);
     return "<unparseable connection string>";
   }
+  if (u.password) u.password = "***";
+  if ([...u.searchParams.keys()].some((k) => SECRET_PARAMETER.test(k))) {
+    // Rebuilt in place, so the parameters keep their order.
+    const masked = new URLSearchParams([...u.searchParams].map(([k, v]) => [k, SECRET_PARAMETER.test(k) ? "***" : v]));
+    u.search = masked.toString();
+  }
+  u.hash = "";
+  return u.toString();
+}
+
+/**
+ * Every secret value a connection string carries (decoded), as redactUrl masks them: the userinfo password and the
+ * values of secret parameters. Used to prove that a text holds none of them and to scrub one that might.
+ */
+export function connectionSecrets(url: string): string[] {
+  const out = new Set<string>();
+  const add = (v: string | null | undefined) => {
+    if (v) out.add(v);
+  };
+  try {
+    const u = new URL(url);
+    if (u.password) {
+      add(u.password);
+      try {
+        add(decodeURIComponent(u.password));
+      } catch {
+        // an invalid escape: the raw form is kept
+      }
+    }
+    for (const [k, v] of u.searchParams) if (SECRET_PARAMETER.test(k)) add(v);
+  } catch {
+    for (const m of url.matchAll(KEYWORD_SECRET)) add(m[2].replace(/^'|'$/g, ""));
+  }
+  return [...out];
+}
+
+/**
+ * text with the connection string and every secret it carries masked: the whole string (raw) becomes its redacted
+ * label, then each secret (raw and URL-encoded) becomes `***`. Secrets shorter than 4 characters are masked only where
+ * they stand as a credential (`:pw@`, `=pw`), so that a short password does not blank every occurrence of a letter.
+ */
+export function redactSecrets(text: string, url: string): string {
+  let out = text.split(url).join(redactUrl(url));
+  for (const s of connectionSecrets(url).sort((a, b) => b.length - a.length)) {
+    for (const form of new Set([s, encodeURIComponent(s)])) {
+      if (form.length >= 4) out = out.split(form).join("***");
+      else out = out.split(`:${form}@`).join(":***@").split(`=${form}`).join("=***");
+    }
+  }
+  return out;
 }
 
 /** Describes a connection failure without echoing the connection string. */
@@ -26,8 +92,8 @@ export function explainConnectError(err: any, url: string): Error {
   else if (err?.code === "ENOTFOUND" || err?.code === "EAI_AGAIN") why = "host name does not resolve";
   else if (err?.code === "3D000") why = "database does not exist";
   else if (err?.code === "ETIMEDOUT" || /timeout/i.test(why)) why = "connection timed out";
-  // pg can echo the raw string in some messages; never let a password through.
-  why = why.split(url).join(where);
+  // pg can echo the raw string in some messages; never let a password through, in any of its forms.
+  why = redactSecrets(why, url);
   return new Error(`cannot connect to the Guardian database at ${where}: ${why}${code}`);
 }
 

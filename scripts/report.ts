@@ -20,7 +20,7 @@ import * as fs from "fs";
 import * as path from "path";
 import type { ConfigMap, OutputMap, Stack, UpdateSummary } from "@pulumi/pulumi/automation";
 import { GuardianConfigError, parseConfig, POOLS } from "../lib/config";
-import { redactUrl, withClient } from "../lib/db";
+import { connectionSecrets, redactSecrets, redactUrl, withClient } from "../lib/db";
 import { databaseFigures, type DatabaseFigures } from "../lib/report/figures";
 import { compact, renderSvg, ruleOrder } from "../lib/report/svg";
 import { guardianKeys, openStack, readStackConfig } from "../lib/workspace";
@@ -140,7 +140,7 @@ export async function buildReport(opts: ReportOptions): Promise<Report> {
   const backupId = (plainOutput(outputs, "backupId") ?? plainOutput(outputs, "rollbackBackupId")) as string | undefined;
 
   const db = await withClient(config.databaseUrl, (c) => databaseFigures(c, { config, backupId })).catch((e: Error) => {
-    throw new ReportError(`report: ${firstLine(e.message).split(config.databaseUrl).join(redactUrl(config.databaseUrl))}`);
+    throw new ReportError(`report: ${redactSecrets(firstLine(e.message), config.databaseUrl)}`);
   });
 
   const cfgFlag = opts.configFile ? ` --config-file ${path.relative(process.cwd(), path.resolve(opts.configFile)) || opts.configFile}` : "";
@@ -171,12 +171,12 @@ export async function buildReport(opts: ReportOptions): Promise<Report> {
   };
   const svg = renderSvg({ stack: stack.name, chart: figures.chart, margins: figures.margins.plans, marginTarget: figures.margins.target });
   const markdown = renderMarkdown(figures, opts.svgFileName ?? "report.svg");
-  // The last line of defence: whatever went wrong above, the password never leaves in the report. Checked as it
-  // would appear in a connection string (a short password may well be a word of the report, like "postgres").
-  const password = passwordOf(config.databaseUrl);
-  if (password) {
-    const leaks = [...new Set([password, encodeURIComponent(password)])].map((p) => `:${p}@`);
-    const all = markdown + svg + JSON.stringify(figures);
+  // The last line of defence: whatever went wrong above, no password (userinfo, ?password=, ?sslpassword=...) leaves
+  // in the report. Checked as it would appear in a connection string (a short password may well be a word of the
+  // report, like "postgres"), and anywhere once it is long enough not to be one.
+  const all = markdown + svg + JSON.stringify(figures);
+  for (const password of connectionSecrets(config.databaseUrl)) {
+    const leaks = [...new Set([password, encodeURIComponent(password)])].flatMap((p) => [`:${p}@`, `=${p}`]);
     if (leaks.some((l) => all.includes(l)) || (password.length >= 8 && all.includes(password))) {
       throw new ReportError("report: refusing to write a report that contains the database password");
     }
@@ -188,14 +188,6 @@ function projectDir(): string | undefined {
   return fs.existsSync(path.join(process.cwd(), "Pulumi.yaml")) ? process.cwd() : undefined;
 }
 
-function passwordOf(url: string): string | undefined {
-  try {
-    const p = new URL(url).password;
-    return p ? decodeURIComponent(p) : undefined;
-  } catch {
-    return undefined;
-  }
-}
 
 function firstLine(s: string): string {
   return String(s).split("\n").find((l) => l.trim() && !/^\s*(code|stdout|stderr):\s*$/.test(l))?.trim() ?? String(s);

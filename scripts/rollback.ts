@@ -36,7 +36,7 @@ import * as os from "os";
 import * as path from "path";
 import * as readline from "readline";
 import type { ConfigMap, OutputMap, PreviewResult, Stack, UpResult } from "@pulumi/pulumi/automation";
-import { redactUrl, withClient } from "../lib/db";
+import { redactSecrets, redactUrl, withClient } from "../lib/db";
 import { PROJECT_ROOT } from "../lib/pgserver";
 import { addWorktree, GitRepo, hasCommit, repoOf, Worktree } from "../lib/programCheckout";
 import {
@@ -243,7 +243,7 @@ async function run(opts: RollbackOptions, log: (s: string) => void, cleanups: ((
   try {
     before = await withClient(databaseUrl, dbFacts);
   } catch (e: any) {
-    throw new RollbackRefusal(`rollback refused: cannot read the database of version ${target.version}: ${String(e?.message ?? e).split(databaseUrl).join(redactUrl(databaseUrl))}`);
+    throw new RollbackRefusal(`rollback refused: cannot read the database of version ${target.version}: ${redactSecrets(String(e?.message ?? e), databaseUrl)}`);
   }
   result.before = before;
   for (const line of describeChanges(before, model, redactUrl(databaseUrl))) log(line);

@@ -28,7 +28,7 @@ import * as crypto from "crypto";
 import type { Client } from "pg";
 import { isPostgresUrl } from "../lib/config";
 import { BaselineResult, ensureBaseline } from "../lib/baseline";
-import { connect, redactUrl } from "../lib/db";
+import { connect, redactSecrets } from "../lib/db";
 
 // ---------------------------------------------------------------------------------------------------------------
 // Deterministic randomness
@@ -641,7 +641,7 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const url = args.databaseUrl;
-  const redact = (s: string) => s.split(url).join(redactUrl(url));
+  const redact = (s: string) => redactSecrets(s, url);
   try {
     const result = await seed({ ...args, log: (line) => process.stderr.write(line + "\n") });
     process.stdout.write(summary(result).join("\n") + "\n");
