@@ -77,7 +77,8 @@ const EXPECTED: Record<string, Record<Actor, string>> = {
     member_b:                        "R/0      D/D      D/D      D/D",
     org_admin:                       "R/0      D/D      D/D      D/D",
     super_admin:                     "R/R      D/D      D/D      D/D",
-    service_role:                    "-/R      -/R      -/D      -/D",
+    // service_role inserts no consumption record: only the SECURITY DEFINER credit functions write one (issue 12, 6)
+    service_role:                    "-/R      -/D      -/D      -/D",
     ghost:                           "-/0      -/D      -/D      -/D",
     no_profile:                      "-/0      -/D      -/D      -/D",
   },

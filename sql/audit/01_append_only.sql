@@ -8,6 +8,8 @@
 --                                   verification, rollback, purge, erasure): time, step, object, organization and actor
 --                                   ids, and `details` made of ids, counts and hashes only (enforced below).
 --
+-- Records enter only through the credit functions (SECURITY DEFINER, as the owner) and the program: no Data API role,
+-- service_role included, may INSERT a consumption record or a journal entry (see the REVOKEs at the end).
 -- Records leave only through guardian.purge_audit() (retention, 02_retention_purge.sql) and guardian.erase_user()
 -- (GDPR erasure, 03_erasure.sql). Those SECURITY DEFINER functions, running as the tables' owner, set the
 -- transaction-local setting guardian.audit_maintenance = 'on' around their own statements and restore it before they
@@ -141,4 +143,10 @@ COMMENT ON TRIGGER guardian_audit_no_personal_data ON guardian.migration_journal
 REVOKE UPDATE, DELETE, TRUNCATE, TRIGGER ON public.credit_consumption_logs, guardian.migration_journal
   FROM PUBLIC, anon, authenticated, service_role;
 -- A journal entry is written by the program (the owner) only: a forged step would falsify the audit.
-REVOKE INSERT ON guardian.migration_journal FROM PUBLIC, anon, authenticated;
+REVOKE INSERT ON guardian.migration_journal FROM PUBLIC, anon, authenticated, service_role;
+-- A consumption record is written only by the credit functions (consume_credits_rpc, consume_credits_batch: SECURITY
+-- DEFINER, running as the table's owner) and by the program. No Data API role inserts one, service_role included: a
+-- row it could insert would be a forged success that rollback (credits_remaining = backup value - consumptions since)
+-- and verification (available + consumed in epoch = allocation) both count. An application that needs to record a
+-- consumption calls consume_credits_rpc as service_role.
+REVOKE INSERT ON public.credit_consumption_logs FROM PUBLIC, anon, authenticated, service_role;
