@@ -114,6 +114,15 @@ describe("append-only audit tables", () => {
     );
     expect(rows.map((r) => r.p)).toEqual([]);
   });
+
+  it("leaves INSERT on the audit to no Data API role, service_role included (a forged success would count in rollback)", async () => {
+    const rows = await db.query(
+      `SELECT r || ' ' || t AS p FROM unnest(ARRAY['anon','authenticated','service_role']) r, unnest(ARRAY[$1, $2]) t
+        WHERE has_table_privilege(r, t, 'INSERT')`,
+      [LOGS, JOURNAL],
+    );
+    expect(rows.map((r) => r.p)).toEqual([]);
+  });
 });
 
 describe("the migration journal holds no personal data", () => {
@@ -275,17 +284,56 @@ describe("guardian.erase_user", () => {
     }
   });
 
-  it("pseudonymises the user id everywhere, returns counts per table, and leaves no trace of the original", async () => {
+  /** md5 of every row of the backup schema's copy: the backup as rollback and its checksums know it. */
+  const backupFingerprint = async () =>
+    (await db.query(`SELECT md5(string_agg(t::text, '|' ORDER BY t.id)) AS f FROM ${BACKUP}.credit_consumption_logs t`))[0].f;
+
+  it("refuses an organization's id, says why, and changes nothing (the organization stays in the backup)", async () => {
+    const before = { traces: await traces(org), backup: await backupFingerprint() };
+    expect(before.traces).toContain(`${BACKUP}.credit_consumption_logs: 3`);
+    const e = await errorOf(asUser(db, { role: "service_role" }, (c) => c.query(`SELECT guardian.erase_user($1) AS r`, [org])));
+    expect(e.message).toBe(`guardian.erase_user: ${org} is an organization's id (found in public.organizations.id), not a user's; nothing was changed`);
+    expect(e.code).toBe("22023");
+    expect(await traces(org)).toEqual(before.traces);
+    expect(await backupFingerprint()).toBe(before.backup);
+    expect(await db.query(`SELECT 1 FROM guardian.migration_journal WHERE step = 'erasure'`)).toEqual([]);
+  });
+
+  it("refuses an organization's id found only in a backup's copy of organizations", async () => {
+    const gone = "5b1e1d2c-3f4a-4b5c-8d6e-7f8091a2b3c4";
+    await db.query(`CREATE TABLE ${BACKUP}.organizations (id uuid PRIMARY KEY, name text)`);
+    try {
+      await db.query(`INSERT INTO ${BACKUP}.organizations VALUES ($1, 'deleted since the backup')`, [gone]);
+      const e = await errorOf(db.query(`SELECT guardian.erase_user($1)`, [gone]));
+      expect(e.message).toBe(`guardian.erase_user: ${gone} is an organization's id (found in ${BACKUP}.organizations.id), not a user's; nothing was changed`);
+    } finally {
+      await db.query(`DROP TABLE ${BACKUP}.organizations`);
+    }
+  });
+
+  it("refuses an id that is no user's (in no account, profile, log or journal row), and says where it looked", async () => {
+    const stranger = "9f8e7d6c-5b4a-4392-8180-7f6e5d4c3b2a";
+    const e = await errorOf(db.query(`SELECT guardian.erase_user($1)`, [stranger]));
+    expect(e.message).toBe(
+      `guardian.erase_user: ${stranger} is not a user's id (not in auth.users, public.profiles, the consumption log's user_id or the journal's actor_id, and never erased before); nothing was changed`,
+    );
+    expect(await db.query(`SELECT 1 FROM guardian.migration_journal WHERE step = 'erasure'`)).toEqual([]);
+  });
+
+  it("pseudonymises the user id in the audit, never in the backups, returns counts per table and where the id was kept", async () => {
     expect((await traces(USER)).length).toBeGreaterThan(0);
+    const backupBefore = await backupFingerprint();
     const r = await asUser(db, { role: "service_role", sub: USER }, (c) => c.query(`SELECT guardian.erase_user($1) AS r`, [USER])).then((x) => x.rows[0].r);
     expect(r.rows).toEqual({
-      [`${BACKUP}.credit_consumption_logs`]: 2,
       "guardian.idempotency_keys": 1,
       "guardian.migration_journal": 1,
       "public.credit_consumption_logs": 2,
     });
-    expect(r.total).toBe(6);
-    expect(await traces(USER)).toEqual([]);
+    expect(r.total).toBe(4);
+    // The backup rollback uses is untouched, and the erasure says where the id is still kept.
+    expect(r.keptInBackups).toEqual({ [`${BACKUP}.credit_consumption_logs`]: 2 });
+    expect(await backupFingerprint()).toBe(backupBefore);
+    expect(await traces(USER)).toEqual([`${BACKUP}.credit_consumption_logs: 2`]);
 
     const pseudonym = r.pseudonym as string;
     expect(pseudonym).toMatch(/^[0-9a-f-]{36}$/);
@@ -304,10 +352,10 @@ describe("guardian.erase_user", () => {
     ]);
     // The erasure is journalled without the original id; the operator erasing themselves is pseudonymised too.
     const [step] = await db.query(`SELECT actor_id::text, details FROM guardian.migration_journal WHERE step = 'erasure'`);
-    expect(step).toEqual({ actor_id: pseudonym, details: { pseudonym, rows: r.rows, total: 6 } });
+    expect(step).toEqual({ actor_id: pseudonym, details: { pseudonym, rows: r.rows, total: 4, keptInBackups: r.keptInBackups } });
   });
 
-  it("is deterministic and idempotent: a second erasure finds nothing and names the same pseudonym", async () => {
+  it("is deterministic and idempotent: a second erasure knows the user by the journaled pseudonym, finds nothing and names the same pseudonym", async () => {
     const r1 = await db.query(`SELECT guardian.erase_user($1) AS r`, [USER]).then((x) => x[0].r);
     expect(r1.total).toBe(0);
     expect(r1.rows).toEqual({});
