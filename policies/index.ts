@@ -2,8 +2,10 @@
  * guardian-credits policy pack: the go/no-go gates the engine checks on every preview and update.
  *
  *   tenant-tables-have-rls            mandatory  every tenant table has an rls SqlObject and at least one policy
- *   security-definer-pins-search-path mandatory  SECURITY DEFINER functions pin search_path, revoke PUBLIC, never
- *                                                grant anon/PUBLIC (SQL text and meta both checked)
+ *   security-definer-pins-search-path mandatory  SECURITY DEFINER functions pin a search_path that ends with pg_temp
+ *                                                (an empty one fails: it searches the temporary schema first), revoke
+ *                                                EXECUTE from PUBLIC and from anon explicitly, never grant anon/PUBLIC
+ *                                                (SQL text and meta both checked)
  *   backfill-after-verified-backup    mandatory  every Backfill depends on a Backup and requires a verified restore
  *   allocation-shares-valid           mandatory  Backfill split: every pool stated, each share 0..1, sum <= 1
  *   plan-margins                      advisory   plans below the margin target, every pool counted (gate advisory)
@@ -50,7 +52,7 @@ new PolicyPack("guardian-credits", {
     },
     {
       name: "security-definer-pins-search-path",
-      description: "SECURITY DEFINER functions pin search_path, revoke EXECUTE from PUBLIC and grant nothing to anon or PUBLIC.",
+      description: "SECURITY DEFINER functions pin a search_path ending with pg_temp, revoke EXECUTE from PUBLIC and from anon explicitly, and grant nothing to anon or PUBLIC.",
       enforcementLevel: "mandatory",
       validateResource: (args, report) => {
         if (args.type !== SQL_OBJECT) return;

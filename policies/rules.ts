@@ -126,10 +126,97 @@ export interface FunctionFacts {
   name: string;
   securityDefiner: boolean;
   pinsSearchPath: boolean;
+  /**
+   * The pinned search_path as PostgreSQL stores it, one schema per element (unquoted names lower-cased, quoted names
+   * and string literals as written: `SET search_path = ''` is [""], `'pg_catalog, pg_temp'` is ONE schema named
+   * "pg_catalog, pg_temp"); null when not pinned (or RESET).
+   */
+  searchPath: string[] | null;
   /** A REVOKE (ALL | EXECUTE) ... FROM PUBLIC that covers it, after its CREATE. */
   revokedFromPublic: boolean;
-  /** anon / public when a GRANT gives them EXECUTE on it. */
+  /**
+   * A REVOKE (ALL | EXECUTE) ... FROM anon that covers it, after its CREATE. Supabase's default privileges grant every
+   * new function in public to anon directly, so revoking from PUBLIC alone leaves anon its EXECUTE.
+   */
+  revokedFromAnon: boolean;
+  /** anon / public when a GRANT gives them EXECUTE on it (and no later REVOKE takes it back). */
   grantedTo: string[];
+}
+
+/**
+ * The schemas of a search_path value as written in SQL (after `SET search_path =` / `TO`, or in a function's meta),
+ * element by element as PostgreSQL stores them; null when the value is not a list of schemas (DEFAULT, FROM CURRENT).
+ *   pg_catalog, pg_temp       -> ["pg_catalog", "pg_temp"]
+ *   ''                        -> [""]            (the empty path)
+ *   'pg_catalog, pg_temp'     -> ["pg_catalog, pg_temp"]  (one literal is one schema name)
+ *   "PG_TEMP"                 -> ["PG_TEMP"]     (quoted: not pg_temp)
+ */
+export function parseSearchPath(value: string): string[] | null {
+  const out: string[] = [];
+  let i = 0;
+  const ws = () => {
+    while (i < value.length && /\s/.test(value[i])) i++;
+  };
+  for (;;) {
+    ws();
+    const ch = value[i];
+    if (ch === "'" || ch === '"') {
+      let j = i + 1;
+      let item = "";
+      while (j < value.length) {
+        if (value[j] === ch && value[j + 1] === ch) {
+          item += ch;
+          j += 2;
+        } else if (value[j] === ch) break;
+        else item += value[j++];
+      }
+      if (j >= value.length) return null; // unterminated
+      out.push(item);
+      i = j + 1;
+    } else {
+      const m = /^[A-Za-z_][A-Za-z0-9_$]*/.exec(value.slice(i));
+      if (!m) return null;
+      out.push(m[0].toLowerCase());
+      i += m[0].length;
+    }
+    ws();
+    if (value[i] === ",") {
+      i++;
+      continue;
+    }
+    break;
+  }
+  if (out.length === 1 && out[0] === "default" && !/^\s*["']/.test(value)) return null; // SET search_path = DEFAULT
+  return out;
+}
+
+/** A pinned search_path is safe for a SECURITY DEFINER function when it ends with pg_temp (named, so searched last). */
+export function searchPathEndsWithPgTemp(path: string[] | null): boolean {
+  return !!path && path.length > 0 && path[path.length - 1] === "pg_temp";
+}
+
+/** The value after `SET search_path =|TO` in a statement: read from the original text (the masked one blanks strings). */
+const SET_SEARCH_PATH = /\bSET\s+search_path\s*(?:=|\bTO\b)\s*/i;
+const CLAUSE_END = /^(?:AS|LANGUAGE|SECURITY|SET|RESET|STABLE|IMMUTABLE|VOLATILE|STRICT|CALLED|RETURNS|PARALLEL|COST|ROWS|LEAKPROOF|NOT|EXTERNAL|WINDOW|SUPPORT|TRANSFORM|BEGIN|RETURN)\b/i;
+function searchPathIn(masked: string, original: string): string[] | null {
+  const m = SET_SEARCH_PATH.exec(masked);
+  if (!m) return null;
+  const from = m.index + m[0].length;
+  // The value runs until the next clause keyword outside quotes (masked text has no quoted content) or the end.
+  let end = masked.length;
+  const re = /\s+(?=[A-Za-z])/g;
+  re.lastIndex = from;
+  for (let x = re.exec(masked); x; x = re.exec(masked)) {
+    const at = x.index + x[0].length;
+    if (CLAUSE_END.test(masked.slice(at))) {
+      // a clause keyword follows the value only after a complete element (not after a comma)
+      if (!/,\s*$/.test(masked.slice(from, x.index + x[0].length))) {
+        end = x.index;
+        break;
+      }
+    }
+  }
+  return parseSearchPath(original.slice(from, end).trim());
 }
 
 const IDENT = String.raw`(?:"[^"]+"|[A-Za-z_][A-Za-z0-9_$]*)`;
@@ -161,12 +248,13 @@ function grantees(list: string): string[] {
   return list.split(",").map((g) => g.trim().replace(/"/g, "").replace(/\s+(WITH\s+GRANT\s+OPTION|GRANTED\s+BY.*|CASCADE|RESTRICT)$/i, "").toLowerCase()).filter(Boolean);
 }
 
-/** Statements of a (masked) text with their offsets, split at top-level semicolons (dollar bodies were blanked). */
-function statements(masked: string): { at: number; end: number; text: string }[] {
-  const out: { at: number; end: number; text: string }[] = [];
+/** Statements of a (masked) text with their offsets, split at top-level semicolons (dollar bodies were blanked).
+ *  `start` is where the trimmed `text` begins, so the original text of a statement is original.slice(start, start + text.length). */
+function statements(masked: string): { at: number; end: number; start: number; text: string }[] {
+  const out: { at: number; end: number; start: number; text: string }[] = [];
   let at = 0;
   for (const part of masked.split(";")) {
-    if (part.trim()) out.push({ at, end: at + part.length, text: part.trim() });
+    if (part.trim()) out.push({ at, end: at + part.length, start: at + (part.length - part.trimStart().length), text: part.trim() });
     at += part.length + 1;
   }
   return out;
@@ -178,18 +266,22 @@ export function analyzeFunctions(sql: string): FunctionFacts[] {
   const created = new Map<string, FunctionFacts[]>();
   const scan = (text: string) => {
     const { masked, blocks } = maskSql(text);
-    for (const { at, end, text: st } of statements(masked)) {
+    for (const { at, end, start, text: st } of statements(masked)) {
+      const original = text.slice(start, start + st.length);
       // Bodies inside this statement (a DO block creating functions) are read in place, in order.
       const inner = () => {
         for (const b of blocks) if (b.at >= at && b.at < end && /\b(CREATE|ALTER|GRANT|REVOKE)\b/i.test(b.text)) scan(b.text);
       };
       const create = new RegExp(String.raw`\bCREATE\s+(?:OR\s+REPLACE\s+)?FUNCTION\s+(${QNAME})`, "i").exec(st);
       if (create) {
+        const pins = SET_SEARCH_PATH.test(st);
         const f: FunctionFacts = {
           name: qualify(create[1]),
           securityDefiner: /\bSECURITY\s+DEFINER\b/i.test(st),
-          pinsSearchPath: /\bSET\s+search_path\s*(=|\bTO\b)/i.test(st),
+          pinsSearchPath: pins,
+          searchPath: pins ? searchPathIn(st, original) : null,
           revokedFromPublic: false,
+          revokedFromAnon: false,
           grantedTo: [],
         };
         facts.push(f);
@@ -202,7 +294,14 @@ export function analyzeFunctions(sql: string): FunctionFacts[] {
         for (const f of created.get(qualify(alter[1])) ?? []) {
           if (/\bSECURITY\s+DEFINER\b/i.test(st)) f.securityDefiner = true;
           if (/\bSECURITY\s+INVOKER\b/i.test(st)) f.securityDefiner = false;
-          if (/\bSET\s+search_path\s*(=|\bTO\b)/i.test(st)) f.pinsSearchPath = true;
+          if (SET_SEARCH_PATH.test(st)) {
+            f.pinsSearchPath = true;
+            f.searchPath = searchPathIn(st, original);
+          }
+          if (/\bRESET\s+(search_path|ALL)\b/i.test(st)) {
+            f.pinsSearchPath = false;
+            f.searchPath = null;
+          }
         }
         continue;
       }
@@ -218,7 +317,11 @@ export function analyzeFunctions(sql: string): FunctionFacts[] {
         const roles = grantees(who);
         for (const f of facts) {
           if (!covered(f.name)) continue;
-          if (verb.toUpperCase() === "REVOKE" && roles.includes("public")) f.revokedFromPublic = true;
+          if (verb.toUpperCase() === "REVOKE") {
+            if (roles.includes("public")) f.revokedFromPublic = true;
+            if (roles.includes("anon")) f.revokedFromAnon = true;
+            f.grantedTo = f.grantedTo.filter((g) => !roles.includes(g)); // taken back
+          }
           if (verb.toUpperCase() === "GRANT") {
             for (const r of roles) if ((r === "anon" || r === "public") && !f.grantedTo.includes(r)) f.grantedTo.push(r);
           }
@@ -230,6 +333,20 @@ export function analyzeFunctions(sql: string): FunctionFacts[] {
   return facts;
 }
 
+/** A search_path as an operator would write it: names, quoted where they must be; "" for the empty path. */
+function showSearchPath(path: string[] | null): string {
+  if (path === null) return "(not a list of schemas)";
+  return path.map((x) => (/^[a-z_][a-z0-9_$]*$/.test(x) ? x : `"${x.replace(/"/g, '""')}"`)).join(", ");
+}
+
+/** Why a pinned search_path is not safe, in words an operator can act on. */
+function pgTempProblem(path: string[] | null): string {
+  const empty = path !== null && path.length === 1 && path[0] === "";
+  return `does not end with pg_temp${empty ? " (an empty search_path still searches the temporary schema first)" : ""}: ` +
+    "PostgreSQL searches the caller's temporary schema first for tables and types unless pg_temp is named, so the caller's " +
+    "objects can stand in for the function's (SET search_path = pg_catalog, pg_temp)";
+}
+
 export function securityDefinerProblems(r: Pick<Res, "props" | "name">): string[] {
   const p = r.props;
   const sql = typeof p.sql === "string" ? p.sql : "";
@@ -237,8 +354,12 @@ export function securityDefinerProblems(r: Pick<Res, "props" | "name">): string[
   const out: string[] = [];
   const definers = analyzeFunctions(sql).filter((f) => f.securityDefiner);
   for (const f of definers) {
-    if (!f.pinsSearchPath) out.push(`${where}: SECURITY DEFINER function ${f.name} does not pin search_path (add SET search_path = ... to its definition)`);
+    if (!f.pinsSearchPath) out.push(`${where}: SECURITY DEFINER function ${f.name} does not pin search_path (add SET search_path = pg_catalog, pg_temp to its definition)`);
+    else if (!searchPathEndsWithPgTemp(f.searchPath)) {
+      out.push(`${where}: SECURITY DEFINER function ${f.name} pins search_path = ${showSearchPath(f.searchPath)}, which ${pgTempProblem(f.searchPath)}`);
+    }
     if (!f.revokedFromPublic) out.push(`${where}: SECURITY DEFINER function ${f.name} stays executable by PUBLIC (no REVOKE EXECUTE ... FROM PUBLIC after its CREATE)`);
+    if (!f.revokedFromAnon) out.push(`${where}: SECURITY DEFINER function ${f.name} does not revoke EXECUTE from anon explicitly (Supabase's default privileges grant new functions to anon, which a REVOKE ... FROM PUBLIC leaves in place: add REVOKE EXECUTE ON FUNCTION ... FROM anon after its CREATE)`);
     for (const g of f.grantedTo) out.push(`${where}: SECURITY DEFINER function ${f.name} is granted EXECUTE to ${g}`);
   }
   // SECURITY DEFINER mentioned where no CREATE FUNCTION was recognised (e.g. built by EXECUTE format(...)): cannot check.
@@ -252,6 +373,8 @@ export function securityDefinerProblems(r: Pick<Res, "props" | "name">): string[
     }
     if (meta.securityDefiner === true && typeof meta.searchPath !== "string") {
       out.push(`${where}: meta.securityDefiner is true but meta.searchPath is ${JSON.stringify(meta.searchPath)}, not a pinned search_path`);
+    } else if (meta.securityDefiner === true && !searchPathEndsWithPgTemp(parseSearchPath(meta.searchPath))) {
+      out.push(`${where}: meta.searchPath ${JSON.stringify(meta.searchPath)} ${pgTempProblem(parseSearchPath(meta.searchPath))}`);
     }
     if (meta.securityDefiner === true || definers.length > 0) {
       const roles = Array.isArray(meta.executeRoles) ? meta.executeRoles.map((x: unknown) => String(x).toLowerCase()) : [];

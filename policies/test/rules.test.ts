@@ -5,24 +5,35 @@
 import * as fs from "fs";
 import * as path from "path";
 import { describe, expect, it } from "vitest";
-import { analyzeFunctions, marginViolations, planMargins, securityDefinerProblems, splitProblems, tenantTablesHaveRls } from "../rules";
+import {
+  analyzeFunctions,
+  marginViolations,
+  parseSearchPath,
+  planMargins,
+  searchPathEndsWithPgTemp,
+  securityDefinerProblems,
+  splitProblems,
+  tenantTablesHaveRls,
+} from "../rules";
 
 const SQL_ROOT = path.resolve(__dirname, "..", "..", "sql");
 const fn = (sql: string, meta?: Record<string, unknown>) =>
   securityDefinerProblems({ name: "f", props: { kind: "function", objectName: "public.f()", sql, meta } });
+/** The SQL alone (an object that is not kind "function", so no meta is read). */
+const sqlOnly = (sql: string) => securityDefinerProblems({ name: "f", props: { kind: "sql", objectName: "public.f()", sql } });
 
 describe("security-definer-pins-search-path: reading the SQL", () => {
   it("finds v1's three flaws in the live consume_credits_rpc (facts.md #6)", () => {
     const v1 = fs.readFileSync(path.join(SQL_ROOT, "baseline", "03_consume_credits_rpc_v1.sql"), "utf8");
     expect(analyzeFunctions(v1)).toEqual([
-      { name: "public.consume_credits_rpc", securityDefiner: true, pinsSearchPath: false, revokedFromPublic: false, grantedTo: [] },
+      { name: "public.consume_credits_rpc", securityDefiner: true, pinsSearchPath: false, searchPath: null, revokedFromPublic: false, revokedFromAnon: false, grantedTo: [] },
     ]);
   });
 
-  it("accepts a pinned function whose EXECUTE is revoked from PUBLIC after its CREATE", () => {
-    const sql = `CREATE FUNCTION public.f() RETURNS int LANGUAGE sql SECURITY DEFINER SET search_path = '' AS $$ SELECT 1 $$;
-                 REVOKE ALL ON FUNCTION public.f() FROM PUBLIC;`;
-    expect(fn(sql, { securityDefiner: true, searchPath: "", executeRoles: [] })).toEqual([]);
+  it("accepts a function pinned to a path ending with pg_temp whose EXECUTE is revoked from PUBLIC and anon after its CREATE", () => {
+    const sql = `CREATE FUNCTION public.f() RETURNS int LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$ SELECT 1 $$;
+                 REVOKE ALL ON FUNCTION public.f() FROM PUBLIC, anon;`;
+    expect(fn(sql, { securityDefiner: true, searchPath: "pg_catalog, pg_temp", executeRoles: [] })).toEqual([]);
   });
 
   it("does not count a REVOKE made before the CREATE, nor words inside strings, comments or bodies", () => {
@@ -31,7 +42,7 @@ describe("security-definer-pins-search-path: reading the SQL", () => {
                  CREATE FUNCTION f() RETURNS text LANGUAGE plpgsql SECURITY DEFINER AS $body$
                  BEGIN SET search_path = ''; RETURN 'GRANT EXECUTE ON FUNCTION f() TO anon'; END $body$;`;
     expect(analyzeFunctions(sql)).toEqual([
-      { name: "public.f", securityDefiner: true, pinsSearchPath: false, revokedFromPublic: false, grantedTo: [] },
+      { name: "public.f", securityDefiner: true, pinsSearchPath: false, searchPath: null, revokedFromPublic: false, revokedFromAnon: false, grantedTo: [] },
     ]);
   });
 
@@ -42,12 +53,12 @@ describe("security-definer-pins-search-path: reading the SQL", () => {
                  ALTER FUNCTION guardian.g(uuid) SET search_path = pg_catalog, pg_temp;
                  GRANT EXECUTE ON FUNCTION guardian.g(uuid) TO authenticated, anon;`;
     expect(analyzeFunctions(sql)).toEqual([
-      { name: "guardian.g", securityDefiner: true, pinsSearchPath: true, revokedFromPublic: false, grantedTo: ["anon"] },
+      { name: "guardian.g", securityDefiner: true, pinsSearchPath: true, searchPath: ["pg_catalog", "pg_temp"], revokedFromPublic: false, revokedFromAnon: false, grantedTo: ["anon"] },
     ]);
   });
 
   it("holds meta to the SQL: a definer function declared securityDefiner false is a violation", () => {
-    const sql = `CREATE FUNCTION public.f() RETURNS int LANGUAGE sql SECURITY DEFINER SET search_path = '' AS $$ SELECT 1 $$;
+    const sql = `CREATE FUNCTION public.f() RETURNS int LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$ SELECT 1 $$;
                  REVOKE EXECUTE ON FUNCTION public.f() FROM PUBLIC, anon;`;
     expect(fn(sql, { securityDefiner: false, searchPath: null, executeRoles: ["PUBLIC"] })).toEqual([
       "function public.f(): meta.securityDefiner is false but the SQL declares SECURITY DEFINER (public.f)",
@@ -57,6 +68,76 @@ describe("security-definer-pins-search-path: reading the SQL", () => {
       "function public.f(): meta.securityDefiner is true but meta.searchPath is null, not a pinned search_path",
       "function public.f(): meta.executeRoles grants EXECUTE to public",
     ]);
+  });
+
+  const PG_TEMP_WHY =
+    "PostgreSQL searches the caller's temporary schema first for tables and types unless pg_temp is named, so the caller's " +
+    "objects can stand in for the function's (SET search_path = pg_catalog, pg_temp)";
+
+  it("refuses an empty search_path: it still searches the temporary schema first (issue 12, finding 1)", () => {
+    const sql = `CREATE FUNCTION public.f() RETURNS int LANGUAGE sql SECURITY DEFINER SET search_path = '' AS $$ SELECT 1 $$;
+                 REVOKE ALL ON FUNCTION public.f() FROM PUBLIC, anon;`;
+    expect(fn(sql, { securityDefiner: true, searchPath: "''", executeRoles: [] })).toEqual([
+      `function public.f(): SECURITY DEFINER function public.f pins search_path = "", which does not end with pg_temp (an empty search_path still searches the temporary schema first): ${PG_TEMP_WHY}`,
+      `function public.f(): meta.searchPath "''" does not end with pg_temp (an empty search_path still searches the temporary schema first): ${PG_TEMP_WHY}`,
+    ]);
+  });
+
+  it.each([
+    ["pg_catalog, pg_temp", true],
+    ["pg_temp", true],
+    ["public, PG_TEMP", true], // unquoted names fold to lower case
+    ["'pg_temp'", true], // a literal is one schema name
+    ["pg_catalog, 'pg_temp'", true],
+    ["''", false],
+    ["pg_catalog", false],
+    ["pg_temp, pg_catalog", false], // pg_temp first is the attack itself
+    ["'pg_catalog, pg_temp'", false], // ONE schema named "pg_catalog, pg_temp"
+    ['"PG_TEMP"', false], // quoted: a schema named PG_TEMP
+    ["pg_catalog, pg_temp_3", false],
+    ["DEFAULT", false],
+  ] as const)("search_path = %s ends with pg_temp: %s", (value, ok) => {
+    const sql = `CREATE FUNCTION public.f() RETURNS int LANGUAGE sql SECURITY DEFINER SET search_path = ${value}
+                 AS $$ SELECT 1 $$;
+                 REVOKE ALL ON FUNCTION public.f() FROM PUBLIC, anon;`;
+    expect(searchPathEndsWithPgTemp(analyzeFunctions(sql)[0].searchPath)).toBe(ok);
+    expect(fn(sql, { securityDefiner: true, searchPath: value, executeRoles: [] }).length === 0).toBe(ok);
+  });
+
+  it("parses a search_path as PostgreSQL stores it", () => {
+    expect(parseSearchPath("pg_catalog, pg_temp")).toEqual(["pg_catalog", "pg_temp"]);
+    expect(parseSearchPath("''")).toEqual([""]);
+    expect(parseSearchPath("'pg_catalog, pg_temp'")).toEqual(["pg_catalog, pg_temp"]);
+    expect(parseSearchPath('"My Schema", PG_TEMP')).toEqual(["My Schema", "pg_temp"]);
+    expect(parseSearchPath("'it''s'")).toEqual(["it's"]);
+    expect(parseSearchPath("DEFAULT")).toBeNull();
+    expect(parseSearchPath("'unterminated")).toBeNull();
+  });
+
+  it("follows ALTER FUNCTION ... SET search_path and RESET", () => {
+    const base = `CREATE FUNCTION public.f() RETURNS int LANGUAGE sql SECURITY DEFINER SET search_path = '' AS $$ SELECT 1 $$;
+                  REVOKE ALL ON FUNCTION public.f() FROM PUBLIC, anon;`;
+    expect(analyzeFunctions(`${base} ALTER FUNCTION public.f() SET search_path TO pg_catalog, pg_temp;`)[0].searchPath).toEqual(["pg_catalog", "pg_temp"]);
+    expect(sqlOnly(`${base} ALTER FUNCTION public.f() SET search_path TO pg_catalog, pg_temp;`)).toEqual([]);
+    const reset = analyzeFunctions(`${base} ALTER FUNCTION public.f() SET search_path = pg_catalog, pg_temp; ALTER FUNCTION public.f() RESET search_path;`)[0];
+    expect(reset).toMatchObject({ pinsSearchPath: false, searchPath: null });
+  });
+
+  it("requires EXECUTE revoked from anon explicitly: revoking from PUBLIC leaves Supabase's default grant to anon", () => {
+    const create = `CREATE FUNCTION public.f() RETURNS int LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$ SELECT 1 $$;`;
+    const anonWhy =
+      "sql public.f(): SECURITY DEFINER function public.f does not revoke EXECUTE from anon explicitly (Supabase's default " +
+      "privileges grant new functions to anon, which a REVOKE ... FROM PUBLIC leaves in place: add REVOKE EXECUTE ON FUNCTION ... FROM anon after its CREATE)";
+    expect(sqlOnly(`${create} REVOKE ALL ON FUNCTION public.f() FROM PUBLIC;`)).toEqual([anonWhy]);
+    expect(sqlOnly(`${create} REVOKE ALL ON FUNCTION public.f() FROM PUBLIC; REVOKE EXECUTE ON FUNCTION public.f() FROM anon;`)).toEqual([]);
+    expect(sqlOnly(`${create} REVOKE ALL ON FUNCTION public.f() FROM PUBLIC; REVOKE ALL ON ALL FUNCTIONS IN SCHEMA public FROM anon;`)).toEqual([]);
+    // A revoke made before the CREATE does not count; a grant after the revoke gives it back.
+    expect(sqlOnly(`REVOKE ALL ON FUNCTION public.f() FROM anon; ${create} REVOKE ALL ON FUNCTION public.f() FROM PUBLIC;`)).toEqual([anonWhy]);
+    expect(sqlOnly(`${create} REVOKE ALL ON FUNCTION public.f() FROM PUBLIC, anon; GRANT EXECUTE ON FUNCTION public.f() TO anon;`)).toEqual([
+      "sql public.f(): SECURITY DEFINER function public.f is granted EXECUTE to anon",
+    ]);
+    // And the other way round: a grant taken back by a later revoke is no longer a grant.
+    expect(sqlOnly(`${create} GRANT EXECUTE ON FUNCTION public.f() TO anon; REVOKE ALL ON FUNCTION public.f() FROM PUBLIC, anon;`)).toEqual([]);
   });
 
   // Every file of the project that a component applies: a SECURITY DEFINER function anywhere must pass the rule.
