@@ -3,7 +3,8 @@
  * empty database, for the staging rehearsal (scripts/rehearse.ts) or a disaster.
  *
  *   1. Reads manifest.json and checks every export file's sha256 against it (a tampered or truncated export is
- *      refused before anything is written, every problem named).
+ *      refused before anything is written, every problem named). An export that group or others can read (folder not
+ *      0700, a file not 0600, as providers/backup.ts writes them) is refused too, naming the file.
  *   2. Creates the pre-Phase-3.5 Guardian schema (lib/baseline.ts ensureBaseline). An export taken from a database
  *      that already had the Phase 3.5 columns (a re-migration after a rollback) has more fields per row than the
  *      baseline tables have columns; the additive columns are then created too (sql/schema/, as CreditSchema does),
@@ -100,6 +101,25 @@ export function latestExport(root: string): string {
   return path.join(root, dirs[dirs.length - 1]);
 }
 
+/**
+ * An export is owner-only: its folder 0700, manifest.json and every table file 0600 (providers/backup.ts). One problem
+ * per file that group or others could read, enter or write, naming it and its mode.
+ */
+export function exportPermissionProblems(exportDir: string, manifest: Pick<Manifest, "tables">): string[] {
+  const out: string[] = [];
+  const mode = (p: string) => (fs.statSync(p).mode & 0o777).toString(8).padStart(4, "0");
+  if (fs.statSync(exportDir).mode & 0o077) {
+    out.push(`export folder ${exportDir} is open to group or others (mode ${mode(exportDir)}); a backup export holds every tenant's data: chmod 700 ${exportDir}`);
+  }
+  const files = [path.join(exportDir, "manifest.json"), ...Object.values(manifest.tables).map((m) => path.join(exportDir, m.file))];
+  for (const f of files) {
+    if (fs.existsSync(f) && fs.statSync(f).mode & 0o077) {
+      out.push(`export file ${f} is readable or writable by group or others (mode ${mode(f)}); a backup export holds every tenant's data: chmod 600 ${f}`);
+    }
+  }
+  return out;
+}
+
 function sha256File(file: string): string {
   return crypto.createHash("sha256").update(fs.readFileSync(file)).digest("hex");
 }
@@ -143,8 +163,8 @@ export async function restoreExport(exportDir: string, targetUrl: string, opts: 
   const manifest = readManifest(exportDir);
   const say = (s: string) => log(`restore ${manifest.backupId}: ${s}`);
 
-  // 1. The export is what the manifest says it is.
-  const problems: string[] = [];
+  // 1. The export is what the manifest says it is, and nobody but its owner can read it.
+  const problems: string[] = exportPermissionProblems(exportDir, manifest);
   const unknown = Object.keys(manifest.tables).filter((t) => !RESTORE_ORDER.includes(t));
   if (unknown.length) problems.push(`manifest lists tables this restore does not know: ${unknown.join(", ")}`);
   for (const t of RESTORE_ORDER) {

@@ -41,6 +41,14 @@ export interface BackupOutputs {
   durationMs: number;
 }
 
+/**
+ * Modes of the on-disk export: owner only (lib/restoreExport.ts and the restore check refuse anything wider). Plain
+ * consts exported by name, so the serialized provider captures the numbers, not this module's `exports`.
+ */
+const EXPORT_DIR_MODE = 0o700;
+const EXPORT_FILE_MODE = 0o600;
+export { EXPORT_DIR_MODE, EXPORT_FILE_MODE };
+
 export const backupProvider: pulumi.dynamic.ResourceProvider = {
   async check(_olds: any, news: any) {
     const failures: pulumi.dynamic.CheckFailure[] = [];
@@ -126,9 +134,17 @@ export const backupProvider: pulumi.dynamic.ResourceProvider = {
         throw new Error(`backup: snapshot failed, nothing kept: ${(e as Error).message}`);
       }
 
-      // 2. Export to disk, streaming, with a sha256 per file.
+      // 2. Export to disk, streaming, with a sha256 per file. The export holds every tenant's organizations, balances
+      // and consumption history: files 0600 in folders 0700, whatever the umask (a umask can only take bits away
+      // from the mode given at creation, so each is created with at most that mode and then set to exactly it).
       const exportDir = path.join(inputs.exportRoot, backupId);
-      fs.mkdirSync(exportDir, { recursive: true });
+      const firstCreated: string | undefined = fs.mkdirSync(exportDir, { recursive: true, mode: EXPORT_DIR_MODE });
+      for (let d = exportDir; firstCreated !== undefined; d = path.dirname(d)) {
+        fs.chmodSync(d, EXPORT_DIR_MODE); // every folder this export created, up to the first one
+        if (d === firstCreated || d === path.dirname(d)) break;
+      }
+      fs.chmodSync(exportDir, EXPORT_DIR_MODE);
+      const modeOf = (p: string) => (fs.statSync(p).mode & 0o777).toString(8).padStart(4, "0");
       const fileSha256: Record<string, string> = {};
       const bytes: Record<string, number> = {};
       for (const t of inputs.tables) {
@@ -151,7 +167,8 @@ export const backupProvider: pulumi.dynamic.ResourceProvider = {
           },
         });
         const src = c.query(copyTo(`COPY (SELECT * FROM ${backupId}.${t.name} ORDER BY ${t.key}) TO STDOUT`));
-        await pipeline(src, tap, fs.createWriteStream(file));
+        await pipeline(src, tap, fs.createWriteStream(file, { mode: EXPORT_FILE_MODE }));
+        fs.chmodSync(file, EXPORT_FILE_MODE);
         fileSha256[t.name] = hash.digest("hex");
         bytes[t.name] = n;
         if (lines !== total) throw new Error(`backup: export of ${t.name} wrote ${lines} rows, expected ${total}`);
@@ -168,13 +185,23 @@ export const backupProvider: pulumi.dynamic.ResourceProvider = {
         tables: Object.fromEntries(
           inputs.tables.map((t: any) => [
             t.name,
-            { file: `${t.name}.copy`, key: t.key, rows: rowCounts[t.name], bytes: bytes[t.name], sha256: fileSha256[t.name], checksum: checksums[t.name] },
+            {
+              file: `${t.name}.copy`, key: t.key, rows: rowCounts[t.name], bytes: bytes[t.name], sha256: fileSha256[t.name],
+              checksum: checksums[t.name], mode: modeOf(path.join(exportDir, `${t.name}.copy`)),
+            },
           ]),
         ),
         functions: functionsCaptured,
+        // As set on disk (read back, not assumed); the restore check refuses an export readable by group or others.
+        permissions: { directory: modeOf(exportDir), manifest: EXPORT_FILE_MODE.toString(8).padStart(4, "0"), files: EXPORT_FILE_MODE.toString(8).padStart(4, "0") },
       };
       const manifestPath = path.join(exportDir, "manifest.json");
-      fs.writeFileSync(manifestPath, JSON.stringify(manifest, null, 2) + "\n");
+      fs.writeFileSync(manifestPath, JSON.stringify(manifest, null, 2) + "\n", { mode: EXPORT_FILE_MODE });
+      fs.chmodSync(manifestPath, EXPORT_FILE_MODE);
+      for (const p of [exportDir, manifestPath, ...inputs.tables.map((t: any) => path.join(exportDir, `${t.name}.copy`))]) {
+        const want = p === exportDir ? EXPORT_DIR_MODE : EXPORT_FILE_MODE;
+        if ((fs.statSync(p).mode & 0o777) !== want) throw new Error(`backup: ${p} has mode ${modeOf(p)}, expected ${want.toString(8).padStart(4, "0")}`);
+      }
       await c.query(`UPDATE guardian.backups SET export_dir = $2, manifest = $3 WHERE backup_id = $1`, [backupId, exportDir, JSON.stringify(manifest)]);
       await c.query(
         `DO $j$ BEGIN IF to_regclass('guardian.migration_journal') IS NOT NULL THEN

@@ -1,7 +1,9 @@
 /**
  * BackupRestoreCheck: proves a backup can be restored before anything is changed.
  *
- *   create  reads manifest.json; for each table checks the export file's sha256 against the manifest, loads the file
+ *   create  refuses an export that group or others can read or enter (folder not 0700, manifest.json or a table file
+ *           not 0600: the export holds every tenant's data), naming each file and its mode; then
+ *           reads manifest.json; for each table checks the export file's sha256 against the manifest, loads the file
  *           into a scratch schema guardian_restore_check_<hex> (COPY FROM), and compares the restored rows' checksum
  *           with the backup schema's and the manifest's. Any difference fails the update, naming the table, and marks
  *           the backup unverified; nothing that depends on this resource (schema, functions, backfill) runs. The
@@ -46,10 +48,20 @@ export const restoreCheckProvider: pulumi.dynamic.ResourceProvider = {
       throw new Error(`restore check: manifest ${inputs.manifestPath} belongs to ${manifest.backupId}, not ${inputs.backupId}`);
     }
     const dir = path.dirname(inputs.manifestPath);
+    const problems: string[] = [];
+    // The export holds every tenant's organizations, balances and consumption history: owner only, or it is refused.
+    const mode = (p: string) => (fs.statSync(p).mode & 0o777).toString(8).padStart(4, "0");
+    if (fs.statSync(dir).mode & 0o077) {
+      problems.push(`export folder ${dir} is open to group or others (mode ${mode(dir)}); a backup export holds every tenant's data: chmod 700 ${dir}`);
+    }
+    for (const f of [inputs.manifestPath, ...Object.values<any>(manifest.tables).map((m) => path.join(dir, m.file))]) {
+      if (fs.existsSync(f) && fs.statSync(f).mode & 0o077) {
+        problems.push(`export file ${f} is readable or writable by group or others (mode ${mode(f)}); a backup export holds every tenant's data: chmod 600 ${f}`);
+      }
+    }
     const scratch = `guardian_restore_check_${crypto.randomBytes(4).toString("hex")}`;
     const c = new Client({ connectionString: inputs.databaseUrl, application_name: "guardian-credits:restore-check" });
     await c.connect();
-    const problems: string[] = [];
     const checked: Record<string, number> = {};
     try {
       await c.query(`CREATE SCHEMA ${scratch}`);

@@ -107,14 +107,15 @@ describe("rehearsal: restore the latest backup export and migrate the copy", () 
       try {
         for (const t of RESTORE_ORDER) {
           const file = path.join(dir, `${t}.copy`);
-          await pipeline(c.query(copyTo(`COPY (SELECT * FROM public.${t} ORDER BY ${KEYS[t]}) TO STDOUT`)), fs.createWriteStream(file));
+          await pipeline(c.query(copyTo(`COPY (SELECT * FROM public.${t} ORDER BY ${KEYS[t]}) TO STDOUT`)), fs.createWriteStream(file, { mode: 0o600 }));
           const r = (await c.query(`SELECT count(*)::bigint AS n, coalesce(sum(('x' || substr(md5(t::text), 1, 16))::bit(64)::bigint::numeric), 0)::text AS checksum FROM public.${t} t`)).rows[0];
           tables[t] = { file: `${t}.copy`, key: KEYS[t], rows: Number(r.n), checksum: r.checksum, sha256: crypto.createHash("sha256").update(fs.readFileSync(file)).digest("hex") };
         }
       } finally {
         await c.end();
       }
-      fs.writeFileSync(path.join(dir, "manifest.json"), JSON.stringify({ backupId: "guardian_backup_20990101000000_abcdef", createdAt: new Date().toISOString(), tables }));
+      // Owner-only, as providers/backup.ts writes an export (restoreExport refuses anything wider).
+      fs.writeFileSync(path.join(dir, "manifest.json"), JSON.stringify({ backupId: "guardian_backup_20990101000000_abcdef", createdAt: new Date().toISOString(), tables }), { mode: 0o600 });
       const target = await freshDb({ baseline: false, prefix: "gt_restore" });
       extra.push(target);
       const r = await restoreExport(dir, target.url);
