@@ -37,7 +37,7 @@
  * retrying after a timeout): the result must be identical to the first, and it must not add a log row or a debit.
  */
 import type { Client } from "pg";
-import { DEFAULT_ACTIONS, DEFAULT_PLANS, DEFAULT_SPLIT, POOLS } from "../lib/config";
+import { DEFAULT_UNIFIED_COSTS, DEFAULT_PLANS, DEFAULT_SPLIT, POOLS } from "../lib/config";
 import { connect } from "../lib/db";
 import { mulberry32 } from "../scripts/seed";
 
@@ -278,9 +278,9 @@ export class ConsumerFleet {
     if (result?.success === true) {
       rep.successes++;
       t.successes++;
-      t.unifiedCost += DEFAULT_ACTIONS[action].creditsCost * qty;
-      if (result.credits_consumed !== undefined && result.credits_consumed !== DEFAULT_ACTIONS[action].creditsCost * qty) {
-        this.fail(`${org} ${action} x${qty}: credits_consumed ${result.credits_consumed}, expected ${DEFAULT_ACTIONS[action].creditsCost * qty}`);
+      t.unifiedCost += DEFAULT_UNIFIED_COSTS[action] * qty;
+      if (result.credits_consumed !== undefined && result.credits_consumed !== DEFAULT_UNIFIED_COSTS[action] * qty) {
+        this.fail(`${org} ${action} x${qty}: credits_consumed ${result.credits_consumed}, expected ${DEFAULT_UNIFIED_COSTS[action] * qty}`);
       }
       return;
     }

@@ -7,7 +7,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import {
-  actionCatalogueProbe, actionCatalogueSql, planCatalogueProbe, planCatalogueSql,
+  actionCatalogueProbe, actionCatalogueSql, planCatalogueProbe, planCatalogueSql, priceChanges,
 } from "../lib/catalogueSql";
 import { sha256 } from "../lib/sql";
 import { GuardianContext, sqlTextObject } from "./sqlFile";
@@ -30,6 +30,8 @@ export class Catalogue extends pulumi.ComponentResource {
   readonly sqlSha256: pulumi.Output<Record<string, string>>;
   /** The configured action types, sorted: exactly the rows this component writes to credit_actions. */
   readonly actionTypes: pulumi.Output<string[]>;
+  /** Live prices the config changes, "action: live -> config" (multi only; empty when every live price is kept). */
+  readonly priceChanges: pulumi.Output<Record<string, string>>;
   /** The catalogue plans, sorted. */
   readonly planNames: pulumi.Output<string[]>;
   /** Fingerprint of the live catalogue rows right after they were written, keyed like sqlSha256. */
@@ -38,7 +40,11 @@ export class Catalogue extends pulumi.ComponentResource {
   constructor(name: string, args: CatalogueArgs, opts?: pulumi.ComponentResourceOptions) {
     super("guardian:components:Catalogue", name, {}, opts);
     const { ctx } = args;
-    const actionsSql = actionCatalogueSql(ctx.config);
+    // Prices change only with Phase 3.5 applied: in the unified model (never migrated, or rolled back, which puts
+    // the backed-up prices back) the live credits_cost is left alone.
+    const setPrices = ctx.config.creditModel === "multi";
+    const actionsSql = actionCatalogueSql(ctx.config, { setPrices });
+    const changes = setPrices && ctx.discovery ? priceChanges(ctx.discovery.livePrices, ctx.config) : [];
     const plansSql = planCatalogueSql(ctx.config);
 
     const actions = sqlTextObject(`${name}-actions`, ctx, {
@@ -46,7 +52,9 @@ export class Catalogue extends pulumi.ComponentResource {
       objectName: "public.credit_actions",
       sqlFile: ACTIONS_SOURCE,
       sql: actionsSql,
-      probeSql: actionCatalogueProbe(ctx.config),
+      probeSql: actionCatalogueProbe(ctx.config, { setPrices }),
+      // Shown in preview: each live price the config changes, "live -> config".
+      ...(changes.length ? { meta: { priceChanges: Object.fromEntries(changes.map((c) => [c.action, `${c.live} -> ${c.config}`])) } } : {}),
     }, { parent: this });
     const plans = sqlTextObject(`${name}-plans`, ctx, {
       kind: "catalogue",
@@ -59,6 +67,7 @@ export class Catalogue extends pulumi.ComponentResource {
     this.sqlSha256 = pulumi.output<Record<string, string>>({ [ACTIONS_SOURCE]: sha256(actionsSql), [PLANS_SOURCE]: sha256(plansSql) });
     this.actionTypes = pulumi.output(Object.keys(ctx.config.actions).sort());
     this.planNames = pulumi.output(Object.keys(ctx.config.plans).sort());
+    this.priceChanges = pulumi.output(Object.fromEntries(changes.map((c) => [c.action, `${c.live} -> ${c.config}`])));
 
     this.appliedFingerprints = pulumi
       .all([actions.appliedFingerprint, plans.appliedFingerprint])
@@ -68,6 +77,7 @@ export class Catalogue extends pulumi.ComponentResource {
       sqlSha256: this.sqlSha256,
       actionTypes: this.actionTypes,
       planNames: this.planNames,
+      priceChanges: this.priceChanges,
       appliedFingerprints: this.appliedFingerprints,
     });
   }

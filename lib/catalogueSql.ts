@@ -32,28 +32,64 @@ function sortedKeys<T>(rec: Record<string, T>): string[] {
   return Object.keys(rec).sort();
 }
 
-const ACTION_COLUMNS = ["credits_cost", ...POOLS.map((p) => `${p}_credits_required`)];
+const REQUIRED_COLUMNS = POOLS.map((p) => `${p}_credits_required`);
+const ACTION_COLUMNS = ["credits_cost", ...REQUIRED_COLUMNS];
 
-/** Upsert of every configured action into public.credit_actions. Only rows whose values differ are updated. */
-export function actionCatalogueSql(config: ActionsConfig): string {
+/** The cost an action missing from the live catalogue is inserted with: its configured creditsCost, else the sum of
+ *  its pool costs. */
+export function insertCost(a: GuardianConfig["actions"][string]): number {
+  return a.creditsCost ?? POOLS.reduce((n, p) => n + a[p], 0);
+}
+
+/**
+ * Upsert of every configured action into public.credit_actions:
+ *   1. the pool requirements (and description) of every configured action; an action the live catalogue lacks is
+ *      inserted with insertCost(). Live prices are not touched here.
+ *   2. only with `setPrices` (the multi model) and only for actions whose config gives creditsCost: that price.
+ *      Preview lists each such change (lib/catalogueSql.ts priceChanges); rollback restores the backed-up prices.
+ * Only rows whose values differ are updated.
+ */
+export function actionCatalogueSql(config: ActionsConfig, opts: { setPrices: boolean } = { setPrices: true }): string {
   const names = sortedKeys(config.actions);
-  const header = `-- generated from guardian:actions: ${names.length} action(s); credits_cost and credits required per pool, per unit.\n`;
+  const header = `-- generated from guardian:actions: ${names.length} action(s); credits required per pool, per unit; ` +
+    `live credits_cost kept unless guardian:actions sets creditsCost${opts.setPrices ? "" : " (prices not set in the unified model)"}.\n`;
   if (names.length === 0) return header + "SELECT 1 WHERE false; -- no action configured\n";
   const rows = names.map((n) => {
     const a = config.actions[n];
-    const values = [sqlString(n), sqlNumber(a.creditsCost), ...POOLS.map((p) => sqlNumber(a[p])),
+    const values = [sqlString(n), sqlNumber(insertCost(a)), ...POOLS.map((p) => sqlNumber(a[p])),
       a.description === undefined ? "NULL" : sqlString(a.description)];
     return `  (${values.join(", ")})`;
   });
   const cols = ["action_type", ...ACTION_COLUMNS, "description"];
-  const updated = [...ACTION_COLUMNS.map((c) => `${c} = EXCLUDED.${c}`), "description = coalesce(EXCLUDED.description, a.description)"];
-  return (
+  const updated = [...REQUIRED_COLUMNS.map((c) => `${c} = EXCLUDED.${c}`), "description = coalesce(EXCLUDED.description, a.description)"];
+  let sql =
     header +
     `INSERT INTO public.credit_actions AS a (${cols.join(", ")})\nVALUES\n${rows.join(",\n")}\n` +
     `ON CONFLICT (action_type) DO UPDATE\n   SET ${updated.join(",\n       ")}\n` +
-    ` WHERE (${ACTION_COLUMNS.map((c) => `a.${c}`).join(", ")}, a.description)\n` +
-    `       IS DISTINCT FROM (${ACTION_COLUMNS.map((c) => `EXCLUDED.${c}`).join(", ")}, coalesce(EXCLUDED.description, a.description));\n`
-  );
+    ` WHERE (${REQUIRED_COLUMNS.map((c) => `a.${c}`).join(", ")}, a.description)\n` +
+    `       IS DISTINCT FROM (${REQUIRED_COLUMNS.map((c) => `EXCLUDED.${c}`).join(", ")}, coalesce(EXCLUDED.description, a.description));\n`;
+  const priced = names.filter((n) => config.actions[n].creditsCost !== undefined);
+  if (opts.setPrices && priced.length) {
+    sql += `-- prices set by guardian:actions.<action>.creditsCost:\n` +
+      `UPDATE public.credit_actions AS a SET credits_cost = v.cost\n  FROM (VALUES\n` +
+      priced.map((n) => `    (${sqlString(n)}, ${sqlNumber(config.actions[n].creditsCost!)})`).join(",\n") +
+      `\n  ) AS v(action_type, cost)\n WHERE a.action_type = v.action_type AND a.credits_cost IS DISTINCT FROM v.cost;\n`;
+  }
+  return sql;
+}
+
+/** One price change a config makes to the live catalogue. */
+export interface PriceChange {
+  action: string;
+  live: number;
+  config: number;
+}
+
+/** Actions whose configured creditsCost differs from the live price (an action not live yet is no change). */
+export function priceChanges(live: Record<string, number>, config: ActionsConfig): PriceChange[] {
+  return sortedKeys(config.actions)
+    .filter((n) => config.actions[n].creditsCost !== undefined && live[n] !== undefined && live[n] !== config.actions[n].creditsCost)
+    .map((n) => ({ action: n, live: live[n], config: config.actions[n].creditsCost! }));
 }
 
 /** Makes the plan catalogue, the split and the provider costs in schema guardian equal to the config. */
@@ -92,10 +128,15 @@ export function planCatalogueSql(config: PlansConfig): string {
   return parts.join("");
 }
 
-/** Probe for the action catalogue: a fingerprint of the configured actions' live values, no row while any is missing. */
-export function actionCatalogueProbe(config: ActionsConfig): string {
+/** Probe for the action catalogue: a fingerprint of what the program manages in the configured actions (pool
+ *  requirements; credits_cost only where the config sets it and prices are set), no row while any is missing. */
+export function actionCatalogueProbe(config: ActionsConfig, opts: { setPrices: boolean } = { setPrices: true }): string {
   const names = sortedKeys(config.actions);
-  return `SELECT md5(coalesce(string_agg(concat_ws(':', action_type, ${ACTION_COLUMNS.join(", ")}), ',' ORDER BY action_type), '')) AS fingerprint
+  const priced = names.filter((n) => config.actions[n].creditsCost !== undefined);
+  const cost = opts.setPrices && priced.length
+    ? `CASE WHEN action_type = ANY (ARRAY[${priced.map(sqlString).join(", ")}]::text[]) THEN credits_cost END, `
+    : "";
+  return `SELECT md5(coalesce(string_agg(concat_ws(':', action_type, ${cost}${REQUIRED_COLUMNS.join(", ")}), ',' ORDER BY action_type), '')) AS fingerprint
   FROM public.credit_actions
  WHERE action_type = ANY (ARRAY[${names.map(sqlString).join(", ")}]::text[])
 HAVING count(*) = ${names.length}`;

@@ -29,8 +29,12 @@ export type Plan = z.infer<typeof planSchema>;
 
 export const actionSchema = z
   .object({
-    /** The unified cost (credit_actions.credits_cost), used for orgs not yet migrated and for rollback. */
-    creditsCost: nonNegInt,
+    /**
+     * The unified cost (credit_actions.credits_cost), used for orgs not yet migrated and for rollback. Optional:
+     * omitted, the live price stays as it is (an action missing from the live catalogue is inserted at the sum of its
+     * pool costs). Given and different from the live price, preview shows the price change.
+     */
+    creditsCost: nonNegInt.optional(),
     /** Credits required per pool, per unit of quantity. An action requiring nothing is an explicit all-zero mapping. */
     ai: nonNegInt.default(0),
     whatsapp: nonNegInt.default(0),
@@ -53,11 +57,16 @@ export const DEFAULT_PLANS: Record<string, Plan> = {
 
 export const DEFAULT_SPLIT: Record<Pool, number> = { ai: 0.4, whatsapp: 0.3, email: 0.3, sms: 0 };
 
-const a = (creditsCost: number, pools: Partial<PoolAmounts>, description: string): Action => ({
-  creditsCost, ai: 0, whatsapp: 0, email: 0, sms: 0, ...pools, description,
+/** A default mapping: pool costs only. The first figure is the unified cost facts.md records for the action (or the
+ *  one it is inserted with where the live catalogue lacks it); it documents, and sets no price: defaults keep every
+ *  live credits_cost as it is. */
+const a = (unifiedCost: number, pools: Partial<PoolAmounts>, description: string): Action & { unifiedCost: number } => ({
+  ai: 0, whatsapp: 0, email: 0, sms: 0, ...pools, description, unifiedCost,
 });
 /** The live catalogue with its Phase 3.5 pool costs, plus an explicit mapping for every legacy action type real
- *  callers send. The mapping is by name, never by substring: ai_email_generation is an AI action. */
+ *  callers send. The mapping is by name, never by substring: ai_email_generation is an AI action.
+ *  guardian:actions MERGES with these, action by action: an action named there replaces its default entry whole,
+ *  the others keep theirs. */
 export const DEFAULT_ACTIONS: Record<string, Action> = {
   ai_chat: a(1, { ai: 1 }, "AI chat message"),
   ai_assistant: a(2, { ai: 1 }, "AI assistant task"),
@@ -67,6 +76,13 @@ export const DEFAULT_ACTIONS: Record<string, Action> = {
   email_send: a(1, { email: 1 }, "E-mail"),
   bulk_email: a(10, { email: 10 }, "Bulk e-mail campaign"),
   sms_send: a(2, { sms: 1 }, "SMS"),
+  // Action types of the CRM's live catalogue beyond facts.md's first eight.
+  data_export: a(0, {}, "Data export (no pool)"),
+  send_email: a(1, { email: 1 }, "E-mail (legacy name)"),
+  send_whatsapp: a(1, { whatsapp: 1 }, "WhatsApp message (legacy name)"),
+  email_campaign: a(10, { email: 10 }, "E-mail campaign"),
+  report_generation: a(2, { ai: 2 }, "AI report generation"),
+  workflow_automation: a(2, { ai: 2 }, "Workflow automation run"),
   // Legacy action types sent by real callers but missing from the live catalogue.
   create_crm_event: a(0, {}, "CRM event (free)"),
   ai_form_generation: a(5, { ai: 5 }, "AI form generation (legacy name)"),
@@ -81,6 +97,13 @@ export const DEFAULT_ACTIONS: Record<string, Action> = {
   schedule_reminder_email: a(1, { email: 1 }, "Reminder e-mail"),
   schedule_reminder_whatsapp: a(1, { whatsapp: 1 }, "Reminder WhatsApp"),
 };
+
+/** The unified cost of each default action as facts.md records it (the seed's live prices; legacy actions at the sum
+ *  of their pools, the cost they are inserted with). For tests and the bench, which compute expected balances. */
+export const DEFAULT_UNIFIED_COSTS: Record<string, number> = Object.fromEntries(
+  Object.entries(DEFAULT_ACTIONS).map(([k, v]) => [k, (v as Action & { unifiedCost: number }).unifiedCost]),
+);
+for (const v of Object.values(DEFAULT_ACTIONS)) delete (v as Partial<{ unifiedCost: number }>).unifiedCost;
 
 export const DEFAULT_PROVIDER_COSTS: Record<Pool, number> = { ai: 0.005, whatsapp: 0.0157, email: 0, sms: 0.05 };
 
@@ -101,7 +124,8 @@ export const configSchema = z
       .refine((s) => s.ai + s.whatsapp + s.email + s.sms <= 1 + 1e-9, {
         message: "shares must sum to at most 1",
       }),
-    actions: z.record(identifier, actionSchema).default(DEFAULT_ACTIONS),
+    /** Merged with DEFAULT_ACTIONS action by action (see there). */
+    actions: z.record(identifier, actionSchema).default({}).transform((given) => ({ ...DEFAULT_ACTIONS, ...given })),
     providerCosts: z
       .object({ ai: z.number().min(0), whatsapp: z.number().min(0), email: z.number().min(0), sms: z.number().min(0) })
       .strict()
@@ -130,6 +154,29 @@ export const configSchema = z
       .object({ retentionDays: z.number().int().min(1).default(730) })
       .strict()
       .default({ retentionDays: 730 }),
+    /** How the program reads the database's shape (lib/shape.ts); discovered when omitted. */
+    schema: z
+      .object({
+        /** public.profiles column holding user / admin / super_admin: "role" or "user_role" (default: discovered). */
+        profileRoleColumn: identifier.optional(),
+        /** organization_credits column telling trials; null: none, trials by plan name (default: is_trial if present). */
+        trialColumn: identifier.nullable().optional(),
+        /** Plan names (trim + lower-case) that are trials when there is no trial column. */
+        trialPlans: z.array(z.string().regex(/^[a-z0-9_]+$/, "plan names are lower-case [a-z0-9_]")).min(1).default(["trial_14"]),
+      })
+      .strict()
+      .default({ trialPlans: ["trial_14"] }),
+    rollback: z
+      .object({
+        /**
+         * v1: consume_credits_rpc becomes the backed-up v1 again, byte for byte (its weaknesses come back: preview and
+         * the report list them). safe: a unified-model function with v1's signature and result, but locked, caller-
+         * checked, never adding actions or giving free credits (sql/rollback/safe_v1.sql).
+         */
+        function: z.enum(["v1", "safe"]).default("v1"),
+      })
+      .strict()
+      .default({ function: "v1" }),
     ddl: z
       .object({
         lockTimeoutMs: z.number().int().positive().max(60000).default(2000),

@@ -13,7 +13,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { DEFAULT_ACTIONS, POOLS } from "../lib/config";
+import { DEFAULT_UNIFIED_COSTS, POOLS } from "../lib/config";
 import { seed } from "../scripts/seed";
 import { rollbackCommand, RollbackOptions, RollbackResult } from "../scripts/rollback";
 import { expectedPools } from "./helpers/allocation";
@@ -118,7 +118,7 @@ describe("npm run rollback: one command back to an earlier update", () => {
     });
     for (const [org, action, qty] of calls) {
       const [{ r }] = await db.query(`SELECT public.consume_credits_rpc($1, $2, $3) AS r`, [org, action, qty]);
-      if (r.success) spent.set(org, (spent.get(org) ?? 0) + DEFAULT_ACTIONS[action].creditsCost * qty);
+      if (r.success) spent.set(org, (spent.get(org) ?? 0) + DEFAULT_UNIFIED_COSTS[action] * qty);
     }
     expect(spent.size).toBeGreaterThan(20);
   });

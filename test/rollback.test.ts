@@ -3,7 +3,7 @@
  * reconciled with every consumption since the backup, nothing is lost, the backup stays, and migrating again works.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { DEFAULT_ACTIONS, POOLS } from "../lib/config";
+import { DEFAULT_UNIFIED_COSTS, POOLS } from "../lib/config";
 import { expectedPools } from "./helpers/allocation";
 import { changed, Migrated, orgs, OrgRow, preview, seededStack, teardown, up } from "./helpers/migration";
 
@@ -30,7 +30,7 @@ describe("rollback to the unified model and migration again", () => {
     });
     for (const [org, action, qty] of calls) {
       const [{ r }] = await m.db.query(`SELECT public.consume_credits_rpc($1, $2, $3) AS r`, [org, action, qty]);
-      if (r.success) spent.set(org, (spent.get(org) ?? 0) + DEFAULT_ACTIONS[action].creditsCost * qty);
+      if (r.success) spent.set(org, (spent.get(org) ?? 0) + DEFAULT_UNIFIED_COSTS[action] * qty);
     }
     expect(spent.size).toBeGreaterThan(30);
     [{ n: logsBeforeRollback }] = await m.db.query(`SELECT count(*)::int n FROM public.credit_consumption_logs`);

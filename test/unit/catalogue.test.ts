@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from "vitest";
 import {
-  actionCatalogueProbe, actionCatalogueSql, findUnmappedActions, planCatalogueSql, sqlNumber, sqlString,
+  actionCatalogueProbe, actionCatalogueSql, findUnmappedActions, planCatalogueSql, priceChanges, sqlNumber, sqlString,
 } from "../../lib/catalogueSql";
 import { DEFAULT_ACTIONS, parseConfig } from "../../lib/config";
 import { sha256 } from "../../lib/sql";
@@ -14,6 +14,13 @@ const config = (raw: Record<string, unknown> = {}) => parseConfig({ databaseUrl:
 function reversed<T>(rec: Record<string, T>): Record<string, T> {
   return Object.fromEntries(Object.entries(rec).reverse());
 }
+
+describe("priceChanges", () => {
+  it("lists each live price a configured creditsCost changes, and nothing for actions not live yet or unpriced", () => {
+    const c = config({ actions: { ai_lead_scoring: { creditsCost: 1, ai: 1 }, ai_chat: { creditsCost: 1, ai: 1 }, brand_new: { creditsCost: 3, ai: 3 } } });
+    expect(priceChanges({ ai_lead_scoring: 5, ai_chat: 1, sms_send: 2 }, c)).toEqual([{ action: "ai_lead_scoring", live: 5, config: 1 }]);
+  });
+});
 
 describe("actionCatalogueSql", () => {
   it("is the same text whatever order the config lists the actions in", () => {
@@ -29,7 +36,20 @@ describe("actionCatalogueSql", () => {
     const cheaper = actionCatalogueSql(config({ actions: { ...DEFAULT_ACTIONS, bulk_email: { ...DEFAULT_ACTIONS.bulk_email, email: 8 } } }));
     expect(sha256(same)).toBe(sha256(base));
     expect(sha256(cheaper)).not.toBe(sha256(base));
-    expect(cheaper).toContain("('bulk_email', 10, 0, 0, 8, 0, 'Bulk e-mail campaign')");
+    // No creditsCost: the live price stays; a missing row would be inserted at the sum of its pools.
+    expect(cheaper).toContain("('bulk_email', 8, 0, 0, 8, 0, 'Bulk e-mail campaign')");
+    expect(cheaper).not.toMatch(/UPDATE public\.credit_actions/);
+  });
+
+  it("keeps every live price unless the config sets creditsCost, and sets prices only in the multi model", () => {
+    const priced = config({ actions: { ai_lead_scoring: { creditsCost: 1, ai: 1 } } });
+    const multi = actionCatalogueSql(priced, { setPrices: true });
+    expect(multi).toContain("UPDATE public.credit_actions AS a SET credits_cost = v.cost");
+    expect(multi).toContain("    ('ai_lead_scoring', 1)");
+    expect(multi).not.toMatch(/\('ai_chat', \d+\)/);
+    // The upsert itself never sets credits_cost on an existing row.
+    expect(multi.split("ON CONFLICT")[1].split("UPDATE public.credit_actions")[0]).not.toContain("credits_cost =");
+    expect(actionCatalogueSql(priced, { setPrices: false })).not.toContain("UPDATE public.credit_actions");
   });
 
   it("upserts every configured action, legacy types included, with its unified cost and pool costs in POOLS order", () => {
@@ -40,7 +60,8 @@ describe("actionCatalogueSql", () => {
     const rows = sql.split("\n").filter((l) => l.startsWith("  ('"));
     expect(rows.length).toBe(Object.keys(DEFAULT_ACTIONS).length);
     expect(rows).toContain("  ('ai_email_generation', 1, 1, 0, 0, 0, 'AI e-mail drafting'),");
-    expect(rows).toContain("  ('sms_send', 2, 0, 0, 0, 1, 'SMS'),");
+    // the cost a row is inserted with where the live catalogue lacks it (a live row keeps its price: sms_send 2)
+    expect(rows).toContain("  ('sms_send', 1, 0, 0, 0, 1, 'SMS'),");
     expect(rows).toContain("  ('create_crm_event', 0, 0, 0, 0, 0, 'CRM event (free)'),");
     expect(rows.map((r) => r.slice(4, r.indexOf("'", 4)))).toEqual(Object.keys(DEFAULT_ACTIONS).sort());
     expect(sql).toContain("ON CONFLICT (action_type) DO UPDATE");

@@ -29,7 +29,26 @@ describe("guardian config", () => {
     const c = parseConfig({ databaseUrl: URL });
     expect(c.actions.ai_email_generation).toMatchObject({ ai: 1, email: 0 });
     expect(c.actions.send_welcome_email).toMatchObject({ ai: 0, email: 1 });
-    expect(c.actions.sms_send).toMatchObject({ sms: 1, creditsCost: 2 });
+    expect(c.actions.sms_send).toMatchObject({ sms: 1 });
+    expect(c.actions.sms_send.creditsCost).toBeUndefined(); // the live price stays
+  });
+
+  it("merges guardian:actions with the defaults, action by action", () => {
+    const c = parseConfig({ databaseUrl: URL, actions: { ai_chat: { creditsCost: 3, ai: 2 }, voice_call: { ai: 1 } } });
+    expect(c.actions.ai_chat).toEqual({ creditsCost: 3, ai: 2, whatsapp: 0, email: 0, sms: 0 });
+    expect(c.actions.voice_call).toMatchObject({ ai: 1 });
+    expect(c.actions.sms_send).toMatchObject({ sms: 1 });
+    expect(Object.keys(c.actions).length).toBe(Object.keys(parseConfig({ databaseUrl: URL }).actions).length + 1);
+  });
+
+  it("reads the shape overrides and the rollback function, with their defaults", () => {
+    const d = parseConfig({ databaseUrl: URL });
+    expect(d.schema).toEqual({ trialPlans: ["trial_14"] });
+    expect(d.rollback).toEqual({ function: "v1" });
+    const c = parseConfig({ databaseUrl: URL, schema: { profileRoleColumn: "user_role", trialColumn: null }, rollback: { function: "safe" } });
+    expect(c.schema).toEqual({ profileRoleColumn: "user_role", trialColumn: null, trialPlans: ["trial_14"] });
+    expect(c.rollback.function).toBe("safe");
+    expect(() => parseConfig({ databaseUrl: URL, rollback: { function: "v0" } })).toThrow(/guardian:rollback\.function/);
   });
 
   it("accepts structured values as Pulumi hands them over (JSON text) and numbers as text", () => {

@@ -63,7 +63,7 @@ describe("Catalogue", () => {
     const { Catalogue } = await import("../../components/catalogue");
     const x = ctx();
     const c = new Catalogue("cat", { ctx: x });
-    expect(await out(c.sqlSha256)).toMatchObject({ "(generated from guardian:actions)": sha256(actionCatalogueSql(x.config)) });
+    expect(await out(c.sqlSha256)).toMatchObject({ "(generated from guardian:actions)": sha256(actionCatalogueSql(x.config, { setPrices: x.config.creditModel === "multi" })) });
     expect(await out(c.actionTypes)).toContain("ai_email_generation");
     await out(c.appliedFingerprints);
     expect(children("cat").map((k) => [k.name, k.inputs.kind, k.inputs.objectName, k.inputs.sqlFile, k.inputs.dropSql])).toEqual([
@@ -84,13 +84,13 @@ describe("CreditFunctions", () => {
     const kids = children("fn");
     expect(kids.map((k) => [k.name, k.inputs.kind, k.inputs.objectName, k.inputs.dropSql, k.inputs.meta])).toEqual([
       ["fn-may-consume-for", "function", "guardian.may_consume_for(uuid)", "DROP FUNCTION IF EXISTS guardian.may_consume_for(uuid)",
-        { securityDefiner: false, searchPath: "''", executeRoles: [] }],
+        { securityDefiner: false, searchPath: "pg_catalog, pg_temp", executeRoles: [] }],
       ["fn-consume-credits-rpc", "function", "public.consume_credits_rpc(uuid,text,integer,text)",
         "DROP FUNCTION IF EXISTS public.consume_credits_rpc(uuid,text,integer,text)",
-        { securityDefiner: true, searchPath: "''", executeRoles: ["authenticated", "service_role"] }],
+        { securityDefiner: true, searchPath: "pg_catalog, pg_temp", executeRoles: ["authenticated", "service_role"] }],
       ["fn-consume-credits-batch", "function", "public.consume_credits_batch(uuid,jsonb)",
         "DROP FUNCTION IF EXISTS public.consume_credits_batch(uuid,jsonb)",
-        { securityDefiner: true, searchPath: "''", executeRoles: ["authenticated", "service_role"] }],
+        { securityDefiner: true, searchPath: "pg_catalog, pg_temp", executeRoles: ["authenticated", "service_role"] }],
     ]);
     expect(kids[1].inputs.probeSql).toContain("to_regprocedure('public.consume_credits_rpc(uuid,text,integer,text)')");
   });
