@@ -16,8 +16,10 @@ import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { GuardianConfig, GuardianConfigError, parseConfig } from "./lib/config";
 import { withClient } from "./lib/db";
+import { describeShape } from "./lib/shape";
 import { backfillPlan, describePlan } from "./lib/facts";
 import { preflight } from "./lib/preflight";
+import { discoveryLines, rollbackPreview } from "./lib/previewNotes";
 import { Audit } from "./components/audit";
 import { Backfill } from "./components/backfill";
 import { Backup } from "./components/backup";
@@ -49,9 +51,14 @@ async function main() {
   const config = readConfig();
   const report = await preflight(config);
   for (const line of report.notes ?? []) pulumi.log.info(`go/no-go: ${line}`);
-
-  const ctx: GuardianContext = { databaseUrl: pulumi.secret(config.databaseUrl), config };
+  const discovery = report.discovery!;
   const multi = config.creditModel === "multi";
+  for (const line of discoveryLines(discovery, config, multi)) pulumi.log.info(line);
+  if (!multi) {
+    for (const line of await withClient(config.databaseUrl, (c) => rollbackPreview(c, config))) pulumi.log.info(line);
+  }
+
+  const ctx: GuardianContext = { databaseUrl: pulumi.secret(config.databaseUrl), config, discovery };
   const exportRoot = process.env.GUARDIAN_EXPORT_ROOT ?? path.resolve(__dirname, config.backup.exportDir);
 
   const backup = multi ? new Backup("backup", { ctx, databaseUrlPlain: config.databaseUrl, exportRoot }) : undefined;
@@ -69,10 +76,12 @@ async function main() {
     plansBelowTarget: margins.plansBelowTarget,
     marginTarget: config.marginTarget,
     policies: tenancy.policies,
+    replacedPolicies: tenancy.replacedPolicies,
+    databaseShape: describeShape(discovery.shape),
   };
 
   if (multi) {
-    const functions = new CreditFunctions("credit-functions", { ctx }, { dependsOn: [schema, catalogue, audit, ...afterBackup] });
+    const functions = new CreditFunctions("credit-functions", { ctx }, { dependsOn: [schema, catalogue, audit, tenancy, ...afterBackup] });
     const plan = await withClient(config.databaseUrl, (c) => backfillPlan(c, config));
     pulumi.log.info(describePlan(plan));
     const backfill = new Backfill("backfill", { ctx, backup: backup!, plan, dependsOn: [schema, catalogue, functions] });
@@ -124,6 +133,10 @@ async function main() {
     orgsReconciled: rollback.orgsReconciled,
     rollbackDurationMs: rollback.durationMs,
     v1DefinitionMd5: rollback.v1DefinitionMd5,
+    reconcileVerified: rollback.reconcileVerified,
+    pricesRestored: rollback.pricesRestored,
+    functionRestored: rollback.functionRestored,
+    v1Weaknesses: rollback.v1Weaknesses,
     orgsTotal: verification.facts.apply((f) => f?.orgsTotal),
     functions: verification.facts.apply((f) => f?.functions),
     verification: verification.facts,

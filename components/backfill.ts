@@ -1,15 +1,11 @@
 import * as pulumi from "@pulumi/pulumi";
+import type { BackfillPlan } from "../lib/facts";
 import { loadSql, sha256 } from "../lib/sql";
 import { BackfillRun } from "../providers/backfill";
 import type { Backup } from "./backup";
 import { functionProbe, GuardianContext, sqlFileObject } from "./sqlFile";
 
-export interface BackfillPlan {
-  /** Organizations still in the unified model when the program ran. */
-  pendingOrgs: number;
-  /** The same, per allocation rule ("plan:starter", ..., "split"). */
-  orgsToMigrate: Record<string, number>;
-}
+export type { BackfillPlan };
 
 export interface BackfillArgs {
   ctx: GuardianContext;
@@ -45,7 +41,7 @@ export class Backfill extends pulumi.ComponentResource {
         kind: "function",
         objectName: "guardian.allocate_pools(text,integer,integer)",
         probeSql: functionProbe("guardian.allocate_pools(text,integer,integer)"),
-        meta: { securityDefiner: false, searchPath: "pg_catalog, guardian", executeRoles: [] },
+        meta: { securityDefiner: false, searchPath: "pg_catalog, pg_temp", executeRoles: [] },
       },
       { parent: this, dependsOn: args.dependsOn },
     );
@@ -80,6 +76,7 @@ export class Backfill extends pulumi.ComponentResource {
         requireVerifiedBackup: true,
         pendingOrgs: args.plan.pendingOrgs,
         orgsToMigrate: args.plan.orgsToMigrate,
+        splitPlanNames: args.plan.splitPlanNames,
         lockTimeoutMs: c.ddl.lockTimeoutMs,
       },
       { parent: this, dependsOn: [trigger, allocate, args.backup.restoreCheck, ...args.dependsOn] },

@@ -9,7 +9,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { functionMeta, FunctionMeta } from "../lib/functionMeta";
 import { loadSql, sha256 } from "../lib/sql";
-import { functionProbe, GuardianContext, sqlFileObject } from "./sqlFile";
+import { functionProbe, GuardianContext, shapeOf, sqlFileObject } from "./sqlFile";
 
 /** One function file: its signature (the object's identity), the role of its child, and how to drop it. */
 export interface FunctionSpec {
@@ -74,7 +74,11 @@ export class CreditFunctions extends pulumi.ComponentResource {
     const metas = CREDIT_FUNCTIONS.map(functionSpecMeta);
 
     const [helperSpec, ...publicSpecs] = CREDIT_FUNCTIONS;
-    const declare = (spec: FunctionSpec, meta: FunctionMeta, dependsOn: pulumi.Resource[]) =>
+    // The public functions are installed only if trial calls, made as the application and a member make them, all
+    // answer in the installing transaction (sql/functions/trial_calls.sql): a function that would error on this
+    // database is never switched in, and v1 keeps serving.
+    const trialCalls = loadSql("functions/trial_calls.sql").text;
+    const declare = (spec: FunctionSpec, meta: FunctionMeta, dependsOn: pulumi.Resource[], checkSql?: string) =>
       sqlFileObject(`${name}-${spec.role}`, ctx, {
         file: spec.file,
         kind: "function",
@@ -82,12 +86,16 @@ export class CreditFunctions extends pulumi.ComponentResource {
         probeSql: functionProbe(spec.signature),
         dropSql: spec.dropSql,
         meta: { ...meta },
+        checkSql,
       }, { parent: this, dependsOn });
     const helper = declare(helperSpec, metas[0], []);
-    const fns = publicSpecs.map((s, i) => declare(s, metas[i + 1], [helper]));
+    // v2 first, then the batch function (its trial calls also call v2).
+    const v2 = declare(publicSpecs[0], metas[1], [helper], trialCalls);
+    const batch = declare(publicSpecs[1], metas[2], [helper, v2], trialCalls);
+    const fns = [v2, batch];
     const objects = [helper, ...fns];
 
-    const shas: Record<string, string> = Object.fromEntries(CREDIT_FUNCTIONS.map((s) => [s.file, loadSql(s.file).sha256]));
+    const shas: Record<string, string> = Object.fromEntries(CREDIT_FUNCTIONS.map((s) => [s.file, loadSql(s.file, shapeOf(ctx)).sha256]));
     this.sqlSha256 = pulumi.output(shas);
     this.combinedSqlSha256 = pulumi.output(sha256(Object.keys(shas).sort().map((f) => `${shas[f]}  ${f}\n`).join("")));
     this.functionSignatures = pulumi.output(CREDIT_FUNCTIONS.map((s) => s.signature));

@@ -4,6 +4,8 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import type { GuardianConfig } from "../lib/config";
+import type { Discovery } from "../lib/preflight";
+import { DatabaseShape, SEED_SHAPE } from "../lib/shape";
 import { loadSql, sha256 } from "../lib/sql";
 import { SqlObject } from "../providers/sqlObject";
 
@@ -12,6 +14,14 @@ export interface GuardianContext {
   /** Connection string, as a secret. */
   databaseUrl: pulumi.Input<string>;
   config: GuardianConfig;
+  /** What go/no-go found in the database (its shape, live prices, foreign policies, v1). Absent in unit tests with
+   *  mocks, where the seed's shape applies. */
+  discovery?: Discovery;
+}
+
+/** The shape SQL files are rendered for. */
+export function shapeOf(ctx: GuardianContext): DatabaseShape {
+  return ctx.discovery?.shape ?? SEED_SHAPE;
 }
 
 export interface SqlFileObjectArgs {
@@ -27,10 +37,12 @@ export interface SqlFileObjectArgs {
   meta?: Record<string, unknown>;
   /** false: run outside a transaction (one statement, e.g. CREATE INDEX CONCURRENTLY). Default true. */
   transaction?: boolean;
+  /** Run in the same transaction after the SQL; an error rolls it back (providers/sqlObject.ts checkSql). */
+  checkSql?: string;
 }
 
 export function sqlFileObject(name: string, ctx: GuardianContext, args: SqlFileObjectArgs, opts?: pulumi.CustomResourceOptions): SqlObject {
-  const f = loadSql(args.file);
+  const f = loadSql(args.file, shapeOf(ctx));
   return sqlTextObject(name, ctx, { ...args, sql: f.text, sqlFile: f.file }, opts);
 }
 
@@ -56,6 +68,7 @@ export function sqlTextObject(
       retries: ctx.config.ddl.retries,
       ...(args.meta ? { meta: args.meta } : {}),
       ...(args.transaction === false ? { transaction: false } : {}),
+      ...(args.checkSql ? { checkSql: args.checkSql } : {}),
     } as any,
     opts,
   );

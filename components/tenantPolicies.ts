@@ -12,6 +12,14 @@
  * RLS is switched on (no moment where members of a tenant suddenly see nothing), and the live cross-tenant policy is
  * dropped in the same transaction that creates its replacement.
  *
+ * The program owns every policy on these tables: before a file creates the program's policy for a command, every
+ * policy of that table that applies to the command (FOR <command> or FOR ALL) and that the program did not write
+ * (name not guardian_*) is dropped, in the same transaction (ownPoliciesSql). Preview lists them (go/no-go's
+ * discovery, and this component's `replacedPolicies`), and the backup records their definitions (guardian.backups
+ * .policies) before anything changes. Permissive policies OR together, so keeping one written for another purpose
+ * (e.g. "Authenticated users can view organization credits", USING (auth.role() = 'authenticated')) would keep its
+ * rows open whatever the program's own policy says. Nothing relies on a policy's name but the guardian_ prefix.
+ *
  * On delete: policies are dropped (dropSql); RLS stays enabled, privileges stay revoked and the helpers stay, so a
  * destroyed component fails closed (authenticated reads nothing) rather than reopening the cross-tenant leak.
  *
@@ -23,7 +31,7 @@ import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { loadSql, sha256, SQL_ROOT, SqlFile } from "../lib/sql";
 import { SqlObject } from "../providers/sqlObject";
-import { GuardianContext, sqlTextObject } from "./sqlFile";
+import { GuardianContext, shapeOf, sqlTextObject } from "./sqlFile";
 
 export const TENANCY_DIR = "tenancy";
 export const POLICY_COMMANDS = ["select", "insert", "update", "delete"] as const;
@@ -108,6 +116,27 @@ export function unwiredFiles(dirEntries: string[]): string[] {
 
 const q = (s: string) => "'" + s.replace(/'/g, "''") + "'";
 
+/** Drops every policy of `table` applying to `command` (or FOR ALL) that the program did not write. */
+export function ownPoliciesSql(table: string, command: PolicyCommand): string {
+  const [schema, name] = table.split(".");
+  return `-- (generated, components/tenantPolicies.ts ownPoliciesSql) every policy on ${table} for ${command.toUpperCase()} or ALL
+-- that the program did not write is dropped here, in the transaction that creates the program's own (backed up first).
+DO $own$
+DECLARE
+  p record;
+BEGIN
+  FOR p IN SELECT policyname FROM pg_catalog.pg_policies
+            WHERE schemaname = ${q(schema)} AND tablename = ${q(name)} AND cmd IN (${q(command.toUpperCase())}, 'ALL')
+              AND policyname NOT LIKE 'guardian\\_%'
+  LOOP
+    RAISE NOTICE 'dropping policy % on ${table}: not written by guardian-credits', quote_ident(p.policyname);
+    EXECUTE format('DROP POLICY %I ON ${table}', p.policyname);
+  END LOOP;
+END
+$own$;
+`;
+}
+
 function policyProbe(table: string, command: PolicyCommand, policyName: string): string {
   const [schema, name] = table.split(".");
   // Every policy that applies to this command (FOR ALL included), ours or not: an extra permissive policy added by
@@ -164,6 +193,9 @@ export class TenantPolicies extends pulumi.ComponentResource {
   /** sha256 of every applied file (relative to sql/), and one over all of them in apply order. */
   readonly files: pulumi.Output<Record<string, string>>;
   readonly sqlSha256: pulumi.Output<string>;
+  /** Policies found on these tables that the program did not write, "table/name (command)": dropped as the program's
+   *  own are created. */
+  readonly replacedPolicies: pulumi.Output<string[]>;
   /** The SqlObjects, in apply order (helpers, grants, policies, rls), for dependsOn by later components. */
   readonly objects: SqlObject[];
 
@@ -178,7 +210,7 @@ export class TenantPolicies extends pulumi.ComponentResource {
     }
     const applied: SqlFile[] = [];
     const load = (file: string) => {
-      const f = loadSql(file);
+      const f = loadSql(file, shapeOf(ctx));
       applied.push(f);
       return f;
     };
@@ -205,6 +237,7 @@ export class TenantPolicies extends pulumi.ComponentResource {
       meta: { roles: ["anon", "authenticated"], tables: GRANTED_TABLES },
     }, { parent: this, dependsOn: [helpers] });
 
+    const foreign = ctx.discovery?.foreignPolicies ?? [];
     const policyObjects: SqlObject[] = [];
     const policyNames: string[] = [];
     const rlsObjects: SqlObject[] = [];
@@ -214,14 +247,20 @@ export class TenantPolicies extends pulumi.ComponentResource {
       for (const command of POLICY_COMMANDS) {
         const f = load(files[command]);
         const facts = policyFacts(f, t.table, command);
+        const replaces = foreign
+          .filter((p) => `public.${p.table}` === t.table && (p.command === command.toUpperCase() || p.command === "ALL"))
+          .map((p) => p.name);
         policyObjects.push(sqlTextObject(`${name}-${bare}-${command}`, ctx, {
           kind: "policy",
           objectName: `${t.table}/${command}`,
-          sql: f.text,
+          sql: ownPoliciesSql(t.table, command) + f.text,
           sqlFile: f.file,
           probeSql: policyProbe(t.table, command, facts.policyName),
           dropSql: `DROP POLICY IF EXISTS ${facts.policyName} ON ${t.table}`,
-          meta: { table: t.table, command, roles: facts.roles, policyName: facts.policyName, permissive: facts.permissive },
+          meta: {
+            table: t.table, command, roles: facts.roles, policyName: facts.policyName, permissive: facts.permissive,
+            ...(replaces.length ? { replacesPolicies: replaces } : {}),
+          },
         }, { parent: this, dependsOn: [grants] }));
         policyNames.push(`${t.table}/${command}`);
       }
@@ -243,11 +282,13 @@ export class TenantPolicies extends pulumi.ComponentResource {
     const fileShas: Record<string, string> = Object.fromEntries(applied.map((f) => [f.file, f.sha256]));
     this.objects = [helpers, grants, ...policyObjects, ...rlsObjects];
     this.policies = pulumi.output(policyNames);
+    this.replacedPolicies = pulumi.output(foreign.map((p) => `public.${p.table}/${p.name} (${p.command})`));
     this.rlsTables = pulumi.output(tables.map((t) => t.table));
     this.files = pulumi.output(fileShas);
     this.sqlSha256 = pulumi.output(sha256(applied.map((f) => `${f.file} ${f.sha256}\n`).join("")));
     this.registerOutputs({
       policies: this.policies,
+      replacedPolicies: this.replacedPolicies,
       rlsTables: this.rlsTables,
       files: this.files,
       sqlSha256: this.sqlSha256,

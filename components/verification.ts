@@ -1,7 +1,8 @@
 import * as pulumi from "@pulumi/pulumi";
 import { loadSql } from "../lib/sql";
+import { TENANT_TABLES } from "./tenantPolicies";
 import { VerificationRun } from "../providers/verification";
-import type { GuardianContext } from "./sqlFile";
+import { GuardianContext, shapeOf } from "./sqlFile";
 
 export interface VerificationArgs {
   ctx: GuardianContext;
@@ -19,10 +20,15 @@ export class Verification extends pulumi.ComponentResource {
 
   constructor(name: string, args: VerificationArgs, opts?: pulumi.ComponentResourceOptions) {
     super("guardian:components:Verification", name, {}, opts);
-    const f = loadSql(`verification/${args.model}.sql`);
+    const f = loadSql(`verification/${args.model}.sql`, shapeOf(args.ctx));
     const run = new VerificationRun(
       `${name}-run`,
-      { databaseUrl: args.ctx.databaseUrl, model: args.model, sql: f.text, sqlSha256: f.sha256, upstream: args.upstream },
+      {
+        databaseUrl: args.ctx.databaseUrl, model: args.model, sql: f.text, sqlSha256: f.sha256, upstream: args.upstream,
+        trialCallsSql: loadSql("functions/trial_calls.sql").text,
+        profileRoleColumn: shapeOf(args.ctx).profileRoleColumn,
+        isolationTables: TENANT_TABLES.filter((t) => t.table.startsWith("public.")).map((t) => ({ table: t.table, orgColumn: t.orgColumn })),
+      },
       { parent: this, dependsOn: args.dependsOn },
     );
     this.facts = run.facts;

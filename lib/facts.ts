@@ -9,6 +9,9 @@ export interface BackfillPlan {
   pendingOrgs: number;
   /** "plan:starter" -> n, ..., "split" -> n. */
   orgsToMigrate: Record<string, number>;
+  /** The orgs of "split", per plan name as stored after trim and lower-case ("(empty)" for ''): a name an operator
+   *  means as a plan (pro, agency...) shows here, to be mapped in guardian:plans. */
+  splitPlanNames: Record<string, number>;
 }
 
 export async function backfillPlan(c: Client, config: GuardianConfig): Promise<BackfillPlan> {
@@ -33,11 +36,26 @@ export async function backfillPlan(c: Client, config: GuardianConfig): Promise<B
     orgsToMigrate[row.rule] = Number(row.n);
     pendingOrgs += Number(row.n);
   }
-  return { pendingOrgs, orgsToMigrate };
+  const names = await c.query(
+    `SELECT coalesce(nullif(lower(btrim(plan_name, E' \\t\\r\\n')), ''), '(empty)') AS plan, count(*)::bigint AS n
+       FROM public.organization_credits
+      WHERE (plan_name IS NULL OR lower(btrim(plan_name, E' \\t\\r\\n')) <> ALL ($1::text[]))
+        ${hasModel ? "AND credit_model = 'unified'" : ""}
+      GROUP BY 1 ORDER BY 2 DESC, 1`,
+    [Object.keys(config.plans)],
+  );
+  const splitPlanNames = Object.fromEntries(names.rows.map((r) => [r.plan, Number(r.n)]));
+  return { pendingOrgs, orgsToMigrate, splitPlanNames };
 }
 
 export function describePlan(p: BackfillPlan): string {
   if (p.pendingOrgs === 0) return "backfill: no organization left in the unified model; nothing to migrate";
   const parts = Object.entries(p.orgsToMigrate).map(([k, v]) => `${k} ${v.toLocaleString("en-US")}`);
-  return `backfill: will migrate ${p.pendingOrgs.toLocaleString("en-US")} organizations (${parts.join(", ")})`;
+  const lines = [`backfill: will migrate ${p.pendingOrgs.toLocaleString("en-US")} organizations (${parts.join(", ")})`];
+  const split = Object.entries(p.splitPlanNames ?? {});
+  if (split.length) {
+    lines.push(`backfill: the split rule, per plan name (map one in guardian:plans to give it a plan's allocation instead):`);
+    for (const [name, n] of split) lines.push(`  ${name}: ${n.toLocaleString("en-US")} orgs -> split`);
+  }
+  return lines.join("\n");
 }

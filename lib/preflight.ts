@@ -10,6 +10,8 @@
  *   connection  the server answers (the error says why not, never with the password); without it nothing else runs
  *   server      PostgreSQL 14 or later (server_version_num >= 140000)
  *   baseline    the tables of lib/baseline.ts BASELINE_TABLES, auth.uid(), and consume_credits_rpc in some version
+ *   shape       every column and function the program's SQL reads is there, and the shape is known (lib/shape.ts):
+ *               the profile role column (role or user_role), trials (is_trial, or plan names with cycle_end_date)
  *   locks       no other session has held a transaction open longer than N seconds with a lock on one of those
  *               tables (the migration's DDL would queue behind it, and every application query behind the DDL)
  *   catalogue   (creditModel multi) every action type in public.credit_actions has a mapping in guardian:actions
@@ -22,8 +24,21 @@ import { BASELINE_TABLES } from "./baseline";
 import { findUnmappedActions } from "./catalogueSql";
 import type { GuardianConfig } from "./config";
 import { connect } from "./db";
+import { DatabaseShape, discoverShape } from "./shape";
+import { v1Facts, V1Facts } from "./v1";
 
-export const GATES = ["connection", "server", "baseline", "locks", "catalogue"] as const;
+/** What the program found in the database, read-only, for the components and for preview. */
+export interface Discovery {
+  shape: DatabaseShape;
+  /** credit_actions.credits_cost as it is live. */
+  livePrices: Record<string, number>;
+  /** Policies on the guarded public tables that the program did not write (name not guardian_*). */
+  foreignPolicies: { table: string; name: string; command: string; permissive: string; roles: string; using: string | null; check: string | null }[];
+  /** The v1 consume_credits_rpc(uuid,text), when it is live: its behaviours v2 changes and its weaknesses. */
+  v1?: V1Facts & { comment: string | null };
+}
+
+export const GATES = ["connection", "server", "baseline", "shape", "locks", "catalogue"] as const;
 export type Gate = (typeof GATES)[number];
 
 export const MIN_SERVER_VERSION_NUM = 140000;
@@ -46,6 +61,8 @@ export interface PreflightReport {
   serverVersionNum?: number;
   /** One line per fact worth printing (server version, what each passed gate checked). */
   notes: string[];
+  /** What was found, when the baseline and shape gates passed. */
+  discovery?: Discovery;
 }
 
 export interface PreflightOptions {
@@ -166,6 +183,27 @@ async function gateCatalogue(c: Client, config: GuardianConfig, report: Prefligh
   if (unmapped.length === 0) report.notes.push(`catalogue: all ${types.length} action types of public.credit_actions are mapped in guardian:actions`);
 }
 
+async function discover(c: Client, shape: DatabaseShape): Promise<Discovery> {
+  const prices = await c.query(`SELECT action_type, credits_cost FROM public.credit_actions`);
+  const policies = await c.query(
+    `SELECT tablename AS table, policyname AS name, cmd AS command, permissive, roles::text AS roles, qual AS using, with_check AS check
+       FROM pg_catalog.pg_policies
+      WHERE schemaname = 'public' AND tablename = ANY ($1::text[]) AND policyname NOT LIKE 'guardian\\_%'
+      ORDER BY tablename, policyname`,
+    [BASELINE_TABLES],
+  );
+  const v1 = await c.query(
+    `SELECT pg_get_functiondef(p.oid) AS def, p.proacl::text AS acl, obj_description(p.oid, 'pg_proc') AS comment
+       FROM pg_catalog.pg_proc p WHERE p.oid = to_regprocedure('public.consume_credits_rpc(uuid,text)')`,
+  );
+  return {
+    shape,
+    livePrices: Object.fromEntries(prices.rows.map((r) => [r.action_type, Number(r.credits_cost)])),
+    foreignPolicies: policies.rows,
+    v1: v1.rows[0] ? { ...v1Facts(v1.rows[0].def, v1.rows[0].acl), comment: v1.rows[0].comment } : undefined,
+  };
+}
+
 /**
  * Evaluates every gate and returns the report; throws NoGoError listing every failure unless throwOnNoGo is false.
  * Errors other than gate failures (a bug, a dropped connection mid-way) are thrown as they are.
@@ -197,9 +235,13 @@ export async function preflight(config: GuardianConfig, opts: PreflightOptions =
   }
   try {
     await c.query(`SET lock_timeout = '5s'; SET statement_timeout = '30s'`);
-    const evaluated: Gate[] = ["connection", "server", "baseline", "locks"];
+    const evaluated: Gate[] = ["connection", "server", "baseline", "shape", "locks"];
     await gateServer(c, report, fail);
     const present = await gateBaseline(c, fail);
+    const found = await discoverShape(c, config.schema);
+    for (const p of found.problems) fail("shape", p);
+    report.notes.push(...found.notes);
+    if (found.shape && present.size === BASELINE_TABLES.length) report.discovery = await discover(c, found.shape);
     await gateLocks(c, limit, report, fail);
     if (config.creditModel !== "multi") {
       report.skipped.push({ gate: "catalogue", reason: "creditModel is unified: no action needs a pool" });

@@ -5,6 +5,7 @@
 import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
+import { DatabaseShape, renderSql, SEED_SHAPE, unrenderedTokens } from "./shape";
 
 export const SQL_ROOT = path.resolve(__dirname, "..", "sql");
 
@@ -19,14 +20,21 @@ export function sha256(text: string): string {
   return crypto.createHash("sha256").update(text).digest("hex");
 }
 
-export function loadSql(file: string): SqlFile {
+/**
+ * A SQL file, with its shape tokens ({{profile_role:p}}, {{is_trial:oc}}; lib/shape.ts) rendered for `shape`: the
+ * database's, as go/no-go found it, or the seed's where a caller (a test, the bench) applies SQL to a seeded database.
+ */
+export function loadSql(file: string, shape: DatabaseShape = SEED_SHAPE): SqlFile {
   const full = path.join(SQL_ROOT, file);
-  let text: string;
+  let raw: string;
   try {
-    text = fs.readFileSync(full, "utf8");
+    raw = fs.readFileSync(full, "utf8");
   } catch (e: any) {
     throw new Error(`SQL file "sql/${file}" cannot be read: ${e.code ?? e.message}`);
   }
+  const text = renderSql(raw, shape);
+  const left = unrenderedTokens(text);
+  if (left.length) throw new Error(`SQL file "sql/${file}": unknown token(s) ${left.join(", ")} (lib/shape.ts renders {{profile_role:<alias>}} and {{is_trial:<alias>}})`);
   return { file, text, sha256: sha256(text) };
 }
 

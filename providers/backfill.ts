@@ -37,6 +37,8 @@ export interface BackfillArgs {
   /** Facts measured when the program ran: orgs still unified, in total and per allocation rule. */
   pendingOrgs: pulumi.Input<number>;
   orgsToMigrate: pulumi.Input<Record<string, number>>;
+  /** The orgs of the split rule per stored plan name (trim + lower-case), so preview shows `pro: 170` to map. */
+  splitPlanNames?: pulumi.Input<Record<string, number>>;
   lockTimeoutMs: pulumi.Input<number>;
 }
 

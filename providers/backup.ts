@@ -118,13 +118,22 @@ export const backupProvider: pulumi.dynamic.ResourceProvider = {
         }
         const fns = await c.query(
           `SELECT p.oid::regprocedure::text AS signature, pg_get_functiondef(p.oid) AS definition,
-                  p.proacl::text AS acl, md5(p.prosrc) AS prosrc_md5, md5(pg_get_functiondef(p.oid)) AS def_md5
+                  p.proacl::text AS acl, md5(p.prosrc) AS prosrc_md5, md5(pg_get_functiondef(p.oid)) AS def_md5,
+                  obj_description(p.oid, 'pg_proc') AS comment
              FROM pg_proc p WHERE p.proname = 'consume_credits_rpc' AND p.pronamespace = 'public'::regnamespace`,
         );
+        // Every policy on the backed-up tables, with its full definition: the tenancy component drops those it did
+        // not write, so this is the record of what was there.
+        const policies = await c.query(
+          `SELECT schemaname, tablename, policyname, permissive, roles::text[] AS roles, cmd, qual, with_check
+             FROM pg_catalog.pg_policies WHERE schemaname = 'public' AND tablename = ANY ($1::text[])
+            ORDER BY tablename, policyname`,
+          [["organizations", "profiles", "organization_credits", "credit_actions", "credit_consumption_logs"]],
+        );
         await c.query(
-          `INSERT INTO guardian.backups (backup_id, schema_name, row_counts, checksums, functions)
-           VALUES ($1, $1, $2, $3, $4)`,
-          [backupId, JSON.stringify(rowCounts), JSON.stringify(checksums), JSON.stringify(fns.rows)],
+          `INSERT INTO guardian.backups (backup_id, schema_name, row_counts, checksums, functions, policies)
+           VALUES ($1, $1, $2, $3, $4, $5)`,
+          [backupId, JSON.stringify(rowCounts), JSON.stringify(checksums), JSON.stringify(fns.rows), JSON.stringify(policies.rows)],
         );
         await c.query(`COMMENT ON SCHEMA ${backupId} IS 'guardian-credits backup; never dropped by the program'`);
         await c.query("COMMIT");

@@ -3,8 +3,11 @@
  *
  *   create  when Phase 3.5 is in place (v2 present, orgs in the multi model, or the allocation trigger): picks the
  *           latest verified backup that recorded v1, then (1) stops allocation, (2) flips orgs back in batches with
- *           reconciled balances while v2 still serves both models, (3) restores v1 byte for byte in one transaction,
- *           checks the restored definition's md5 against the backup's, and journals 'rollback'. Every step is
+ *           reconciled balances while v2 still serves both models, (3) in one transaction: verifies the reconcile
+ *           exactly (every backed-up org's balance = backup - unified cost of every success since, while v2 still
+ *           serves under row locks; sql/rollback/05_check_reconcile.sql), restores v1 byte for byte with its COMMENT,
+ *           its grants (but anon and PUBLIC) and the catalogue's backed-up prices, checks the restored definition's
+ *           md5 against the backup's (or installs the safe function instead), and journals 'rollback'. Every step is
  *           idempotent, so a rollback interrupted by a crash completes on the next run. When nothing was migrated it
  *           does nothing and says so.
  *   read    keeps the recorded result.
@@ -14,11 +17,17 @@
  * The backup schemas and the additive columns (and the per-pool log details) are kept.
  */
 import * as pulumi from "@pulumi/pulumi";
+import { v1Facts } from "../lib/v1";
 import { TABLE_PAGES_SQL, walkPages, walkPlan } from "./pageWalk";
 
 export interface RollbackArgs {
   databaseUrl: pulumi.Input<string>;
-  sql: pulumi.Input<{ stopAllocation: string; lockBatch: string; reconcileBatch: string; restoreV1: string }>;
+  sql: pulumi.Input<{
+    stopAllocation: string; lockBatch: string; reconcileBatch: string; checkReconcile: string; restoreV1: string; safeV1: string;
+  }>;
+  /** guardian:rollback.function: "v1" restores the backed-up v1 byte for byte; "safe" a locked, caller-checked
+   *  function with v1's signature and result (sql/rollback/safe_v1.sql). */
+  rollbackFunction: pulumi.Input<"v1" | "safe">;
   sqlSha256: pulumi.Input<string>;
   batchSize: pulumi.Input<number>;
   lockTimeoutMs: pulumi.Input<number>;
@@ -61,11 +70,14 @@ async function rollback(inputs: any): Promise<any> {
       : 0;
     if (!state.v2 && multiOrgs === 0 && !state.trigger) {
       say("nothing to roll back: the database is in the unified model");
-      return { ...inputs, rolledBack: false, backupId: "", orgsReconciled: 0, durationMs: Date.now() - started, v1DefinitionMd5: "" };
+      return {
+        ...inputs, rolledBack: false, backupId: "", orgsReconciled: 0, durationMs: Date.now() - started, v1DefinitionMd5: "",
+        reconcileVerified: false, pricesRestored: 0, functionRestored: "", v1Weaknesses: [],
+      };
     }
     if (!state.has_backups) throw new Error("rollback refused: Phase 3.5 objects are present but guardian.backups is missing, so there is no v1 to restore");
     const bk = (await c.query(`
-      SELECT b.backup_id, f ->> 'def_md5' AS def_md5
+      SELECT b.backup_id, f ->> 'def_md5' AS def_md5, f ->> 'definition' AS definition, f ->> 'acl' AS acl
         FROM guardian.backups b CROSS JOIN LATERAL jsonb_array_elements(b.functions) f
        WHERE b.restore_verified AND f ->> 'signature' = 'consume_credits_rpc(uuid,text)'
          AND to_regnamespace(b.schema_name) IS NOT NULL
@@ -96,21 +108,42 @@ async function rollback(inputs: any): Promise<any> {
       }
       return b;
     }, (pass, left) => say(`pass ${pass} done; ${fmt(left)} orgs still multi (moved behind the walk by concurrent calls), another pass`), "rollback");
+    const safe = inputs.rollbackFunction === "safe";
     const restored = await tx(async () => {
+      // Exact, before v1 takes over: v2 still serves every call under its row lock.
+      const chk = (await c.query(inputs.sql.checkReconcile.split("__BACKUP_SCHEMA__").join(bk.backup_id))).rows[0];
+      if (Number(chk.mismatched) > 0 || Number(chk.still_multi) > 0) {
+        throw new Error(`rollback: the reconcile does not hold, nothing was switched (v2 keeps serving): ` +
+          `${chk.mismatched} org(s) differ from backup ${bk.backup_id} minus the consumption since` +
+          `${chk.some_ids ? ` (${chk.some_ids.join(", ")})` : ""}, ${chk.still_multi} still multi`);
+      }
+      say(`reconcile verified before the switch: ${fmt(Number(chk.checked))} backed-up orgs = backup - consumption since`);
       await c.query(`SELECT set_config('guardian.rollback_backup', $1, true)`, [bk.backup_id]);
       await c.query(inputs.sql.restoreV1);
-      const md5 = (await c.query(`SELECT md5(pg_get_functiondef('public.consume_credits_rpc(uuid,text)'::regprocedure)) AS m`)).rows[0].m;
+      const prices = Number((await c.query(`SELECT current_setting('guardian.rollback_prices_restored', true) AS n`)).rows[0].n ?? 0);
+      let md5 = (await c.query(`SELECT md5(pg_get_functiondef('public.consume_credits_rpc(uuid,text)'::regprocedure)) AS m`)).rows[0].m;
       if (md5 !== bk.def_md5) throw new Error(`rollback: restored v1 definition md5 ${md5} differs from the backup's ${bk.def_md5}`);
+      if (safe) {
+        await c.query(inputs.sql.safeV1);
+        md5 = (await c.query(`SELECT md5(pg_get_functiondef('public.consume_credits_rpc(uuid,text)'::regprocedure)) AS m`)).rows[0].m;
+      }
       await c.query(
         `INSERT INTO guardian.migration_journal (step, object_name, details)
-         VALUES ('rollback', $1, jsonb_build_object('orgsReconciled', $2::int, 'v1DefinitionMd5', $3::text))`,
-        [bk.backup_id, done, md5],
+         VALUES ('rollback', $1, jsonb_build_object('orgsReconciled', $2::int, 'v1DefinitionMd5', $3::text,
+                 'reconcileVerified', true, 'orgsChecked', $4::bigint, 'pricesRestored', $5::int, 'function', $6::text))`,
+        [bk.backup_id, done, md5, Number(chk.checked), prices, safe ? "safe" : "v1"],
       );
-      return md5;
+      return { md5, prices };
     });
     const durationMs = Date.now() - started;
-    say(`done: ${fmt(done)} orgs reconciled, v1 restored (definition md5 ${restored}), ${(durationMs / 1000).toFixed(1)} s`);
-    return { ...inputs, rolledBack: true, backupId: bk.backup_id, orgsReconciled: done, durationMs, v1DefinitionMd5: restored };
+    const weaknesses = safe ? [] : v1Facts(bk.definition, bk.acl).weaknesses;
+    say(`done: ${fmt(done)} orgs reconciled, ${safe ? "the safe unified function installed" : "v1 restored"} (definition md5 ${restored.md5}), ` +
+      `${restored.prices} price(s) restored from the backup, ${(durationMs / 1000).toFixed(1)} s`);
+    for (const w of weaknesses) say(`v1 is back, and with it: ${w}`);
+    return {
+      ...inputs, rolledBack: true, backupId: bk.backup_id, orgsReconciled: done, durationMs, v1DefinitionMd5: restored.md5,
+      reconcileVerified: true, pricesRestored: restored.prices, functionRestored: safe ? "safe" : "v1", v1Weaknesses: weaknesses,
+    };
   } finally {
     await c.end().catch(() => undefined);
   }
@@ -141,6 +174,10 @@ export class RollbackRun extends pulumi.dynamic.Resource {
   declare readonly orgsReconciled: pulumi.Output<number>;
   declare readonly durationMs: pulumi.Output<number>;
   declare readonly v1DefinitionMd5: pulumi.Output<string>;
+  declare readonly reconcileVerified: pulumi.Output<boolean>;
+  declare readonly pricesRestored: pulumi.Output<number>;
+  declare readonly functionRestored: pulumi.Output<string>;
+  declare readonly v1Weaknesses: pulumi.Output<string[]>;
 
   constructor(name: string, args: RollbackArgs, opts?: pulumi.CustomResourceOptions) {
     super(
@@ -150,6 +187,7 @@ export class RollbackRun extends pulumi.dynamic.Resource {
         ...args,
         databaseUrl: pulumi.secret(args.databaseUrl),
         rolledBack: undefined, backupId: undefined, orgsReconciled: undefined, durationMs: undefined, v1DefinitionMd5: undefined,
+        reconcileVerified: undefined, pricesRestored: undefined, functionRestored: undefined, v1Weaknesses: undefined,
       },
       { ...opts, additionalSecretOutputs: ["databaseUrl"] },
       "guardian",

@@ -4,8 +4,9 @@
  *   check   inputs are complete; the SQL is not empty
  *   create  runs the SQL (idempotent by construction: CREATE OR REPLACE / IF NOT EXISTS / DROP ... IF EXISTS + CREATE)
  *           in one transaction with a short lock_timeout, retried, serialised with the program's other DDL by an
- *           advisory lock; then probes the live object and records its
- *           fingerprint. A create retried after a crash converges to the same object.
+ *           advisory lock; then probes the live object, runs its checkSql (trial calls of a function, in the same
+ *           transaction: a failure rolls the whole change back, so what was there before keeps serving), and records
+ *           its fingerprint. A create retried after a crash converges to the same object.
  *   read    probes the live object. No row means the object is gone: no id is returned, so a refresh drops it from
  *           state and the next preview shows it as a create. Otherwise the live fingerprint is recorded, so an edit
  *           made by hand shows up as drift.
@@ -42,6 +43,9 @@ export interface SqlObjectArgs {
   transaction?: pulumi.Input<boolean>;
   /** Facts about the object for the policy pack (docs/architecture.md), e.g. a function's securityDefiner. */
   meta?: pulumi.Input<Record<string, unknown>>;
+  /** Run after the SQL and the probe, in the same transaction; an error rolls the change back (e.g. trial calls of
+   *  a function just replaced: sql/functions/trial_calls.sql). Must leave nothing behind. */
+  checkSql?: pulumi.Input<string>;
 }
 
 export interface SqlObjectState {
@@ -94,6 +98,19 @@ async function apply(inputs: any): Promise<SqlObjectState> {
         if (probe.rows.length === 0) {
           throw new Error(`${label}: sql/${inputs.sqlFile} ran, but the object is not there afterwards (probe found no row)`);
         }
+        // Failure-path tests (test/step-failures.test.ts) make one step fail here, after its SQL ran and before its
+        // COMMIT, as a lost connection or a server error would: GUARDIAN_TEST_FAIL_STEP names it as "<kind> <objectName>".
+        if (process.env.GUARDIAN_TEST_FAIL_STEP && process.env.GUARDIAN_TEST_FAIL_STEP === label) {
+          throw new Error(`${label}: injected failure (GUARDIAN_TEST_FAIL_STEP) after sql/${inputs.sqlFile} ran, before COMMIT`);
+        }
+        if (inputs.checkSql) {
+          try {
+            await client.query(inputs.checkSql);
+          } catch (e: any) {
+            e.guardianStatement = "check";
+            throw e;
+          }
+        }
         await client.query(
           `DO $j$ BEGIN IF to_regclass('guardian.migration_journal') IS NOT NULL THEN
              INSERT INTO guardian.migration_journal (step, object_name, details)
@@ -117,6 +134,10 @@ async function apply(inputs: any): Promise<SqlObjectState> {
           console.log(`${label}: lock not available (${e.code}), retry ${attempt + 1}/${retries}`);
           await new Promise((r) => setTimeout(r, Math.min(5000, 100 * 2 ** attempt)));
           continue;
+        }
+        if (e?.guardianStatement === "check") {
+          throw new Error(`${label}: NOT applied: after sql/${inputs.sqlFile} ran, its check failed: ${e.message}` +
+            `${e.hint ? ` (${e.hint})` : ""}. The transaction was rolled back: what was there before is unchanged and keeps serving.`);
         }
         throw e?.guardianStatement === "probe"
           ? new Error(`${label}: the probe query failed after sql/${inputs.sqlFile} ran: ${e.message} [SQLSTATE ${e.code}]`)
@@ -230,7 +251,7 @@ export const sqlObjectProvider: pulumi.dynamic.ResourceProvider = {
       changes.push("sql");
       detailedDiff.sql = { kind: "update" as any, inputDiff: true };
     }
-    if (olds.probeSql !== news.probeSql || (olds.dropSql ?? "") !== (news.dropSql ?? "")) changes.push("probeSql");
+    if (olds.probeSql !== news.probeSql || (olds.dropSql ?? "") !== (news.dropSql ?? "") || (olds.checkSql ?? "") !== (news.checkSql ?? "")) changes.push("probeSql");
     if (olds.databaseUrl !== news.databaseUrl) {
       changes.push("databaseUrl");
       detailedDiff.databaseUrl = { kind: "update" as any, inputDiff: true };
@@ -262,6 +283,7 @@ export const sqlObjectProvider: pulumi.dynamic.ResourceProvider = {
 
   async update(_id: string, olds: any, news: any) {
     const onlyConnection = olds.sqlSha256 === news.sqlSha256 && olds.probeSql === news.probeSql &&
+      (olds.checkSql ?? "") === (news.checkSql ?? "") &&
       (olds.dropSql ?? "") === (news.dropSql ?? "") && olds.liveFingerprint === olds.appliedFingerprint;
     if (onlyConnection) return { outs: { ...olds, databaseUrl: news.databaseUrl } };
     return { outs: await apply(news) };

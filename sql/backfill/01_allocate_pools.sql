@@ -13,7 +13,7 @@ CREATE OR REPLACE FUNCTION guardian.allocate_pools(
   OUT sms_total integer, OUT sms_available integer,
   OUT clamped boolean)
 LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, guardian
+SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
   p guardian.plan_catalogue%ROWTYPE;

@@ -3,9 +3,13 @@
 --   * a migrated row whose plan_name, total_credits or credits_remaining changes (an upgrade, a cycle reset) is
 --     re-allocated, and its allocation_epoch is bumped (consumption is counted per epoch).
 -- Rows still in the unified model are left to the backfill, which reads their current values when it flips them.
+-- SECURITY DEFINER: the application writes these rows as service_role (signups, upgrades, cycle resets), and the rule
+-- lives in schema guardian, which no Data API role may use. The trigger runs the rule as its owner, for any writer.
+-- search_path ends with pg_temp (every name is qualified), so a writer's temporary objects cannot stand in.
 CREATE OR REPLACE FUNCTION guardian.allocate_on_write() RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = pg_catalog, guardian, public
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
   a record;
@@ -34,6 +38,8 @@ BEGIN
   RETURN NEW;
 END
 $fn$;
+
+REVOKE ALL ON FUNCTION guardian.allocate_on_write() FROM PUBLIC;
 
 DROP TRIGGER IF EXISTS guardian_allocate_on_write ON public.organization_credits;
 CREATE TRIGGER guardian_allocate_on_write

@@ -13,7 +13,7 @@ CREATE OR REPLACE FUNCTION guardian.may_consume_for(p_organization_id uuid)
 RETURNS boolean
 LANGUAGE plpgsql
 STABLE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $function$
 DECLARE
   v_role text := current_setting('role', true);

@@ -7,7 +7,7 @@
 --      "index": a quantity that is not an integer from 1 to 100000          -> INVALID_QUANTITY
 --      an element that is not an object, or whose action_type is not in the catalogue -> UNKNOWN_ACTION
 --   4. the organization's credits row, locked FOR UPDATE                    -> NO_CREDIT_ACCOUNT
---   5. is_trial and cycle_end_date in the past                              -> TRIAL_EXPIRED
+--   5. a trial (lib/shape.ts) with cycle_end_date in the past                              -> TRIAL_EXPIRED
 --   6. the totals per pool (multi) or the total unified cost (unified) must be available, else INSUFFICIENT_CREDITS
 --      naming the first short pool with the batch's total requirement; nothing is debited.
 --   7. one debit of the totals, one credit_consumption_logs row per element (also for 5 and 6, success=false).
@@ -16,7 +16,7 @@ CREATE OR REPLACE FUNCTION public.consume_credits_batch(p_organization_id uuid, 
 RETURNS json
 LANGUAGE plpgsql
 SECURITY DEFINER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $function$
 DECLARE
   v_bad_index integer;
@@ -40,13 +40,15 @@ DECLARE
 BEGIN
   IF NOT guardian.may_consume_for(p_organization_id) THEN
     RETURN json_build_object('success', false, 'error_code', 'FORBIDDEN',
-                             'error', 'not allowed to consume credits for this organization');
+                             'error', 'not allowed to consume credits for this organization',
+                             'remaining_credits', 0, 'required_credits', 0);
   END IF;
 
   IF p_actions IS NULL OR jsonb_typeof(p_actions) <> 'array'
      OR jsonb_array_length(p_actions) < 1 OR jsonb_array_length(p_actions) > 1000 THEN
     RETURN json_build_object('success', false, 'error_code', 'INVALID_QUANTITY',
-      'error', 'p_actions must be a JSON array of 1 to 1000 {"action_type", "quantity"} objects');
+      'error', 'p_actions must be a JSON array of 1 to 1000 {"action_type", "quantity"} objects',
+      'remaining_credits', 0, 'required_credits', 0);
   END IF;
 
   WITH elements AS (
@@ -84,27 +86,38 @@ BEGIN
 
   IF v_bad_code = 'INVALID_QUANTITY' THEN
     RETURN json_build_object('success', false, 'error_code', 'INVALID_QUANTITY', 'index', v_bad_index,
-      'error', format('p_actions[%s]: quantity must be an integer from 1 to 100000', v_bad_index));
+      'error', format('p_actions[%s]: quantity must be an integer from 1 to 100000', v_bad_index),
+      'remaining_credits', 0, 'required_credits', 0);
   ELSIF v_bad_code = 'UNKNOWN_ACTION' THEN
     RETURN json_build_object('success', false, 'error_code', 'UNKNOWN_ACTION', 'index', v_bad_index,
-      'error', format('p_actions[%s]: unknown action type', v_bad_index));
+      'error', format('p_actions[%s]: unknown action type', v_bad_index),
+      'remaining_credits', 0, 'required_credits', 0);
   END IF;
 
-  SELECT oc.credit_model, oc.allocation_epoch, oc.credits_remaining, oc.is_trial, oc.cycle_end_date,
+  SELECT oc.credit_model, oc.allocation_epoch, oc.credits_remaining, {{is_trial:oc}} AS is_trial, oc.cycle_end_date,
          oc.ai_credits_available, oc.whatsapp_credits_available, oc.email_credits_available, oc.sms_credits_available
     INTO v_org
     FROM public.organization_credits oc
    WHERE oc.organization_id = p_organization_id
-     FOR UPDATE;
+     -- A credit row whose organization is gone (the CRM's scripts dropped the foreign key once) is no account:
+     -- the log's foreign key would refuse every row written for it.
+     AND EXISTS (SELECT 1 FROM public.organizations o WHERE o.id = oc.organization_id)
+     FOR UPDATE OF oc;
   IF NOT FOUND THEN
     RETURN json_build_object('success', false, 'error_code', 'NO_CREDIT_ACCOUNT',
-                             'error', 'the organization has no credit account');
+                             'error', 'the organization has no credit account',
+                             'remaining_credits', 0, 'required_credits', v_cost);
   END IF;
 
   IF v_org.is_trial AND v_org.cycle_end_date < now() THEN
     v_code := 'TRIAL_EXPIRED';
     v_error := 'the trial period has ended';
-    v_result := json_build_object('success', false, 'error_code', v_code, 'error', v_error);
+    v_result := json_build_object('success', false, 'error_code', v_code, 'error', v_error,
+                                  'remaining_credits', CASE WHEN v_org.credit_model = 'multi' THEN
+                                    v_org.ai_credits_available + v_org.whatsapp_credits_available
+                                    + v_org.email_credits_available + v_org.sms_credits_available
+                                    ELSE v_org.credits_remaining END,
+                                  'required_credits', v_cost);
   ELSIF v_org.credit_model = 'multi' THEN
     IF v_org.ai_credits_available < v_ai THEN
       v_short := 'ai'; v_required := v_ai; v_available := v_org.ai_credits_available;
@@ -126,7 +139,8 @@ BEGIN
                     ELSE format('insufficient %s credits: %s required, %s available', v_short, v_required, v_available)
                END;
     v_result := json_build_object('success', false, 'error_code', v_code, 'error', v_error,
-                                  'credit_type', v_short, 'required', v_required, 'available', v_available);
+                                  'credit_type', v_short, 'required', v_required, 'available', v_available,
+                                  'remaining_credits', v_available, 'required_credits', v_required);
   END IF;
 
   IF v_code IS NOT NULL THEN
@@ -198,7 +212,11 @@ BEGIN
   IF v_org.credit_model = 'multi' THEN
     RETURN json_build_object('success', true, 'credit_model', 'multi', 'actions', v_actions,
       'consumed', json_build_object('ai', v_ai, 'whatsapp', v_whatsapp, 'email', v_email, 'sms', v_sms),
-      'remaining', v_remaining);
+      'remaining', v_remaining,
+      -- v1's fields: the unified cost, and what is left in every pool.
+      'credits_consumed', v_cost,
+      'remaining_credits', v_left.ai_credits_available + v_left.whatsapp_credits_available
+                           + v_left.email_credits_available + v_left.sms_credits_available);
   END IF;
   RETURN json_build_object('success', true, 'credit_model', 'unified', 'actions', v_actions,
     'consumed', json_build_object('ai', 0, 'whatsapp', 0, 'email', 0, 'sms', 0),

@@ -37,6 +37,11 @@ CREATE TABLE IF NOT EXISTS guardian.idempotency_keys (
   created_at timestamptz NOT NULL DEFAULT now(),
   PRIMARY KEY (organization_id, idempotency_key)
 );
+-- The request a key was first used with: the same key with another action or quantity is refused
+-- (IDEMPOTENCY_KEY_REUSED), as Stripe refuses it. NULL on keys stored before these columns existed.
+ALTER TABLE guardian.idempotency_keys
+  ADD COLUMN IF NOT EXISTS action_type text,
+  ADD COLUMN IF NOT EXISTS quantity integer;
 
 -- Anomalies the backfill met (a negative balance counted as 0), per allocation epoch.
 CREATE TABLE IF NOT EXISTS guardian.backfill_anomalies (
@@ -63,6 +68,10 @@ CREATE TABLE IF NOT EXISTS guardian.backups (
   verified_at timestamptz,
   functions jsonb NOT NULL DEFAULT '[]'::jsonb
 );
+-- Every policy on the guarded tables at backup time (pg_policies rows): the program drops the ones it did not
+-- write when it creates its own, so what was there is recorded here first. Rollback keeps the program's policies
+-- (access fixes are not rolled back); these rows say what an operator would need to put one back by hand.
+ALTER TABLE guardian.backups ADD COLUMN IF NOT EXISTS policies jsonb NOT NULL DEFAULT '[]'::jsonb;
 
 -- Journal of migration steps: ids, counts and hashes only. Append-only triggers are added by sql/audit/.
 CREATE TABLE IF NOT EXISTS guardian.migration_journal (

@@ -33,13 +33,13 @@ STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $function$
-  SELECT coalesce((SELECT p.role = 'super_admin' FROM public.profiles p WHERE p.id = auth.uid()), false)
+  SELECT coalesce((SELECT {{profile_role:p}} = 'super_admin' FROM public.profiles p WHERE p.id = auth.uid()), false)
 $function$;
 
 COMMENT ON FUNCTION guardian_rls.current_org_id() IS
   'Organization of the calling user (auth.uid() -> public.profiles.organization_id); NULL for no user or no profile.';
 COMMENT ON FUNCTION guardian_rls.is_super_admin() IS
-  'Whether the calling user''s profile has role super_admin; false for no user or no profile.';
+  'Whether the calling user''s profile has the role super_admin; false for no user or no profile.';
 
 -- Only the roles whose policies call them may execute them (anon has no policy that does).
 REVOKE ALL ON FUNCTION guardian_rls.current_org_id(), guardian_rls.is_super_admin() FROM PUBLIC;

@@ -9,9 +9,9 @@ describe("the credit functions' facts, read from their files", () => {
   it("v2 and the batch are SECURITY DEFINER, pin search_path, and only authenticated and service_role may execute them", () => {
     const facts = Object.fromEntries(CREDIT_FUNCTIONS.map((f) => [f.signature, functionSpecMeta(f)]));
     expect(facts).toEqual({
-      "guardian.may_consume_for(uuid)": { securityDefiner: false, searchPath: "''", executeRoles: [] },
-      "public.consume_credits_rpc(uuid,text,integer,text)": { securityDefiner: true, searchPath: "''", executeRoles: ["authenticated", "service_role"] },
-      "public.consume_credits_batch(uuid,jsonb)": { securityDefiner: true, searchPath: "''", executeRoles: ["authenticated", "service_role"] },
+      "guardian.may_consume_for(uuid)": { securityDefiner: false, searchPath: "pg_catalog, pg_temp", executeRoles: [] },
+      "public.consume_credits_rpc(uuid,text,integer,text)": { securityDefiner: true, searchPath: "pg_catalog, pg_temp", executeRoles: ["authenticated", "service_role"] },
+      "public.consume_credits_batch(uuid,jsonb)": { securityDefiner: true, searchPath: "pg_catalog, pg_temp", executeRoles: ["authenticated", "service_role"] },
     });
   });
 });

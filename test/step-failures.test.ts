@@ -1,0 +1,148 @@
+/**
+ * consume_credits_rpc never breaks: each step of `pulumi up` is made to fail in turn (after its SQL ran, before its
+ * COMMIT: GUARDIAN_TEST_FAIL_STEP, providers/sqlObject.ts), on the CRM's real schema. After every failed up, the
+ * application's calls, made as its real roles, get a correct answer from v1 or from v2; the next `pulumi up`, without
+ * --refresh, repairs. And a v2 that would error on this database is never switched in: its trial calls fail inside
+ * the installing transaction, which rolls back, and v1 keeps serving. A v2 broken after a successful up fails the
+ * verification of the next `pulumi up --refresh`.
+ */
+import type { LocalWorkspace } from "@pulumi/pulumi/automation";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { asUser, TestDb } from "./helpers/db";
+import { freshRealCrmDb, REAL_CRM_FACTS, sampleMember } from "./helpers/realCrm";
+import { collect, testStack, TestStack } from "./helpers/stack";
+
+/**
+ * The steps on the program's critical path, in the order it applies them ("<kind> <objectName>" of their resource):
+ * each one that fails holds back every step after it, so each failed up stops at a new step.
+ */
+const STEPS = [
+  "schema guardian",
+  "columns public.organization_credits",
+  "constraints Phase 3.5 CHECK constraints",
+  "trigger guardian.audit_append_only",
+  "function guardian_rls.current_org_id(), guardian_rls.is_super_admin()",
+  "policy public.organization_credits/select",
+  "function guardian.may_consume_for(uuid)",
+  "function public.consume_credits_rpc(uuid,text,integer,text)",
+  "function public.consume_credits_batch(uuid,jsonb)",
+  "function guardian.allocate_pools(text,integer,integer)",
+  "trigger public.organization_credits/guardian_allocate_on_write",
+];
+
+const V2 = "public.consume_credits_rpc(uuid,text,integer,text)";
+
+async function balance(db: TestDb, org: string): Promise<number> {
+  return (await db.query(`SELECT credits_remaining FROM organization_credits WHERE organization_id = $1`, [org]))[0].credits_remaining;
+}
+
+/** The edge functions' call (service_role, named arguments) and a member's own call; both must answer correctly. */
+async function callsAnswer(db: TestDb, org: string, member: string): Promise<void> {
+  const cost = REAL_CRM_FACTS.actionCosts.ai_chat;
+  const before = await balance(db, org);
+  const r = await asUser(db, { role: "service_role" }, async (c) =>
+    (await c.query(`SELECT public.consume_credits_rpc(p_organization_id => $1, p_action_type => 'ai_chat') AS r`, [org])).rows[0].r);
+  expect(r).toMatchObject({ success: true, remaining_credits: before - cost, credits_consumed: cost });
+  expect(await balance(db, org)).toBe(before - cost);
+  const mine = await asUser(db, { role: "authenticated", sub: member }, async (c) =>
+    (await c.query(`SELECT public.consume_credits_rpc($1, 'ai_chat') AS r`, [org])).rows[0].r);
+  expect(mine).toMatchObject({ success: true, remaining_credits: before - 2 * cost });
+}
+
+describe("a failed step of up never breaks consume_credits_rpc, and the next up repairs", () => {
+  let db: TestDb;
+  let t: TestStack;
+  let org: string;
+  let member: string;
+
+  beforeAll(async () => {
+    db = await freshRealCrmDb({ orgs: 120, seed: 5 });
+    const m = await sampleMember(db);
+    org = m.organizationId;
+    member = m.userId;
+    // Enough credits for every call the test makes.
+    await db.query(`UPDATE organization_credits SET plan_name = 'free', total_credits = 100000, credits_remaining = 100000 WHERE organization_id = $1`, [org]);
+    t = await testStack(db.url, { creditModel: "multi", ddl: { lockTimeoutMs: 2000, retries: 0 } });
+  });
+  afterAll(async () => {
+    t?.destroyWorkspace();
+    await db?.drop();
+  });
+
+  for (const step of STEPS) {
+    it(`fails at "${step}": the update fails, and the application's calls still get correct answers`, async () => {
+      const env = (t.stack.workspace as LocalWorkspace).envVars;
+      env.GUARDIAN_TEST_FAIL_STEP = step;
+      try {
+        await expect(t.stack.up({ onEvent: collect(t) })).rejects.toThrow(`${step}: injected failure (GUARDIAN_TEST_FAIL_STEP)`);
+      } finally {
+        delete env.GUARDIAN_TEST_FAIL_STEP;
+      }
+      await callsAnswer(db, org, member);
+    });
+  }
+
+  it("the next pulumi up, without --refresh, completes and verifies from the database", async () => {
+    const r = await t.stack.up({ onEvent: collect(t) });
+    expect(r.summary.result).toBe("succeeded");
+    expect(r.outputs.verification.value.trialCalls).toBe("every call answered");
+    const [{ n }] = await db.query(`SELECT count(*)::int n FROM organization_credits WHERE credit_model <> 'multi'`);
+    expect(n).toBe(0);
+    // Multi now: the org is served from its pools, and the answer carries v1's fields too.
+    const [{ ai }] = await db.query(`SELECT ai_credits_available AS ai FROM organization_credits WHERE organization_id = $1`, [org]);
+    const x = await asUser(db, { role: "service_role" }, async (c) =>
+      (await c.query(`SELECT public.consume_credits_rpc(p_organization_id => $1, p_action_type => 'ai_chat') AS r`, [org])).rows[0].r);
+    expect(x).toMatchObject({ success: true, credit_model: "multi", credits_consumed: REAL_CRM_FACTS.actionCosts.ai_chat, remaining_credits: ai - 1 });
+  });
+});
+
+describe("a v2 that would error on this database is never switched in", () => {
+  let db: TestDb;
+  let t: TestStack;
+  let org: string;
+  let member: string;
+
+  beforeAll(async () => {
+    db = await freshRealCrmDb({ orgs: 60, seed: 9 });
+    const m = await sampleMember(db);
+    org = m.organizationId;
+    member = m.userId;
+    await db.query(`UPDATE organization_credits SET plan_name = 'free', total_credits = 100000, credits_remaining = 100000 WHERE organization_id = $1`, [org]);
+    // Something of this database that v2 trips on and v1 does not: a trigger refusing log rows that name a model.
+    await db.query(`CREATE FUNCTION public.refuse_modelled_logs() RETURNS trigger LANGUAGE plpgsql AS $$
+                    BEGIN IF to_jsonb(NEW) ->> 'credit_model' IS NOT NULL THEN RAISE EXCEPTION 'this database refuses that log row'; END IF;
+                          RETURN NEW; END $$`);
+    await db.query(`CREATE TRIGGER refuse_modelled_logs BEFORE INSERT ON credit_consumption_logs FOR EACH ROW EXECUTE FUNCTION public.refuse_modelled_logs()`);
+    t = await testStack(db.url, { creditModel: "multi" });
+  });
+  afterAll(async () => {
+    t?.destroyWorkspace();
+    await db?.drop();
+  });
+
+  it("fails the update at v2, naming the trial call, and leaves v1 in place and serving", async () => {
+    await expect(t.stack.up({ onEvent: collect(t) })).rejects.toThrow(/consume_credits_rpc\(uuid,text,integer,text\): NOT applied: .*trial call failed .*this database refuses that log row/s);
+    const fns = await db.query(`SELECT oid::regprocedure::text AS sig FROM pg_proc WHERE proname = 'consume_credits_rpc'`);
+    expect(fns.map((f) => f.sig)).toEqual(["consume_credits_rpc(uuid,text)"]);
+    await callsAnswer(db, org, member);
+  });
+
+  it("repairs on the next up, without --refresh, once the database lets v2 work", async () => {
+    await db.query(`DROP TRIGGER refuse_modelled_logs ON credit_consumption_logs`);
+    const r = await t.stack.up({ onEvent: collect(t) });
+    expect(r.summary.result).toBe("succeeded");
+    const [{ f }] = await db.query(`SELECT to_regprocedure($1) IS NOT NULL AS f`, [V2]);
+    expect(f).toBe(true);
+  });
+
+  it("a v2 broken after a successful up fails the verification of the next pulumi up --refresh", async () => {
+    await db.query(`CREATE TRIGGER refuse_modelled_logs BEFORE INSERT ON credit_consumption_logs FOR EACH ROW EXECUTE FUNCTION public.refuse_modelled_logs()`);
+    try {
+      await expect(t.stack.up({ onEvent: collect(t), refresh: true })).rejects.toThrow(/verification of the multi model FAILED[\s\S]*consume_credits_rpc: trial call failed/);
+    } finally {
+      await db.query(`DROP TRIGGER refuse_modelled_logs ON credit_consumption_logs`);
+    }
+    const r = await t.stack.up({ onEvent: collect(t) });
+    expect(r.summary.result).toBe("succeeded");
+  });
+});
