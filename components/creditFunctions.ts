@@ -75,9 +75,9 @@ export class CreditFunctions extends pulumi.ComponentResource {
 
     const [helperSpec, ...publicSpecs] = CREDIT_FUNCTIONS;
     // The public functions are installed only if trial calls, made as the application and a member make them, all
-    // answer in the installing transaction (sql/functions/trial_calls.sql): a function that would error on this
+    // answer in the installing transaction (sql/verification/trial_calls.sql): a function that would error on this
     // database is never switched in, and v1 keeps serving.
-    const trialCalls = loadSql("functions/trial_calls.sql").text;
+    const trialCalls = loadSql("verification/trial_calls.sql").text;
     const declare = (spec: FunctionSpec, meta: FunctionMeta, dependsOn: pulumi.Resource[], checkSql?: string) =>
       sqlFileObject(`${name}-${spec.role}`, ctx, {
         file: spec.file,

@@ -31,30 +31,15 @@ import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { loadSql, sha256, SQL_ROOT, SqlFile } from "../lib/sql";
 import { SqlObject } from "../providers/sqlObject";
+import { TENANT_TABLES, TenantTable } from "../lib/tenantTables";
 import { GuardianContext, shapeOf, sqlTextObject } from "./sqlFile";
 
 export const TENANCY_DIR = "tenancy";
 export const POLICY_COMMANDS = ["select", "insert", "update", "delete"] as const;
 export type PolicyCommand = (typeof POLICY_COMMANDS)[number];
 
-/** A table whose rows RLS guards. The RLS matrix test and the component are both generated from this list. */
-export interface TenantTable {
-  /** Schema-qualified name. Its files are sql/tenancy/<nn>_<table name without schema>_<command|rls>.sql. */
-  table: string;
-  /** Whether rows belong to one organization (meta.tenantData: the policy pack then requires RLS and policies). */
-  tenantData: boolean;
-  /** Column holding the owning organization's id; null for a table shared by every tenant (the catalogue). */
-  orgColumn: string | null;
-}
-
-export const TENANT_TABLES: readonly TenantTable[] = [
-  { table: "public.organizations", tenantData: true, orgColumn: "id" },
-  { table: "public.profiles", tenantData: true, orgColumn: "organization_id" },
-  { table: "public.organization_credits", tenantData: true, orgColumn: "organization_id" },
-  { table: "public.credit_actions", tenantData: false, orgColumn: null },
-  { table: "public.credit_consumption_logs", tenantData: true, orgColumn: "organization_id" },
-  { table: "guardian.migration_journal", tenantData: true, orgColumn: "organization_id" },
-];
+export { TENANT_TABLES };
+export type { TenantTable };
 
 export const AUDIT_JOURNAL = "guardian.migration_journal";
 

@@ -1,6 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import { loadSql } from "../lib/sql";
-import { TENANT_TABLES } from "./tenantPolicies";
+import { ISOLATION_TABLES } from "../lib/isolation";
 import { VerificationRun } from "../providers/verification";
 import { GuardianContext, shapeOf } from "./sqlFile";
 
@@ -25,9 +25,9 @@ export class Verification extends pulumi.ComponentResource {
       `${name}-run`,
       {
         databaseUrl: args.ctx.databaseUrl, model: args.model, sql: f.text, sqlSha256: f.sha256, upstream: args.upstream,
-        trialCallsSql: loadSql("functions/trial_calls.sql").text,
+        trialCallsSql: loadSql("verification/trial_calls.sql").text,
         profileRoleColumn: shapeOf(args.ctx).profileRoleColumn,
-        isolationTables: TENANT_TABLES.filter((t) => t.table.startsWith("public.")).map((t) => ({ table: t.table, orgColumn: t.orgColumn })),
+        isolationTables: ISOLATION_TABLES,
       },
       { parent: this, dependsOn: args.dependsOn },
     );

@@ -44,7 +44,7 @@ export interface SqlObjectArgs {
   /** Facts about the object for the policy pack (docs/architecture.md), e.g. a function's securityDefiner. */
   meta?: pulumi.Input<Record<string, unknown>>;
   /** Run after the SQL and the probe, in the same transaction; an error rolls the change back (e.g. trial calls of
-   *  a function just replaced: sql/functions/trial_calls.sql). Must leave nothing behind. */
+   *  a function just replaced: sql/verification/trial_calls.sql). Must leave nothing behind. */
   checkSql?: pulumi.Input<string>;
 }
 

@@ -3,7 +3,7 @@
  *
  *   create  runs the verification SQL (a pg_temp function: nothing persists); calls the installed consume_credits_rpc
  *           (and consume_credits_batch) for real, as service_role and as a member, in a transaction it rolls back
- *           (sql/functions/trial_calls.sql): a call that errors is a violation; and tests tenant isolation as real
+ *           (sql/verification/trial_calls.sql): a call that errors is a violation; and tests tenant isolation as real
  *           users sampled from profiles (a member, a user without a profile, a super_admin) and as anon, on every
  *           guarded table: a row of another organization seen by anyone but a super_admin is a violation. Journals
  *           the outcome, and fails with a message naming the organizations or the table when an invariant is
@@ -16,13 +16,14 @@
  *   delete  nothing to remove.
  */
 import * as pulumi from "@pulumi/pulumi";
+import { isolationMatrix } from "../lib/isolation";
 
 export interface VerificationArgs {
   databaseUrl: pulumi.Input<string>;
   model: pulumi.Input<"unified" | "multi">;
   sql: pulumi.Input<string>;
   sqlSha256: pulumi.Input<string>;
-  /** sql/functions/trial_calls.sql: the installed functions called for real, rolled back. */
+  /** sql/verification/trial_calls.sql: the installed functions called for real, rolled back. */
   trialCallsSql: pulumi.Input<string>;
   /** The column of public.profiles holding super_admin (the database's shape). */
   profileRoleColumn: pulumi.Input<string>;
@@ -77,72 +78,6 @@ async function verify(inputs: any): Promise<any> {
   } finally {
     await c.end().catch(() => undefined);
   }
-}
-
-/** Who is sampled, as Supabase identifies them: the role in effect and request.jwt.claims. */
-interface Subject {
-  name: string;
-  role: "anon" | "authenticated";
-  sub?: string;
-  org?: string | null;
-}
-
-/**
- * For each subject and guarded table: how many rows it sees (capped) and how many belong to another organization
- * than its own. A member or a user without a profile seeing another organization's row, or anon seeing any row, is a
- * violation; a super_admin's rows are reported (it reads all by design).
- */
-async function isolationMatrix(c: any, roleColumn: string, tables: { table: string; orgColumn: string | null }[]) {
-  const CAP = 10000;
-  const violations: string[] = [];
-  if (!/^[a-z_][a-z0-9_]*$/.test(roleColumn)) throw new Error(`verification: profile role column "${roleColumn}" is not a plain identifier`);
-  const subjects: Subject[] = [{ name: "anon", role: "anon" }];
-  const members = (await c.query(
-    `SELECT DISTINCT ON (p.organization_id) p.id::text AS id, p.organization_id::text AS org
-       FROM public.profiles p
-      WHERE p.organization_id IS NOT NULL AND p.${roleColumn} IS DISTINCT FROM 'super_admin'
-      ORDER BY p.organization_id, p.id LIMIT 2`)).rows;
-  members.forEach((m: any, i: number) => subjects.push({ name: `member${i + 1}`, role: "authenticated", sub: m.id, org: m.org }));
-  const admin = (await c.query(
-    `SELECT p.id::text AS id, p.organization_id::text AS org FROM public.profiles p WHERE p.${roleColumn} = 'super_admin' ORDER BY p.id LIMIT 1`)).rows[0];
-  if (admin) subjects.push({ name: "super_admin", role: "authenticated", sub: admin.id, org: admin.org });
-  // A signed-in user with no profile: an auth user without one if there is such a user, else an id nobody has.
-  const lone = (await c.query(
-    `SELECT u.id::text AS id FROM auth.users u WHERE NOT EXISTS (SELECT 1 FROM public.profiles p WHERE p.id = u.id) ORDER BY u.id LIMIT 1`)).rows[0];
-  subjects.push({ name: "no_profile", role: "authenticated", sub: lone?.id ?? "00000000-0000-4000-8000-0000000000aa", org: null });
-
-  const matrix: Record<string, any> = { subjects: Object.fromEntries(subjects.map((s) => [s.name, { role: s.role, user: s.sub ?? null, organization: s.org ?? null }])), tables: {} };
-  for (const t of tables) {
-    const row: Record<string, any> = {};
-    for (const s of subjects) {
-      await c.query("BEGIN");
-      try {
-        await c.query(`SELECT set_config('request.jwt.claims', $1, true)`, [JSON.stringify(s.sub ? { sub: s.sub, role: s.role } : { role: s.role })]);
-        await c.query(`SET LOCAL ROLE ${s.role}`);
-        const visible = Number((await c.query(`SELECT count(*)::int AS n FROM (SELECT 1 FROM ${t.table} LIMIT ${CAP}) x`)).rows[0].n);
-        const other = t.orgColumn
-          ? Number((await c.query(
-            `SELECT count(*)::int AS n FROM (SELECT 1 FROM ${t.table} WHERE ${t.orgColumn} IS DISTINCT FROM $1::uuid LIMIT ${CAP}) x`, [s.org ?? null])).rows[0].n)
-          : null;
-        row[s.name] = { visible, otherOrganizations: other };
-        const leak = s.name !== "super_admin" && ((s.role === "anon" && visible > 0) || (other !== null && other > 0) ||
-          (s.name === "no_profile" && visible > 0));
-        if (leak) {
-          violations.push(`tenant isolation: ${s.name} (${s.role}${s.sub ? ` ${s.sub}` : ""}) reads ${t.orgColumn ? `${other} row(s) of other organizations` : `${visible} row(s)`} of ${t.table}`);
-        }
-      } catch (e: any) {
-        if (e.code === "42501" && /permission denied for (table|relation|schema)/.test(e.message)) row[s.name] = { visible: 0, otherOrganizations: 0, denied: true };
-        else {
-          row[s.name] = { error: e.message };
-          violations.push(`tenant isolation: could not read ${t.table} as ${s.name}: ${e.message}`);
-        }
-      } finally {
-        await c.query("ROLLBACK").catch(() => undefined);
-      }
-    }
-    matrix.tables[t.table] = row;
-  }
-  return { matrix, violations };
 }
 
 export const verificationProvider: pulumi.dynamic.ResourceProvider = {

@@ -260,6 +260,11 @@ export function renderMarkdown(f: ReportFigures, svgFileName: string): string {
     [...rules.map((r) => [r, n(f.orgsPerRule[r].orgs), n(f.orgsPerRule[r].multi), n(f.orgsPerRule[r].unified)]), ["**all**", n(f.orgsTotal), n(multi), n(f.orgsByModel.unified ?? 0)]],
   );
   L.push(`Catalogue read from \`${f.catalogueSource}\`. "split" is every other plan name (free, custom, empty, unknown).`, "");
+  const split = Object.entries(f.splitPlanNames ?? {});
+  if (split.length) {
+    L.push("The split rule, per plan name as stored (after trim and lower-case). A name meant as a plan can be mapped in `guardian:plans`:", "");
+    table(["plan name", "organizations", "rule"], split.map(([name, k]) => [`\`${name}\``, n(k), "split"]));
+  }
 
   L.push("## Conservation checks", "");
   const cons = ruleOrder(Object.keys(f.conservation));
@@ -294,6 +299,34 @@ export function renderMarkdown(f: ReportFigures, svgFileName: string): string {
     f.policies.map((p) => [p.table, p.policy, p.command, p.roles.join(", "), p.permissive.toLowerCase(), short(p.md5)]),
   );
   L.push(`Row level security: ${Object.entries(f.rlsEnabled).map(([t, on]) => `${t} ${on ? "on" : "**off**"}`).join(", ")}.`, "");
+
+  if (f.v1Weaknesses?.length) {
+    L.push("The installed `consume_credits_rpc(uuid,text)` is v1-shaped, and with it come these weaknesses (set `guardian:rollback.function` to `safe` to keep a locked, caller-checked function instead):", "");
+    for (const w of f.v1Weaknesses) L.push(`- ${w}`);
+    L.push("");
+  }
+
+  L.push("## Tenant isolation, as real users", "");
+  if (!f.isolation) {
+    L.push("Not measured: the database's shape is not known (see go/no-go).", "");
+  } else {
+    const subj = Object.keys(f.isolation.matrix.subjects);
+    L.push(
+      `Each subject reads every guarded table as Supabase would make it (role and JWT claims): ${subj.map((k) => {
+        const x = f.isolation!.matrix.subjects[k];
+        return `${k} (${x.role}${x.user ? `, user \`${x.user}\`` : ""}${x.organization ? `, org \`${x.organization}\`` : ""})`;
+      }).join("; ")}. A cell is rows seen / rows of other organizations among them (capped at 10,000).`,
+      "",
+    );
+    table(["table", ...subj], Object.entries(f.isolation.matrix.tables).map(([tbl, row]) => [tbl, ...subj.map((k) => {
+      const x = row[k];
+      if (!x) return "–";
+      if (x.denied) return "denied";
+      if (x.error) return `error: ${x.error}`;
+      return `${n(x.visible)} / ${x.otherOrganizations === null || x.otherOrganizations === undefined ? "–" : n(x.otherOrganizations)}`;
+    })]));
+    L.push(f.isolation.violations.length ? `**Isolation violated:** ${f.isolation.violations.join("; ")}.` : "No subject but the super_admin sees a row of another organization; anon sees nothing.", "");
+  }
 
   L.push("## Consumption since the migration", "");
   const c = f.consumption;
@@ -375,6 +408,11 @@ async function main() {
       `backup ${f.backup?.backupId ?? "none"}${f.backup ? ` (restore ${f.backup.restoreVerified ? "verified" : "NOT verified"})` : ""}`,
   );
   console.log(`report: wrote ${path.relative(process.cwd(), out)} and ${path.relative(process.cwd(), svgPath)}`);
+  if (f.isolation?.violations.length) {
+    // The report is written (it says what leaks), but it does not pass.
+    console.error(`report: TENANT ISOLATION VIOLATED: ${f.isolation.violations.join("; ")}`);
+    process.exitCode = 3;
+  }
 }
 
 if (require.main === module) {

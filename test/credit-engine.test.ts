@@ -59,7 +59,7 @@ describe("consume_credits_rpc v2: quantity", () => {
     it(`refuses a quantity of ${label} with INVALID_QUANTITY and debits nothing`, async () => {
       const org = await makeOrg(db, { model: "multi", pools: { ai: 50 }, creditsRemaining: 50 });
       const r = await rpc(org, "ai_chat", q);
-      expect(r).toEqual({ success: false, error_code: "INVALID_QUANTITY", error: "quantity must be an integer from 1 to 100000" });
+      expect(r).toEqual({ success: false, error_code: "INVALID_QUANTITY", error: "quantity must be an integer from 1 to 100000", remaining_credits: 0, required_credits: 0 });
       expect(await balances(db, org)).toMatchObject({ ai: 50, credits_remaining: 50 });
       expect(await logs(org)).toEqual([]);
     });
@@ -77,7 +77,7 @@ describe("consume_credits_rpc v2: catalogue and accounts", () => {
   it("refuses an unknown action with UNKNOWN_ACTION and leaves the catalogue unchanged", async () => {
     const org = await makeOrg(db, { model: "multi", pools: { ai: 10 } });
     const before = await catalogue();
-    expect(await rpc(org, "ai_telepathy", 1)).toEqual({ success: false, error_code: "UNKNOWN_ACTION", error: "unknown action type" });
+    expect(await rpc(org, "ai_telepathy", 1)).toEqual({ success: false, error_code: "UNKNOWN_ACTION", error: "unknown action type", remaining_credits: 0, required_credits: 0 });
     expect(await rpc(org, null, 1)).toMatchObject({ success: false, error_code: "UNKNOWN_ACTION" });
     expect(await catalogue()).toEqual(before);
     expect(before.map((a) => a.action_type)).not.toContain("ai_telepathy");
@@ -88,7 +88,7 @@ describe("consume_credits_rpc v2: catalogue and accounts", () => {
   it("refuses an organization without a credit row with NO_CREDIT_ACCOUNT", async () => {
     const org = await makeOrg(db, { creditAccount: false });
     expect(await rpc(org, "ai_chat", 1)).toEqual({
-      success: false, error_code: "NO_CREDIT_ACCOUNT", error: "the organization has no credit account",
+      success: false, error_code: "NO_CREDIT_ACCOUNT", error: "the organization has no credit account", remaining_credits: 0, required_credits: 1,
     });
     expect(await rpc("00000000-0000-0000-0000-000000000000", "ai_chat")).toMatchObject({ error_code: "NO_CREDIT_ACCOUNT" });
     expect(await logs(org)).toEqual([]);
@@ -112,6 +112,8 @@ describe("consume_credits_rpc v2: the two models", () => {
       success: true, action_type: "form_generation", quantity: 2, credit_model: "multi",
       consumed: { ai: 10, whatsapp: 0, email: 0, sms: 0 },
       remaining: { ai: 10, whatsapp: 5, email: 7, sms: 2 },
+      // v1's fields: the unified cost, and what is left in the pools the action draws on (ai here).
+      credits_consumed: 10, remaining_credits: 10,
     });
     expect(await balances(db, org)).toEqual({ credit_model: "multi", credits_remaining: 0, ai: 10, whatsapp: 5, email: 7, sms: 2 });
     // credits_consumed is the unified cost (credits_cost 5 x 2): rollback sums it.
@@ -135,7 +137,7 @@ describe("consume_credits_rpc v2: the two models", () => {
     const r = await rpc(org, "ai_campaign", 2); // needs ai 2, email 4, sms 2: email and sms are short
     expect(r).toEqual({
       success: false, error_code: "INSUFFICIENT_CREDITS", error: "insufficient email credits: 4 required, 3 available",
-      credit_type: "email", required: 4, available: 3,
+      credit_type: "email", required: 4, available: 3, remaining_credits: 3, required_credits: 4,
     });
     expect(await balances(db, org)).toMatchObject({ ai: 10, email: 3, sms: 0 });
     expect(await logs(org)).toEqual([expect.objectContaining({
@@ -154,7 +156,7 @@ describe("consume_credits_rpc v2: the two models", () => {
     expect(await balances(db, org)).toMatchObject({ credit_model: "unified", credits_remaining: 4, ai: 99 });
     expect(await rpc(org, "ai_assistant", 3)).toEqual({
       success: false, error_code: "INSUFFICIENT_CREDITS", error: "insufficient credits: 6 required, 4 available",
-      credit_type: "unified", required: 6, available: 4,
+      credit_type: "unified", required: 6, available: 4, remaining_credits: 4, required_credits: 6,
     });
     expect(await balances(db, org)).toMatchObject({ credits_remaining: 4 });
     expect(await logs(org)).toEqual([
@@ -182,7 +184,9 @@ describe("consume_credits_rpc v2: trials", () => {
     const org = await makeOrg(db, {
       model: "multi", plan: "trial_14", pools: { ai: 50 }, isTrial: true, cycleEndDate: new Date(Date.now() - 60_000),
     });
-    expect(await rpc(org, "ai_chat", 1)).toEqual({ success: false, error_code: "TRIAL_EXPIRED", error: "the trial period has ended" });
+    expect(await rpc(org, "ai_chat", 1)).toEqual({
+      success: false, error_code: "TRIAL_EXPIRED", error: "the trial period has ended", remaining_credits: 50, required_credits: 1,
+    });
     expect(await balances(db, org)).toMatchObject({ ai: 50 });
     expect(await logs(org)).toEqual([expect.objectContaining({ success: false, error_code: "TRIAL_EXPIRED", credits_consumed: 0, ai_consumed: 0 })]);
   });
@@ -210,7 +214,7 @@ describe("consume_credits_rpc v2: callers", () => {
     const theirs = await makeOrg(db, { model: "multi", pools: { ai: 5 } });
     const user = await makeUser(db, mine);
     const r = await asUser(db, { role: "authenticated", sub: user }, (c) => call(c, theirs));
-    expect(r).toEqual({ success: false, error_code: "FORBIDDEN", error: "not allowed to consume credits for this organization" });
+    expect(r).toEqual({ success: false, error_code: "FORBIDDEN", error: "not allowed to consume credits for this organization", remaining_credits: 0, required_credits: 0 });
     const b = await asUser(db, { role: "authenticated", sub: user }, (c) => call(c, theirs, "consume_credits_batch($1, '[{\"action_type\":\"ai_chat\"}]')"));
     expect(b).toMatchObject({ success: false, error_code: "FORBIDDEN" });
     expect(await balances(db, theirs)).toMatchObject({ ai: 5 });
@@ -273,7 +277,8 @@ describe("consume_credits_rpc v2: callers", () => {
     const [f] = await db.query(
       `SELECT p.prosecdef, p.proconfig FROM pg_proc p WHERE p.oid = 'public.consume_credits_rpc(uuid,text,integer,text)'::regprocedure`,
     );
-    expect(f).toEqual({ prosecdef: true, proconfig: ['search_path=""'] });
+    // Pinned, ending with pg_temp: an empty path would still search the caller's temporary schema first.
+    expect(f).toEqual({ prosecdef: true, proconfig: ["search_path=pg_catalog, pg_temp"] });
   });
 
   it("keeps schema guardian out of reach of anon, authenticated and PUBLIC", async () => {
@@ -298,6 +303,23 @@ describe("consume_credits_rpc v2: idempotency", () => {
     expect(await logs(org)).toEqual([expect.objectContaining({ success: true, idempotency_key: hashed, ai_consumed: 2 })]);
     expect(await db.query(`SELECT idempotency_key FROM guardian.idempotency_keys WHERE organization_id = $1`, [org])).toEqual([{ idempotency_key: hashed }]);
     expect(await rpc(org, "ai_chat", 2, "req-2")).toMatchObject({ success: true, remaining: { ai: 6 } });
+  });
+
+  it("refuses a key reused with another action or quantity with IDEMPOTENCY_KEY_REUSED, debits nothing and logs it", async () => {
+    const org = await makeOrg(db, { model: "multi", pools: { ai: 10, email: 10 } });
+    const first = await rpc(org, "ai_chat", 2, "order-7");
+    expect(first).toMatchObject({ success: true, remaining: { ai: 8 } });
+    for (const [action, qty] of [["ai_chat", 3], ["email_send", 2]] as const) {
+      expect(await rpc(org, action, qty, "order-7")).toEqual({
+        success: false, error_code: "IDEMPOTENCY_KEY_REUSED", error: "idempotency key already used with action ai_chat x2",
+        remaining_credits: 0, required_credits: action === "ai_chat" ? 3 : 2,
+      });
+    }
+    expect(await balances(db, org)).toMatchObject({ ai: 8, email: 10 });
+    expect(await rpc(org, "ai_chat", 2, "order-7")).toEqual(first); // the original request still replays
+    expect((await logs(org)).map((l) => [l.success, l.error_code, l.credits_consumed])).toEqual([
+      [true, null, 2], [false, "IDEMPOTENCY_KEY_REUSED", 0], [false, "IDEMPOTENCY_KEY_REUSED", 0],
+    ]);
   });
 
   it("keeps keys per organization: the same key for another organization is a new call", async () => {
@@ -355,6 +377,7 @@ describe("consume_credits_batch", () => {
       ],
       consumed: { ai: 3, whatsapp: 1, email: 20, sms: 0 },
       remaining: { ai: 17, whatsapp: 4, email: 10, sms: 1 },
+      credits_consumed: 24, remaining_credits: 32,
     });
     expect(await balances(db, org)).toMatchObject({ credits_remaining: 7, ai: 17, whatsapp: 4, email: 10, sms: 1 });
     expect((await logs(org)).map((l) => [l.action_type, l.success, l.quantity, l.credits_consumed, l.ai_consumed, l.whatsapp_consumed, l.email_consumed])).toEqual([
@@ -369,7 +392,7 @@ describe("consume_credits_batch", () => {
     const r = await batch(org, [{ action_type: "ai_chat", quantity: 3 }, { action_type: "bulk_email", quantity: 2 }]);
     expect(r).toEqual({
       success: false, error_code: "INSUFFICIENT_CREDITS", error: "insufficient email credits: 20 required, 15 available",
-      credit_type: "email", required: 20, available: 15,
+      credit_type: "email", required: 20, available: 15, remaining_credits: 15, required_credits: 20,
     });
     expect(await balances(db, org)).toMatchObject({ ai: 20, whatsapp: 5, email: 15, sms: 1 });
     const l = await logs(org);
@@ -384,12 +407,14 @@ describe("consume_credits_batch", () => {
     const before = await catalogue();
     expect(await batch(org, [{ action_type: "ai_chat" }, { action_type: "ai_chat", quantity: 0 }])).toEqual({
       success: false, error_code: "INVALID_QUANTITY", index: 1, error: "p_actions[1]: quantity must be an integer from 1 to 100000",
+      remaining_credits: 0, required_credits: 0,
     });
     expect(await batch(org, [{ action_type: "ai_chat", quantity: 1.5 }])).toMatchObject({ error_code: "INVALID_QUANTITY", index: 0 });
     expect(await batch(org, [{ action_type: "ai_chat", quantity: "2" }])).toMatchObject({ error_code: "INVALID_QUANTITY", index: 0 });
     expect(await batch(org, [{ action_type: "ai_chat", quantity: null }])).toMatchObject({ error_code: "INVALID_QUANTITY", index: 0 });
     expect(await batch(org, [{ action_type: "ai_chat" }, { action_type: "mind_reading", quantity: 1 }])).toEqual({
       success: false, error_code: "UNKNOWN_ACTION", index: 1, error: "p_actions[1]: unknown action type",
+      remaining_credits: 0, required_credits: 0,
     });
     expect(await batch(org, ["ai_chat"])).toMatchObject({ error_code: "UNKNOWN_ACTION", index: 0 });
     expect(await batch(org, [])).toMatchObject({ error_code: "INVALID_QUANTITY" });

@@ -5,6 +5,7 @@
  * the application's calls as its real roles, rollback, forward again.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { buildReport } from "../scripts/report";
 import { asUser } from "./helpers/db";
 import { collect, testStack, TestStack } from "./helpers/stack";
 import {
@@ -41,7 +42,8 @@ describe("on the CRM's real schema: preview, up, calls, rollback, forward again"
                                   obj_description(p.oid, 'pg_proc') AS comment, p.proacl::text AS acl
                              FROM pg_proc p WHERE p.oid = 'public.consume_credits_rpc(uuid,text)'::regprocedure`);
     livePrices = await prices(db);
-    t = await testStack(db.url, { creditModel: "multi" });
+    // One price set by config (live 5 -> 1); every other live price must stay.
+    t = await testStack(db.url, { creditModel: "multi", actions: { ai_lead_scoring: { creditsCost: 1, ai: 1 } } });
     const p = await t.stack.preview({ onEvent: collect(t), diff: true });
     previewLog = t.logText() + p.stdout;
     upResult = await t.stack.up({ onEvent: collect(t) });
@@ -57,12 +59,14 @@ describe("on the CRM's real schema: preview, up, calls, rollback, forward again"
     expect(previewLog).toContain("v2 refuses with NO_CREDIT_ACCOUNT");
     expect(previewLog).toContain("v2 refuses with UNKNOWN_ACTION");
     expect(previewLog).toMatch(/ {2}pro: \d+ orgs -> split/);
-    expect(previewLog).toContain(`catalogue: ${Object.keys(livePrices).length} live price(s) kept as they are`);
+    expect(previewLog).toContain(`catalogue: ${Object.keys(livePrices).length - 1} live price(s) kept as they are, 1 changed by config`);
+    expect(previewLog).toContain("catalogue: price change ai_lead_scoring 5 -> 1 (guardian:actions.ai_lead_scoring.creditsCost); rollback restores 5");
   });
 
-  it("keeps every live price", async () => {
-    expect(await prices(db)).toEqual(livePrices);
+  it("keeps every live price but the one the config sets, which preview named", async () => {
     expect(livePrices).toEqual(REAL_CRM_FACTS.actionCosts);
+    expect(await prices(db)).toEqual({ ...livePrices, ai_lead_scoring: 1 });
+    expect(upResult.outputs).not.toHaveProperty("priceChanges"); // the component's output, not the stack's
   });
 
   it("serves the edge functions' call as service_role, with v1's fields in the result", async () => {
@@ -133,9 +137,18 @@ describe("on the CRM's real schema: preview, up, calls, rollback, forward again"
     expect(after.ai_credits_total).toBe(1500);
   });
 
+  it("reports the isolation matrix as real users, and the split rule per plan name", async () => {
+    const r = await buildReport({ stack: t.stack });
+    expect(r.figures.isolation?.violations).toEqual([]);
+    expect(r.markdown).toContain("## Tenant isolation, as real users");
+    expect(r.markdown).toMatch(/\| public\.organization_credits \| denied \| \d+ \/ 0 \|/);
+    expect(r.markdown).toMatch(/\| `pro` \| \d+ \| split \|/);
+    expect(r.figures.splitPlanNames.pro).toBeGreaterThan(0);
+    expect(r.figures.v1Weaknesses).toEqual([]); // v2 is installed
+  });
+
   describe("rollback (creditModel unified)", () => {
     beforeAll(async () => {
-      // A price changed by config while multi: rollback must put the backed-up one back.
       await t.setConfig({ creditModel: "unified" });
       rolledBack = await t.stack.up({ onEvent: collect(t) });
     });
@@ -154,9 +167,17 @@ describe("on the CRM's real schema: preview, up, calls, rollback, forward again"
       expect(rolledBack.outputs.v1Weaknesses.value.join("\n")).toContain("without a row lock");
     });
 
-    it("keeps the catalogue's prices as backed up", async () => {
+    it("the report lists the weaknesses v1 brought back", async () => {
+      const r = await buildReport({ stack: t.stack });
+      expect(r.figures.v1Weaknesses.join("\n")).toContain("adds any action type a caller sends to the price catalogue");
+      expect(r.markdown).toContain("gives free credits to any organization id without a credit row");
+    });
+
+    it("puts the catalogue's backed-up prices back, the one config changed included", async () => {
       const now = await prices(db);
       for (const [a, cost] of Object.entries(livePrices)) expect(now[a], a).toBe(cost);
+      expect(now.ai_lead_scoring).toBe(5);
+      expect(rolledBack.outputs.pricesRestored.value).toBe(1);
     });
 
     it("keeps tenant isolation: the leaking policy does not come back", async () => {

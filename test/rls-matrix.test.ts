@@ -11,8 +11,8 @@ import * as fs from "fs";
 import * as path from "path";
 import type { Client } from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { POLICY_COMMANDS, TENANT_TABLES } from "../components/tenantPolicies";
-import { explainSqlError, SQL_ROOT } from "../lib/sql";
+import { ownPoliciesSql, POLICY_COMMANDS, PolicyCommand, TENANT_TABLES } from "../components/tenantPolicies";
+import { explainSqlError, loadSql, SQL_ROOT } from "../lib/sql";
 import { freshDb, TestDb } from "./helpers/db";
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -226,9 +226,18 @@ function sqlFiles(dir: string): string[] {
 }
 const FUNCTIONS_PRESENT = sqlFiles("functions").length > 0;
 
+/** A file's SQL as the program applies it: rendered for the seed's shape, and a tenancy policy file preceded by the
+ *  drop of the policies the program did not write (components/tenantPolicies.ts ownPoliciesSql). */
+function appliedText(file: string): string {
+  const text = loadSql(file).text;
+  const m = /^tenancy\/\d\d_(\w+)_(select|insert|update|delete)\.sql$/.exec(file);
+  const t = m && TENANT_TABLES.find((x) => x.table.split(".")[1] === m[1]);
+  return t ? ownPoliciesSql(t.table, m![2] as PolicyCommand) + text : text;
+}
+
 async function applyFiles(c: Client, files: string[]): Promise<void> {
   for (const file of files) {
-    const text = fs.readFileSync(path.join(SQL_ROOT, file), "utf8");
+    const text = appliedText(file);
     try {
       await c.query(text);
     } catch (e) {

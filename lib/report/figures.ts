@@ -12,7 +12,10 @@ import * as fs from "fs";
 import * as path from "path";
 import type { Client } from "pg";
 import { POOLS, type Pool, type GuardianConfig } from "../config";
+import { isolationMatrix, ISOLATION_TABLES, type IsolationMatrix } from "../isolation";
 import { planMargins } from "../margins";
+import { discoverShape } from "../shape";
+import { v1Facts } from "../v1";
 
 export type PoolAmounts = Record<Pool, number>;
 
@@ -144,6 +147,12 @@ export interface DatabaseFigures {
   consumption: ConsumptionFigures | null;
   margins: { source: "public.plan_margins" | "lib/margins.ts"; target: number; plans: MarginFigure[] };
   chart: ChartFigures;
+  /** Tenant isolation as sampled real users and anon see it now (lib/isolation.ts); null when the shape is unknown. */
+  isolation: { matrix: IsolationMatrix; violations: string[] } | null;
+  /** Organizations served by the split rule, per stored plan name (trim + lower-case). */
+  splitPlanNames: Record<string, number>;
+  /** What the installed consume_credits_rpc(uuid,text) does wrong (lib/v1.ts), when it is a v1-shaped function. */
+  v1Weaknesses: string[];
 }
 
 const REPORTED_TABLES = ["organizations", "profiles", "organization_credits", "credit_actions", "credit_consumption_logs"];
@@ -262,6 +271,27 @@ export interface FigureOptions {
   config: GuardianConfig;
   /** The backup the stack names (multi: backupId; unified: rollbackBackupId); default the latest. */
   backupId?: string;
+}
+
+/** The report's facts about the database's shape, isolation and v1 (each read now, from the database). */
+async function accessFigures(c: Client, config: FigureOptions["config"], planNames: string[]) {
+  const found = await discoverShape(c, config.schema);
+  const isolation = found.shape ? await isolationMatrix(c, found.shape.profileRoleColumn, ISOLATION_TABLES) : null;
+  const names = await c.query(
+    `SELECT coalesce(nullif(lower(btrim(plan_name, E' \\t\\r\\n')), ''), '(empty)') AS plan, count(*)::bigint AS n
+       FROM public.organization_credits
+      WHERE plan_name IS NULL OR lower(btrim(plan_name, E' \\t\\r\\n')) <> ALL ($1::text[])
+      GROUP BY 1 ORDER BY 2 DESC, 1`,
+    [planNames],
+  );
+  const v1 = (await c.query(
+    `SELECT pg_get_functiondef(p.oid) AS def, p.proacl::text AS acl FROM pg_catalog.pg_proc p
+      WHERE p.oid = to_regprocedure('public.consume_credits_rpc(uuid,text)')`)).rows[0];
+  return {
+    isolation,
+    splitPlanNames: Object.fromEntries(names.rows.map((r) => [r.plan, Number(r.n)])),
+    v1Weaknesses: v1 ? v1Facts(v1.def, v1.acl).weaknesses : [],
+  };
 }
 
 export async function databaseFigures(c: Client, opts: FigureOptions): Promise<DatabaseFigures> {
@@ -523,5 +553,6 @@ export async function databaseFigures(c: Client, opts: FigureOptions): Promise<D
     consumption,
     margins,
     chart: { before, after },
+    ...(await accessFigures(c, config, planNames)),
   };
 }
