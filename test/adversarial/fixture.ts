@@ -148,7 +148,7 @@ export async function battlefield(prefix = "adv"): Promise<Battlefield> {
 export async function session(db: TestDb, who: Who): Promise<{ c: Client; notices: string[]; end(commit?: boolean): Promise<void> }> {
   const c = await db.client();
   const notices: string[] = [];
-  c.on("notice", (n: any) => notices.push(String(n?.message ?? n)));
+  c.on("notice", (n: any) => notices.push(`${String(n?.message ?? n)}${n?.where ? ` [where: ${String(n.where).replace(/\s+/g, " ")}]` : ""}`));
   await c.query("BEGIN");
   await c.query("SELECT set_config('request.jwt.claims', $1, true)", [JSON.stringify(who.sub ? { sub: who.sub, role: who.role } : { role: who.role })]);
   await c.query(`SET LOCAL ROLE ${who.role}`);
