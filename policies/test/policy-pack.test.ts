@@ -74,16 +74,21 @@ describe("policy pack (real engine, pulumi preview --policy-pack)", () => {
     expect(r.failed).toBe(true);
   });
 
-  it("security-definer-pins-search-path: fails the preview for v1's SECURITY DEFINER flaws", async () => {
+  it("security-definer-pins-search-path: fails the preview for v1's SECURITY DEFINER flaws, an empty search_path and anon left to default privileges", async () => {
     const r = await previewWithPack("security-definer-pins-search-path");
     expect(policiesReported(r)).toEqual(["security-definer-pins-search-path"]);
     const where = "function public.fixture_fn(uuid) (sql/functions/fixture.sql)";
+    const anon = "(Supabase's default privileges grant new functions to anon, which a REVOKE ... FROM PUBLIC leaves in place: add REVOKE EXECUTE ON FUNCTION ... FROM anon after its CREATE)";
     expect(byPolicy(r, "security-definer-pins-search-path")).toEqual([
-      `${where}: SECURITY DEFINER function public.fixture_fn does not pin search_path (add SET search_path = ... to its definition)`,
+      `${where}: SECURITY DEFINER function public.fixture_empty_path does not revoke EXECUTE from anon explicitly ${anon}`,
+      `${where}: SECURITY DEFINER function public.fixture_empty_path pins search_path = "", which does not end with pg_temp (an empty search_path still searches the temporary schema first): ` +
+        "PostgreSQL searches the caller's temporary schema first for tables and types unless pg_temp is named, so the caller's objects can stand in for the function's (SET search_path = pg_catalog, pg_temp)",
+      `${where}: SECURITY DEFINER function public.fixture_fn does not pin search_path (add SET search_path = pg_catalog, pg_temp to its definition)`,
+      `${where}: SECURITY DEFINER function public.fixture_fn does not revoke EXECUTE from anon explicitly ${anon}`,
       `${where}: SECURITY DEFINER function public.fixture_fn is granted EXECUTE to anon`,
       `${where}: SECURITY DEFINER function public.fixture_fn stays executable by PUBLIC (no REVOKE EXECUTE ... FROM PUBLIC after its CREATE)`,
       `${where}: meta.executeRoles grants EXECUTE to anon`,
-      `${where}: meta.securityDefiner is false but the SQL declares SECURITY DEFINER (public.fixture_fn)`,
+      `${where}: meta.securityDefiner is false but the SQL declares SECURITY DEFINER (public.fixture_fn, public.fixture_empty_path)`,
     ]);
     expect(r.failed).toBe(true);
   });
