@@ -34,7 +34,8 @@ export const REQUIRED_COLUMNS: Record<string, string[]> = {
   credit_actions: ["action_type", "credits_cost", "description"],
   credit_consumption_logs: ["id", "organization_id", "action_type", "credits_consumed", "credits_remaining", "success", "error_message", "created_at"],
 };
-export const REQUIRED_FUNCTIONS = ["auth.uid()", "auth.role()"];
+/** Beyond auth.uid(), which the baseline gate checks (lib/preflight.ts). */
+export const REQUIRED_FUNCTIONS = ["auth.role()"];
 
 const IDENT = /^[a-z_][a-z0-9_]{0,62}$/;
 

@@ -113,10 +113,12 @@ interface RpcRow {
   expect: Answer;
 }
 
-const INVALID_QUANTITY = { success: false, error_code: "INVALID_QUANTITY", error: "quantity must be an integer from 1 to 100000" };
-const UNKNOWN_ACTION = { success: false, error_code: "UNKNOWN_ACTION", error: "unknown action type" };
-const NO_CREDIT_ACCOUNT = { success: false, error_code: "NO_CREDIT_ACCOUNT", error: "the organization has no credit account" };
-const BAD_BATCH = { success: false, error_code: "INVALID_QUANTITY", error: 'p_actions must be a JSON array of 1 to 1000 {"action_type", "quantity"} objects' };
+// Every refusal also carries v1's fields (nothing known to show: 0; an unknown account: the cost it would have had).
+const V1_NONE = { remaining_credits: 0, required_credits: 0 };
+const INVALID_QUANTITY = { success: false, error_code: "INVALID_QUANTITY", error: "quantity must be an integer from 1 to 100000", ...V1_NONE };
+const UNKNOWN_ACTION = { success: false, error_code: "UNKNOWN_ACTION", error: "unknown action type", ...V1_NONE };
+const NO_CREDIT_ACCOUNT = { success: false, error_code: "NO_CREDIT_ACCOUNT", error: "the organization has no credit account", remaining_credits: 0, required_credits: 1 };
+const BAD_BATCH = { success: false, error_code: "INVALID_QUANTITY", error: 'p_actions must be a JSON array of 1 to 1000 {"action_type", "quantity"} objects', ...V1_NONE };
 
 const RPC_ROWS: RpcRow[] = [
   { input: "organization id NULL", sql: "rpc2", org: null, args: ["ai_chat"], expect: { result: NO_CREDIT_ACCOUNT } },
@@ -137,25 +139,25 @@ const RPC_ROWS: RpcRow[] = [
     input: "batch with a negative quantity in its second element",
     sql: "batch",
     args: [JSON.stringify([{ action_type: "ai_chat", quantity: 1 }, { action_type: "ai_chat", quantity: -5 }])],
-    expect: { result: { success: false, error_code: "INVALID_QUANTITY", index: 1, error: "p_actions[1]: quantity must be an integer from 1 to 100000" } },
+    expect: { result: { success: false, error_code: "INVALID_QUANTITY", index: 1, error: "p_actions[1]: quantity must be an integer from 1 to 100000", ...V1_NONE } },
   },
   {
     input: "batch with quantity 2^31",
     sql: "batch",
     args: [JSON.stringify([{ action_type: "ai_chat", quantity: 2 ** 31 }])],
-    expect: { result: { success: false, error_code: "INVALID_QUANTITY", index: 0, error: "p_actions[0]: quantity must be an integer from 1 to 100000" } },
+    expect: { result: { success: false, error_code: "INVALID_QUANTITY", index: 0, error: "p_actions[0]: quantity must be an integer from 1 to 100000", ...V1_NONE } },
   },
   {
     input: "batch with a SQL-looking quantity",
     sql: "batch",
     args: [JSON.stringify([{ action_type: "ai_chat", quantity: "1; DROP TABLE credit_actions" }])],
-    expect: { result: { success: false, error_code: "INVALID_QUANTITY", index: 0, error: "p_actions[0]: quantity must be an integer from 1 to 100000" } },
+    expect: { result: { success: false, error_code: "INVALID_QUANTITY", index: 0, error: "p_actions[0]: quantity must be an integer from 1 to 100000", ...V1_NONE } },
   },
   {
     input: "batch with a SQL-looking action type",
     sql: "batch",
     args: [JSON.stringify([{ action_type: SQLISH, quantity: 1 }])],
-    expect: { result: { success: false, error_code: "UNKNOWN_ACTION", index: 0, error: "p_actions[0]: unknown action type" } },
+    expect: { result: { success: false, error_code: "UNKNOWN_ACTION", index: 0, error: "p_actions[0]: unknown action type", ...V1_NONE } },
   },
 ];
 

@@ -63,7 +63,8 @@ describe("go/no-go (lib/preflight.ts)", () => {
     const report = await preflight(config(db.url));
     expect(report.go).toBe(true);
     expect(report.failures).toEqual([]);
-    expect(report.passed).toEqual(["connection", "server", "baseline", "locks", "catalogue"]);
+    expect(report.passed).toEqual(["connection", "server", "baseline", "shape", "locks", "catalogue"]);
+    expect(report.notes).toContain("shape: profile role column profiles.role; trials by organization_credits.is_trial");
     expect(report.serverVersionNum).toBeGreaterThanOrEqual(140000);
     expect(report.notes.join("\n")).toMatch(/^server: PostgreSQL \d+/);
     expect(report.notes).toContain("catalogue: all 8 action types of public.credit_actions are mapped in guardian:actions");
@@ -76,7 +77,7 @@ describe("go/no-go (lib/preflight.ts)", () => {
         "  - connection: cannot connect to the Guardian database at postgres://guardian:***@127.0.0.1:1/guardian: " +
         "connection refused (is the server running and listening there?) [ECONNREFUSED]; the other gates were not evaluated",
     );
-    expect(e.report.skipped.map((s) => s.gate)).toEqual(["server", "baseline", "locks", "catalogue"]);
+    expect(e.report.skipped.map((s) => s.gate)).toEqual(["server", "baseline", "shape", "locks", "catalogue"]);
   });
 
   it("refuses a host name that does not resolve", async () => {
@@ -112,7 +113,7 @@ describe("go/no-go (lib/preflight.ts)", () => {
           '  - catalogue: action "foo" has no pool mapping in guardian:actions\n' +
           '  - catalogue: action "voice_call" has no pool mapping in guardian:actions',
       );
-      expect(e.report.passed).toEqual(["connection", "server", "locks"]);
+      expect(e.report.passed).toEqual(["connection", "server", "shape", "locks"]);
     } finally {
       await broken.drop();
     }
@@ -172,6 +173,43 @@ describe("go/no-go (lib/preflight.ts)", () => {
       expect(report.skipped).toEqual([{ gate: "catalogue", reason: "creditModel is unified: no action needs a pool" }]);
     } finally {
       await db.query(`DELETE FROM public.credit_actions WHERE action_type = 'legacy_unmapped'`);
+    }
+  });
+
+  it("names every column the program's SQL reads that the database lacks, and an ambiguous or unknown role column", async () => {
+    const other = await freshDb({ prefix: "preflight_shape" });
+    try {
+      await other.query(`ALTER TABLE public.organization_credits DROP COLUMN cycle_end_date`);
+      await other.query(`ALTER TABLE public.profiles ADD COLUMN user_role text`);
+      const e = await noGo(preflight(config(other.url)));
+      expect(e.report.failures.filter((f) => f.gate === "shape").map((f) => f.message)).toEqual([
+        "column public.organization_credits.cycle_end_date is missing (the program's SQL reads it)",
+        "public.profiles has both role and user_role: set guardian:schema.profileRoleColumn to the one that holds super_admin",
+      ]);
+      await other.query(`ALTER TABLE public.profiles DROP COLUMN role, DROP COLUMN user_role`);
+      const e2 = await noGo(preflight(config(other.url)));
+      expect(e2.message).toContain("public.profiles has neither a role nor a user_role column: set guardian:schema.profileRoleColumn");
+    } finally {
+      await other.drop();
+    }
+  });
+
+  it("adapts to user_role and to trials by plan name where is_trial is missing, and takes overrides", async () => {
+    const other = await freshDb({ prefix: "preflight_shape" });
+    try {
+      await other.query(`ALTER TABLE public.profiles RENAME COLUMN role TO user_role`);
+      await other.query(`ALTER TABLE public.organization_credits DROP COLUMN is_trial`);
+      const r = await preflight(config(other.url));
+      expect(r.discovery?.shape).toEqual({ profileRoleColumn: "user_role", trial: { plans: ["trial_14"] } });
+      const o = await preflight(config(other.url, { schema: { trialPlans: ["trial_14", "trial_30"] } }));
+      expect(o.discovery?.shape.trial).toEqual({ plans: ["trial_14", "trial_30"] });
+      const bad = await noGo(preflight(config(other.url, { schema: { profileRoleColumn: "role", trialColumn: "is_trial" } })));
+      expect(bad.report.failures.map((f) => f.message)).toEqual([
+        "guardian:schema.profileRoleColumn names public.profiles.role, which does not exist",
+        "guardian:schema.trialColumn names public.organization_credits.is_trial, which does not exist",
+      ]);
+    } finally {
+      await other.drop();
     }
   });
 

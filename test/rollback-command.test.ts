@@ -19,28 +19,10 @@ import { rollbackCommand, RollbackOptions, RollbackResult } from "../scripts/rol
 import { expectedPools } from "./helpers/allocation";
 import { freshDb, TestDb } from "./helpers/db";
 import { orgs, OrgRow, up } from "./helpers/migration";
+import { git, gitProject } from "./helpers/gitProject";
 import { collect, PROJECT_ROOT, testStack, TestStack } from "./helpers/stack";
 
 const PASSWORD = "pw-never-printed-4711";
-const PROGRAM = ["index.ts", "components", "providers", "lib", "sql", "Pulumi.yaml", "package.json", "tsconfig.json"];
-
-function git(dir: string, ...args: string[]): string {
-  return execFileSync("git", args, { cwd: dir, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] }).trim();
-}
-
-/** A git repository holding a copy (not links) of the program, node_modules linked, one commit. */
-function gitProject(): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "guardian-repo-"));
-  for (const e of PROGRAM) fs.cpSync(path.join(PROJECT_ROOT, e), path.join(dir, e), { recursive: true });
-  fs.symlinkSync(path.join(PROJECT_ROOT, "node_modules"), path.join(dir, "node_modules"));
-  fs.writeFileSync(path.join(dir, ".gitignore"), "node_modules\n.guardian/\nPulumi.*.yaml\n");
-  git(dir, "init", "--quiet", "--initial-branch=main");
-  git(dir, "config", "user.email", "ops@example.invalid");
-  git(dir, "config", "user.name", "ops");
-  git(dir, "add", "-A");
-  git(dir, "commit", "--quiet", "-m", "program of version 1");
-  return dir;
-}
 
 function lockFiles(stateDir: string): string[] {
   const root = path.join(stateDir, ".pulumi", "locks");

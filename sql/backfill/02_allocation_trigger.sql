@@ -39,7 +39,7 @@ BEGIN
 END
 $fn$;
 
-REVOKE ALL ON FUNCTION guardian.allocate_on_write() FROM PUBLIC;
+REVOKE ALL ON FUNCTION guardian.allocate_on_write() FROM PUBLIC, anon, authenticated;
 
 DROP TRIGGER IF EXISTS guardian_allocate_on_write ON public.organization_credits;
 CREATE TRIGGER guardian_allocate_on_write

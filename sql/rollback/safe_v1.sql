@@ -59,3 +59,6 @@ $function$;
 
 COMMENT ON FUNCTION public.consume_credits_rpc(uuid, text) IS
   'guardian-credits rollback (guardian:rollback.function = safe): v1''s signature and result, locked and caller-checked; the backed-up v1 is in guardian.backups.';
+
+-- 04_restore_v1.sql already set the grants (CREATE OR REPLACE keeps them); never anon or PUBLIC.
+REVOKE ALL ON FUNCTION public.consume_credits_rpc(uuid, text) FROM PUBLIC, anon;
