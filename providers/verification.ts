@@ -57,6 +57,22 @@ async function verify(inputs: any): Promise<any> {
       await c.query("ROLLBACK").catch(() => undefined);
     }
 
+    // Every SECURITY DEFINER function in the guarded schemas pins a search_path ending with pg_temp (an empty path
+    // still searches the caller's temporary schema first). The program's own: a violation; others: listed, warned.
+    const defs = (await c.query(
+      `SELECT p.oid::regprocedure::text AS fn, n.nspname AS schema, p.proname AS name, p.pronargs AS nargs,
+              (SELECT substr(x, length('search_path=') + 1) FROM unnest(p.proconfig) x WHERE x LIKE 'search_path=%') AS search_path
+         FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+        WHERE p.prosecdef AND n.nspname IN ('public', 'guardian', 'guardian_rls') ORDER BY 1`)).rows;
+    const pinned = (sp: string | null) => sp !== null && /(^|,)\s*"?pg_temp"?\s*$/.test(sp);
+    const ours = (d: any) => d.schema !== "public" || d.name === "consume_credits_batch" || (d.name === "consume_credits_rpc" && d.nargs === 4);
+    const unpinned = defs.filter((d: any) => !pinned(d.search_path));
+    for (const d of unpinned.filter(ours)) violations.push(`security definer: ${d.fn} has search_path ${d.search_path === null ? "unset" : `"${d.search_path}"`}, not ending with pg_temp`);
+    facts.securityDefinerFunctions = defs.length;
+    facts.securityDefinerWarnings = unpinned.filter((d: any) => !ours(d)).map((d: any) =>
+      `${d.fn} (not the program's) is SECURITY DEFINER with search_path ${d.search_path === null ? "unset" : `"${d.search_path}"`}: a caller's temporary objects can shadow what it reads`);
+    for (const w of facts.securityDefinerWarnings) console.log(`verification (${inputs.model}): warning: ${w}`);
+
     // Tenant isolation, as real users (and anon), on every guarded table.
     const iso = await isolationMatrix(c, inputs.profileRoleColumn, inputs.isolationTables);
     facts.isolation = iso.matrix;

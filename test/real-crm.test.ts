@@ -122,6 +122,7 @@ describe("on the CRM's real schema: preview, up, calls, rollback, forward again"
     expect(Object.keys(matrix.subjects)).toEqual(expect.arrayContaining(["anon", "member1", "super_admin", "no_profile"]));
     expect(matrix.tables["public.organization_credits"].member1.otherOrganizations).toBe(0);
     expect(upResult.outputs.verification.value.trialCalls).toBe("every call answered");
+    expect(upResult.outputs.verification.value.securityDefinerWarnings).toEqual([]);
   });
 
   it("lets the backend write credit rows as service_role, allocated by the trigger (signup, upgrade)", async () => {
@@ -165,6 +166,8 @@ describe("on the CRM's real schema: preview, up, calls, rollback, forward again"
       expect(now).toMatchObject({ service: true, auth: true, anon: false, public: false });
       expect(rolledBack.outputs.reconcileVerified.value).toBe(true);
       expect(rolledBack.outputs.v1Weaknesses.value.join("\n")).toContain("without a row lock");
+      // v1 is the CRM's own function: its unpinned search_path is a warning of the verification, not a violation.
+      expect(rolledBack.outputs.verification.value.securityDefinerWarnings.join("\n")).toContain("consume_credits_rpc(uuid,text) (not the program's)");
     });
 
     it("the report lists the weaknesses v1 brought back", async () => {
