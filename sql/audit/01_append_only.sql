@@ -150,7 +150,8 @@ REVOKE INSERT ON guardian.migration_journal FROM PUBLIC, anon, authenticated, se
 -- and verification (available + consumed in epoch = allocation) both count. An application that needs to record a
 -- consumption calls consume_credits_rpc as service_role.
 REVOKE INSERT ON public.credit_consumption_logs FROM PUBLIC, anon, authenticated, service_role;
--- The audit's own functions are for its triggers (which run them whatever the privileges) and the owner only: no
--- Data API role has anything to call in schema guardian but the two exits (guardian.purge_audit, guardian.erase_user).
-REVOKE ALL ON FUNCTION guardian.audit_refuse_change(), guardian.audit_journal_no_personal_data(),
-  guardian.audit_personal_data_at(jsonb, text) FROM PUBLIC, anon, authenticated, service_role;
+-- The audit's trigger functions are for its triggers only (a trigger runs its function whatever the writer's
+-- privileges). guardian.audit_personal_data_at stays executable: a pure function the journal's trigger calls with the
+-- writer's own privileges, so any writer the journal accepts must be able to run it.
+REVOKE ALL ON FUNCTION guardian.audit_refuse_change(), guardian.audit_journal_no_personal_data()
+  FROM PUBLIC, anon, authenticated, service_role;

@@ -159,10 +159,21 @@ describe("internal functions", () => {
     }
   });
 
-  it("service_role can execute only the audit's two exits (erase_user, purge_audit) in schema guardian", async () => {
+  it("service_role can execute only the audit's two exits (erase_user, purge_audit) in schema guardian, and one pure helper", async () => {
     const exits = ["guardian.erase_user(uuid)", "guardian.purge_audit(interval)"];
+    // The journal's personal-data check: SECURITY INVOKER and IMMUTABLE, it reads nothing and runs with the caller's
+    // own privileges (the journal's trigger calls it as the writer), so calling it gives service_role nothing.
+    const pure = ["guardian.audit_personal_data_at(jsonb,text)"];
     for (const f of await guardianFunctions()) {
       if (exits.includes(f.signature)) continue;
+      if (pure.includes(f.signature)) {
+        expect(f.definer, f.signature).toBe(false);
+        const before = await state(bf.db);
+        const r = await attempt(bf.db, service, `SELECT guardian.audit_personal_data_at('{"email": "x"}'::jsonb, 'details') AS r`);
+        expect(r.rows?.[0].r).toBe("details.email (a personal-data key)");
+        expect(await state(bf.db)).toEqual(before);
+        continue;
+      }
       const e = await refusedUnchanged(service, f.call);
       expect(e.message, f.signature).toMatch(/^permission denied for function \S+$/);
     }
