@@ -1,7 +1,7 @@
 /**
  * Synthetic Guardian organizations, for rehearsals, tests and benchmarks.
  *
- *   npm run seed -- --database-url URL --orgs N [--seed S]
+ *   npm run seed -- --database-url URL --orgs N [--seed S] [--json]      (--help: the options; lib/cli.ts)
  *
  * 1. Creates the pre-Phase-3.5 schema where it is missing (lib/baseline.ts); on a database that has it (a real
  *    Supabase) nothing is changed.
@@ -26,9 +26,9 @@
  */
 import * as crypto from "crypto";
 import type { Client } from "pg";
-import { isPostgresUrl } from "../lib/config";
 import { BaselineResult, ensureBaseline } from "../lib/baseline";
-import { connect, redactSecrets } from "../lib/db";
+import { command, integer, jsonFlag, option, parseCommand, postgresUrl, printJson, runCommandLine, usageLine, UsageError } from "../lib/cli";
+import { connect, redactSecrets, redactUrl } from "../lib/db";
 
 // ---------------------------------------------------------------------------------------------------------------
 // Deterministic randomness
@@ -580,71 +580,53 @@ export function summary(r: SeedResult): string[] {
 // ---------------------------------------------------------------------------------------------------------------
 // CLI
 
-export const USAGE = "npm run seed -- --database-url URL --orgs N [--seed S]";
+export const COMMAND = command({
+  name: "seed",
+  summary: [
+    "Creates the pre-Phase-3.5 Guardian schema where it is missing (nothing is changed where it exists, as on a real",
+    "Supabase), then adds N synthetic organizations with a realistic plan mix, profiles and consumption history.",
+    "Organization i of seed S is always the same organization: re-running adds nothing, a larger --orgs adds the tail.",
+    "Progress goes to stderr; the summary (or, with --json, the result) to stdout.",
+  ],
+  options: {
+    databaseUrl: option(postgresUrl(), { valueName: "URL", description: "the database to seed (postgres:// or postgresql://)", required: true, secret: true }),
+    orgs: option(integer({ min: 0, max: MAX_ORGS }), { valueName: "N", description: "organizations to add (0: the schema only)", required: true }),
+    seed: option(integer({ min: 0, max: 0xffffffff, what: "an integer from 0 to 4294967295" }), { valueName: "S", description: "which synthetic organizations", default: 1 }),
+    json: jsonFlag("the result (orgs added and skipped, per plan, trials, profiles, logs, timing)"),
+  },
+  exitCodes: ["0 done", "2 bad arguments, or the database cannot be reached (one line, password redacted)", "1 any other failure"],
+});
 
-export class UsageError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "UsageError";
-  }
-}
+/** The usage line, as the errors print it. */
+export const USAGE = usageLine(COMMAND);
+export { UsageError };
 
 export interface SeedArgs {
   databaseUrl: string;
   orgs: number;
   seed: number;
+  /** Present (true) when --json was given. */
+  json?: true;
 }
 
-/** Strict: every flag known, each given once with a value; returns "help" for --help. */
+/** Strict: every flag known, each given once with a value; returns "help" for --help; throws UsageError. */
 export function parseArgs(argv: string[]): SeedArgs | "help" {
-  const known = new Set(["--database-url", "--orgs", "--seed"]);
-  const got = new Map<string, string>();
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    if (arg === "--help" || arg === "-h") return "help";
-    if (!arg.startsWith("--")) throw new UsageError(`unexpected argument "${arg.length > 40 ? arg.slice(0, 37) + "..." : arg}"`);
-    const eq = arg.indexOf("=");
-    const flag = eq < 0 ? arg : arg.slice(0, eq);
-    if (!known.has(flag)) throw new UsageError(`unknown flag ${flag}`);
-    if (got.has(flag)) throw new UsageError(`${flag} given twice`);
-    let value: string | undefined;
-    if (eq >= 0) value = arg.slice(eq + 1);
-    else if (i + 1 < argv.length && !argv[i + 1].startsWith("--")) value = argv[++i];
-    if (value === undefined || value === "") throw new UsageError(`${flag} needs a value`);
-    got.set(flag, value);
-  }
-  const url = got.get("--database-url");
-  if (url === undefined) throw new UsageError("--database-url is required");
-  if (!isPostgresUrl(url)) throw new UsageError("--database-url: expected a postgres:// or postgresql:// connection string");
-  const orgsText = got.get("--orgs");
-  if (orgsText === undefined) throw new UsageError("--orgs is required");
-  if (!/^\d+$/.test(orgsText) || Number(orgsText) > MAX_ORGS) {
-    throw new UsageError(`--orgs: expected an integer from 0 to ${fmt(MAX_ORGS)}, got ${JSON.stringify(orgsText)}`);
-  }
-  const seedText = got.get("--seed") ?? "1";
-  if (!/^\d+$/.test(seedText) || Number(seedText) > 0xffffffff) {
-    throw new UsageError(`--seed: expected an integer from 0 to 4294967295, got ${JSON.stringify(seedText)}`);
-  }
-  return { databaseUrl: url, orgs: Number(orgsText), seed: Number(seedText) };
+  const p = parseCommand(COMMAND, argv);
+  if (p.help) return "help";
+  const { databaseUrl, orgs, seed: seedNo, json } = p.values;
+  return { databaseUrl, orgs, seed: seedNo, ...(json ? { json: true as const } : {}) };
 }
 
 export async function main(argv: string[]): Promise<number> {
-  let args: SeedArgs | "help";
-  try {
-    args = parseArgs(argv);
-  } catch (e: any) {
-    process.stderr.write(`seed: ${e.message} (usage: ${USAGE})\n`);
-    return 2;
-  }
-  if (args === "help") {
-    process.stdout.write(`usage: ${USAGE}\n  creates the pre-Phase-3.5 schema where missing and adds N synthetic organizations (0: schema only); S defaults to 1\n`);
-    return 0;
-  }
+  const cli = runCommandLine(COMMAND, argv);
+  if ("exitCode" in cli) return cli.exitCode;
+  const args: SeedArgs = { databaseUrl: cli.values.databaseUrl, orgs: cli.values.orgs, seed: cli.values.seed };
   const url = args.databaseUrl;
   const redact = (s: string) => redactSecrets(s, url);
   try {
     const result = await seed({ ...args, log: (line) => process.stderr.write(line + "\n") });
-    process.stdout.write(summary(result).join("\n") + "\n");
+    if (cli.values.json) printJson({ database: redactUrl(url), ...result });
+    else process.stdout.write(summary(result).join("\n") + "\n");
     return 0;
   } catch (e: any) {
     if (e instanceof SeedConnectError) {

@@ -9,7 +9,7 @@ import { seed, SHOWCASE, parseArgs } from "../scripts/seed";
 import { freshDb, TestDb } from "./helpers/db";
 
 const ROOT = path.resolve(__dirname, "..");
-const USAGE = "(usage: npm run seed -- --database-url URL --orgs N [--seed S])";
+const USAGE = "(usage: npm run seed -- --database-url URL --orgs N [--seed S] [--json])";
 const ANCHOR = new Date("2025-10-15T00:00:00Z");
 const PUBLISHED = ["starter", "professional", "business", "premium", "enterprise", "trial_14"];
 const LIVE_CATALOGUE = [
