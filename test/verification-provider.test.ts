@@ -47,6 +47,6 @@ describe("verification provider (providers/verification.ts)", () => {
     expect(r.props.liveCheck).toMatch(/member1 \(authenticated [0-9a-f-]{36}\) reads \d+ row\(s\) of other organizations of public\.organization_credits/);
     const d = await verificationProvider.diff!("verification:unified", r.props, inputs(db));
     expect(d.changes).toBe(true);
-    expect(Object.keys(d.detailedDiff ?? {})).toEqual(["liveCheck"]);
+    expect(Object.keys((d as { detailedDiff?: object }).detailedDiff ?? {})).toEqual(["liveCheck"]); // untyped in the SDK's DiffResult
   });
 });
