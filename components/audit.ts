@@ -76,6 +76,12 @@ SELECT md5(string_agg(x, '|' ORDER BY x)) AS fingerprint FROM (
   SELECT 'grant ' || tbl || ' ' || r || ' ' || pr FROM unnest(ARRAY['public.credit_consumption_logs', 'guardian.migration_journal']) tbl,
          unnest(ARRAY['anon', 'authenticated']) r, unnest(ARRAY['UPDATE', 'DELETE', 'TRUNCATE', 'TRIGGER']) pr
    WHERE to_regclass(tbl) IS NOT NULL AND has_table_privilege(r, tbl, pr)
+  UNION ALL
+  -- service_role writes no audit row itself (sql/audit/01_append_only.sql): INSERT granted back is drift too.
+  SELECT 'grant ' || tbl || ' service_role ' || pr FROM unnest(ARRAY['public.credit_consumption_logs', 'guardian.migration_journal']) tbl,
+         unnest(ARRAY['INSERT', 'UPDATE', 'DELETE', 'TRUNCATE']) pr
+   WHERE to_regclass(tbl) IS NOT NULL AND EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'service_role')
+     AND has_table_privilege('service_role', tbl, pr)
 ) s
 HAVING count(*) FILTER (WHERE x LIKE 'CREATE TRIGGER%') = 3`;
 

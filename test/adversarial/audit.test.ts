@@ -4,6 +4,7 @@
  * rollback uses included.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { APPEND_ONLY_PROBE } from "../../components/audit";
 import { attempt, battlefield, type Battlefield, refused, state, uuid, type Who } from "./fixture";
 
 let bf: Battlefield;
@@ -51,6 +52,21 @@ describe("forged consumption records (issue 12, finding 6)", () => {
     const after = await state(bf.db);
     expect(after.rows["public.credit_consumption_logs"]).toBe(before.rows["public.credit_consumption_logs"] + 1);
     expect(after.balances[bf.org.A].ai).toBe(Number(before.balances[bf.org.A].ai) - 2);
+  });
+});
+
+describe("a grant put back by hand shows as drift of the audit", () => {
+  it("INSERT granted back to service_role changes the append-only audit's fingerprint (preview --refresh shows it)", async () => {
+    const probe = async () => (await bf.db.query(APPEND_ONLY_PROBE))[0]?.fingerprint;
+    const before = await probe();
+    expect(before).toEqual(expect.any(String));
+    await bf.db.query(`GRANT INSERT ON public.credit_consumption_logs TO service_role`);
+    try {
+      expect(await probe()).not.toBe(before);
+    } finally {
+      await bf.db.query(`REVOKE INSERT ON public.credit_consumption_logs FROM service_role`);
+    }
+    expect(await probe()).toBe(before);
   });
 });
 

@@ -99,6 +99,27 @@ describe("idempotency keys across organizations", () => {
     expect(await call(memberB(), `SELECT public.consume_credits_rpc($1, 'ai_chat', 1, $2) AS r`, [bf.org.B, key])).toEqual(b);
   });
 
+  it("a key reused with another quantity or action is IDEMPOTENCY_KEY_REUSED: nothing debited, one refusal logged (finding 5)", async () => {
+    const key = "order-44";
+    const first = await call(service, `SELECT public.consume_credits_rpc($1, 'ai_chat', 1, $2) AS r`, [bf.org.A, key]);
+    expect(first.success).toBe(true);
+    for (const [sql, label] of [
+      [`SELECT public.consume_credits_rpc($1, 'ai_chat', 500, $2) AS r`, "a larger quantity"],
+      [`SELECT public.consume_credits_rpc($1, 'bulk_email', 1, $2) AS r`, "another action"],
+    ]) {
+      const before = await state(bf.db);
+      const r = await call(service, sql, [bf.org.A, key]);
+      expect(r, label).toMatchObject({ success: false, error_code: "IDEMPOTENCY_KEY_REUSED" });
+      const after = await state(bf.db);
+      expect(after.balances, label).toEqual(before.balances);
+      expect(after.rows["public.credit_consumption_logs"], label).toBe(before.rows["public.credit_consumption_logs"] + 1);
+      const [last] = await bf.db.query(`SELECT success, error_code, credits_consumed FROM public.credit_consumption_logs ORDER BY id DESC LIMIT 1`);
+      expect(last, label).toEqual({ success: false, error_code: "IDEMPOTENCY_KEY_REUSED", credits_consumed: 0 });
+    }
+    // The original request still replays its first result.
+    expect(await call(service, `SELECT public.consume_credits_rpc($1, 'ai_chat', 1, $2) AS r`, [bf.org.A, key])).toEqual(first);
+  });
+
   it("a member of B presenting A's key for A gets FORBIDDEN, not A's stored result; nothing changes", async () => {
     const key = "order-43";
     const a = await call(service, `SELECT public.consume_credits_rpc($1, 'ai_chat', 2, $2) AS r`, [bf.org.A, key]);
