@@ -2,12 +2,13 @@
  * The migration report: Markdown plus an SVG chart, every figure read from the stack or queried from the database at
  * report time (nothing is copied from a template).
  *
- *   npm run report -- --stack <name> [--config-file F] [--out report.md]
+ *   npm run report -- --stack <name> [--config-file F] [--out report.md | --out DIR/] [--json]     (--help: the options)
  *
  * Reads the stack through Automation API (outputs, `pulumi stack history` for the update version, the decrypted
  * config for the database URL, which is only ever shown redacted), then queries the database (lib/report/figures.ts)
  * and cross-checks the stack's outputs against it. Writes <out> and, beside it, <out without .md>.svg.
- * Exit codes: 0 written; 2 bad arguments, unknown stack or unreachable database (one line on stderr); 1 otherwise.
+ * Exit codes: 0 written; 2 bad arguments, unknown stack or unreachable database (one line on stderr); 3 written but
+ * tenant isolation is violated; 1 otherwise (a file that cannot be written: one line naming it).
  *
  * Written automatically after every `up` by the demo (scripts/demo.ts, after up and after rollback) and by the CI
  * workflow (.github/workflows/guardian.yml, uploaded as an artifact). A Pulumi program cannot run code after its own
@@ -19,6 +20,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import type { ConfigMap, OutputMap, Stack, UpdateSummary } from "@pulumi/pulumi/automation";
+import { command, existingFile, jsonFlag, option, outputPath, printJson, runCommandLine, text } from "../lib/cli";
 import { GuardianConfigError, parseConfig, POOLS } from "../lib/config";
 import { connectionSecrets, redactSecrets, redactUrl, withClient } from "../lib/db";
 import { databaseFigures, type DatabaseFigures } from "../lib/report/figures";
@@ -380,44 +382,86 @@ export function renderMarkdown(f: ReportFigures, svgFileName: string): string {
 // ---------------------------------------------------------------------------------------------------------------
 // CLI
 
-function parseArgs(argv: string[]): { stack: string; configFile?: string; out: string } {
-  const args: Record<string, string> = {};
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const m = /^--(stack|config-file|out)(?:=(.*))?$/.exec(a);
-    if (!m) throw new ReportError(`report: unknown argument "${a}" (usage: npm run report -- --stack <name> [--config-file F] [--out report.md])`);
-    const v = m[2] ?? argv[++i];
-    if (v === undefined || v.startsWith("--")) throw new ReportError(`report: --${m[1]} needs a value`);
-    args[m[1]] = v;
-  }
-  if (!args.stack) throw new ReportError("report: --stack <name> is required (usage: npm run report -- --stack <name> [--config-file F] [--out report.md])");
-  return { stack: args.stack, configFile: args["config-file"], out: args.out ?? path.join(".guardian", "reports", `${args.stack}.md`) };
+export const COMMAND = command({
+  name: "report",
+  summary: [
+    "Writes the migration report: Markdown and, beside it, an SVG chart (credits per pool per plan before and after,",
+    "margin per plan against the target). Every figure is read from the stack or queried from the database now.",
+  ],
+  options: {
+    stack: option(text("a stack name"), { valueName: "NAME", description: "the stack to report on", required: true }),
+    configFile: option(existingFile(), { valueName: "FILE", description: "stack settings file, as pulumi --config-file (default: Pulumi.<stack>.yaml)" }),
+    out: option(outputPath({ directoryOk: true }), {
+      valueName: "PATH",
+      description: "the Markdown file to write (the SVG goes beside it, .svg); an existing directory, or a path ending in /, gets <stack>.md in it",
+      defaultText: ".guardian/reports/<stack>.md",
+    }),
+    json: jsonFlag("the paths written and every figure of the report ({ markdown, svg, figures })"),
+  },
+  exitCodes: [
+    "0 written",
+    "2 bad arguments, unknown stack, bad stack config or unreachable database (one line on stderr)",
+    "3 written, but tenant isolation is violated",
+    "1 the files could not be written, or any other failure",
+  ],
+});
+
+/** Where the report goes: --out as a file, or <stack>.md in --out when it is a directory (or ends with a slash). */
+export function reportPaths(out: string | undefined, stack: string): { markdown: string; svg: string } {
+  const file = `${stack.split("/").pop()}.md`;
+  let p = out ?? path.join(".guardian", "reports", file);
+  if (out !== undefined && (/[\\/]$/.test(out) || isDirectory(out))) p = path.join(out, file);
+  const markdown = path.resolve(p);
+  return { markdown, svg: markdown.replace(/\.md$/i, "") + ".svg" };
 }
 
-async function main() {
-  const a = parseArgs(process.argv.slice(2));
-  const out = path.resolve(a.out);
-  const svgPath = out.replace(/\.md$/i, "") + ".svg";
+function isDirectory(p: string): boolean {
+  try {
+    return fs.statSync(p).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const cli = runCommandLine(COMMAND, argv);
+  if ("exitCode" in cli) return cli.exitCode;
+  const a = cli.values;
+  // With --json, stdout carries the document only.
+  const say = a.json ? (s: string) => console.error(s) : (s: string) => console.log(s);
+  const { markdown: out, svg: svgPath } = reportPaths(a.out, a.stack);
   const r = await buildReport({ stack: a.stack, configFile: a.configFile, svgFileName: path.basename(svgPath) });
-  fs.mkdirSync(path.dirname(out), { recursive: true });
-  fs.writeFileSync(out, r.markdown);
-  fs.writeFileSync(svgPath, r.svg);
+  const rel = (p: string) => path.relative(process.cwd(), p) || p;
+  for (const [file, content] of [[out, r.markdown], [svgPath, r.svg]] as const) {
+    try {
+      fs.mkdirSync(path.dirname(file), { recursive: true });
+      fs.writeFileSync(file, content);
+    } catch (e: any) {
+      console.error(`report: cannot write ${rel(file)}: ${e?.code ? `${e.code}: ` : ""}${String(e?.message ?? e).replace(/^\w+: /, "")}`);
+      return 1;
+    }
+  }
   const f = r.figures;
-  console.log(
+  say(
     `report: stack ${f.stack}, update version ${f.updateVersion ?? "none"}, ${f.orgsByModel.multi ?? 0}/${f.orgsTotal} orgs multi, ` +
       `backup ${f.backup?.backupId ?? "none"}${f.backup ? ` (restore ${f.backup.restoreVerified ? "verified" : "NOT verified"})` : ""}`,
   );
-  console.log(`report: wrote ${path.relative(process.cwd(), out)} and ${path.relative(process.cwd(), svgPath)}`);
+  say(`report: wrote ${rel(out)} and ${rel(svgPath)}`);
+  if (a.json) printJson({ markdown: out, svg: svgPath, figures: f });
   if (f.isolation?.violations.length) {
     // The report is written (it says what leaks), but it does not pass.
     console.error(`report: TENANT ISOLATION VIOLATED: ${f.isolation.violations.join("; ")}`);
-    process.exitCode = 3;
+    return 3;
   }
+  return 0;
 }
 
 if (require.main === module) {
-  main().catch((e) => {
-    console.error(e instanceof ReportError ? e.message : `report failed: ${e?.stack ?? e}`);
-    process.exit(e instanceof ReportError ? 2 : 1);
-  });
+  main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (e) => {
+      console.error(e instanceof ReportError ? e.message : `report failed: ${e?.stack ?? e}`);
+      process.exit(e instanceof ReportError ? 2 : 1);
+    },
+  );
 }
