@@ -1,7 +1,8 @@
 /**
  * One command back to an earlier update of the stack: its config and the program of its commit.
  *
- *   npm run rollback -- --stack <name> [--to <version>] [--yes] [--config-file F] [--cwd DIR] [--out report.md]
+ *   npm run rollback -- --stack <name> [--to <version>] [--yes | --dry-run] [--config-file F] [--cwd DIR] [--out report.md] [--json]
+ *   (--help: the options; lib/cli.ts)
  *
  *   1. reads the stack history (lib/stackHistory.ts); the target is --to, else the last successful update before the
  *      current one. Its config (secrets decrypted by the stack's current secrets provider) and its git commit.
@@ -9,6 +10,8 @@
  *      and, when the commit differs from HEAD, with that commit's program in a temporary git worktree
  *      (lib/programCheckout.ts); prints the preview and the database facts that will change (organizations per
  *      credit model, the functions replaced, the balances reconciled), then asks for confirmation unless --yes.
+ *      --dry-run stops here with exit 0: the plan is printed, nothing was written and nothing asked (no terminal needed);
+ *      with --json the plan is one JSON document on stdout (resultJson) and the lines go to stderr.
  *   3. writes the target's config into the stack settings, runs `pulumi up` (same program, same config), verifies the
  *      result against the database (the stack's verification outputs and its own queries), and writes the report
  *      (scripts/report.ts buildReport) to .guardian/reports/<stack>-rollback-v<version>.md (+ .svg).
@@ -19,7 +22,7 @@
  * database cannot be read; the preview fails; the operator declines, or there is no terminal and no --yes.
  * Rolling back to the current version does nothing and says so (exit 0).
  *
- * Exit codes: 0 done (or nothing to do); 2 refused, nothing written; 1 failed after the stack config was written
+ * Exit codes: 0 done (or nothing to do, or a dry run); 2 refused, nothing written; 1 failed after the stack config was written
  * (the up or the verification failed, or the report could not be written), or an unexpected error.
  *
  * On a failed up the stack config KEEPS the target's values, on purpose: the update stopped part way (the history
@@ -36,6 +39,9 @@ import * as os from "os";
 import * as path from "path";
 import * as readline from "readline";
 import type { ConfigMap, OutputMap, PreviewResult, Stack, UpResult } from "@pulumi/pulumi/automation";
+import {
+  command, existingDir, flag, jsonFlag, option, outputPath, parseCommand, positiveInteger, printJson, runCommandLine, text, Values,
+} from "../lib/cli";
 import { redactSecrets, redactUrl, withClient } from "../lib/db";
 import { PROJECT_ROOT } from "../lib/pgserver";
 import { addWorktree, GitRepo, hasCommit, repoOf, Worktree } from "../lib/programCheckout";
@@ -52,6 +58,9 @@ export interface RollbackOptions {
   to?: number;
   /** Skip the confirmation (CI). */
   yes?: boolean;
+  /** Compute and print the plan (target, config diff, program, database facts, preview) and stop: nothing is written,
+   *  nothing is asked. The result's outcome is "dry-run", exit code 0. */
+  dryRun?: boolean;
   /** Project directory (default: this project). */
   cwd?: string;
   /** Stack settings file, as `pulumi --config-file` (default: Pulumi.<stack>.yaml in the project directory). */
@@ -65,9 +74,11 @@ export interface RollbackOptions {
   error?: (line: string) => void;
   /** Asks the operator (default: readline on a terminal; without one, --yes is required). */
   confirm?: (question: string) => Promise<boolean>;
+  /** Where the terminal question is written (default: stdout; the CLI's --json uses stderr). */
+  promptOutput?: NodeJS.WritableStream;
 }
 
-export type RollbackOutcome = "rolled-back" | "nothing-to-do" | "refused" | "declined" | "failed";
+export type RollbackOutcome = "rolled-back" | "nothing-to-do" | "dry-run" | "refused" | "declined" | "failed";
 
 export interface DbFacts {
   orgsTotal: number;
@@ -99,6 +110,13 @@ export interface RollbackResult {
   /** Commit whose program was previewed and run, and whether it needed a worktree. */
   commit?: string;
   usedWorktree?: boolean;
+  /** The stack config keys the target changes, values as printed (a secret is "[secret]"). */
+  configChanges?: { key: string; from: string; to: string }[];
+  /** The target's credit model and its database (password redacted). */
+  model?: string;
+  database?: string;
+  /** What the target implies in the database, as printed (organizations per model, functions, balances). */
+  databaseChanges?: string[];
   before?: DbFacts;
   after?: DbFacts;
   checks?: FactCheck[];
@@ -192,7 +210,7 @@ async function run(opts: RollbackOptions, log: (s: string) => void, cleanups: ((
     return { ...result, exitCode: 0, outcome: "nothing-to-do", message } as RollbackResult;
   }
   // Without --yes the operator confirms on a terminal; find out now, not after a preview.
-  if (!opts.yes && !opts.confirm && !process.stdin.isTTY) {
+  if (!opts.yes && !opts.dryRun && !opts.confirm && !process.stdin.isTTY) {
     throw new RollbackRefusal("rollback refused: no terminal to confirm on and --yes not given; nothing was written");
   }
 
@@ -227,6 +245,7 @@ async function run(opts: RollbackOptions, log: (s: string) => void, cleanups: ((
   await writeConfigFile(stack, previewSettings, currentConfig, targetConfig);
 
   const changes = configChanges(currentConfig, targetConfig);
+  result.configChanges = changes.map((c) => ({ key: c.key, from: showValue(c.from), to: showValue(c.to) }));
   log(`  config   ${changes.length ? `${changes.length} key(s) differ from the stack's config now:` : "the same as the stack's config now"}`);
   for (const c of changes) {
     const secret = c.from?.secret && c.to?.secret ? " (another secret value)" : "";
@@ -246,7 +265,11 @@ async function run(opts: RollbackOptions, log: (s: string) => void, cleanups: ((
     throw new RollbackRefusal(`rollback refused: cannot read the database of version ${target.version}: ${redactSecrets(String(e?.message ?? e), databaseUrl)}`);
   }
   result.before = before;
-  for (const line of describeChanges(before, model, redactUrl(databaseUrl))) log(line);
+  result.model = model;
+  result.database = redactUrl(databaseUrl);
+  const dbLines = describeChanges(before, model, redactUrl(databaseUrl));
+  result.databaseChanges = dbLines.slice(1).map((l) => l.trim());
+  for (const line of dbLines) log(line);
 
   // 5. Preview: the target's program and config.
   let programStack = stack;
@@ -279,12 +302,25 @@ async function run(opts: RollbackOptions, log: (s: string) => void, cleanups: ((
   const summary = Object.entries(preview.changeSummary ?? {}).filter(([k, v]) => k !== "same" && v > 0);
   log(`--- preview: ${summary.length ? summary.map(([k, v]) => `${v} to ${k}`).join(", ") : "no resource changes"}; ${preview.changeSummary?.same ?? 0} unchanged ---`);
 
-  // 6. Confirmation.
+  // 6. A dry run stops here: the plan is printed, nothing was written (the preview used a temporary settings file and,
+  // for another commit, a temporary worktree; both are removed by the cleanups).
+  if (opts.dryRun) {
+    const again = [`--stack ${stack.name}`, `--to ${target.version}`];
+    if (opts.configFile) again.push(`--config-file ${opts.configFile}`);
+    if (opts.cwd && path.resolve(opts.cwd) !== PROJECT_ROOT) again.push(`--cwd ${opts.cwd}`);
+    const message =
+      `rollback: dry run: nothing was written (stack ${stack.name} stays at version ${current.version}). ` +
+      `To apply this plan: npm run rollback -- ${again.join(" ")} --yes`;
+    log(message);
+    return { ...result, exitCode: 0, outcome: "dry-run", message } as RollbackResult;
+  }
+
+  // 7. Confirmation.
   if (!opts.yes) {
     const question = `Update stack ${stack.name} to version ${target.version}'s config and program (pulumi up)? Type "yes" to continue: `;
     let ok: boolean;
     if (opts.confirm) ok = await opts.confirm(question);
-    else ok = await askOnTerminal(question);
+    else ok = await askOnTerminal(question, opts.promptOutput);
     if (!ok) {
       const message = `rollback: declined; nothing was written (stack ${stack.name} stays at version ${current.version})`;
       log(message);
@@ -292,7 +328,7 @@ async function run(opts: RollbackOptions, log: (s: string) => void, cleanups: ((
     }
   }
 
-  // 7. The update. The lock is checked again: the preview took time, and an up that finds the stack locked has not started.
+  // 8. The update. The lock is checked again: the preview took time, and an up that finds the stack locked has not started.
   const lateLocks = await stackLocks(stack);
   if (lateLocks.length) throw lockRefusal(stack.name, lateLocks);
   const original = settingsExisted ? fs.readFileSync(settingsFile) : undefined;
@@ -328,7 +364,7 @@ async function run(opts: RollbackOptions, log: (s: string) => void, cleanups: ((
   const newVersion = (await readHistory(stack))[0]?.version;
   result.newVersion = newVersion;
 
-  // 8. Verification from the database.
+  // 9. Verification from the database.
   const after = await withClient(databaseUrl, dbFacts);
   result.after = after;
   const checks = verify(model, up.outputs, after);
@@ -343,8 +379,10 @@ async function run(opts: RollbackOptions, log: (s: string) => void, cleanups: ((
     throw new RollbackFailure(`rollback failed: the update ran (version ${newVersion}) but the database disagrees: ${failed.map((c) => c.fact).join(", ")}`, result);
   }
 
-  // 9. The report.
-  const out = path.resolve(cwd, opts.out ?? path.join(".guardian", "reports", `${stack.name.split("/").pop()}-rollback-v${newVersion}.md`));
+  // 10. The report. --out may name a directory (or end with a slash): the report goes into it under its default name.
+  const reportName = `${stack.name.split("/").pop()}-rollback-v${newVersion}.md`;
+  let out = path.resolve(cwd, opts.out ?? path.join(".guardian", "reports", reportName));
+  if (opts.out !== undefined && (/[\\/]$/.test(opts.out) || isDirectory(out))) out = path.join(out, reportName);
   try {
     const r = await buildReport({ stack, configFile: opts.configFile ? settingsFile : undefined, svgFileName: path.basename(out).replace(/\.md$/i, "") + ".svg" });
     fs.mkdirSync(path.dirname(out), { recursive: true });
@@ -495,8 +533,16 @@ function lineWriter(log: (s: string) => void, prefix: string) {
   };
 }
 
-function askOnTerminal(question: string): Promise<boolean> {
-  const rl = readline.createInterface({ input: process.stdin, output: process.stdout });
+function isDirectory(p: string): boolean {
+  try {
+    return fs.statSync(p).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+function askOnTerminal(question: string, output: NodeJS.WritableStream = process.stdout): Promise<boolean> {
+  const rl = readline.createInterface({ input: process.stdin, output });
   return new Promise((resolve) => {
     rl.question(question, (answer) => {
       rl.close();
@@ -508,40 +554,93 @@ function askOnTerminal(question: string): Promise<boolean> {
 // ---------------------------------------------------------------------------------------------------------------
 // CLI
 
-const USAGE = "usage: npm run rollback -- --stack <name> [--to <version>] [--yes] [--config-file F] [--cwd DIR] [--out report.md]";
-
-export function parseArgs(argv: string[]): RollbackOptions {
-  const o: Partial<RollbackOptions> = {};
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (a === "--yes" || a === "-y") {
-      o.yes = true;
-      continue;
+export const COMMAND = command({
+  name: "rollback",
+  summary: [
+    "Returns the stack to an earlier update of its history (pulumi stack history, 1 = oldest): that update's config and",
+    "the program of its git commit (checked out in a temporary worktree). Prints the target, the config keys that change,",
+    "the program, what changes in the database and the preview; asks for confirmation (or --yes), runs pulumi up,",
+    "verifies the result against the database and writes the report. --dry-run prints the plan and stops.",
+    "The backend and passphrase come from the environment (PULUMI_BACKEND_URL, PULUMI_CONFIG_PASSPHRASE[_FILE]).",
+  ],
+  options: {
+    stack: option(text("a stack name"), { valueName: "NAME", description: "the stack to roll back", required: true }),
+    to: option(positiveInteger("a version number (a positive integer)"), {
+      valueName: "VERSION",
+      description: "the version to return to",
+      defaultText: "the last successful update before the current one",
+    }),
+    yes: flag("do not ask for confirmation (CI)", { short: "y" }),
+    dryRun: flag("print the plan (target, config diff, program, database facts, preview summary) and stop: nothing is written, nothing asked, no terminal needed"),
+    configFile: option(outputPath(), { valueName: "FILE", description: "stack settings file, as pulumi --config-file", defaultText: "Pulumi.<stack>.yaml in the project" }),
+    cwd: option(existingDir(), { valueName: "DIR", description: "the project directory", defaultText: "this checkout" }),
+    out: option(text("a file or directory path"), {
+      valueName: "PATH",
+      description: "the report (the SVG goes beside it); a directory, or a path ending in /, gets the default name in it; relative to --cwd",
+      defaultText: ".guardian/reports/<stack>-rollback-v<version>.md",
+    }),
+    json: jsonFlag("the result (outcome, exit code, versions, config changes, database facts, preview summary, checks, report path)"),
+  },
+  alternatives: [["yes", "dryRun"]],
+  conflicts: [
+    { options: ["dryRun", "yes"], reason: "a dry run asks nothing and changes nothing" },
+    { options: ["dryRun", "out"], reason: "a dry run writes no report" },
+  ],
+  check: (v) => {
+    if (v.out === undefined) return undefined;
+    try {
+      outputPath({ directoryOk: true })(path.resolve(v.cwd ?? PROJECT_ROOT, v.out));
+    } catch (e: any) {
+      return `--out: ${e.message}, got ${JSON.stringify(v.out)}`;
     }
-    const m = /^--(stack|to|config-file|cwd|out)(?:=(.*))?$/.exec(a);
-    if (!m) throw new RollbackRefusal(`rollback: unknown argument "${a}" (${USAGE})`);
-    const v = m[2] ?? argv[++i];
-    if (v === undefined || v.startsWith("--")) throw new RollbackRefusal(`rollback: --${m[1]} needs a value (${USAGE})`);
-    if (m[1] === "to") {
-      if (!/^\d+$/.test(v) || Number(v) < 1) throw new RollbackRefusal(`rollback: --to expects a version number (a positive integer), got "${v}"`);
-      o.to = Number(v);
-    } else if (m[1] === "config-file") o.configFile = v;
-    else (o as any)[m[1]] = v;
-  }
-  if (!o.stack) throw new RollbackRefusal(`rollback: --stack <name> is required (${USAGE})`);
-  return o as RollbackOptions;
+    return undefined;
+  },
+  exitCodes: [
+    "0 done and verified (or nothing to do, or a dry run)",
+    "2 refused, nothing written (also bad arguments and a declined confirmation)",
+    "1 failed after the stack config was written (the output names the command to run again), or an unexpected error",
+  ],
+});
+
+function toOptions(v: Values<typeof COMMAND.options>): RollbackOptions {
+  const o: RollbackOptions = { stack: v.stack };
+  if (v.to !== undefined) o.to = v.to;
+  if (v.yes) o.yes = true;
+  if (v.dryRun) o.dryRun = true;
+  if (v.configFile !== undefined) o.configFile = v.configFile;
+  if (v.cwd !== undefined) o.cwd = v.cwd;
+  if (v.out !== undefined) o.out = v.out;
+  return o;
 }
 
-async function main() {
-  let opts: RollbackOptions;
-  try {
-    opts = parseArgs(process.argv.slice(2));
-  } catch (e: any) {
-    console.error(e.message);
-    process.exit(2);
-  }
+/** The command line as RollbackOptions (throws UsageError, lib/cli.ts), or "help". */
+export function parseArgs(argv: string[]): (RollbackOptions & { json: boolean }) | "help" {
+  const p = parseCommand(COMMAND, argv);
+  return p.help ? "help" : { ...toOptions(p.values), json: p.values.json };
+}
+
+/** The result as one JSON document: the raw preview and up (engine text, decrypted outputs) are summarised. */
+export function resultJson(r: RollbackResult): Record<string, unknown> {
+  const { preview, up, ...rest } = r;
+  return {
+    ...rest,
+    preview: preview ? { changeSummary: preview.changeSummary ?? {} } : undefined,
+    up: up ? { result: up.summary?.result, resourceChanges: up.summary?.resourceChanges ?? {} } : undefined,
+  };
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const cli = runCommandLine(COMMAND, argv);
+  if ("exitCode" in cli) return cli.exitCode;
+  const opts = toOptions(cli.values);
+  // With --json, stdout carries the document only: the lines (and a terminal question) go to stderr.
+  const toStderr = (s: string) => console.error(s);
+  if (cli.values.json) Object.assign(opts, { log: toStderr, error: toStderr, promptOutput: process.stderr });
   const r = await rollbackCommand(opts);
-  process.exit(r.exitCode);
+  if (cli.values.json) printJson(resultJson(r));
+  return r.exitCode;
 }
 
-if (require.main === module) void main();
+if (require.main === module) {
+  main(process.argv.slice(2)).then((code) => process.exit(code));
+}
