@@ -4,9 +4,10 @@
  *
  *   npm run bench                                   rpc + every size (10,000, 100,000, 1,000,000 orgs)
  *   npm run bench -- --sizes 10000,100000           chosen sizes
- *   npm run bench -- --quick                        CI size: 10,000 orgs, 2-second pgbench runs
+ *   npm run bench -- --quick                        CI size: 10,000 orgs, 2-second pgbench runs (unless --sizes, --rpc-seconds)
  *   npm run bench -- --zero-downtime [--sizes ...]  the zero-downtime proof at scale (bench/zeroDowntime.ts)
- *   options: --out DIR (default bench/results), --consumers N (default 4), --rpc-seconds N
+ *   options: --out DIR (default bench/results), --consumers N (default 4), --rpc-seconds N, --json
+ *   (npm run bench -- --help: every option; lib/cli.ts)
  *
  * Writes bench/results/<YYYY-MM-DD>[.quick|.zero-downtime].json and .md (the Markdown is the summary to quote).
  *
@@ -30,6 +31,7 @@ import * as crypto from "crypto";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
+import { command, flag, integer, jsonFlag, list, option, outputPath, positiveInteger, printJson, runCommandLine, Values } from "../lib/cli";
 import { connect } from "../lib/db";
 import { createDatabase, dropDatabase, findPgServer, PgServer } from "../lib/pgserver";
 import { seed } from "../scripts/seed";
@@ -42,6 +44,37 @@ import {
 const DEFAULT_SIZES = [10_000, 100_000, 1_000_000];
 const PREVIEW_FLAT = 1.5;
 
+export const COMMAND = command({
+  name: "bench",
+  summary: [
+    "What the migration costs and what the applications see while it runs, on this machine: pgbench of the RPC, then",
+    "per size a fresh seeded database, pulumi preview / up (multi) / up (unified) with consumers calling throughout.",
+    "Writes <out>/<YYYY-MM-DD>[.quick|.zero-downtime].json and .md; prints the Markdown (or, with --json, the result).",
+  ],
+  options: {
+    sizes: option(list(integer({ min: 16 }), "comma-separated integers of at least 16 (organizations per size)"), {
+      valueName: "N,N...",
+      description: "organization counts, one fresh database each",
+      defaultText: "10000,100000,1000000; with --quick 10000",
+    }),
+    quick: flag("the CI size: 10,000 orgs (unless --sizes), 2-second pgbench runs (unless --rpc-seconds)"),
+    zeroDowntime: flag("the zero-downtime proof at scale instead (bench/zeroDowntime.ts): up multi, up unified, up multi"),
+    out: option(outputPath({ directoryOk: true, what: "a directory path" }), { valueName: "DIR", description: "where the results go", defaultText: "bench/results" }),
+    consumers: option(positiveInteger(), { valueName: "N", description: "concurrent consumers calling consume_credits_rpc", default: 4 }),
+    rpcSeconds: option(positiveInteger("a positive integer (pgbench -T)"), { valueName: "S", description: "pgbench duration per case", default: 5 }),
+    json: jsonFlag("the result (the document written to <out>/...json)"),
+  },
+  conflicts: [
+    { options: ["zeroDowntime", "rpcSeconds"], reason: "the zero-downtime run has no pgbench cases" },
+  ],
+  check: (v, given) => {
+    if (v.out !== undefined && fs.existsSync(v.out) && !fs.statSync(v.out).isDirectory()) return `--out: expected a directory path, got ${JSON.stringify(v.out)} (a file)`;
+    if (v.quick && v.zeroDowntime && given.has("sizes")) return "--quick does nothing with --zero-downtime and --sizes (it only picks the size): give one of them";
+    return undefined;
+  },
+  exitCodes: ["0 done", "2 bad arguments", "1 a zero-downtime size failed, or the bench itself failed"],
+});
+
 interface Args {
   sizes: number[];
   quick: boolean;
@@ -49,34 +82,20 @@ interface Args {
   out: string;
   consumers: number;
   rpcSeconds: number;
+  json: boolean;
 }
 
-function parseArgs(argv: string[]): Args {
-  const a: Args = { sizes: DEFAULT_SIZES, quick: false, zeroDowntime: false, out: path.resolve(__dirname, "results"), consumers: 4, rpcSeconds: 5 };
-  let sizesGiven = false;
-  for (let i = 0; i < argv.length; i++) {
-    const k = argv[i];
-    const v = () => {
-      const x = argv[++i];
-      if (x === undefined) throw new Error(`${k}: a value is required`);
-      return x;
-    };
-    if (k === "--sizes") {
-      a.sizes = v().split(",").map((s) => Number(s.replace(/_/g, "")));
-      if (a.sizes.some((n) => !Number.isInteger(n) || n < 16)) throw new Error(`--sizes: expected integers of at least 16, got ${argv[i]}`);
-      sizesGiven = true;
-    } else if (k === "--quick") a.quick = true;
-    else if (k === "--zero-downtime") a.zeroDowntime = true;
-    else if (k === "--out") a.out = path.resolve(v());
-    else if (k === "--consumers") a.consumers = Number(v());
-    else if (k === "--rpc-seconds") a.rpcSeconds = Number(v());
-    else throw new Error(`unknown argument ${k} (see the header of bench/run.ts)`);
-  }
-  if (a.quick) {
-    if (!sizesGiven) a.sizes = [10_000];
-    a.rpcSeconds = Math.min(a.rpcSeconds, 2);
-  }
-  return a;
+function toArgs(v: Values<typeof COMMAND.options>, given: ReadonlySet<string>): Args {
+  const quickSizes = v.quick && !v.sizes;
+  return {
+    sizes: v.sizes ?? (quickSizes ? [10_000] : DEFAULT_SIZES),
+    quick: v.quick,
+    zeroDowntime: v.zeroDowntime,
+    out: path.resolve(v.out ?? path.join(__dirname, "results")),
+    consumers: v.consumers,
+    rpcSeconds: v.quick && !given.has("rpcSeconds") ? 2 : v.rpcSeconds,
+    json: v.json,
+  };
 }
 
 const log = (s: string) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${s}\n`);
@@ -729,9 +748,7 @@ function markdown(r: any): string {
 
 // ---------------------------------------------------------------------------------------------------------------
 
-async function main() {
-  const argv = process.argv.slice(2);
-  const a = parseArgs(argv);
+async function main(argv: string[], a: Args) {
   const server = await findPgServer(log);
   const result: any = {
     date: new Date().toISOString().slice(0, 10),
@@ -791,13 +808,17 @@ async function main() {
   fs.writeFileSync(`${base}.json`, JSON.stringify(result, null, 2) + "\n");
   fs.writeFileSync(`${base}.md`, markdown(result));
   log(`bench: wrote ${path.relative(process.cwd(), base)}.json and .md`);
-  process.stdout.write(markdown(result));
+  if (a.json) printJson(result);
+  else process.stdout.write(markdown(result));
   const failed = (result.zeroDowntime ?? []).some((z: ZeroDowntimeResult) => !z.passed);
   process.exitCode = failed ? 1 : 0;
 }
 
 if (require.main === module) {
-  main().catch((e) => {
+  const argv = process.argv.slice(2);
+  const cli = runCommandLine(COMMAND, argv);
+  if ("exitCode" in cli) process.exit(cli.exitCode);
+  main(argv, toArgs(cli.values, cli.given)).catch((e) => {
     log(`bench: ${e?.stack ?? e}`);
     process.exit(1);
   });

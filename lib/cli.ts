@@ -114,13 +114,15 @@ export function flag(description: string, o: { short?: string } = {}): FlagSpec 
 interface ValueOpts {
   description: string;
   valueName: string;
+  /** How the help shows the default, also when the command computes it itself (the option is then optional). */
+  defaultText?: string;
   secret?: boolean;
   short?: string;
 }
 export function option<T>(parse: Validator<T>, o: ValueOpts & { required: true }): ValueSpec<T, true>;
-export function option<T>(parse: Validator<T>, o: ValueOpts & { default: T | (() => T); defaultText?: string }): ValueSpec<T, true>;
+export function option<T>(parse: Validator<T>, o: ValueOpts & { default: T | (() => T) }): ValueSpec<T, true>;
 export function option<T>(parse: Validator<T>, o: ValueOpts): ValueSpec<T, false>;
-export function option<T>(parse: Validator<T>, o: ValueOpts & { required?: boolean; default?: T | (() => T); defaultText?: string }): ValueSpec<T, boolean> {
+export function option<T>(parse: Validator<T>, o: ValueOpts & { required?: boolean; default?: T | (() => T) }): ValueSpec<T, boolean> {
   return { type: "string", parse, ...o };
 }
 

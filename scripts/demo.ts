@@ -5,26 +5,36 @@
  *   -> report -> rollback (creditModel=unified, pulumi up) -> report
  *
  * Uses the real `pulumi` CLI on the project directory, stack `dev`, a file backend under .guardian/state and a copy
- * of Pulumi.dev.yaml under .guardian/demo (so the checkout stays clean). Options: --orgs N (default 10000).
+ * of Pulumi.dev.yaml under .guardian/demo (so the checkout stays clean).
+ *
+ *   npm run demo -- [--orgs N]          (--help: the options; lib/cli.ts)
  */
 import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
+import { command, integer, option, runCommandLine } from "../lib/cli";
 import { redactUrl } from "../lib/db";
 import { createDatabase, findPgServer, PROJECT_ROOT } from "../lib/pgserver";
-import { seed } from "./seed";
+import { MAX_ORGS, seed } from "./seed";
 
-function arg(name: string, dflt: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 && process.argv[i + 1] ? process.argv[i + 1] : dflt;
-}
+export const COMMAND = command({
+  name: "demo",
+  summary: [
+    "What an engineer does on a production night, on a throw-away database: Postgres, seed, pulumi preview, pulumi up,",
+    "report, rollback (creditModel unified, pulumi up), report. Stack dev on a file backend under .guardian/state, its",
+    "config a copy of Pulumi.dev.yaml under .guardian/demo. npm run demo runs scripts/setup.sh first.",
+  ],
+  options: {
+    orgs: option(integer({ min: 1, max: MAX_ORGS }), { valueName: "N", description: "organizations to seed", default: 10_000 }),
+  },
+  exitCodes: ["0 done", "2 bad arguments", "1 a step failed (named)"],
+});
 
 function step(n: number, title: string) {
   console.log(`\n=== ${n}/6 ${title} ${"=".repeat(Math.max(3, 70 - title.length))}`);
 }
 
-async function main() {
-  const orgs = Number(arg("orgs", "10000"));
+async function main(orgs: number) {
   const cliRoot = spawnSync("bash", [path.join(PROJECT_ROOT, "scripts/setup-pulumi.sh")], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] })
     .stdout.trim().split("\n").pop()!;
   const demoDir = path.join(PROJECT_ROOT, ".guardian", "demo");
@@ -90,7 +100,13 @@ async function main() {
   console.log(`\nDone. The stack state is in ${path.relative(process.cwd(), stateDir)}; the CLI: export PATH="${path.join(cliRoot, "bin")}:$PATH"`);
 }
 
-main().catch((e) => {
-  console.error(`demo failed: ${e.message}`);
-  process.exit(1);
-});
+if (require.main === module) {
+  const cli = runCommandLine(COMMAND, process.argv.slice(2));
+  if ("exitCode" in cli) process.exit(cli.exitCode);
+  // scripts/demo.sh checks the arguments before the setup: valid, nothing else to do yet.
+  if (process.env.GUARDIAN_DEMO_ARGS_ONLY === "1") process.exit(0);
+  main(cli.values.orgs).catch((e) => {
+    console.error(`demo failed: ${e.message}`);
+    process.exit(1);
+  });
+}

@@ -3,7 +3,7 @@
  *
  *   npm run rehearse -- [--export DIR | --export-root DIR] [--target-url URL | --database NAME]
  *                       [--stack rehearsal] [--settings Pulumi.staging.yaml] [--restore-only] [--preview-only]
- *                       [--no-policy-pack] [--drop]
+ *                       [--no-policy-pack] [--drop]          (--help: the options and which ones conflict; lib/cli.ts)
  *
  *   1. export    --export DIR, else the newest guardian_backup_* with a manifest.json under --export-root
  *                (default GUARDIAN_EXPORT_ROOT, else .guardian/backups, where `up` writes them)
@@ -25,64 +25,63 @@
  */
 import * as fs from "fs";
 import * as path from "path";
+import { command, existingDir, existingFile, flag, matching, option, postgresUrl, runCommandLine, text, Values } from "../lib/cli";
 import { redactUrl } from "../lib/db";
 import { createDatabase, findPgServer, PROJECT_ROOT } from "../lib/pgserver";
 import { latestExport, restoreExport, RestoreError } from "../lib/restoreExport";
 import { linkedProgramDir, openStack } from "../lib/workspace";
 import { buildReport } from "./report";
 
-interface Args {
-  export?: string;
-  exportRoot: string;
-  targetUrl?: string;
-  database: string;
-  stack: string;
-  settings: string;
-  restoreOnly: boolean;
-  previewOnly: boolean;
-  policyPack: boolean;
-  drop: boolean;
-}
+export const COMMAND = command({
+  name: "rehearse",
+  summary: [
+    "The whole migration on a scratch copy of the latest backup export, before it runs on the real database: restore",
+    "the export (checked against its manifest), then pulumi preview and up on a stack of its own with the policy pack,",
+    "then the report, everything under .guardian/rehearsal/<database>/. The checkout is left as it was.",
+  ],
+  options: {
+    export: option(existingDir("an export directory (guardian_backup_* with a manifest.json)"), { valueName: "DIR", description: "the export to restore" }),
+    exportRoot: option(existingDir(), {
+      valueName: "DIR",
+      description: "where exports are: the newest guardian_backup_* with a manifest.json is restored",
+      default: () => process.env.GUARDIAN_EXPORT_ROOT ?? path.join(PROJECT_ROOT, ".guardian", "backups"),
+      defaultText: "GUARDIAN_EXPORT_ROOT, else .guardian/backups",
+    }),
+    targetUrl: option(postgresUrl(), { valueName: "URL", description: "an empty database to restore into (e.g. the container of rehearsal/docker.ts)", secret: true }),
+    database: option(matching(/^[a-z_][a-z0-9_]{0,62}$/, "a lower-case SQL identifier ([a-z_][a-z0-9_]*, at most 63 characters)"), {
+      valueName: "NAME",
+      description: "a new scratch database on the server lib/pgserver.ts finds",
+      default: () => `guardian_rehearsal_${new Date().toISOString().replace(/[-:T]/g, "").slice(0, 14)}`,
+      defaultText: "guardian_rehearsal_<utc stamp>",
+    }),
+    stack: option(text("a stack name"), { valueName: "NAME", description: "the rehearsal's stack", default: "rehearsal" }),
+    settings: option(existingFile(), {
+      valueName: "FILE",
+      description: "the stack settings to rehearse (secrets dropped; the database URL is the scratch one)",
+      default: () => path.join(PROJECT_ROOT, "Pulumi.staging.yaml"),
+      defaultText: "Pulumi.staging.yaml",
+    }),
+    restoreOnly: flag("stop after the restore and its check"),
+    previewOnly: flag("pulumi preview, no up"),
+    noPolicyPack: flag("preview and up without the policy pack (policies/run-policy-pack)"),
+    drop: flag("drop the scratch database at the end"),
+  },
+  alternatives: [["export", "exportRoot"], ["targetUrl", "database"]],
+  conflicts: [
+    { options: ["export", "exportRoot"], reason: "give one" },
+    { options: ["targetUrl", "database"], reason: "give one" },
+    { options: ["restoreOnly", "previewOnly"], reason: "--restore-only stops before the preview" },
+    { options: ["restoreOnly", "noPolicyPack"], reason: "--restore-only runs no preview and no up" },
+    { options: ["restoreOnly", "stack"], reason: "--restore-only runs no stack" },
+    { options: ["restoreOnly", "settings"], reason: "--restore-only runs no stack" },
+    { options: ["restoreOnly", "drop"], reason: "--restore-only keeps the restored database to look at" },
+    { options: ["targetUrl", "drop"], reason: "the rehearsal drops only a database it created (--database)" },
+  ],
+  exitCodes: ["0 rehearsed", "2 refused: bad arguments, or the export or its restore check failed", "1 the migration failed"],
+  notes: ["The state backend and passphrase are the environment's (PULUMI_BACKEND_URL, PULUMI_CONFIG_PASSPHRASE); without them, the demo's (.guardian/state)."],
+});
 
-class UsageError extends Error {}
-
-const USAGE =
-  "usage: npm run rehearse -- [--export DIR | --export-root DIR] [--target-url URL | --database NAME] [--stack rehearsal] " +
-  "[--settings Pulumi.staging.yaml] [--restore-only] [--preview-only] [--no-policy-pack] [--drop]";
-
-export function parseArgs(argv: string[]): Args {
-  const stamp = new Date().toISOString().replace(/[-:T]/g, "").slice(0, 14);
-  const a: Args = {
-    exportRoot: process.env.GUARDIAN_EXPORT_ROOT ?? path.join(PROJECT_ROOT, ".guardian", "backups"),
-    database: `guardian_rehearsal_${stamp}`,
-    stack: "rehearsal",
-    settings: path.join(PROJECT_ROOT, "Pulumi.staging.yaml"),
-    restoreOnly: false,
-    previewOnly: false,
-    policyPack: true,
-    drop: false,
-  };
-  const flags: Record<string, keyof Args> = { "--restore-only": "restoreOnly", "--preview-only": "previewOnly", "--drop": "drop" };
-  const values: Record<string, keyof Args> = {
-    "--export": "export", "--export-root": "exportRoot", "--target-url": "targetUrl", "--database": "database", "--stack": "stack", "--settings": "settings",
-  };
-  const given = new Set<string>();
-  for (let i = 0; i < argv.length; i++) {
-    const k = argv[i];
-    given.add(k);
-    if (k === "--no-policy-pack") a.policyPack = false;
-    else if (flags[k]) (a as any)[flags[k]] = true;
-    else if (values[k]) {
-      const v = argv[++i];
-      if (v === undefined || v.startsWith("--")) throw new UsageError(`rehearse: ${k} needs a value (${USAGE})`);
-      (a as any)[values[k]] = v;
-    } else throw new UsageError(`rehearse: unknown argument "${k}" (${USAGE})`);
-  }
-  if (given.has("--export") && given.has("--export-root")) throw new UsageError("rehearse: --export and --export-root conflict: give one");
-  if (given.has("--target-url") && given.has("--database")) throw new UsageError("rehearse: --target-url and --database conflict: give one");
-  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(a.database)) throw new UsageError(`rehearse: --database "${a.database}" is not a lower-case SQL identifier`);
-  return a;
-}
+type Args = Values<typeof COMMAND.options>;
 
 /** The settings of another stack's file without its secrets (and their salt): the rehearsal sets its own. */
 export function settingsWithoutSecrets(text: string): string {
@@ -105,8 +104,7 @@ function step(n: number, title: string) {
   console.log(`\n=== rehearsal ${n}/5 ${title} ${"=".repeat(Math.max(3, 66 - title.length))}`);
 }
 
-async function main() {
-  const a = parseArgs(process.argv.slice(2));
+async function main(a: Args) {
 
   step(1, "export");
   const exportDir = a.export ? path.resolve(a.export) : latestExport(path.resolve(a.exportRoot));
@@ -151,16 +149,19 @@ async function main() {
   const settingsFile = path.join(programDir, `Pulumi.${a.stack}.yaml`);
   if (!fs.existsSync(settingsFile)) {
     fs.writeFileSync(settingsFile, `# Rehearsal settings, from ${path.relative(PROJECT_ROOT, a.settings)} (secrets dropped)\n` + settingsWithoutSecrets(fs.readFileSync(a.settings, "utf8")));
+  } else {
+    // A rehearsal of this database ran before: its settings (salt, encrypted URL) are kept, not replaced by --settings.
+    console.log(`settings: ${path.relative(process.cwd(), settingsFile)} from the earlier rehearsal of ${dbName} is kept (${path.relative(PROJECT_ROOT, a.settings)} is not read)`);
   }
   const stack = await openStack({ stackName: a.stack, workDir: programDir, envVars: env, create: true });
   await stack.setConfig("guardian:databaseUrl", { value: url, secret: true });
-  const policyPacks = a.policyPack ? [path.join(PROJECT_ROOT, "policies", "run-policy-pack")] : [];
+  const policyPacks = !a.noPolicyPack ? [path.join(PROJECT_ROOT, "policies", "run-policy-pack")] : [];
   const print = (s: string) => process.stdout.write(s);
   const where = `(in ${path.relative(process.cwd(), programDir)})`;
-  console.log(`$ pulumi preview --stack ${a.stack} --diff${a.policyPack ? " --policy-pack policies/run-policy-pack" : ""}   ${where}`);
+  console.log(`$ pulumi preview --stack ${a.stack} --diff${!a.noPolicyPack ? " --policy-pack policies/run-policy-pack" : ""}   ${where}`);
   await stack.preview({ policyPacks, diff: true, onOutput: print });
   if (!a.previewOnly) {
-    console.log(`$ pulumi up --stack ${a.stack} --yes${a.policyPack ? " --policy-pack policies/run-policy-pack" : ""}   ${where}`);
+    console.log(`$ pulumi up --stack ${a.stack} --yes${!a.noPolicyPack ? " --policy-pack policies/run-policy-pack" : ""}   ${where}`);
     await stack.up({ policyPacks, onOutput: print });
   }
 
@@ -180,8 +181,10 @@ async function main() {
 }
 
 if (require.main === module) {
-  main().catch((e) => {
-    const refused = e instanceof UsageError || e instanceof RestoreError;
+  const cli = runCommandLine(COMMAND, process.argv.slice(2));
+  if ("exitCode" in cli) process.exit(cli.exitCode);
+  main(cli.values).catch((e) => {
+    const refused = e instanceof RestoreError;
     console.error(refused ? e.message : `rehearsal failed: ${String(e?.message ?? e).split("\n").slice(0, 40).join("\n")}`);
     process.exit(refused ? 2 : 1);
   });
