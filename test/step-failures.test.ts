@@ -49,6 +49,15 @@ async function callsAnswer(db: TestDb, org: string, member: string): Promise<voi
   expect(mine).toMatchObject({ success: true, remaining_credits: before - 2 * cost });
 }
 
+/** A real-CRM database, a member and its organization, with enough credits for every call a test makes. */
+async function realCrmWithCaller(orgs: number, seed: number): Promise<{ db: TestDb; org: string; member: string }> {
+  const db = await freshRealCrmDb({ orgs, seed });
+  const m = await sampleMember(db);
+  await db.query(`UPDATE organization_credits SET plan_name = 'free', total_credits = 100000, credits_remaining = 100000 WHERE organization_id = $1`,
+    [m.organizationId]);
+  return { db, org: m.organizationId, member: m.userId };
+}
+
 describe("a failed step of up never breaks consume_credits_rpc, and the next up repairs", () => {
   let db: TestDb;
   let t: TestStack;
@@ -56,12 +65,7 @@ describe("a failed step of up never breaks consume_credits_rpc, and the next up 
   let member: string;
 
   beforeAll(async () => {
-    db = await freshRealCrmDb({ orgs: 120, seed: 5 });
-    const m = await sampleMember(db);
-    org = m.organizationId;
-    member = m.userId;
-    // Enough credits for every call the test makes.
-    await db.query(`UPDATE organization_credits SET plan_name = 'free', total_credits = 100000, credits_remaining = 100000 WHERE organization_id = $1`, [org]);
+    ({ db, org, member } = await realCrmWithCaller(120, 5));
     t = await testStack(db.url, { creditModel: "multi", ddl: { lockTimeoutMs: 2000, retries: 0 } });
   });
   afterAll(async () => {
@@ -103,11 +107,7 @@ describe("a v2 that would error on this database is never switched in", () => {
   let member: string;
 
   beforeAll(async () => {
-    db = await freshRealCrmDb({ orgs: 60, seed: 9 });
-    const m = await sampleMember(db);
-    org = m.organizationId;
-    member = m.userId;
-    await db.query(`UPDATE organization_credits SET plan_name = 'free', total_credits = 100000, credits_remaining = 100000 WHERE organization_id = $1`, [org]);
+    ({ db, org, member } = await realCrmWithCaller(60, 9));
     // Something of this database that v2 trips on and v1 does not: a trigger refusing log rows that name a model.
     await db.query(`CREATE FUNCTION public.refuse_modelled_logs() RETURNS trigger LANGUAGE plpgsql AS $$
                     BEGIN IF to_jsonb(NEW) ->> 'credit_model' IS NOT NULL THEN RAISE EXCEPTION 'this database refuses that log row'; END IF;
