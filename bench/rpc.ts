@@ -26,6 +26,7 @@ import { actionCatalogueSql, planCatalogueSql } from "../lib/catalogueSql";
 import { parseConfig } from "../lib/config";
 import { ensureBaseline } from "../lib/baseline";
 import { connect, inTransaction, redactSecrets } from "../lib/db";
+import { createDatabase, dropDatabase } from "../lib/pgserver";
 import { explainSqlError, loadSql } from "../lib/sql";
 import { CREDIT_FUNCTIONS } from "../components/creditFunctions";
 import { CREDIT_SCHEMA_OBJECTS } from "../components/creditSchema";
@@ -129,12 +130,6 @@ END
 $fn$;
 GRANT EXECUTE ON FUNCTION public.bench_debit_and_log(uuid) TO service_role;`;
 
-function withDatabase(url: string, db: string): string {
-  const u = new URL(url);
-  u.pathname = "/" + db;
-  return u.toString();
-}
-
 async function sql(c: Client, file: string, text: string): Promise<void> {
   try {
     await inTransaction(c, () => c.query(text));
@@ -143,24 +138,13 @@ async function sql(c: Client, file: string, text: string): Promise<void> {
   }
 }
 
+/** A scratch database, marked as this project's (lib/pgserver.ts): only such a database is ever dropped. */
 async function createDb(adminUrl: string, name: string): Promise<string> {
-  const c = await connect(adminUrl);
-  try {
-    await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-    await c.query(`CREATE DATABASE ${name}`);
-  } finally {
-    await c.end();
-  }
-  return withDatabase(adminUrl, name);
+  return createDatabase(adminUrl, name);
 }
 
 async function dropDb(adminUrl: string, name: string): Promise<void> {
-  const c = await connect(adminUrl);
-  try {
-    await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-  } finally {
-    await c.end();
-  }
+  await dropDatabase(adminUrl, name);
 }
 
 /** The v1 database: the baseline (which installs v1) and `orgs` organizations with a large unified balance. */

@@ -5,7 +5,8 @@
  *   ts-node --transpile-only bench/seed.ts [ADMIN_URL] [SIZE ...]      (defaults: the local server, 100000)
  */
 import * as crypto from "crypto";
-import { connect, redactUrl } from "../lib/db";
+import { redactUrl } from "../lib/db";
+import { createDatabase, dropDatabase } from "../lib/pgserver";
 import { seed } from "../scripts/seed";
 
 export interface SeedBenchResult {
@@ -17,29 +18,14 @@ export interface SeedBenchResult {
   logs: number;
 }
 
-function withDatabase(url: string, db: string): string {
-  const u = new URL(url);
-  u.pathname = "/" + db;
-  return u.toString();
-}
-
-async function admin(adminUrl: string, sql: string): Promise<void> {
-  const c = await connect(adminUrl);
-  try {
-    await c.query(sql);
-  } finally {
-    await c.end();
-  }
-}
-
 export async function benchSeed(adminUrl: string, sizes: number[], log: (line: string) => void = () => undefined): Promise<SeedBenchResult[]> {
   const results: SeedBenchResult[] = [];
   for (const orgs of sizes) {
     const name = `gb_seed_${crypto.randomBytes(4).toString("hex")}`;
-    await admin(adminUrl, `CREATE DATABASE ${name}`);
+    const url = await createDatabase(adminUrl, name); // marked: only a marked database is ever dropped (lib/pgserver.ts)
     try {
       const started = process.hrtime.bigint();
-      const r = await seed({ databaseUrl: withDatabase(adminUrl, name), orgs, seed: 1, log });
+      const r = await seed({ databaseUrl: url, orgs, seed: 1, log });
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       results.push({
         orgs,
@@ -49,7 +35,7 @@ export async function benchSeed(adminUrl: string, sizes: number[], log: (line: s
         logs: r.logs.success + r.logs.failed,
       });
     } finally {
-      await admin(adminUrl, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await dropDatabase(adminUrl, name);
     }
   }
   return results;

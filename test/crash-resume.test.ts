@@ -33,7 +33,7 @@ import * as path from "path";
 import type { Client } from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connect } from "../lib/db";
-import { dropDatabase } from "../lib/pgserver";
+import { dropDatabase, markScratchDatabase } from "../lib/pgserver";
 import { seed } from "../scripts/seed";
 import { eventTail, killSession, pendingOperations, pulumi, readEvents, repairFileBackend, startPulumi, stateUrns } from "./helpers/cli";
 import { freshDb, pgServer, TestDb } from "./helpers/db";
@@ -145,9 +145,9 @@ describe("crash and resume: SIGKILL at each dangerous point, recover, same end s
     const server = await pgServer();
     const name = `${template.name}_${tag}`;
     const url = server.urlFor(name);
+    await dropDatabase(server, name); // a leftover of an earlier run: dropped only if it carries the scratch mark
     const c = await connect(server.adminUrl);
     try {
-      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
       for (let attempt = 0; ; attempt++) {
         try {
           await c.query(`CREATE DATABASE ${name} TEMPLATE ${template.name}`);
@@ -161,6 +161,7 @@ describe("crash and resume: SIGKILL at each dangerous point, recover, same end s
     } finally {
       await c.end();
     }
+    await markScratchDatabase(server, name); // a TEMPLATE copy does not carry the template's COMMENT
     dbs.push({ name });
     const db: TestDb = {
       name,

@@ -23,7 +23,7 @@ function run(env: Record<string, string>): { source: string; version: string } {
     })().catch((e) => { console.error(e.message); process.exit(1); });`;
   const out = execFileSync("node", ["-r", "ts-node/register/transpile-only", "-e", script], {
     cwd: ROOT,
-    env: { ...process.env, DATABASE_URL: "", ...env },
+    env: { ...process.env, GUARDIAN_TEST_DATABASE_URL: "", GUARDIAN_TEST_ALLOW_REMOTE: "", ...env },
     encoding: "utf8",
     timeout: 180_000,
   });
@@ -35,8 +35,12 @@ describe("Postgres for every run", () => {
     expect(run({}).source).toBe("local");
   });
 
-  it("uses DATABASE_URL when it is set", () => {
-    expect(run({ DATABASE_URL: "postgres://postgres@127.0.0.1:5432/postgres" }).source).toBe("DATABASE_URL");
+  it("uses GUARDIAN_TEST_DATABASE_URL when it is set", () => {
+    expect(run({ GUARDIAN_TEST_DATABASE_URL: "postgres://postgres@127.0.0.1:5432/postgres" }).source).toBe("GUARDIAN_TEST_DATABASE_URL");
+  });
+
+  it("never uses DATABASE_URL (an application's database), even when it answers", () => {
+    expect(run({ DATABASE_URL: "postgres://postgres@127.0.0.1:5432/postgres" }).source).toBe("local");
   });
 
   it("starts an embedded Postgres from npm when no server answers", () => {

@@ -152,7 +152,7 @@ describe("rehearsal: restore the latest backup export and migrate the copy", () 
         ["-r", "ts-node/register/transpile-only", path.join(ROOT, "scripts", "rehearse.ts"), "--export-root", path.join(m.t.stateDir, "exports"), "--database", database, "--drop"],
         {
           cwd: ROOT,
-          env: { ...process.env, PULUMI_BACKEND_URL: `file://${state}`, PULUMI_CONFIG_PASSPHRASE: "guardian-rehearsal-test", PATH: m.t.env.PATH, DATABASE_URL: server.adminUrl },
+          env: { ...process.env, PULUMI_BACKEND_URL: `file://${state}`, PULUMI_CONFIG_PASSPHRASE: "guardian-rehearsal-test", PATH: m.t.env.PATH, GUARDIAN_TEST_DATABASE_URL: server.adminUrl },
           maxBuffer: 64 * 1024 * 1024,
         },
       );
