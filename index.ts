@@ -19,6 +19,7 @@ import { withClient } from "./lib/db";
 import { describeShape } from "./lib/shape";
 import { backfillPlan, describePlan } from "./lib/facts";
 import { preflight } from "./lib/preflight";
+import { loadSqlParser } from "./lib/pgsql";
 import { discoveryLines, rollbackPreview } from "./lib/previewNotes";
 import { Audit } from "./components/audit";
 import { Backfill } from "./components/backfill";
@@ -58,6 +59,8 @@ async function main() {
     for (const line of await withClient(config.databaseUrl, (c) => rollbackPreview(c, config))) pulumi.log.info(line);
   }
 
+  // PostgreSQL's parser (WebAssembly, loaded once): TenantPolicies and CreditFunctions read their SQL files with it.
+  await loadSqlParser();
   const ctx: GuardianContext = { databaseUrl: pulumi.secret(config.databaseUrl), config, discovery };
   const exportRoot = process.env.GUARDIAN_EXPORT_ROOT ?? path.resolve(__dirname, config.backup.exportDir);
 

@@ -7,10 +7,12 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { parseConfig } from "../../lib/config";
 import { sha256 } from "../../lib/sql";
 import { actionCatalogueSql } from "../../lib/catalogueSql";
+import { loadSqlParser } from "../../lib/pgsql";
 
 interface Declared { type: string; name: string; inputs: Record<string, any> }
 const declared: Declared[] = [];
 
+beforeAll(loadSqlParser);
 beforeAll(() => {
   pulumi.runtime.setMocks(
     {
