@@ -29,6 +29,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
+import { ExecutedSql, executedStatements, Node, quoteIdent, roleName, SqlParseError, unwrap } from "../lib/pgsql";
 import { loadSql, sha256, SQL_ROOT, SqlFile } from "../lib/sql";
 import { SqlObject } from "../providers/sqlObject";
 import { TENANT_TABLES, TenantTable } from "../lib/tenantTables";
@@ -62,20 +63,45 @@ export interface PolicyFacts {
   roles: string[];
 }
 
-const CREATE_POLICY = /CREATE\s+POLICY\s+("?[\w ]+"?)\s+ON\s+([\w.]+)\s+AS\s+(PERMISSIVE|RESTRICTIVE)\s+FOR\s+(\w+)\s+TO\s+([\w\s,]+?)\s*(?:USING|WITH\s+CHECK)/i;
-
+/**
+ * The one CREATE POLICY a policy file runs, read with PostgreSQL's parser from the rendered text (loadSql): comments,
+ * strings and DO blocks that only mention CREATE POLICY do not count; a DO block that runs one does. PostgreSQL's
+ * defaults apply: no AS clause is PERMISSIVE, no FOR clause is FOR ALL, no TO clause is PUBLIC. The table must be
+ * written as in TENANT_TABLES (schema-qualified).
+ */
 export function policyFacts(file: SqlFile, table: string, command: PolicyCommand): PolicyFacts {
-  const m = CREATE_POLICY.exec(file.text);
-  if (!m) throw new Error(`sql/${file.file}: expected one "CREATE POLICY <name> ON ${table} AS PERMISSIVE|RESTRICTIVE FOR ${command.toUpperCase()} TO <roles> ..."`);
-  const [, name, on, kind, cmd, roles] = m;
-  if (on !== table) throw new Error(`sql/${file.file}: the policy is on "${on}", but the file name says "${table}"`);
-  if (cmd.toLowerCase() !== command) throw new Error(`sql/${file.file}: the policy is FOR ${cmd.toUpperCase()}, but the file name says "${command}"`);
+  const where = `sql/${file.file}`;
+  let executed: ExecutedSql;
+  try {
+    executed = executedStatements(file.text);
+  } catch (e) {
+    if (e instanceof SqlParseError) throw new Error(`${where}: does not parse: ${e.message}`);
+    throw e;
+  }
+  const creates = executed.statements.filter((s) => s.type === "CreatePolicyStmt");
+  const dynamic = executed.unreadable.filter((u) => /\bCREATE\s+POLICY\b/i.test(u.text));
+  if (dynamic.length) {
+    throw new Error(`${where}: line ${dynamic[0].line} builds a policy at run time (${dynamic[0].text}); write the CREATE POLICY as a statement so the program can read it`);
+  }
+  if (creates.length !== 1) {
+    const found = creates.length ? `found ${creates.length}: ${creates.map((c) => `${quoteIdent(c.stmt.policy_name ?? "")} (line ${c.line})`).join(", ")}` : "found none";
+    throw new Error(`${where}: expected exactly one "CREATE POLICY <name> ON ${table} [AS PERMISSIVE|RESTRICTIVE] FOR ${command.toUpperCase()} TO <roles> ...", ${found}`);
+  }
+  const p = creates[0].stmt;
+  const on = [p.table?.schemaname, p.table?.relname].filter(Boolean).join(".");
+  if (on !== table) throw new Error(`${where}: the policy is on "${on}", but the file name says "${table}"`);
+  const cmd = String(p.cmd_name ?? "all");
+  if (cmd !== command) throw new Error(`${where}: the policy is FOR ${cmd.toUpperCase()}, but the file name says "${command}"`);
   return {
     table,
     command,
-    policyName: name.replace(/"/g, ""),
-    permissive: kind.toUpperCase() === "PERMISSIVE",
-    roles: roles.split(",").map((r) => r.trim().toLowerCase()).filter(Boolean),
+    policyName: p.policy_name ?? "",
+    permissive: p.permissive === true,
+    // pg_policies shows PUBLIC as "public"; a quoted role keeps its case.
+    roles: (p.roles ?? [{ RoleSpec: { roletype: "ROLESPEC_PUBLIC" } }]).map((r: Node) => {
+      const name = roleName(unwrap(r)[1]);
+      return name === "PUBLIC" ? "public" : name;
+    }),
   };
 }
 
@@ -241,7 +267,7 @@ export class TenantPolicies extends pulumi.ComponentResource {
           sql: ownPoliciesSql(t.table, command) + f.text,
           sqlFile: f.file,
           probeSql: policyProbe(t.table, command, facts.policyName),
-          dropSql: `DROP POLICY IF EXISTS ${facts.policyName} ON ${t.table}`,
+          dropSql: `DROP POLICY IF EXISTS ${quoteIdent(facts.policyName)} ON ${t.table}`,
           meta: {
             table: t.table, command, roles: facts.roles, policyName: facts.policyName, permissive: facts.permissive,
             ...(replaces.length ? { replacesPolicies: replaces } : {}),
