@@ -12,12 +12,14 @@
  *   plan-margins-mandatory            mandatory  the same, when the margins object's meta.marginGate is "mandatory"
  *
  * Run it with `pulumi preview --policy-pack <abs path>/policies/run-policy-pack` (see that script for why not the
- * directory). The rules themselves are in rules.ts.
+ * directory). The rules themselves are in rules.ts; they read SQL with PostgreSQL's own parser (lib/pgsql.ts), which the
+ * validators load once (asynchronously) before their first check.
  */
 import { PolicyPack, ReportViolation, StackValidationArgs } from "@pulumi/policy";
 import {
   BACKFILL,
   backfillProblems,
+  loadSqlParser,
   marginsResources,
   marginViolations,
   Res,
@@ -46,7 +48,8 @@ new PolicyPack("guardian-credits", {
       name: "tenant-tables-have-rls",
       description: "Every table holding tenant data has row level security enabled and at least one policy.",
       enforcementLevel: "mandatory",
-      validateStack: (args, report) => {
+      validateStack: async (args, report) => {
+        await loadSqlParser();
         for (const v of tenantTablesHaveRls(resources(args))) report(v.message, v.urn);
       },
     },
@@ -54,11 +57,12 @@ new PolicyPack("guardian-credits", {
       name: "security-definer-pins-search-path",
       description: "SECURITY DEFINER functions pin a search_path ending with pg_temp, revoke EXECUTE from PUBLIC and from anon explicitly, and grant nothing to anon or PUBLIC.",
       enforcementLevel: "mandatory",
-      validateResource: (args, report) => {
+      validateResource: async (args, report) => {
         if (args.type !== SQL_OBJECT) return;
         const isFunction = args.props.kind === "function";
         const saysDefiner = typeof args.props.sql === "string" && /security\s+definer/i.test(args.props.sql);
         if (!isFunction && !saysDefiner) return;
+        await loadSqlParser(); // PostgreSQL's parser (WebAssembly), loaded once per pack process
         for (const m of securityDefinerProblems({ props: args.props, name: args.name })) report(m);
       },
     },

@@ -7,6 +7,12 @@
  * `pulumi-nodejs:dynamic/guardian:<Type>`. A SqlObject's inputs are kind, objectName, sqlFile, sql, meta.
  */
 
+import { createdFunctions } from "../lib/functionMeta";
+import { ExecutedSql, executedStatements, parseSql, RawStmt, settingValues, SqlParseError, unwrap } from "../lib/pgsql";
+
+/** The rules read SQL with PostgreSQL's parser: await this once before calling them (index.ts does, per validation). */
+export { loadSqlParser } from "../lib/pgsql";
+
 export const SQL_OBJECT = "pulumi-nodejs:dynamic/guardian:SqlObject";
 export const BACKFILL = "pulumi-nodejs:dynamic/guardian:Backfill";
 export const isBackup = (type: string) => type.startsWith("pulumi-nodejs:dynamic/") && type.endsWith(":Backup");
@@ -35,6 +41,20 @@ export function normaliseTable(t: unknown): string {
   return s.startsWith("public.") ? s.slice("public.".length) : s;
 }
 
+/** ALTER TABLE ... ENABLE | DISABLE | FORCE | NO FORCE ROW LEVEL SECURITY among the statements, with their table. */
+function rowSecuritySwitches(executed: ExecutedSql): { subtype: string; table: string }[] {
+  const out: { subtype: string; table: string }[] = [];
+  for (const s of executed.statements) {
+    if (s.type !== "AlterTableStmt") continue;
+    const table = normaliseTable([s.stmt.relation?.schemaname, s.stmt.relation?.relname].filter(Boolean).join("."));
+    for (const c of s.stmt.cmds ?? []) {
+      const subtype = unwrap(c)[1].subtype;
+      if (/RowSecurity$/.test(String(subtype))) out.push({ subtype, table });
+    }
+  }
+  return out;
+}
+
 const sqlObjects = (resources: Res[], kind?: string) =>
   resources.filter((r) => r.type === SQL_OBJECT && (kind === undefined || r.props?.kind === kind));
 
@@ -57,79 +77,48 @@ export function tenantTablesHaveRls(resources: Res[]): Violation[] {
   }
   for (const r of rls) {
     if (!r.props.meta?.table) out.push({ message: `rls resource ${r.name} has no meta.table`, urn: r.urn });
-    const sql = maskSql(String(r.props.sql ?? "")).masked;
-    if (typeof r.props.sql === "string" && !/\bENABLE\s+ROW\s+LEVEL\s+SECURITY\b/i.test(sql)) {
-      out.push({ message: `rls resource ${r.name} (${r.props.meta?.table}): its SQL does not ENABLE ROW LEVEL SECURITY`, urn: r.urn });
-    }
   }
   for (const r of sqlObjects(resources)) {
-    if (typeof r.props.sql === "string" && /\b(DISABLE|NO\s+FORCE)\s+ROW\s+LEVEL\s+SECURITY\b/i.test(maskSql(r.props.sql).masked)) {
-      out.push({ message: `${r.props.kind} ${r.props.objectName} (sql/${r.props.sqlFile}) disables row level security`, urn: r.urn });
+    if (typeof r.props.sql !== "string") continue;
+    const what = `${r.props.kind} ${r.props.objectName}${r.props.sqlFile ? ` (sql/${r.props.sqlFile})` : ""}`;
+    let executed: ExecutedSql;
+    try {
+      executed = executedStatements(r.props.sql);
+    } catch (e) {
+      if (!(e instanceof SqlParseError)) throw e;
+      out.push({ message: `${what}: its SQL does not parse (${e.message}), so the policy cannot tell what it does to row level security`, urn: r.urn });
+      continue;
+    }
+    const switches = rowSecuritySwitches(executed);
+    if (switches.some((x) => x.subtype === "AT_DisableRowSecurity" || x.subtype === "AT_NoForceRowSecurity")) {
+      out.push({ message: `${what} disables row level security`, urn: r.urn });
+    }
+    for (const u of executed.unreadable.filter((x) => /\b(DISABLE|NO\s+FORCE)\s+ROW\s+LEVEL\s+SECURITY\b/i.test(x.text))) {
+      out.push({ message: `${what} may disable row level security in SQL built at run time (line ${u.line}: ${u.text})`, urn: r.urn });
+    }
+    if (r.props.kind === "rls" && r.props.meta?.table) {
+      const table = normaliseTable(r.props.meta.table);
+      if (!switches.some((x) => x.subtype === "AT_EnableRowSecurity" && x.table === table)) {
+        out.push({ message: `rls resource ${r.name} (${r.props.meta.table}): its SQL does not ENABLE ROW LEVEL SECURITY on ${table}`, urn: r.urn });
+      }
     }
   }
   return out;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// security-definer-pins-search-path: a small SQL reader (comments, strings, quoted identifiers, dollar quotes)
+// security-definer-pins-search-path: the SQL read with PostgreSQL's parser (lib/pgsql.ts, lib/functionMeta.ts)
 // ---------------------------------------------------------------------------------------------------------------
 
-/**
- * The SQL with comments blanked and the contents of strings and dollar-quoted bodies blanked (delimiters kept), so
- * that keywords are only matched where they are code. `blocks` are the dollar-quoted contents (DO blocks, function
- * bodies), read again as SQL: a CREATE FUNCTION inside a DO block is still seen.
- */
-export function maskSql(sql: string): { masked: string; blocks: { at: number; text: string }[] } {
-  let out = "";
-  const blocks: { at: number; text: string }[] = [];
-  let i = 0;
-  while (i < sql.length) {
-    const ch = sql[i];
-    const next = sql[i + 1];
-    if (ch === "-" && next === "-") {
-      const end = sql.indexOf("\n", i);
-      const stop = end === -1 ? sql.length : end;
-      out += " ".repeat(stop - i);
-      i = stop;
-    } else if (ch === "/" && next === "*") {
-      const end = sql.indexOf("*/", i + 2);
-      const stop = end === -1 ? sql.length : end + 2;
-      out += sql.slice(i, stop).replace(/[^\n]/g, " ");
-      i = stop;
-    } else if (ch === "'" || ch === '"') {
-      let j = i + 1;
-      while (j < sql.length) {
-        if (sql[j] === ch && sql[j + 1] === ch) j += 2;
-        else if (sql[j] === ch) break;
-        else j++;
-      }
-      // Quoted identifiers keep their text (names matter); string contents are blanked.
-      out += ch === '"' ? sql.slice(i, j + 1) : ch + sql.slice(i + 1, j).replace(/[^\n]/g, " ") + (j < sql.length ? ch : "");
-      i = j + 1;
-    } else if (ch === "$" && /^\$([A-Za-z_][A-Za-z0-9_]*)?\$/.test(sql.slice(i)) && !/[A-Za-z0-9_]/.test(sql[i - 1] ?? "")) {
-      const tag = /^\$([A-Za-z_][A-Za-z0-9_]*)?\$/.exec(sql.slice(i))![0];
-      const end = sql.indexOf(tag, i + tag.length);
-      const stop = end === -1 ? sql.length : end;
-      blocks.push({ at: i, text: sql.slice(i + tag.length, stop) });
-      out += tag + sql.slice(i + tag.length, stop).replace(/[^\n]/g, " ") + (end === -1 ? "" : tag);
-      i = end === -1 ? sql.length : end + tag.length;
-    } else {
-      out += ch;
-      i++;
-    }
-  }
-  return { masked: out, blocks };
-}
-
 export interface FunctionFacts {
-  /** schema.name, lower case (unqualified names are taken as public). */
+  /** schema.name as PostgreSQL folds it (unqualified names are taken as public; quoted names stay quoted). */
   name: string;
   securityDefiner: boolean;
   pinsSearchPath: boolean;
   /**
    * The pinned search_path as PostgreSQL stores it, one schema per element (unquoted names lower-cased, quoted names
    * and string literals as written: `SET search_path = ''` is [""], `'pg_catalog, pg_temp'` is ONE schema named
-   * "pg_catalog, pg_temp"); null when not pinned (or RESET).
+   * "pg_catalog, pg_temp"); null when not pinned (or RESET, or TO DEFAULT) or not a list (FROM CURRENT).
    */
   searchPath: string[] | null;
   /** A REVOKE (ALL | EXECUTE) ... FROM PUBLIC that covers it, after its CREATE. */
@@ -145,49 +134,24 @@ export interface FunctionFacts {
 
 /**
  * The schemas of a search_path value as written in SQL (after `SET search_path =` / `TO`, or in a function's meta),
- * element by element as PostgreSQL stores them; null when the value is not a list of schemas (DEFAULT, FROM CURRENT).
+ * element by element as PostgreSQL stores them; null when the value is not a list of schemas (DEFAULT, FROM CURRENT,
+ * not SQL).
  *   pg_catalog, pg_temp       -> ["pg_catalog", "pg_temp"]
  *   ''                        -> [""]            (the empty path)
  *   'pg_catalog, pg_temp'     -> ["pg_catalog, pg_temp"]  (one literal is one schema name)
  *   "PG_TEMP"                 -> ["PG_TEMP"]     (quoted: not pg_temp)
  */
 export function parseSearchPath(value: string): string[] | null {
-  const out: string[] = [];
-  let i = 0;
-  const ws = () => {
-    while (i < value.length && /\s/.test(value[i])) i++;
-  };
-  for (;;) {
-    ws();
-    const ch = value[i];
-    if (ch === "'" || ch === '"') {
-      let j = i + 1;
-      let item = "";
-      while (j < value.length) {
-        if (value[j] === ch && value[j + 1] === ch) {
-          item += ch;
-          j += 2;
-        } else if (value[j] === ch) break;
-        else item += value[j++];
-      }
-      if (j >= value.length) return null; // unterminated
-      out.push(item);
-      i = j + 1;
-    } else {
-      const m = /^[A-Za-z_][A-Za-z0-9_$]*/.exec(value.slice(i));
-      if (!m) return null;
-      out.push(m[0].toLowerCase());
-      i += m[0].length;
-    }
-    ws();
-    if (value[i] === ",") {
-      i++;
-      continue;
-    }
-    break;
+  let stmts: RawStmt[];
+  try {
+    stmts = parseSql(`SET search_path = ${value}`);
+  } catch (e) {
+    if (e instanceof SqlParseError) return null;
+    throw e;
   }
-  if (out.length === 1 && out[0] === "default" && !/^\s*["']/.test(value)) return null; // SET search_path = DEFAULT
-  return out;
+  if (stmts.length !== 1) return null;
+  const [type, set] = unwrap(stmts[0].stmt);
+  return type === "VariableSetStmt" ? settingValues(set) : null;
 }
 
 /** A pinned search_path is safe for a SECURITY DEFINER function when it ends with pg_temp (named, so searched last). */
@@ -195,142 +159,20 @@ export function searchPathEndsWithPgTemp(path: string[] | null): boolean {
   return !!path && path.length > 0 && path[path.length - 1] === "pg_temp";
 }
 
-/** The value after `SET search_path =|TO` in a statement: read from the original text (the masked one blanks strings). */
-const SET_SEARCH_PATH = /\bSET\s+search_path\s*(?:=|\bTO\b)\s*/i;
-const CLAUSE_END = /^(?:AS|LANGUAGE|SECURITY|SET|RESET|STABLE|IMMUTABLE|VOLATILE|STRICT|CALLED|RETURNS|PARALLEL|COST|ROWS|LEAKPROOF|NOT|EXTERNAL|WINDOW|SUPPORT|TRANSFORM|BEGIN|RETURN)\b/i;
-function searchPathIn(masked: string, original: string): string[] | null {
-  const m = SET_SEARCH_PATH.exec(masked);
-  if (!m) return null;
-  const from = m.index + m[0].length;
-  // The value runs until the next clause keyword outside quotes (masked text has no quoted content) or the end.
-  let end = masked.length;
-  const re = /\s+(?=[A-Za-z])/g;
-  re.lastIndex = from;
-  for (let x = re.exec(masked); x; x = re.exec(masked)) {
-    const at = x.index + x[0].length;
-    if (CLAUSE_END.test(masked.slice(at))) {
-      // a clause keyword follows the value only after a complete element (not after a comma)
-      if (!/,\s*$/.test(masked.slice(from, x.index + x[0].length))) {
-        end = x.index;
-        break;
-      }
-    }
-  }
-  return parseSearchPath(original.slice(from, end).trim());
-}
-
-const IDENT = String.raw`(?:"[^"]+"|[A-Za-z_][A-Za-z0-9_$]*)`;
-const QNAME = String.raw`${IDENT}(?:\s*\.\s*${IDENT})?`;
-
-function qualify(name: string): string {
-  const n = name.replace(/"/g, "").replace(/\s+/g, "").toLowerCase();
-  return n.includes(".") ? n : `public.${n}`;
-}
-
-/** Splits "a(uuid, text), b.c(int)" at top-level commas and keeps the names. */
-function functionNames(list: string): string[] {
-  const names: string[] = [];
-  let depth = 0;
-  let cur = "";
-  for (const ch of list) {
-    if (ch === "(") depth++;
-    if (ch === ")") depth--;
-    if (ch === "," && depth === 0) {
-      names.push(cur);
-      cur = "";
-    } else cur += ch;
-  }
-  names.push(cur);
-  return names.map((n) => n.replace(/\(.*$/s, "").trim()).filter(Boolean).map(qualify);
-}
-
-function grantees(list: string): string[] {
-  return list.split(",").map((g) => g.trim().replace(/"/g, "").replace(/\s+(WITH\s+GRANT\s+OPTION|GRANTED\s+BY.*|CASCADE|RESTRICT)$/i, "").toLowerCase()).filter(Boolean);
-}
-
-/** Statements of a (masked) text with their offsets, split at top-level semicolons (dollar bodies were blanked).
- *  `start` is where the trimmed `text` begins, so the original text of a statement is original.slice(start, start + text.length). */
-function statements(masked: string): { at: number; end: number; start: number; text: string }[] {
-  const out: { at: number; end: number; start: number; text: string }[] = [];
-  let at = 0;
-  for (const part of masked.split(";")) {
-    if (part.trim()) out.push({ at, end: at + part.length, start: at + (part.length - part.trimStart().length), text: part.trim() });
-    at += part.length + 1;
-  }
-  return out;
-}
-
-/** Every function the SQL creates, with what the SQL says about its security. DO blocks are read too. */
+/**
+ * Every function the SQL creates (top level and in DO blocks, in order), with what the SQL says about its security.
+ * Throws SqlParseError when the SQL does not parse.
+ */
 export function analyzeFunctions(sql: string): FunctionFacts[] {
-  const facts: FunctionFacts[] = [];
-  const created = new Map<string, FunctionFacts[]>();
-  const scan = (text: string) => {
-    const { masked, blocks } = maskSql(text);
-    for (const { at, end, start, text: st } of statements(masked)) {
-      const original = text.slice(start, start + st.length);
-      // Bodies inside this statement (a DO block creating functions) are read in place, in order.
-      const inner = () => {
-        for (const b of blocks) if (b.at >= at && b.at < end && /\b(CREATE|ALTER|GRANT|REVOKE)\b/i.test(b.text)) scan(b.text);
-      };
-      const create = new RegExp(String.raw`\bCREATE\s+(?:OR\s+REPLACE\s+)?FUNCTION\s+(${QNAME})`, "i").exec(st);
-      if (create) {
-        const pins = SET_SEARCH_PATH.test(st);
-        const f: FunctionFacts = {
-          name: qualify(create[1]),
-          securityDefiner: /\bSECURITY\s+DEFINER\b/i.test(st),
-          pinsSearchPath: pins,
-          searchPath: pins ? searchPathIn(st, original) : null,
-          revokedFromPublic: false,
-          revokedFromAnon: false,
-          grantedTo: [],
-        };
-        facts.push(f);
-        created.set(f.name, [...(created.get(f.name) ?? []), f]);
-        inner();
-        continue;
-      }
-      const alter = new RegExp(String.raw`\bALTER\s+FUNCTION\s+(${QNAME})`, "i").exec(st);
-      if (alter) {
-        for (const f of created.get(qualify(alter[1])) ?? []) {
-          if (/\bSECURITY\s+DEFINER\b/i.test(st)) f.securityDefiner = true;
-          if (/\bSECURITY\s+INVOKER\b/i.test(st)) f.securityDefiner = false;
-          if (SET_SEARCH_PATH.test(st)) {
-            f.pinsSearchPath = true;
-            f.searchPath = searchPathIn(st, original);
-          }
-          if (/\bRESET\s+(search_path|ALL)\b/i.test(st)) {
-            f.pinsSearchPath = false;
-            f.searchPath = null;
-          }
-        }
-        continue;
-      }
-      const priv = /\b(GRANT|REVOKE)\s+(?:GRANT\s+OPTION\s+FOR\s+)?([\s\S]*?)\s+ON\s+(FUNCTIONS?|ROUTINES?|ALL\s+(?:FUNCTIONS|ROUTINES)\s+IN\s+SCHEMA)\s+([\s\S]*?)\s+(TO|FROM)\s+([\s\S]*)$/i.exec(st);
-      inner();
-      if (priv && !/\bDEFAULT\s+PRIVILEGES\b/i.test(st)) {
-        const [, verb, privileges, onWhat, targets, , who] = priv;
-        if (!/\b(ALL|EXECUTE)\b/i.test(privileges)) continue;
-        const schemaWide = /^ALL\b/i.test(onWhat);
-        const covered = schemaWide
-          ? (n: string) => targets.split(",").map((s) => s.trim().replace(/"/g, "").toLowerCase()).includes(n.split(".")[0])
-          : ((names) => (n: string) => names.includes(n))(functionNames(targets));
-        const roles = grantees(who);
-        for (const f of facts) {
-          if (!covered(f.name)) continue;
-          if (verb.toUpperCase() === "REVOKE") {
-            if (roles.includes("public")) f.revokedFromPublic = true;
-            if (roles.includes("anon")) f.revokedFromAnon = true;
-            f.grantedTo = f.grantedTo.filter((g) => !roles.includes(g)); // taken back
-          }
-          if (verb.toUpperCase() === "GRANT") {
-            for (const r of roles) if ((r === "anon" || r === "public") && !f.grantedTo.includes(r)) f.grantedTo.push(r);
-          }
-        }
-      }
-    }
-  };
-  scan(sql);
-  return facts;
+  return createdFunctions(sql).map((f) => ({
+    name: f.qualifiedName,
+    securityDefiner: f.securityDefiner,
+    pinsSearchPath: f.pinsSearchPath,
+    searchPath: f.searchPath,
+    revokedFromPublic: f.revokedFrom.has("PUBLIC"),
+    revokedFromAnon: f.revokedFrom.has("anon"),
+    grantedTo: f.grantedTo.filter((g) => g === "anon" || g === "PUBLIC").map((g) => (g === "PUBLIC" ? "public" : g)),
+  }));
 }
 
 /** A search_path as an operator would write it: names, quoted where they must be; "" for the empty path. */
@@ -352,7 +194,17 @@ export function securityDefinerProblems(r: Pick<Res, "props" | "name">): string[
   const sql = typeof p.sql === "string" ? p.sql : "";
   const where = `${p.kind} ${p.objectName ?? r.name}${p.sqlFile ? ` (sql/${p.sqlFile})` : ""}`;
   const out: string[] = [];
-  const definers = analyzeFunctions(sql).filter((f) => f.securityDefiner);
+  let definers: FunctionFacts[] = [];
+  try {
+    definers = analyzeFunctions(sql).filter((f) => f.securityDefiner);
+    // SQL built at run time (EXECUTE format(...) in a DO block) that mentions SECURITY DEFINER: cannot be checked.
+    for (const u of executedStatements(sql).unreadable.filter((x) => /\bsecurity\s+definer\b/i.test(x.text))) {
+      out.push(`${where}: says SECURITY DEFINER outside a CREATE FUNCTION the policy can read (line ${u.line}: ${u.text}); declare the function with a literal CREATE FUNCTION`);
+    }
+  } catch (e) {
+    if (!(e instanceof SqlParseError)) throw e;
+    out.push(`${where}: its SQL does not parse (${e.message}), so its SECURITY DEFINER functions cannot be checked`);
+  }
   for (const f of definers) {
     if (!f.pinsSearchPath) out.push(`${where}: SECURITY DEFINER function ${f.name} does not pin search_path (add SET search_path = pg_catalog, pg_temp to its definition)`);
     else if (!searchPathEndsWithPgTemp(f.searchPath)) {
@@ -361,10 +213,6 @@ export function securityDefinerProblems(r: Pick<Res, "props" | "name">): string[
     if (!f.revokedFromPublic) out.push(`${where}: SECURITY DEFINER function ${f.name} stays executable by PUBLIC (no REVOKE EXECUTE ... FROM PUBLIC after its CREATE)`);
     if (!f.revokedFromAnon) out.push(`${where}: SECURITY DEFINER function ${f.name} does not revoke EXECUTE from anon explicitly (Supabase's default privileges grant new functions to anon, which a REVOKE ... FROM PUBLIC leaves in place: add REVOKE EXECUTE ON FUNCTION ... FROM anon after its CREATE)`);
     for (const g of f.grantedTo) out.push(`${where}: SECURITY DEFINER function ${f.name} is granted EXECUTE to ${g}`);
-  }
-  // SECURITY DEFINER mentioned where no CREATE FUNCTION was recognised (e.g. built by EXECUTE format(...)): cannot check.
-  if (definers.length === 0 && /\bSECURITY\s+DEFINER\b/i.test(maskSql(sql).masked)) {
-    out.push(`${where}: says SECURITY DEFINER outside a CREATE FUNCTION the policy can read; declare the function with a literal CREATE FUNCTION`);
   }
   if (p.kind === "function") {
     const meta = p.meta ?? {};

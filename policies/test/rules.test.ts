@@ -4,9 +4,11 @@
  */
 import * as fs from "fs";
 import * as path from "path";
-import { describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
+import { loadSql } from "../../lib/sql";
 import {
   analyzeFunctions,
+  loadSqlParser,
   marginViolations,
   parseSearchPath,
   planMargins,
@@ -17,6 +19,7 @@ import {
 } from "../rules";
 
 const SQL_ROOT = path.resolve(__dirname, "..", "..", "sql");
+beforeAll(loadSqlParser);
 const fn = (sql: string, meta?: Record<string, unknown>) =>
   securityDefinerProblems({ name: "f", props: { kind: "function", objectName: "public.f()", sql, meta } });
 /** The SQL alone (an object that is not kind "function", so no meta is read). */
@@ -148,8 +151,127 @@ describe("security-definer-pins-search-path: reading the SQL", () => {
     .flatMap((d) => fs.readdirSync(path.join(SQL_ROOT, d)).filter((f) => f.endsWith(".sql")).map((f) => `${d}/${f}`))
     .filter((f) => /security\s+definer/i.test(fs.readFileSync(path.join(SQL_ROOT, f), "utf8")));
   it.each(files)("sql/%s passes the rule", (file) => {
-    const sql = fs.readFileSync(path.join(SQL_ROOT, file), "utf8");
+    const sql = loadSql(file).text; // rendered, as the component passes it ({{profile_role:p}} is not SQL)
     expect(securityDefinerProblems({ name: file, props: { kind: "sql", objectName: file, sql } })).toEqual([]);
+  });
+});
+
+describe("security-definer-pins-search-path: SQL shapes a regular expression reads wrongly (PostgreSQL's parser)", () => {
+  const pinned = "SET search_path = pg_catalog, pg_temp";
+  const facts = (sql: string) => analyzeFunctions(sql).map((f) => [f.name, f.securityDefiner, f.searchPath, f.revokedFromPublic, f.revokedFromAnon, f.grantedTo]);
+
+  it("holds each overload to its own REVOKE and ALTER: revoking f(text) leaves f(uuid) executable", () => {
+    const sql = `CREATE FUNCTION public.f(p uuid) RETURNS int LANGUAGE sql SECURITY DEFINER AS 'SELECT 1';
+                 CREATE FUNCTION public.f(p text) RETURNS int LANGUAGE sql SECURITY DEFINER AS 'SELECT 1';
+                 ALTER FUNCTION public.f(text) ${pinned};
+                 REVOKE ALL ON FUNCTION public.f(text) FROM PUBLIC, anon;`;
+    expect(facts(sql)).toEqual([
+      ["public.f", true, null, false, false, []],
+      ["public.f", true, ["pg_catalog", "pg_temp"], true, true, []],
+    ]);
+    expect(sqlOnly(sql)).toHaveLength(3); // f(uuid): not pinned, PUBLIC, anon
+  });
+
+  it('does not count REVOKE GRANT OPTION FOR (EXECUTE stays) nor a quoted "ANON" (another role)', () => {
+    const sql = `CREATE FUNCTION public.f() RETURNS int LANGUAGE sql SECURITY DEFINER ${pinned} AS 'SELECT 1';
+                 REVOKE GRANT OPTION FOR ALL ON FUNCTION public.f() FROM PUBLIC, anon;
+                 REVOKE EXECUTE ON FUNCTION public.f() FROM "ANON";`;
+    expect(facts(sql)).toEqual([["public.f", true, ["pg_catalog", "pg_temp"], false, false, []]]);
+  });
+
+  it('keeps quoted names apart: public."Get Org" is not public."get org"', () => {
+    const sql = `CREATE FUNCTION public."Get Org"(uuid) RETURNS int LANGUAGE sql SECURITY DEFINER ${pinned} AS 'SELECT 1';
+                 CREATE FUNCTION public."get org"(uuid) RETURNS int LANGUAGE sql SECURITY DEFINER ${pinned} AS 'SELECT 1';
+                 REVOKE ALL ON FUNCTION public."Get Org"(uuid) FROM PUBLIC, anon;`;
+    expect(facts(sql)).toEqual([
+      ['public."Get Org"', true, ["pg_catalog", "pg_temp"], true, true, []],
+      ['public."get org"', true, ["pg_catalog", "pg_temp"], false, false, []],
+    ]);
+  });
+
+  it("reads search_path values written over lines with comments, TO or =, and SECURITY DEFINER only where it is a clause", () => {
+    const sql = `CREATE OR REPLACE FUNCTION public.f() RETURNS int AS $$ SELECT 1 /* SECURITY INVOKER */ $$
+                 SET search_path TO pg_catalog, -- the catalogue first
+                                    pg_temp     /* and the temporary schema, named, last */
+                 LANGUAGE sql SECURITY DEFINER;
+                 CREATE FUNCTION public.g() RETURNS text LANGUAGE sql /* SECURITY DEFINER */ SET search_path = '' AS 'SELECT ''SECURITY DEFINER''';
+                 REVOKE ALL ON FUNCTION public.f(), public.g() FROM PUBLIC, anon;`;
+    expect(facts(sql)).toEqual([
+      ["public.f", true, ["pg_catalog", "pg_temp"], true, true, []],
+      ["public.g", false, [""], true, true, []],
+    ]);
+    expect(sqlOnly(sql)).toEqual([]);
+  });
+
+  it("checks procedures too, and functions a DO block creates with a constant EXECUTE", () => {
+    const sql = `CREATE PROCEDURE public.p() LANGUAGE sql SECURITY DEFINER AS 'SELECT 1';
+                 DO $do$ BEGIN
+                   EXECUTE 'CREATE FUNCTION public.q() RETURNS int LANGUAGE sql SECURITY DEFINER AS $$ SELECT 1 $$';
+                   RAISE NOTICE 'REVOKE ALL ON FUNCTION public.q() FROM PUBLIC, anon';
+                 END $do$;
+                 REVOKE ALL ON ALL PROCEDURES IN SCHEMA public FROM PUBLIC, anon;`;
+    expect(facts(sql)).toEqual([
+      ["public.p", true, null, true, true, []],
+      ["public.q", true, null, false, false, []],
+    ]);
+  });
+
+  it("refuses SECURITY DEFINER in SQL built at run time, and SQL that does not parse", () => {
+    const dynamic = `DO $$ BEGIN
+                       EXECUTE format('CREATE FUNCTION %I.f() RETURNS int LANGUAGE sql SECURITY DEFINER AS ''SELECT 1''', 'public');
+                     END $$;`;
+    expect(sqlOnly(dynamic)).toEqual([
+      "sql public.f(): says SECURITY DEFINER outside a CREATE FUNCTION the policy can read (line 1: EXECUTE format('CREATE FUNCTION %I.f() RETURNS int LANGUAGE sql SECURITY DEFINER AS ''SELECT 1''', 'public')); declare the function with a literal CREATE FUNCTION",
+    ]);
+    const create = `CREATE FUNCTION public.f() RETURNS int LANGUAGE sql SECURITY DEFINER ${pinned} AS 'SELECT 1';`;
+    expect(sqlOnly(`${create}\nREVOKE ALL ON FUNCTION public.f() FROM PUBLIC, anon`)).toEqual([]);
+    expect(sqlOnly(`${create}\nREVOKE ALL ON FUNCTION public.f() FROM PUBLIC anon`)).toEqual([
+      'sql public.f(): its SQL does not parse (syntax error at or near "anon" (line 2, column 47)), so its SECURITY DEFINER functions cannot be checked',
+    ]);
+  });
+
+  it("reads every project SQL file with PostgreSQL's parser once rendered (sql/baseline included)", () => {
+    const all = fs.readdirSync(SQL_ROOT).filter((d) => fs.statSync(path.join(SQL_ROOT, d)).isDirectory())
+      .flatMap((d) => fs.readdirSync(path.join(SQL_ROOT, d)).filter((f) => f.endsWith(".sql")).map((f) => `${d}/${f}`));
+    expect(all.length).toBeGreaterThan(40);
+    for (const f of all) expect(() => analyzeFunctions(loadSql(f).text), f).not.toThrow();
+  });
+});
+
+describe("tenant-tables-have-rls: reading the SQL with PostgreSQL's parser", () => {
+  const obj = (name: string, kind: string, sql: string, meta: Record<string, unknown> = {}) =>
+    ({ type: "pulumi-nodejs:dynamic/guardian:SqlObject", name, urn: `urn:${name}`, props: { kind, objectName: name, sql, meta }, dependencies: [] });
+  const complete = ["organizations", "organization_credits", "credit_consumption_logs", "credit_actions"].flatMap((t) => [
+    obj(`rls-${t}`, "rls", `ALTER TABLE public.${t} ENABLE ROW LEVEL SECURITY;`, { table: `public.${t}`, tenantData: true }),
+    obj(`policy-${t}`, "policy", `CREATE POLICY guardian_select ON public.${t} FOR SELECT TO authenticated USING (false);`, { table: `public.${t}` }),
+  ]);
+  const messages = (extra: ReturnType<typeof obj>[], replace: Record<string, string> = {}) =>
+    tenantTablesHaveRls([...complete.map((r) => (replace[r.name] ? { ...r, props: { ...r.props, sql: replace[r.name] } } : r)), ...extra]).map((v) => v.message);
+
+  it("accepts the tables each enabled by its rls object", () => {
+    expect(messages([])).toEqual([]);
+  });
+
+  it("sees RLS disabled in a DO block, and not enabled when the words are only in a comment, a string or on another table", () => {
+    expect(messages([obj("cleanup", "sql", "DO $$ BEGIN ALTER TABLE public.organization_credits DISABLE ROW LEVEL SECURITY; END $$;")])).toEqual([
+      "sql cleanup disables row level security",
+    ]);
+    expect(messages([], {
+      "rls-organizations": "-- ALTER TABLE public.organizations ENABLE ROW LEVEL SECURITY;\nSELECT 'ALTER TABLE public.organizations ENABLE ROW LEVEL SECURITY';",
+      "rls-credit_actions": "ALTER TABLE public.organizations ENABLE ROW LEVEL SECURITY;",
+    })).toEqual([
+      "rls resource rls-organizations (public.organizations): its SQL does not ENABLE ROW LEVEL SECURITY on organizations",
+      "rls resource rls-credit_actions (public.credit_actions): its SQL does not ENABLE ROW LEVEL SECURITY on credit_actions",
+    ]);
+  });
+
+  it("refuses SQL it cannot read: a statement that does not parse, NO FORCE built at run time", () => {
+    expect(messages([], { "rls-organizations": "ALTER TABLE public.organizations ENABLE ROW LEVEL" })).toEqual([
+      "rls rls-organizations: its SQL does not parse (syntax error at end of input (line 1, column 50)), so the policy cannot tell what it does to row level security",
+    ]);
+    expect(messages([obj("dyn", "sql", "DO $$ BEGIN EXECUTE 'ALTER TABLE ' || 'public.organizations' || ' NO FORCE ROW LEVEL SECURITY'; END $$;")])).toEqual([
+      "sql dyn may disable row level security in SQL built at run time (line 1: EXECUTE 'ALTER TABLE ' || 'public.organizations' || ' NO FORCE ROW LEVEL SECURITY')",
+    ]);
   });
 });
 
