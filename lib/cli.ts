@@ -291,7 +291,8 @@ export function parseCommand<O extends Options>(cmd: Command<O>, argv: readonly 
   // strict: false, so that every refusal is this module's own message (the flag named, one line); tokens say what was where.
   const { tokens = [] } = nodeParseArgs({ args: [...argv], options: nodeOptions, strict: false, allowPositionals: true, tokens: true });
 
-  if (tokens.some((t) => t.kind === "option" && t.name === "help")) return { help: true };
+  // `--stack --help` asks for help too (the parser took --help as the value of --stack).
+  if (tokens.some((t) => t.kind === "option" && (t.name === "help" || (!t.inlineValue && t.value === "--help")))) return { help: true };
 
   const raw = new Map<keyof O & string, string | true>();
   for (const t of tokens) {

@@ -127,6 +127,7 @@ describe("lib/cli: help and the command line", () => {
     expect(parse("--help")).toEqual({ help: true });
     expect(parse("--bogus", "-h")).toEqual({ help: true });
     expect(parse("--consumers", "abc", "--help")).toEqual({ help: true });
+    expect(parse("--stack", "--help")).toEqual({ help: true });
   });
 
   it("generates the usage line and the help from the declaration", () => {
