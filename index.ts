@@ -14,8 +14,9 @@
  */
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
-import { GuardianConfig, GuardianConfigError, parseConfig } from "./lib/config";
+import { foreignConfigKeyProblems, GuardianConfig, GuardianConfigError, parseConfig, tlsSettings } from "./lib/config";
 import { withClient } from "./lib/db";
+import { resolveTls, TlsConfigError, TlsSettings } from "./lib/pgConnection";
 import { describeShape } from "./lib/shape";
 import { backfillPlan, describePlan } from "./lib/facts";
 import { preflight } from "./lib/preflight";
@@ -33,35 +34,59 @@ import { GuardianContext } from "./components/sqlFile";
 import { TenantPolicies } from "./components/tenantPolicies";
 import { Verification } from "./components/verification";
 
-function readConfig(): GuardianConfig {
+/**
+ * The stack's config, validated, with every problem at once: keys the program would never read (the project's own
+ * namespace, which `pulumi config set <key>` writes without a namespace; a misspelt namespace; an unknown guardian: key),
+ * each with the key meant; bad values; a connection string not stored as a secret; TLS settings that contradict the
+ * connection string or a root certificate that cannot be read.
+ */
+function readConfig(): { config: GuardianConfig; tls?: TlsSettings; tlsSecret: boolean } {
+  const all = pulumi.runtime.allConfig();
   const raw: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(pulumi.runtime.allConfig())) {
+  for (const [k, v] of Object.entries(all)) {
     if (k.startsWith("guardian:")) raw[k.slice("guardian:".length)] = v;
   }
-  const config = parseConfig(raw);
-  const isSecret = (pulumi.runtime as any).isConfigSecret as ((k: string) => boolean) | undefined;
-  if (isSecret && !isSecret("guardian:databaseUrl")) {
-    throw new GuardianConfigError([
-      "guardian:databaseUrl: must be stored as a secret (pulumi config set --secret guardian:databaseUrl <url>)",
-    ]);
+  const problems = foreignConfigKeyProblems(all, pulumi.getProject());
+  let config: GuardianConfig | undefined;
+  try {
+    config = parseConfig(raw);
+  } catch (e) {
+    if (!(e instanceof GuardianConfigError)) throw e;
+    problems.push(...e.problems);
   }
-  return config;
+  const isSecret = (pulumi.runtime as any).isConfigSecret as ((k: string) => boolean) | undefined;
+  if (isSecret && raw.databaseUrl !== undefined && !isSecret("guardian:databaseUrl")) {
+    problems.push("guardian:databaseUrl: must be stored as a secret (pulumi config set --secret guardian:databaseUrl <url>)");
+  }
+  let tls: TlsSettings | undefined;
+  if (config) {
+    try {
+      tls = tlsSettings(config);
+      resolveTls(config.databaseUrl, tls); // contradictions between guardian:tls and sslmode, before any connection
+    } catch (e) {
+      if (e instanceof GuardianConfigError) problems.push(...e.problems);
+      else if (e instanceof TlsConfigError) problems.push(`guardian:tls: ${e.message}`);
+      else throw e;
+    }
+  }
+  if (problems.length || !config) throw new GuardianConfigError(problems);
+  return { config, tls, tlsSecret: isSecret?.("guardian:tls") === true };
 }
 
 async function main() {
-  const config = readConfig();
-  const report = await preflight(config);
+  const { config, tls, tlsSecret } = readConfig();
+  const report = await preflight(config, { tls });
   for (const line of report.notes ?? []) pulumi.log.info(`go/no-go: ${line}`);
   const discovery = report.discovery!;
   const multi = config.creditModel === "multi";
   for (const line of discoveryLines(discovery, config, multi)) pulumi.log.info(line);
   if (!multi) {
-    for (const line of await withClient(config.databaseUrl, (c) => rollbackPreview(c, config))) pulumi.log.info(line);
+    for (const line of await withClient(config.databaseUrl, (c) => rollbackPreview(c, config), tls)) pulumi.log.info(line);
   }
 
   // PostgreSQL's parser (WebAssembly, loaded once): TenantPolicies and CreditFunctions read their SQL files with it.
   await loadSqlParser();
-  const ctx: GuardianContext = { databaseUrl: pulumi.secret(config.databaseUrl), config, discovery };
+  const ctx: GuardianContext = { databaseUrl: pulumi.secret(config.databaseUrl), tls, tlsSecret, config, discovery };
   const exportRoot = process.env.GUARDIAN_EXPORT_ROOT ?? path.resolve(__dirname, config.backup.exportDir);
 
   const backup = multi ? new Backup("backup", { ctx, databaseUrlPlain: config.databaseUrl, exportRoot }) : undefined;
@@ -85,7 +110,7 @@ async function main() {
 
   if (multi) {
     const functions = new CreditFunctions("credit-functions", { ctx }, { dependsOn: [schema, catalogue, audit, tenancy, ...afterBackup] });
-    const plan = await withClient(config.databaseUrl, (c) => backfillPlan(c, config));
+    const plan = await withClient(config.databaseUrl, (c) => backfillPlan(c, config), tls);
     pulumi.log.info(describePlan(plan));
     const backfill = new Backfill("backfill", { ctx, backup: backup!, plan, dependsOn: [schema, catalogue, functions] });
     const verification = new Verification("verification", {

@@ -3,7 +3,7 @@ import type { BackfillPlan } from "../lib/facts";
 import { loadSql, sha256 } from "../lib/sql";
 import { BackfillRun } from "../providers/backfill";
 import type { Backup } from "./backup";
-import { functionProbe, GuardianContext, sqlFileObject } from "./sqlFile";
+import { connection, functionProbe, GuardianContext, sqlFileObject } from "./sqlFile";
 
 export type { BackfillPlan };
 
@@ -64,7 +64,7 @@ export class Backfill extends pulumi.ComponentResource {
     this.run = new BackfillRun(
       `${name}-run`,
       {
-        databaseUrl: ctx.databaseUrl,
+        ...connection(ctx),
         batchSql: batch.text,
         batchSqlSha256: batch.sha256,
         batchSize: c.backfill.batchSize,

@@ -4,7 +4,7 @@ import { redactUrl } from "../lib/db";
 import { loadSql } from "../lib/sql";
 import { BackupSnapshot } from "../providers/backup";
 import { BackupRestoreCheck } from "../providers/restoreCheck";
-import type { GuardianContext } from "./sqlFile";
+import { connection, GuardianContext } from "./sqlFile";
 
 /** The tables a backup holds, with their primary keys. */
 export const BACKUP_TABLES = [
@@ -42,7 +42,7 @@ export class Backup extends pulumi.ComponentResource {
     const snapshot = new BackupSnapshot(
       `${name}-snapshot`,
       {
-        databaseUrl: args.ctx.databaseUrl,
+        ...connection(args.ctx),
         exportRoot: path.resolve(args.exportRoot),
         tables: BACKUP_TABLES,
         databaseLabel: redactUrl(args.databaseUrlPlain),
@@ -52,7 +52,7 @@ export class Backup extends pulumi.ComponentResource {
     );
     this.restoreCheck = new BackupRestoreCheck(
       `${name}-restore-check`,
-      { databaseUrl: args.ctx.databaseUrl, backupId: snapshot.backupId, manifestPath: snapshot.manifestPath },
+      { ...connection(args.ctx), backupId: snapshot.backupId, manifestPath: snapshot.manifestPath },
       { parent: this, dependsOn: [snapshot] },
     );
     this.backupId = snapshot.backupId;

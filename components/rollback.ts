@@ -1,7 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { loadSql, sha256 } from "../lib/sql";
 import { RollbackRun } from "../providers/rollback";
-import type { GuardianContext } from "./sqlFile";
+import { connection, GuardianContext } from "./sqlFile";
 
 export interface RollbackArgs {
   ctx: GuardianContext;
@@ -42,7 +42,7 @@ export class Rollback extends pulumi.ComponentResource {
     const run = new RollbackRun(
       `${name}-run`,
       {
-        databaseUrl: args.ctx.databaseUrl,
+        ...connection(args.ctx),
         sql: {
           stopAllocation: files.stopAllocation.text,
           lockBatch: files.lockBatch.text,

@@ -4,6 +4,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import type { GuardianConfig } from "../lib/config";
+import type { TlsSettings } from "../lib/pgConnection";
 import type { Discovery } from "../lib/preflight";
 import { DatabaseShape, SEED_SHAPE } from "../lib/shape";
 import { loadSql, sha256 } from "../lib/sql";
@@ -13,10 +14,19 @@ import { SqlObject } from "../providers/sqlObject";
 export interface GuardianContext {
   /** Connection string, as a secret. */
   databaseUrl: pulumi.Input<string>;
+  /** guardian:tls as the connections use it (lib/config.ts tlsSettings); omitted: the connection string's sslmode. */
+  tls?: TlsSettings;
+  /** guardian:tls was stored as a secret: the providers keep it secret in state. */
+  tlsSecret?: boolean;
   config: GuardianConfig;
   /** What go/no-go found in the database (its shape, live prices, foreign policies, v1). Absent in unit tests with
    *  mocks, where the seed's shape applies. */
   discovery?: Discovery;
+}
+
+/** The connection inputs of every dynamic resource (providers/connectionInputs.ts). */
+export function connection(ctx: GuardianContext): { databaseUrl: pulumi.Input<string>; tls?: TlsSettings; tlsSecret?: boolean } {
+  return ctx.tls ? { databaseUrl: ctx.databaseUrl, tls: ctx.tls, tlsSecret: ctx.tlsSecret === true } : { databaseUrl: ctx.databaseUrl };
 }
 
 /** The shape SQL files are rendered for. */
@@ -56,7 +66,7 @@ export function sqlTextObject(
   return new SqlObject(
     name,
     {
-      databaseUrl: ctx.databaseUrl,
+      ...connection(ctx),
       kind: args.kind,
       objectName: args.objectName,
       sqlFile: args.sqlFile,

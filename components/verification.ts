@@ -2,7 +2,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { loadSql } from "../lib/sql";
 import { ISOLATION_TABLES } from "../lib/isolation";
 import { VerificationRun } from "../providers/verification";
-import { GuardianContext, shapeOf } from "./sqlFile";
+import { connection, GuardianContext, shapeOf } from "./sqlFile";
 
 export interface VerificationArgs {
   ctx: GuardianContext;
@@ -24,7 +24,7 @@ export class Verification extends pulumi.ComponentResource {
     const run = new VerificationRun(
       `${name}-run`,
       {
-        databaseUrl: args.ctx.databaseUrl, model: args.model, sql: f.text, sqlSha256: f.sha256, upstream: args.upstream,
+        ...connection(args.ctx), model: args.model, sql: f.text, sqlSha256: f.sha256, upstream: args.upstream,
         trialCallsSql: loadSql("verification/trial_calls.sql").text,
         profileRoleColumn: shapeOf(args.ctx).profileRoleColumn,
         isolationTables: ISOLATION_TABLES,

@@ -5,6 +5,7 @@
  *   guardian:backfill.batchSize: expected a positive integer, got 0
  */
 import { z } from "zod";
+import { SSL_MODES, TlsSettings } from "./pgConnection";
 
 export const POOLS = ["ai", "whatsapp", "email", "sms"] as const;
 export type Pool = (typeof POOLS)[number];
@@ -184,6 +185,22 @@ export const configSchema = z
       })
       .strict()
       .default({ lockTimeoutMs: 2000, retries: 10 }),
+    /**
+     * TLS for every connection the program makes (lib/pgConnection.ts has the rule, libpq's). Omitted: `sslmode` in
+     * guardian:databaseUrl decides, else libpq's default `prefer`. A mode given here and a different sslmode in the
+     * connection string are refused (one would be ignored).
+     */
+    tls: z
+      .object({
+        mode: z.enum(SSL_MODES).optional(),
+        /** A file with the root certificate(s) to trust, PEM; relative to the project folder. */
+        rootCert: z.string().min(1).optional(),
+        /** The root certificate's PEM itself (e.g. from a CI secret; set it with --secret if it comes from one). */
+        rootCertPem: z.string().includes("-----BEGIN CERTIFICATE-----", { message: "expected a PEM certificate (-----BEGIN CERTIFICATE-----)" }).optional(),
+      })
+      .strict()
+      .refine((t) => !(t.rootCert && t.rootCertPem), { message: "give rootCert (a file) or rootCertPem, not both" })
+      .optional(),
   })
   .strict();
 
@@ -219,7 +236,10 @@ function valueAt(obj: unknown, path: PropertyKey[]): unknown {
 }
 
 /** Keys whose values are secrets: their values never appear in an error. */
-const SECRET_KEYS = new Set(["databaseUrl"]);
+const SECRET_KEYS = new Set(["databaseUrl", "tls.rootCertPem"]);
+const isSecretPath = (path: PropertyKey[]) =>
+  SECRET_KEYS.has(String(path[0] ?? "")) || SECRET_KEYS.has(path.slice(0, 2).map(String).join(".")) ||
+  (path.length === 1 && path[0] === "tls");
 
 /**
  * Validates raw stack config (keys without the `guardian:` prefix; structured values as parsed objects or JSON strings).
@@ -253,13 +273,13 @@ export function parseConfig(raw: Record<string, unknown>): GuardianConfig {
         const keys = (issue as any).keys as string[];
         for (const uk of keys) {
           const where = issue.path.length ? `${key}.${uk}` : uk;
-          const hint = issue.path.length && ["split", "providerCosts"].includes(top) || /^(plans|actions)\./.test(key)
-            ? ` (pools are ${POOLS.join(", ")})` : "";
+          const pools = issue.path.length && ["split", "providerCosts"].includes(top) || /^(plans|actions)\./.test(key);
+          const hint = pools ? ` (pools are ${POOLS.join(", ")})` : didYouMean(where);
           problems.push(`guardian:${where}: unknown key${hint}`);
         }
         continue;
       }
-      const got = SECRET_KEYS.has(top) ? "" : `, got ${describe(valueAt(input, issue.path))}`;
+      const got = isSecretPath(issue.path) ? "" : `, got ${describe(valueAt(input, issue.path))}`;
       problems.push(`guardian:${key}: ${msg}${got}`);
     }
   }
@@ -267,7 +287,150 @@ export function parseConfig(raw: Record<string, unknown>): GuardianConfig {
   return r.data!;
 }
 
+/** The config namespace the program reads. The project is named guardian-credits: `pulumi config set creditModel ...`
+ *  (no namespace) writes guardian-credits:creditModel, which checkConfigKeys refuses. */
+export const CONFIG_NAMESPACE = "guardian";
+
+function unwrap(t: any): any {
+  for (let i = 0; i < 10 && t?._zod?.def; i++) {
+    const d = t._zod.def;
+    if (d.type === "default" || d.type === "optional" || d.type === "nullable" || d.type === "prefault") t = d.innerType;
+    else if (d.type === "pipe") t = d.in;
+    else break;
+  }
+  return t;
+}
+
+/** Every key the program reads, as paths under guardian: ("creditModel", "backfill", "backfill.batchSize", ...).
+ *  Records (plans, actions: names are free) are listed by their own key only. */
+export function knownConfigKeys(): string[] {
+  const out: string[] = [];
+  for (const [k, v] of Object.entries(configSchema.shape)) {
+    out.push(k);
+    const inner = unwrap(v);
+    if (inner?._zod?.def?.type === "object" && !["split", "providerCosts"].includes(k)) {
+      for (const sub of Object.keys(inner._zod.def.shape)) out.push(`${k}.${sub}`);
+    }
+  }
+  return out;
+}
+
+function editDistance(a: string, b: string): number {
+  const d: number[] = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = d[0];
+    d[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const cur = d[j];
+      d[j] = Math.min(d[j] + 1, d[j - 1] + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = cur;
+    }
+  }
+  return d[b.length];
+}
+
+/**
+ * The key the operator most likely meant, as a path under guardian:, or undefined when none is close: the same key in
+ * another case or spelling (edit distance up to a third of its length, at least 2), or a nested key given by its last
+ * part alone (batchSize -> backfill.batchSize).
+ */
+export function nearestConfigKey(given: string): string | undefined {
+  const norm = (s: string) => s.toLowerCase().replace(/[-_\s]/g, "");
+  const g = norm(given);
+  let best: { key: string; d: number } | undefined;
+  for (const k of knownConfigKeys()) {
+    const leaf = k.includes(".") ? k.slice(k.lastIndexOf(".") + 1) : undefined;
+    // A nested key matches on its whole path, or on its leaf when the given key has no dot (batchSize).
+    let d = Math.min(editDistance(g, norm(k)), leaf && !given.includes(".") ? editDistance(g, norm(leaf)) : Infinity);
+    // A part of a longer key (model -> creditModel) counts as nearly the same.
+    if (d > 0 && g.length >= 4 && norm(k).includes(g)) d = Math.min(d, 0.5);
+    if (!best || d < best.d) best = { key: k, d };
+  }
+  if (!best) return undefined;
+  return best.d <= Math.max(2, Math.floor(g.length / 3)) ? best.key : undefined;
+}
+
+/** "; did you mean guardian:<key>?" for an unknown key, or "" when nothing is close. */
+function didYouMean(given: string): string {
+  const k = nearestConfigKey(given);
+  if (k && k === given && k.includes(".")) {
+    return `: set without --path, the key's name holds the dot; set it with --path: pulumi config set --path ${CONFIG_NAMESPACE}:${k} <value>`;
+  }
+  if (!k || k === given) return "";
+  const path = k.includes(".") ? ` (set it with --path: pulumi config set --path ${CONFIG_NAMESPACE}:${k} <value>)` : "";
+  return `; did you mean ${CONFIG_NAMESPACE}:${k}?${path}`;
+}
+
+/**
+ * The stack's config keys outside guardian: that look meant for the program, each a problem naming the key and the one
+ * meant: every key in the project's own namespace (what `pulumi config set <key>` writes without a namespace, never read
+ * by the program) and keys in a namespace spelled like guardian (guardain:creditModel). Keys of other namespaces
+ * (a provider's, pulumi:) are left alone. Unknown keys inside guardian: are parseConfig's.
+ */
+export function foreignConfigKeyProblems(allConfig: Record<string, unknown>, project: string): string[] {
+  const problems: string[] = [];
+  for (const full of Object.keys(allConfig).sort()) {
+    const colon = full.indexOf(":");
+    if (colon < 0) continue;
+    const ns = full.slice(0, colon);
+    const key = full.slice(colon + 1);
+    if (ns === CONFIG_NAMESPACE) continue;
+    const ours = ns === project;
+    const nearNs = editDistance(ns.toLowerCase(), CONFIG_NAMESPACE) <= 2;
+    if (!ours && !nearNs) continue;
+    const meant = nearestConfigKey(key);
+    const why = ours
+      ? `never read: ${ns} is the project's name, and \`pulumi config set\` without a namespace writes there; the program reads namespace ${CONFIG_NAMESPACE}`
+      : `never read: the program reads namespace ${CONFIG_NAMESPACE}, not ${ns}`;
+    const fix = meant
+      ? `; did you mean ${CONFIG_NAMESPACE}:${meant}? (pulumi config rm ${full}; pulumi config set${meant.includes(".") ? " --path" : ""} ${CONFIG_NAMESPACE}:${meant} <value>)`
+      : `; remove it (pulumi config rm ${full}); the keys the program reads are listed in README.md, "Stacks, config and secrets"`;
+    problems.push(`${full}: ${why}${fix}`);
+  }
+  return problems;
+}
+
 /** Allocation of a catalogue plan, by normalised name (trim + lower-case), or undefined for the split rule. */
 export function normalisePlanName(name: string | null | undefined): string {
   return (name ?? "").trim().toLowerCase();
+}
+
+/**
+ * guardian:tls as the connections use it: the root certificate read (rootCert, relative to baseDir) and checked to be a
+ * PEM certificate. Undefined when guardian:tls is not set. Throws GuardianConfigError naming the key.
+ */
+export function tlsSettings(config: Pick<GuardianConfig, "tls">, baseDir: string = process.cwd()): TlsSettings | undefined {
+  const t = config.tls;
+  if (!t) return undefined;
+  const out: TlsSettings = {};
+  if (t.mode) out.mode = t.mode;
+  let pem: string | undefined;
+  let from: string | undefined;
+  if (t.rootCert) {
+    const fs = require("fs") as typeof import("fs");
+    const file = require("path").resolve(baseDir, t.rootCert) as string;
+    try {
+      pem = fs.readFileSync(file, "utf8");
+    } catch (e: any) {
+      throw new GuardianConfigError([`guardian:tls.rootCert: cannot read ${t.rootCert} (${e.code ?? e.message}): the path is relative to the project folder`]);
+    }
+    from = `guardian:tls.rootCert (${t.rootCert})`;
+  } else if (t.rootCertPem) {
+    pem = t.rootCertPem.replace(/\\n/g, "\n"); // a PEM pasted on one line with literal \n
+    from = "guardian:tls.rootCertPem";
+  }
+  if (pem !== undefined) {
+    const key = t.rootCert ? "guardian:tls.rootCert" : "guardian:tls.rootCertPem";
+    if (!pem.includes("-----BEGIN CERTIFICATE-----")) {
+      throw new GuardianConfigError([`${key}: ${t.rootCert ?? "the value"} holds no PEM certificate (-----BEGIN CERTIFICATE-----)`]);
+    }
+    try {
+      new (require("crypto") as typeof import("crypto")).X509Certificate(pem);
+    } catch (e: any) {
+      throw new GuardianConfigError([`${key}: ${t.rootCert ?? "the value"} is not a readable PEM certificate (${e.message})`]);
+    }
+    out.ca = pem;
+    out.caFrom = from;
+  }
+  return out;
 }

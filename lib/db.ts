@@ -2,9 +2,10 @@
  * Connections to the Guardian database. One client per call, always closed; the connection string is a secret and is
  * never printed: redactUrl() is what logs, labels, manifests and reports show, redactSecrets() scrubs a message.
  *
- * Dynamic providers must not capture this module's closures with secrets in them; they import it inside their methods.
+ * Connections follow lib/pgConnection.ts (one TLS rule, libpq's), which the dynamic providers use too.
  */
 import type { Client, ClientConfig } from "pg";
+import { connectClient, TlsConfigError, TlsSettings } from "./pgConnection";
 
 /**
  * Query parameters of a connection string whose values are secrets, or name where one is kept: `password` (which `pg`
@@ -87,7 +88,9 @@ export function explainConnectError(err: any, url: string): Error {
   const where = redactUrl(url);
   const code = err?.code ? ` [${err.code}]` : "";
   let why = String(err?.message ?? err);
-  if (err?.code === "28P01" || /password authentication failed/i.test(why)) why = "password authentication failed";
+  if (err?.tls || err instanceof TlsConfigError) {
+    // lib/pgConnection.ts already said what is wrong and what to do
+  } else if (err?.code === "28P01" || /password authentication failed/i.test(why)) why = "password authentication failed";
   else if (err?.code === "ECONNREFUSED") why = "connection refused (is the server running and listening there?)";
   else if (err?.code === "ENOTFOUND" || err?.code === "EAI_AGAIN") why = "host name does not resolve";
   else if (err?.code === "3D000") why = "database does not exist";
@@ -97,26 +100,25 @@ export function explainConnectError(err: any, url: string): Error {
   return new Error(`cannot connect to the Guardian database at ${where}: ${why}${code}`);
 }
 
-export async function connect(url: string, extra: Partial<ClientConfig> = {}): Promise<Client> {
-  const { Client } = require("pg") as typeof import("pg");
-  const client = new Client({
-    connectionString: url,
-    connectionTimeoutMillis: 10000,
-    application_name: "guardian-credits",
-    ...extra,
-  });
-  client.on("error", () => undefined); // a dropped connection surfaces on the next query
+/**
+ * A connected client. TLS follows lib/pgConnection.ts (libpq's rule: guardian:tls, else sslmode in the URL, else
+ * prefer); pass the program's resolved settings as `tls`.
+ */
+export async function connect(url: string, extra: Partial<ClientConfig> & { tls?: TlsSettings } = {}): Promise<Client> {
+  const { tls, ...rest } = extra;
   try {
-    await client.connect();
+    return await connectClient(url, tls, {
+      connectionTimeoutMillis: 10000,
+      application_name: "guardian-credits",
+      ...rest,
+    });
   } catch (e) {
-    await client.end().catch(() => undefined);
     throw explainConnectError(e, url);
   }
-  return client;
 }
 
-export async function withClient<T>(url: string, fn: (c: Client) => Promise<T>): Promise<T> {
-  const client = await connect(url);
+export async function withClient<T>(url: string, fn: (c: Client) => Promise<T>, tls?: TlsSettings): Promise<T> {
+  const client = await connect(url, { tls });
   try {
     return await fn(client);
   } finally {

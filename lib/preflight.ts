@@ -7,7 +7,13 @@
  *     - catalogue: action "foo" has no pool mapping in guardian:actions
  *
  * Gates, in order:
- *   connection  the server answers (the error says why not, never with the password); without it nothing else runs
+ *   connection  the server answers (the error says why not, never with the password); without it nothing else runs.
+ *               TLS as guardian:tls / sslmode say (lib/pgConnection.ts); the note says whether the link is encrypted
+ *   session     the connection is one session from transaction to transaction: a session setting (SET) and a session
+ *               advisory lock taken in one transaction are still there in the next, while a second connection holds a
+ *               transaction open. A pooler in transaction mode (PgBouncer pool_mode=transaction, Supabase's pooler on
+ *               port 6543) hands the next transaction another server connection: refused, naming the session pooler
+ *               or the direct connection to use instead
  *   server      PostgreSQL 14 or later (server_version_num >= 140000)
  *   baseline    the tables of lib/baseline.ts BASELINE_TABLES, auth.uid(), and consume_credits_rpc in some version
  *   shape       every column and function the program's SQL reads is there, and the shape is known (lib/shape.ts):
@@ -19,11 +25,13 @@
  * A config that does not validate never gets here: parseConfig (lib/config.ts) throws its own error, listing every key.
  * Read-only: preflight runs SELECTs under a short lock_timeout and statement_timeout, and writes nothing.
  */
+import * as crypto from "crypto";
 import type { Client } from "pg";
 import { BASELINE_TABLES } from "./baseline";
 import { findUnmappedActions } from "./catalogueSql";
-import type { GuardianConfig } from "./config";
-import { connect } from "./db";
+import { GuardianConfig, tlsSettings } from "./config";
+import { connect, redactUrl } from "./db";
+import { resolveTls, TlsSettings } from "./pgConnection";
 import { DatabaseShape, discoverShape } from "./shape";
 import { v1Facts, V1Facts } from "./v1";
 
@@ -38,7 +46,7 @@ export interface Discovery {
   v1?: V1Facts & { comment: string | null };
 }
 
-export const GATES = ["connection", "server", "baseline", "shape", "locks", "catalogue"] as const;
+export const GATES = ["connection", "session", "server", "baseline", "shape", "locks", "catalogue"] as const;
 export type Gate = (typeof GATES)[number];
 
 export const MIN_SERVER_VERSION_NUM = 140000;
@@ -72,6 +80,8 @@ export interface PreflightOptions {
   connectTimeoutMs?: number;
   /** Throw NoGoError when a gate fails (default true); false returns the report with its failures. */
   throwOnNoGo?: boolean;
+  /** TLS settings (default: guardian:tls as lib/config.ts tlsSettings reads it, relative to the current folder). */
+  tls?: TlsSettings;
 }
 
 /** The go/no-go refused: the message lists every failed gate, one line each. */
@@ -167,6 +177,104 @@ async function gateLocks(c: Client, limit: number, report: PreflightReport, fail
   if (visible.length === 0) report.notes.push(`locks: no transaction older than ${limit} s holds a lock on ${BASELINE_TABLES.map((t) => `public.${t}`).join(", ")}`);
 }
 
+/** Key (class) of the session gate's advisory lock: "GU". The object key is random per run. */
+const SESSION_LOCK_CLASS = 0x4755;
+
+/**
+ * Where to connect instead of a transaction-mode pooler. For Supabase's pooler host the same URL on port 5432 (the
+ * session pooler), password masked; otherwise the general advice.
+ */
+export function sessionAdvice(url: string): string {
+  let host = "";
+  let port = "";
+  let user = "";
+  try {
+    const u = new URL(url);
+    host = u.hostname;
+    port = u.port;
+    user = decodeURIComponent(u.username);
+  } catch {
+    // not a URL: general advice only
+  }
+  const supabase =
+    "Supabase: the session pooler is port 5432 on the same pooler host (aws-0-<region>.pooler.supabase.com), user postgres.<project-ref>; " +
+    "the direct connection is db.<project-ref>.supabase.co:5432 (IPv6 only unless the project has the IPv4 add-on; GitHub-hosted runners are IPv4 only)";
+  if (/\.pooler\.supabase\.com$/i.test(host)) {
+    const u = new URL(url);
+    u.port = "5432";
+    const ref = /^postgres\.(.+)$/.exec(user)?.[1];
+    return `connect through Supabase's session pooler instead: ${redactUrl(u.toString())} (port 5432, not ${port || "6543"})` +
+      (ref ? `, or directly to db.${ref}.supabase.co:5432 (IPv6 only unless the project has the IPv4 add-on)` : "");
+  }
+  return `connect through a session-mode pooler (PgBouncer: pool_mode = session) or directly to PostgreSQL instead. ${supabase}`;
+}
+
+/**
+ * The session gate. A: SET a setting and take a session advisory lock, each in its own transaction. B (a second
+ * connection): open a transaction and keep it open, so that a transaction pooler must give A's next transaction another
+ * server connection if it gave A's last one back. A: is the setting there, the lock held, the backend the same?
+ */
+async function gateSession(
+  c: Client,
+  openOther: () => Promise<Client>,
+  url: string,
+  report: PreflightReport,
+  fail: (g: Gate, m: string) => void,
+): Promise<void> {
+  const token = crypto.randomBytes(8).toString("hex");
+  const key = crypto.randomInt(1, 2 ** 31 - 1);
+  const probe = `SELECT pg_backend_pid() AS pid, current_setting('guardian.session_probe', true) AS setting,
+                        EXISTS (SELECT 1 FROM pg_catalog.pg_locks l
+                                 WHERE l.locktype = 'advisory' AND l.pid = pg_backend_pid() AND l.granted
+                                   AND l.classid = ${SESSION_LOCK_CLASS} AND l.objid = ${key} AND l.objsubid = 2) AS locked`;
+  await c.query(`SET guardian.session_probe = '${token}'`);
+  await c.query(`SELECT pg_advisory_lock(${SESSION_LOCK_CLASS}, ${key})`);
+  const before = (await c.query(probe)).rows[0];
+  let other: Client | undefined;
+  let otherSaw: { pid: number; setting: string | null } | undefined;
+  let statementMode: string | undefined;
+  try {
+    other = await openOther();
+    try {
+      await other.query("BEGIN");
+      otherSaw = (await other.query(probe)).rows[0];
+    } catch (e: any) {
+      statementMode = String(e?.message ?? e);
+    }
+  } catch (e: any) {
+    report.notes.push(`session: a second connection could not be opened (${String(e?.message ?? e).split("\n")[0]}); the check used one connection`);
+  }
+  try {
+    const after = (await c.query(probe)).rows[0];
+    const kept = after.setting === token && after.locked && after.pid === before.pid;
+    if (statementMode !== undefined) {
+      fail("session", `the connection goes through a pooler that refuses transactions (${statementMode}): statement pooling. ` +
+        `The migration needs one session throughout. ${sessionAdvice(url)}`);
+    } else if (!kept) {
+      const what = [
+        after.setting !== token ? "a session setting (SET) made in one transaction was gone in the next" : "",
+        !after.locked ? "a session advisory lock taken in one transaction was no longer held in the next" : "",
+        after.pid !== before.pid ? `the backend changed (pid ${before.pid}, then ${after.pid})` : "",
+        otherSaw && otherSaw.setting === token ? "and another connection saw that setting" : "",
+      ].filter(Boolean).join("; ");
+      fail("session", `the connection goes through a pooler in transaction mode: ${what}. The migration needs one session ` +
+        `throughout (session advisory locks, SET lock_timeout, CREATE INDEX CONCURRENTLY). ${sessionAdvice(url)}`);
+    } else {
+      report.notes.push(`session: a session setting and an advisory lock survive from one transaction to the next (backend pid ${after.pid} throughout${otherSaw ? `, a second connection on pid ${otherSaw.pid}` : ""}): no transaction-mode pooler in between`);
+    }
+  } finally {
+    // Leave nothing behind on whichever server connection holds them (a pooler hands them to others).
+    for (const cl of [other, c]) {
+      if (!cl) continue;
+      await cl.query(`SET client_min_messages = error; SELECT pg_advisory_unlock(${SESSION_LOCK_CLASS}, ${key}); RESET guardian.session_probe; RESET client_min_messages`).catch(() => undefined);
+    }
+    if (other) {
+      await other.query("COMMIT").catch(() => undefined);
+      await other.end().catch(() => undefined);
+    }
+  }
+}
+
 async function gateCatalogue(c: Client, config: GuardianConfig, report: PreflightReport, fail: (g: Gate, m: string) => void): Promise<void> {
   let types: string[];
   try {
@@ -204,6 +312,19 @@ async function discover(c: Client, shape: DatabaseShape): Promise<Discovery> {
   };
 }
 
+/** What the connection's TLS is, as the client sees it (a pooler's own link to the server is not visible here). */
+function describeTls(c: Client, url: string, tls: TlsSettings | undefined): string {
+  const r = resolveTls(url, tls);
+  const stream: any = (c as any).connection?.stream;
+  if (!stream?.encrypted) {
+    return `not encrypted (sslmode ${r.mode} from ${r.modeFrom}${r.mode === "prefer" || r.mode === "allow" ? "; the server offered no TLS" : ""})`;
+  }
+  const verified = r.mode === "verify-full" ? `certificate and host name verified against ${r.caFrom ?? "the system's root certificates"}`
+    : r.mode === "verify-ca" || (r.mode === "require" && r.ca) ? `certificate verified against ${r.caFrom}, host name not checked`
+    : "certificate not verified";
+  return `${stream.getProtocol?.() ?? "TLS"}, ${verified} (sslmode ${r.mode} from ${r.modeFrom})`;
+}
+
 /**
  * Evaluates every gate and returns the report; throws NoGoError listing every failure unless throwOnNoGo is false.
  * Errors other than gate failures (a bug, a dropped connection mid-way) are thrown as they are.
@@ -225,8 +346,12 @@ export async function preflight(config: GuardianConfig, opts: PreflightOptions =
   };
 
   let c: Client;
+  let tls: TlsSettings | undefined;
+  const open = (name: string) =>
+    connect(config.databaseUrl, { connectionTimeoutMillis: opts.connectTimeoutMs ?? 10000, application_name: name, tls });
   try {
-    c = await connect(config.databaseUrl, { connectionTimeoutMillis: opts.connectTimeoutMs ?? 10000, application_name: "guardian-credits:preflight" });
+    tls = opts.tls ?? tlsSettings(config);
+    c = await open("guardian-credits:preflight");
   } catch (e: any) {
     // connect() already describes the failure without the password (lib/db.ts explainConnectError).
     fail("connection", `${e.message}; the other gates were not evaluated`);
@@ -234,8 +359,10 @@ export async function preflight(config: GuardianConfig, opts: PreflightOptions =
     return finish(["connection"]);
   }
   try {
+    report.notes.push(`connection: ${describeTls(c, config.databaseUrl, tls)}`);
     await c.query(`SET lock_timeout = '5s'; SET statement_timeout = '30s'`);
-    const evaluated: Gate[] = ["connection", "server", "baseline", "shape", "locks"];
+    const evaluated: Gate[] = ["connection", "session", "server", "baseline", "shape", "locks"];
+    await gateSession(c, () => open("guardian-credits:preflight-session"), config.databaseUrl, report, fail);
     await gateServer(c, report, fail);
     const present = await gateBaseline(c, fail);
     const found = await discoverShape(c, config.schema);

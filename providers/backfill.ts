@@ -15,10 +15,11 @@
  *   delete  nothing: leaving the multi model is the Rollback resource's job, with reconciliation.
  */
 import * as pulumi from "@pulumi/pulumi";
+import { connectClient, connectionChanged, recordConnection, tlsInputProblem } from "../lib/pgConnection";
+import { ConnectionInputs, connectionProps } from "./connectionInputs";
 import { walkPages, walkPlan } from "./pageWalk";
 
-export interface BackfillArgs {
-  databaseUrl: pulumi.Input<string>;
+export interface BackfillArgs extends ConnectionInputs {
   /** sql/backfill/batch.sql, as text (shown in preview when it changes). */
   batchSql: pulumi.Input<string>;
   batchSqlSha256: pulumi.Input<string>;
@@ -45,14 +46,12 @@ export interface BackfillArgs {
 const PROGRESS_EVERY_MS = 2000;
 
 async function run(inputs: any): Promise<any> {
-  const { Client } = require("pg");
   if (inputs.requireVerifiedBackup && inputs.restoreVerified !== true) {
     throw new Error(`backfill refused: backup ${inputs.backupId} has no verified restore`);
   }
   const say = (s: string) => console.log(`backfill: ${s}`);
   const fmt = (n: number) => Math.round(n).toLocaleString("en-US");
-  const c = new Client({ connectionString: inputs.databaseUrl, application_name: "guardian-credits:backfill" });
-  await c.connect();
+  const c = await connectClient(inputs.databaseUrl, inputs.tls, { application_name: "guardian-credits:backfill" });
   try {
     const verified = await c.query(`SELECT restore_verified FROM guardian.backups WHERE backup_id = $1`, [inputs.backupId]);
     if (inputs.requireVerifiedBackup && verified.rows[0]?.restore_verified !== true) {
@@ -144,6 +143,8 @@ export const backfillProvider: pulumi.dynamic.ResourceProvider = {
   async check(_olds: any, news: any) {
     const failures: pulumi.dynamic.CheckFailure[] = [];
     if (!Number.isInteger(news.batchSize) || news.batchSize < 1) failures.push({ property: "batchSize", reason: `expected a positive integer, got ${news.batchSize}` });
+    const tlsProblem = tlsInputProblem(news.tls);
+    if (tlsProblem) failures.push({ property: "tls", reason: tlsProblem });
     return { inputs: news, failures };
   },
 
@@ -153,7 +154,7 @@ export const backfillProvider: pulumi.dynamic.ResourceProvider = {
     if (olds.batchSqlSha256 !== news.batchSqlSha256) changes.push("batchSql");
     if (olds.rulesSha256 !== news.rulesSha256) changes.push("rulesSha256");
     if (olds.backupId !== news.backupId) changes.push("backupId");
-    if (olds.databaseUrl !== news.databaseUrl) changes.push("databaseUrl"); // a rotated secret: recorded, nothing re-run
+    if (connectionChanged(olds, news)) changes.push("databaseUrl"); // a rotated secret or new TLS settings: recorded, nothing re-run
     return { changes: changes.length > 0, replaces: [], detailedDiff: Object.fromEntries(changes.map((k) => [k, { kind: "update", inputDiff: true }])) as any };
   },
 
@@ -164,7 +165,7 @@ export const backfillProvider: pulumi.dynamic.ResourceProvider = {
   async update(_id: string, olds: any, news: any) {
     const onlyConnection = Number(news.pendingOrgs) === 0 && olds.batchSqlSha256 === news.batchSqlSha256 &&
       olds.rulesSha256 === news.rulesSha256 && olds.backupId === news.backupId;
-    if (onlyConnection) return { outs: { ...olds, databaseUrl: news.databaseUrl } };
+    if (onlyConnection) return { outs: recordConnection(olds, news) };
     const outs = await run(news);
     // Keep the totals of the first run visible: a resumed or empty re-run adds to them.
     outs.rowsBackfilledTotal = Number(olds.rowsBackfilledTotal ?? olds.rowsBackfilled ?? 0) + outs.rowsBackfilled;
@@ -172,9 +173,7 @@ export const backfillProvider: pulumi.dynamic.ResourceProvider = {
   },
 
   async read(id: string, props: any) {
-    const { Client } = require("pg");
-    const c = new Client({ connectionString: props.databaseUrl, application_name: "guardian-credits:backfill" });
-    await c.connect();
+    const c = await connectClient(props.databaseUrl, props.tls, { application_name: "guardian-credits:backfill" });
     try {
       const n = Number((await c.query(`SELECT count(*)::bigint n FROM public.organization_credits WHERE credit_model = 'unified'`)).rows[0].n);
       return { id, props: { ...props, pendingOrgs: n } };
@@ -198,16 +197,16 @@ export class BackfillRun extends pulumi.dynamic.Resource {
   declare readonly finishedAt: pulumi.Output<string>;
 
   constructor(name: string, args: BackfillArgs, opts?: pulumi.CustomResourceOptions) {
+    const { props, secretOutputs } = connectionProps(args);
     super(
       backfillProvider,
       name,
       {
-        ...args,
-        databaseUrl: pulumi.secret(args.databaseUrl),
+        ...props,
         rowsBackfilled: undefined, orgsPerRule: undefined, negativeBalanceOrgs: undefined, durationMs: undefined,
         orgsPerSecond: undefined, finishedAt: undefined, batches: undefined,
       },
-      { ...opts, additionalSecretOutputs: ["databaseUrl"] },
+      { ...opts, additionalSecretOutputs: secretOutputs },
       "guardian",
       "Backfill",
     );

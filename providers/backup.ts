@@ -9,15 +9,16 @@
  *           <exportRoot>/<backupId>/<table>.copy (COPY text format) and writes manifest.json (rows, sha256, checksum).
  *           Only AccessShare locks are taken: applications keep writing.
  *   read    the backup is there while its schema is; a dropped backup schema reads as gone.
- *   diff    a backup is a fact about the past: a different table list replaces it; a rotated connection string is
- *           recorded (update), so reads use the current credential. Nothing else changes it.
- *   update  records the new connection string; the backup itself is untouched.
+ *   diff    a backup is a fact about the past: a different table list replaces it; a rotated connection string (or
+ *           changed TLS settings) is recorded (update), so reads use the current credential. Nothing else changes it.
+ *   update  records the new connection string and TLS settings; the backup itself is untouched.
  *   delete  does nothing: backups are never deleted by rollback or destroy (the component also sets retainOnDelete).
  */
 import * as pulumi from "@pulumi/pulumi";
+import { connectClient, connectionChanged, recordConnection, tlsInputProblem } from "../lib/pgConnection";
+import { ConnectionInputs, connectionProps } from "./connectionInputs";
 
-export interface BackupArgs {
-  databaseUrl: pulumi.Input<string>;
+export interface BackupArgs extends ConnectionInputs {
   /** Absolute folder for the on-disk exports. */
   exportRoot: pulumi.Input<string>;
   /** Tables of schema public to back up, with their primary key column. */
@@ -59,21 +60,22 @@ export const backupProvider: pulumi.dynamic.ResourceProvider = {
       }
     }
     if (typeof news.exportRoot !== "string" || !news.exportRoot.startsWith("/")) failures.push({ property: "exportRoot", reason: "exportRoot must be an absolute path" });
+    const tlsProblem = tlsInputProblem(news.tls);
+    if (tlsProblem) failures.push({ property: "tls", reason: tlsProblem });
     return { inputs: news, failures };
   },
 
   async diff(_id: string, olds: any, news: any) {
     const same = JSON.stringify(olds.tables) === JSON.stringify(news.tables);
-    const rotated = olds.databaseUrl !== news.databaseUrl;
+    const rotated = connectionChanged(olds, news);
     return { changes: !same || rotated, replaces: same ? [] : ["tables"], deleteBeforeReplace: false };
   },
 
   async update(_id: string, olds: any, news: any) {
-    return { outs: { ...olds, databaseUrl: news.databaseUrl } };
+    return { outs: recordConnection(olds, news) };
   },
 
   async create(inputs: any) {
-    const { Client } = require("pg");
     const { to: copyTo } = require("pg-copy-streams");
     const crypto = require("crypto");
     const fs = require("fs");
@@ -85,8 +87,7 @@ export const backupProvider: pulumi.dynamic.ResourceProvider = {
     const stamp = new Date().toISOString().replace(/[-:T]/g, "").slice(0, 14);
     const backupId = `guardian_backup_${stamp}_${crypto.randomBytes(3).toString("hex")}`;
     const say = (s: string) => console.log(`backup ${backupId}: ${s}`);
-    const c = new Client({ connectionString: inputs.databaseUrl, application_name: "guardian-credits:backup" });
-    await c.connect();
+    const c = await connectClient(inputs.databaseUrl, inputs.tls, { application_name: "guardian-credits:backup" });
     try {
       // The internal schema (sql/schema/01_guardian_schema.sql: guardian.backups, the journal...) comes first, so
       // the backup is recorded and journaled. It touches no application table.
@@ -231,9 +232,7 @@ export const backupProvider: pulumi.dynamic.ResourceProvider = {
   },
 
   async read(id: string, props: any) {
-    const { Client } = require("pg");
-    const c = new Client({ connectionString: props.databaseUrl, application_name: "guardian-credits:backup" });
-    await c.connect();
+    const c = await connectClient(props.databaseUrl, props.tls, { application_name: "guardian-credits:backup" });
     try {
       const r = await c.query(`SELECT to_regnamespace($1) IS NOT NULL AS present`, [props.schemaName ?? id]);
       return r.rows[0].present ? { id, props } : { id: "" as any, props: {} };
@@ -260,16 +259,16 @@ export class BackupSnapshot extends pulumi.dynamic.Resource {
   declare readonly createdAt: pulumi.Output<string>;
 
   constructor(name: string, args: BackupArgs, opts?: pulumi.CustomResourceOptions) {
+    const { props, secretOutputs } = connectionProps(args);
     super(
       backupProvider,
       name,
       {
-        ...args,
-        databaseUrl: pulumi.secret(args.databaseUrl),
+        ...props,
         backupId: undefined, schemaName: undefined, exportDir: undefined, manifestPath: undefined, rowCounts: undefined,
         checksums: undefined, fileSha256: undefined, functionsCaptured: undefined, createdAt: undefined, durationMs: undefined,
       },
-      { ...opts, retainOnDelete: true, additionalSecretOutputs: ["databaseUrl"] },
+      { ...opts, retainOnDelete: true, additionalSecretOutputs: secretOutputs },
       "guardian",
       "Backup",
     );

@@ -13,9 +13,10 @@
  *   delete  nothing to remove (the scratch schema never outlives create).
  */
 import * as pulumi from "@pulumi/pulumi";
+import { connectClient, connectionChanged, recordConnection } from "../lib/pgConnection";
+import { ConnectionInputs, connectionProps } from "./connectionInputs";
 
-export interface RestoreCheckArgs {
-  databaseUrl: pulumi.Input<string>;
+export interface RestoreCheckArgs extends ConnectionInputs {
   backupId: pulumi.Input<string>;
   manifestPath: pulumi.Input<string>;
 }
@@ -26,16 +27,15 @@ export const restoreCheckProvider: pulumi.dynamic.ResourceProvider = {
     // A verification that a refresh found withdrawn is run again.
     const unverified = olds.restoreVerified !== true;
     const replace = changed || unverified;
-    const rotated = olds.databaseUrl !== news.databaseUrl; // recorded in place (update)
+    const rotated = connectionChanged(olds, news); // recorded in place (update)
     return { changes: replace || rotated, replaces: replace ? ["restoreVerified"] : [], deleteBeforeReplace: true };
   },
 
   async update(_id: string, olds: any, news: any) {
-    return { outs: { ...olds, databaseUrl: news.databaseUrl } };
+    return { outs: recordConnection(olds, news) };
   },
 
   async create(inputs: any) {
-    const { Client } = require("pg");
     const { from: copyFrom } = require("pg-copy-streams");
     const crypto = require("crypto");
     const fs = require("fs");
@@ -60,8 +60,7 @@ export const restoreCheckProvider: pulumi.dynamic.ResourceProvider = {
       }
     }
     const scratch = `guardian_restore_check_${crypto.randomBytes(4).toString("hex")}`;
-    const c = new Client({ connectionString: inputs.databaseUrl, application_name: "guardian-credits:restore-check" });
-    await c.connect();
+    const c = await connectClient(inputs.databaseUrl, inputs.tls, { application_name: "guardian-credits:restore-check" });
     const checked: Record<string, number> = {};
     try {
       await c.query(`CREATE SCHEMA ${scratch}`);
@@ -117,9 +116,7 @@ export const restoreCheckProvider: pulumi.dynamic.ResourceProvider = {
   },
 
   async read(id: string, props: any) {
-    const { Client } = require("pg");
-    const c = new Client({ connectionString: props.databaseUrl, application_name: "guardian-credits:restore-check" });
-    await c.connect();
+    const c = await connectClient(props.databaseUrl, props.tls, { application_name: "guardian-credits:restore-check" });
     try {
       const r = await c.query(
         `SELECT restore_verified FROM guardian.backups WHERE backup_id = $1 AND to_regclass('guardian.backups') IS NOT NULL`,
@@ -144,11 +141,12 @@ export class BackupRestoreCheck extends pulumi.dynamic.Resource {
   declare readonly checkedAt: pulumi.Output<string>;
 
   constructor(name: string, args: RestoreCheckArgs, opts?: pulumi.CustomResourceOptions) {
+    const { props, secretOutputs } = connectionProps(args);
     super(
       restoreCheckProvider,
       name,
-      { ...args, databaseUrl: pulumi.secret(args.databaseUrl), restoreVerified: undefined, tablesChecked: undefined, checkedAt: undefined },
-      { ...opts, additionalSecretOutputs: ["databaseUrl"] },
+      { ...props, restoreVerified: undefined, tablesChecked: undefined, checkedAt: undefined },
+      { ...opts, additionalSecretOutputs: secretOutputs },
       "guardian",
       "BackupRestoreCheck",
     );

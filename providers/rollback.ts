@@ -17,11 +17,12 @@
  * The backup schemas and the additive columns (and the per-pool log details) are kept.
  */
 import * as pulumi from "@pulumi/pulumi";
+import { connectClient, connectionChanged, recordConnection } from "../lib/pgConnection";
 import { v1Facts } from "../lib/v1";
+import { ConnectionInputs, connectionProps } from "./connectionInputs";
 import { TABLE_PAGES_SQL, walkPages, walkPlan } from "./pageWalk";
 
-export interface RollbackArgs {
-  databaseUrl: pulumi.Input<string>;
+export interface RollbackArgs extends ConnectionInputs {
   sql: pulumi.Input<{
     stopAllocation: string; lockBatch: string; reconcileBatch: string; checkReconcile: string; restoreV1: string; safeV1: string;
   }>;
@@ -34,12 +35,10 @@ export interface RollbackArgs {
 }
 
 async function rollback(inputs: any): Promise<any> {
-  const { Client } = require("pg");
   const say = (s: string) => console.log(`rollback: ${s}`);
   const fmt = (n: number) => Math.round(n).toLocaleString("en-US");
   const started = Date.now();
-  const c = new Client({ connectionString: inputs.databaseUrl, application_name: "guardian-credits:rollback" });
-  await c.connect();
+  const c = await connectClient(inputs.databaseUrl, inputs.tls, { application_name: "guardian-credits:rollback" });
   const tx = async (fn: () => Promise<any>) => {
     for (let attempt = 0; ; attempt++) {
       try {
@@ -151,11 +150,11 @@ async function rollback(inputs: any): Promise<any> {
 
 export const rollbackProvider: pulumi.dynamic.ResourceProvider = {
   async diff(_id: string, olds: any, news: any) {
-    // Done once; only a rotated connection string is recorded (in place), so later reads use it.
-    return { changes: olds.databaseUrl !== news.databaseUrl };
+    // Done once; only a rotated connection string (or new TLS settings) is recorded (in place), so later reads use it.
+    return { changes: connectionChanged(olds, news) };
   },
   async update(_id: string, olds: any, news: any) {
-    return { outs: { ...olds, databaseUrl: news.databaseUrl } };
+    return { outs: recordConnection(olds, news) };
   },
   async create(inputs: any) {
     const outs = await rollback(inputs);
@@ -180,16 +179,16 @@ export class RollbackRun extends pulumi.dynamic.Resource {
   declare readonly v1Weaknesses: pulumi.Output<string[]>;
 
   constructor(name: string, args: RollbackArgs, opts?: pulumi.CustomResourceOptions) {
+    const { props, secretOutputs } = connectionProps(args);
     super(
       rollbackProvider,
       name,
       {
-        ...args,
-        databaseUrl: pulumi.secret(args.databaseUrl),
+        ...props,
         rolledBack: undefined, backupId: undefined, orgsReconciled: undefined, durationMs: undefined, v1DefinitionMd5: undefined,
         reconcileVerified: undefined, pricesRestored: undefined, functionRestored: undefined, v1Weaknesses: undefined,
       },
-      { ...opts, additionalSecretOutputs: ["databaseUrl"] },
+      { ...opts, additionalSecretOutputs: secretOutputs },
       "guardian",
       "Rollback",
     );

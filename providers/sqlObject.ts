@@ -16,13 +16,14 @@
  *   update  re-runs the SQL, like create; when only the connection string changed, records it and runs nothing.
  *   delete  runs dropSql (which uses IF EXISTS, so absence is fine); with no dropSql the object is retained.
  *
- * Methods import pg inside themselves and capture no secret: the connection string arrives as a secret input.
+ * Methods connect through lib/pgConnection.ts (the program's one TLS rule) and capture no secret: the connection
+ * string arrives as a secret input, the TLS settings as the `tls` input.
  */
 import * as pulumi from "@pulumi/pulumi";
+import { connectClient, connectionChanged, recordConnection, tlsInputProblem } from "../lib/pgConnection";
+import { ConnectionInputs, connectionProps } from "./connectionInputs";
 
-export interface SqlObjectArgs {
-  /** Connection string (secret). */
-  databaseUrl: pulumi.Input<string>;
+export interface SqlObjectArgs extends ConnectionInputs {
   /** What kind of object this is ("function", "policy", "columns", "grants", "table", ...). Part of its identity. */
   kind: pulumi.Input<string>;
   /** The object's qualified name, e.g. "public.consume_credits_rpc(uuid,text,integer,text)". Part of its identity. */
@@ -69,11 +70,10 @@ export interface SqlObjectState {
 const IDENTITY_KEYS = ["kind", "objectName"];
 
 async function apply(inputs: any): Promise<SqlObjectState> {
-  const { Client } = require("pg");
-  const client = new Client({ connectionString: inputs.databaseUrl, application_name: "guardian-credits:sql-object" });
   const label = `${inputs.kind} ${inputs.objectName}`;
+  let client: any;
   try {
-    await client.connect();
+    client = await connectClient(inputs.databaseUrl, inputs.tls, { application_name: "guardian-credits:sql-object" });
   } catch (e: any) {
     throw new Error(`${label}: cannot connect to the database: ${e.code ?? ""} ${String(e.message).split(inputs.databaseUrl).join("<databaseUrl>")}`);
   }
@@ -220,9 +220,7 @@ function locateError(e: any, file: string, text: string, label: string): Error {
 }
 
 async function probe(props: any): Promise<string | undefined> {
-  const { Client } = require("pg");
-  const client = new Client({ connectionString: props.databaseUrl, application_name: "guardian-credits:sql-object" });
-  await client.connect();
+  const client = await connectClient(props.databaseUrl, props.tls, { application_name: "guardian-credits:sql-object" });
   try {
     const r = await client.query(props.probeSql);
     return r.rows.length ? String(r.rows[0].fingerprint) : undefined;
@@ -240,6 +238,8 @@ export const sqlObjectProvider: pulumi.dynamic.ResourceProvider = {
     if (typeof news.databaseUrl !== "string" || !/^postgres(ql)?:\/\//.test(news.databaseUrl)) {
       failures.push({ property: "databaseUrl", reason: "databaseUrl must be a postgres:// connection string" });
     }
+    const tlsProblem = tlsInputProblem(news.tls);
+    if (tlsProblem) failures.push({ property: "tls", reason: tlsProblem });
     return { inputs: news, failures };
   },
 
@@ -252,7 +252,7 @@ export const sqlObjectProvider: pulumi.dynamic.ResourceProvider = {
       detailedDiff.sql = { kind: "update" as any, inputDiff: true };
     }
     if (olds.probeSql !== news.probeSql || (olds.dropSql ?? "") !== (news.dropSql ?? "") || (olds.checkSql ?? "") !== (news.checkSql ?? "")) changes.push("probeSql");
-    if (olds.databaseUrl !== news.databaseUrl) {
+    if (connectionChanged(olds, news)) {
       changes.push("databaseUrl");
       detailedDiff.databaseUrl = { kind: "update" as any, inputDiff: true };
     }
@@ -285,15 +285,13 @@ export const sqlObjectProvider: pulumi.dynamic.ResourceProvider = {
     const onlyConnection = olds.sqlSha256 === news.sqlSha256 && olds.probeSql === news.probeSql &&
       (olds.checkSql ?? "") === (news.checkSql ?? "") &&
       (olds.dropSql ?? "") === (news.dropSql ?? "") && olds.liveFingerprint === olds.appliedFingerprint;
-    if (onlyConnection) return { outs: { ...olds, databaseUrl: news.databaseUrl } };
+    if (onlyConnection) return { outs: recordConnection(olds, news) };
     return { outs: await apply(news) };
   },
 
   async delete(_id: string, props: any) {
     if (!props.dropSql) return; // retained by design
-    const { Client } = require("pg");
-    const client = new Client({ connectionString: props.databaseUrl, application_name: "guardian-credits:sql-object" });
-    await client.connect();
+    const client = await connectClient(props.databaseUrl, props.tls, { application_name: "guardian-credits:sql-object" });
     try {
       await client.query("BEGIN");
       await client.query("SELECT pg_advisory_xact_lock(hashtext('guardian-credits:ddl'))");
@@ -320,18 +318,18 @@ export class SqlObject extends pulumi.dynamic.Resource {
   declare readonly appliedAt: pulumi.Output<string>;
 
   constructor(name: string, args: SqlObjectArgs, opts?: pulumi.CustomResourceOptions) {
+    const { props, secretOutputs } = connectionProps(args);
     super(
       sqlObjectProvider,
       name,
       {
-        ...args,
-        databaseUrl: pulumi.secret(args.databaseUrl),
+        ...props,
         dropSql: args.dropSql ?? "",
         appliedFingerprint: undefined,
         liveFingerprint: undefined,
         appliedAt: undefined,
       },
-      { ...opts, additionalSecretOutputs: ["databaseUrl"] },
+      { ...opts, additionalSecretOutputs: secretOutputs },
       "guardian",
       "SqlObject",
     );

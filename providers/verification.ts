@@ -17,9 +17,10 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { isolationMatrix } from "../lib/isolation";
+import { connectClient, connectionChanged } from "../lib/pgConnection";
+import { ConnectionInputs, connectionProps } from "./connectionInputs";
 
-export interface VerificationArgs {
-  databaseUrl: pulumi.Input<string>;
+export interface VerificationArgs extends ConnectionInputs {
   model: pulumi.Input<"unified" | "multi">;
   sql: pulumi.Input<string>;
   sqlSha256: pulumi.Input<string>;
@@ -34,9 +35,7 @@ export interface VerificationArgs {
 }
 
 async function verify(inputs: any): Promise<any> {
-  const { Client } = require("pg");
-  const c = new Client({ connectionString: inputs.databaseUrl, application_name: "guardian-credits:verification" });
-  await c.connect();
+  const c = await connectClient(inputs.databaseUrl, inputs.tls, { application_name: "guardian-credits:verification" });
   try {
     await c.query("BEGIN ISOLATION LEVEL REPEATABLE READ");
     await c.query(inputs.sql);
@@ -102,7 +101,7 @@ export const verificationProvider: pulumi.dynamic.ResourceProvider = {
     if (olds.model !== news.model) changed.push("model");
     if (olds.sqlSha256 !== news.sqlSha256 || olds.trialCallsSql !== news.trialCallsSql) changed.push("sql");
     if (JSON.stringify(olds.upstream ?? {}) !== JSON.stringify(news.upstream ?? {})) changed.push("upstream");
-    if (olds.databaseUrl !== news.databaseUrl) changed.push("databaseUrl"); // re-verified with the new credential
+    if (connectionChanged(olds, news)) changed.push("databaseUrl"); // re-verified with the new credential (or TLS settings)
     if (olds.liveCheck && olds.liveCheck !== "ok") changed.push("liveCheck"); // a refresh found calls or isolation failing
     return { changes: changed.length > 0, replaces: [], detailedDiff: Object.fromEntries(changed.map((k) => [k, { kind: "update", inputDiff: true }])) as any };
   },
@@ -114,11 +113,10 @@ export const verificationProvider: pulumi.dynamic.ResourceProvider = {
   },
   async read(id: string, props: any) {
     if (!props?.trialCallsSql) return { id, props };
-    const { Client } = require("pg");
-    const c = new Client({ connectionString: props.databaseUrl, application_name: "guardian-credits:verification" });
+    let c: any;
     let liveCheck = "ok";
     try {
-      await c.connect();
+      c = await connectClient(props.databaseUrl, props.tls, { application_name: "guardian-credits:verification" });
       await c.query("BEGIN");
       try {
         await c.query(props.trialCallsSql);
@@ -130,7 +128,7 @@ export const verificationProvider: pulumi.dynamic.ResourceProvider = {
     } catch (e: any) {
       liveCheck = `failed: ${e.message}`;
     } finally {
-      await c.end().catch(() => undefined);
+      await c?.end().catch(() => undefined);
     }
     return { id, props: { ...props, liveCheck } };
   },
@@ -144,11 +142,12 @@ export class VerificationRun extends pulumi.dynamic.Resource {
   declare readonly verifiedAt: pulumi.Output<string>;
 
   constructor(name: string, args: VerificationArgs, opts?: pulumi.CustomResourceOptions) {
+    const { props, secretOutputs } = connectionProps(args);
     super(
       verificationProvider,
       name,
-      { ...args, databaseUrl: pulumi.secret(args.databaseUrl), facts: undefined, violations: undefined, verifiedAt: undefined },
-      { ...opts, additionalSecretOutputs: ["databaseUrl"] },
+      { ...props, facts: undefined, violations: undefined, verifiedAt: undefined },
+      { ...opts, additionalSecretOutputs: secretOutputs },
       "guardian",
       "Verification",
     );

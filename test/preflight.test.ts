@@ -63,10 +63,12 @@ describe("go/no-go (lib/preflight.ts)", () => {
     const report = await preflight(config(db.url));
     expect(report.go).toBe(true);
     expect(report.failures).toEqual([]);
-    expect(report.passed).toEqual(["connection", "server", "baseline", "shape", "locks", "catalogue"]);
+    expect(report.passed).toEqual(["connection", "session", "server", "baseline", "shape", "locks", "catalogue"]);
     expect(report.notes).toContain("shape: profile role column profiles.role; trials by organization_credits.is_trial");
     expect(report.serverVersionNum).toBeGreaterThanOrEqual(140000);
-    expect(report.notes.join("\n")).toMatch(/^server: PostgreSQL \d+/);
+    expect(report.notes.join("\n")).toMatch(/^server: PostgreSQL \d+/m);
+    expect(report.notes.join("\n")).toMatch(/^connection: (TLSv[\d.]+, certificate not verified|not encrypted) \(sslmode prefer from libpq's default/m);
+    expect(report.notes.join("\n")).toMatch(/^session: a session setting and an advisory lock survive from one transaction to the next/m);
     expect(report.notes).toContain("catalogue: all 8 action types of public.credit_actions are mapped in guardian:actions");
   });
 
@@ -77,7 +79,7 @@ describe("go/no-go (lib/preflight.ts)", () => {
         "  - connection: cannot connect to the Guardian database at postgres://guardian:***@127.0.0.1:1/guardian: " +
         "connection refused (is the server running and listening there?) [ECONNREFUSED]; the other gates were not evaluated",
     );
-    expect(e.report.skipped.map((s) => s.gate)).toEqual(["server", "baseline", "shape", "locks", "catalogue"]);
+    expect(e.report.skipped.map((s) => s.gate)).toEqual(["session", "server", "baseline", "shape", "locks", "catalogue"]);
   });
 
   it("refuses a host name that does not resolve", async () => {
@@ -113,7 +115,7 @@ describe("go/no-go (lib/preflight.ts)", () => {
           '  - catalogue: action "foo" has no pool mapping in guardian:actions\n' +
           '  - catalogue: action "voice_call" has no pool mapping in guardian:actions',
       );
-      expect(e.report.passed).toEqual(["connection", "server", "shape", "locks"]);
+      expect(e.report.passed).toEqual(["connection", "session", "server", "shape", "locks"]);
     } finally {
       await broken.drop();
     }

@@ -1,6 +1,8 @@
 /** Config is validated before anything touches the database: one error, every problem, each naming its key. */
 import { describe, expect, it } from "vitest";
-import { DEFAULT_ACTIONS, DEFAULT_PLANS, GuardianConfigError, parseConfig } from "../../lib/config";
+import {
+  DEFAULT_ACTIONS, DEFAULT_PLANS, foreignConfigKeyProblems, GuardianConfigError, knownConfigKeys, nearestConfigKey, parseConfig, tlsSettings,
+} from "../../lib/config";
 
 const URL = "postgres://postgres:s3cret-pw@db.example.invalid:5432/postgres";
 const problems = (raw: Record<string, unknown>): string[] => {
@@ -92,8 +94,63 @@ describe("guardian config", () => {
     ]);
   });
 
-  it("refuses an unknown top-level key", () => {
-    expect(problems({ databaseUrl: URL, batchSize: 5 })).toEqual(["guardian:batchSize: unknown key"]);
+  it("refuses an unknown top-level key, naming the key meant", () => {
+    expect(problems({ databaseUrl: URL, batchSize: 5 })).toEqual([
+      "guardian:batchSize: unknown key; did you mean guardian:backfill.batchSize? (set it with --path: pulumi config set --path guardian:backfill.batchSize <value>)",
+    ]);
+    expect(problems({ databaseUrl: URL, creditModl: "multi" })).toEqual(["guardian:creditModl: unknown key; did you mean guardian:creditModel?"]);
+    expect(problems({ databaseUrl: URL, credit_model: "multi" })).toEqual(["guardian:credit_model: unknown key; did you mean guardian:creditModel?"]);
+    expect(problems({ databaseUrl: URL, model: "multi" })).toEqual(["guardian:model: unknown key; did you mean guardian:creditModel?"]);
+    expect(problems({ databaseUrl: URL, somethingElse: 1 })).toEqual(["guardian:somethingElse: unknown key"]);
+    // `pulumi config set guardian:backfill.batchSize 5` without --path names a key with a dot in it.
+    expect(problems({ databaseUrl: URL, "backfill.batchSize": 5 })).toEqual([
+      "guardian:backfill.batchSize: unknown key: set without --path, the key's name holds the dot; set it with --path: pulumi config set --path guardian:backfill.batchSize <value>",
+    ]);
+    expect(problems({ databaseUrl: URL, backfill: { batchsize: 5 } })).toEqual([
+      "guardian:backfill.batchsize: unknown key; did you mean guardian:backfill.batchSize? (set it with --path: pulumi config set --path guardian:backfill.batchSize <value>)",
+    ]);
+  });
+
+  it("refuses keys the program would never read: the project's own namespace and a misspelt one, naming the key meant", () => {
+    const p = foreignConfigKeyProblems(
+      {
+        "guardian-credits:creditModel": "multi",
+        "guardain:marginGate": "mandatory",
+        "guardian-credits:whatever": "x",
+        "guardian:creditModel": "unified",
+        "aws:region": "eu-west-1",
+        "pulumi:tags": "{}",
+      },
+      "guardian-credits",
+    );
+    expect(p).toEqual([
+      "guardain:marginGate: never read: the program reads namespace guardian, not guardain; did you mean guardian:marginGate? " +
+        "(pulumi config rm guardain:marginGate; pulumi config set guardian:marginGate <value>)",
+      "guardian-credits:creditModel: never read: guardian-credits is the project's name, and `pulumi config set` without a namespace " +
+        "writes there; the program reads namespace guardian; did you mean guardian:creditModel? " +
+        "(pulumi config rm guardian-credits:creditModel; pulumi config set guardian:creditModel <value>)",
+      "guardian-credits:whatever: never read: guardian-credits is the project's name, and `pulumi config set` without a namespace " +
+        "writes there; the program reads namespace guardian; remove it (pulumi config rm guardian-credits:whatever); the keys the " +
+        'program reads are listed in README.md, "Stacks, config and secrets"',
+    ]);
+    expect(nearestConfigKey("rootCert")).toBe("tls.rootCert");
+    expect(knownConfigKeys()).toEqual(expect.arrayContaining(["creditModel", "backfill.batchSize", "tls.mode", "tls.rootCertPem", "rollback.function"]));
+  });
+
+  it("reads guardian:tls: a mode, a root certificate file or its PEM (never echoed), not both", () => {
+    expect(parseConfig({ databaseUrl: URL }).tls).toBeUndefined();
+    expect(parseConfig({ databaseUrl: URL, tls: '{"mode":"verify-full","rootCert":"certs/ca.crt"}' }).tls).toEqual({ mode: "verify-full", rootCert: "certs/ca.crt" });
+    expect(problems({ databaseUrl: URL, tls: { mode: "verify_full" } })).toEqual([
+      'guardian:tls.mode: Invalid option: expected one of "disable"|"allow"|"prefer"|"require"|"verify-ca"|"verify-full", got "verify_full"',
+    ]);
+    const p = problems({ databaseUrl: URL, tls: { rootCertPem: "MIIB-secret-looking-text" } });
+    expect(p).toEqual(["guardian:tls.rootCertPem: expected a PEM certificate (-----BEGIN CERTIFICATE-----)"]);
+    expect(problems({ databaseUrl: URL, tls: { rootCert: "a.crt", rootCertPem: "-----BEGIN CERTIFICATE-----" } })).toEqual([
+      "guardian:tls: give rootCert (a file) or rootCertPem, not both",
+    ]);
+    expect(() => tlsSettings(parseConfig({ databaseUrl: URL, tls: { rootCert: "no/such/ca.crt" } }), "/nonexistent")).toThrow(
+      "guardian:tls.rootCert: cannot read no/such/ca.crt (ENOENT): the path is relative to the project folder",
+    );
   });
 
   it("never echoes the connection string, even when it is malformed", () => {
