@@ -4,7 +4,10 @@
 #      package-lock.json is newer than node_modules/.package-lock.json (the record npm writes at each install);
 #   2. policies/ dependencies: `npm install` there, when policies/package.json declares any and policies/node_modules
 #      is missing;
-#   3. the Pulumi CLI and Node language host (scripts/setup-pulumi.sh, cached under ~/.pulumi/versions/<v>/bin).
+#   3. the Pulumi CLI and Node language host (scripts/setup-pulumi.sh, cached under ~/.pulumi/versions/<v>/bin);
+#   4. PgBouncer (Debian's `pgbouncer`), which test/pooler.test.ts starts in front of the test server: installed with
+#      apt-get when missing and we are root on a Debian-like machine; otherwise a note (the pooler test then fails,
+#      saying so). Not started here: the test starts and stops its own.
 # Quiet on success: stdout is only the line that puts the CLI on PATH, so `eval "$(bash scripts/setup.sh)"` works.
 # On failure: which step failed, the command, and the last lines of its output; exit code 1.
 set -euo pipefail
@@ -51,6 +54,16 @@ root="$(bash scripts/setup-pulumi.sh 2> >(grep -v '^setup-pulumi: using cached' 
   || fail "the Pulumi CLI could not be set up (scripts/setup-pulumi.sh, see above)"
 root="$(printf '%s\n' "$root" | tail -n 1)"
 [ -x "$root/bin/pulumi" ] || fail "scripts/setup-pulumi.sh reported \"$root\" but $root/bin/pulumi is not there"
+
+# 4. PgBouncer for the pooler test.
+if ! command -v pgbouncer >/dev/null && [ ! -x /usr/sbin/pgbouncer ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    quietly "installing pgbouncer (apt-get update)" apt-get update -qq
+    quietly "installing pgbouncer" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends pgbouncer
+  else
+    echo "setup: pgbouncer is not installed (Debian: sudo apt-get install pgbouncer); test/pooler.test.ts needs it" >&2
+  fi
+fi
 
 bin="$root/bin"
 case "$bin" in "$HOME"/*) bin="\$HOME${bin#"$HOME"}" ;; esac
