@@ -106,6 +106,28 @@ export interface ExecutedSql {
   unreadable: UnreadableSql[];
 }
 
+/** The byte offset of a statement's first word: a statement's location includes the blanks and comments before it. */
+function firstWord(b: Buffer, at: number): number {
+  for (;;) {
+    while (at < b.length && (b[at] === 0x20 || (b[at] >= 0x09 && b[at] <= 0x0d))) at++;
+    if (b[at] === 0x2d && b[at + 1] === 0x2d) {
+      while (at < b.length && b[at] !== 0x0a) at++;
+    } else if (b[at] === 0x2f && b[at + 1] === 0x2a) {
+      let depth = 1;
+      at += 2;
+      while (at < b.length && depth > 0) {
+        if (b[at] === 0x2f && b[at + 1] === 0x2a) {
+          depth++;
+          at += 2;
+        } else if (b[at] === 0x2a && b[at + 1] === 0x2f) {
+          depth--;
+          at += 2;
+        } else at++;
+      }
+    } else return at;
+  }
+}
+
 /** The string value of a constant expression (a literal, maybe cast), or undefined when it is not one. */
 function constantString(expr: string): string | undefined {
   let stmts: RawStmt[];
@@ -134,10 +156,7 @@ export function executedStatements(sql: string): ExecutedSql {
   const visit = (text: string, via: ExecutedStatement["via"], line: number | undefined) => {
     const b = via === "sql" ? bytes : Buffer.from(text, "utf8");
     for (const raw of parseSql(text)) {
-      // Skip the whitespace and comments before the statement so its line is the line of its first word.
-      let at = raw.stmt_location ?? 0;
-      while (at < b.length && /\s/.test(String.fromCharCode(b[at]))) at++;
-      const where = line ?? lineOf(at);
+      const where = line ?? lineOf(firstWord(b, raw.stmt_location ?? 0));
       const [type, stmt] = unwrap(raw.stmt);
       out.statements.push({ type, stmt, via, line: where });
       if (type === "DoStmt") doBlock(stmt, where);

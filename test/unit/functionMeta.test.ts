@@ -163,3 +163,18 @@ describe("SQL shapes a regular expression reads wrongly (read with PostgreSQL's 
       .toThrow(/syntax error at or near "public" \(line 2, column 26\)/); // FUNCTON read as a table name
   });
 });
+
+describe("executedStatements (lib/pgsql.ts)", () => {
+  it("gives each statement the line of its first word, past comments; a DO block's statements the DO's line", () => {
+    const sql = "SELECT 1;\n-- a comment\n/* a /* nested */ one */\n  GRANT EXECUTE ON FUNCTION public.f() TO anon;\nDO $$ BEGIN\n  REVOKE ALL ON FUNCTION public.f() FROM anon;\nEND $$;";
+    const { statements } = executedStatements(sql);
+    expect(statements.map((s) => [s.type, s.via, s.line])).toEqual([["SelectStmt", "sql", 1], ["GrantStmt", "sql", 4], ["DoStmt", "sql", 5], ["GrantStmt", "do", 5]]);
+  });
+
+  it("reads a constant EXECUTE as SQL and lists SQL built at run time, and a DO block in another language, as unreadable", () => {
+    const sql = "DO $$ BEGIN EXECUTE 'GRANT EXECUTE ON FUNCTION public.f() TO anon'::text; EXECUTE 'SELECT ' || 1; END $$;\nDO LANGUAGE plv8 $$ plv8.execute('SELECT 1') $$;";
+    const { statements, unreadable } = executedStatements(sql);
+    expect(statements.map((s) => [s.type, s.via])).toEqual([["DoStmt", "sql"], ["GrantStmt", "execute"], ["DoStmt", "sql"]]);
+    expect(unreadable).toEqual([{ line: 1, text: "EXECUTE 'SELECT ' || 1" }, { line: 2, text: "DO LANGUAGE plv8" }]);
+  });
+});
