@@ -21,7 +21,7 @@ import * as fs from "fs";
 import * as path from "path";
 import type { ConfigMap, OutputMap, Stack, UpdateSummary } from "@pulumi/pulumi/automation";
 import { command, existingFile, jsonFlag, option, outputPath, printJson, runCommandLine, text } from "../lib/cli";
-import { GuardianConfigError, parseConfig, POOLS } from "../lib/config";
+import { GuardianConfigError, parseConfig, POOLS, tlsSettings } from "../lib/config";
 import { connectionSecrets, redactSecrets, redactUrl, withClient } from "../lib/db";
 import { databaseFigures, type DatabaseFigures } from "../lib/report/figures";
 import { compact, renderSvg, ruleOrder } from "../lib/report/svg";
@@ -141,7 +141,8 @@ export async function buildReport(opts: ReportOptions): Promise<Report> {
   const previous = numbered.find((u) => latest && u.version < latest.version && String(u.kind) === "update" && String(u.result) === "succeeded");
   const backupId = (plainOutput(outputs, "backupId") ?? plainOutput(outputs, "rollbackBackupId")) as string | undefined;
 
-  const db = await withClient(config.databaseUrl, (c) => databaseFigures(c, { config, backupId })).catch((e: Error) => {
+  const workDir = typeof opts.stack === "string" ? (opts.workDir ?? projectDir() ?? process.cwd()) : opts.stack.workspace.workDir;
+  const db = await withClient(config.databaseUrl, (c) => databaseFigures(c, { config, backupId }), tlsSettings(config, workDir)).catch((e: Error) => {
     throw new ReportError(`report: ${redactSecrets(firstLine(e.message), config.databaseUrl)}`);
   });
 

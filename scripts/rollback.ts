@@ -42,6 +42,7 @@ import type { ConfigMap, OutputMap, PreviewResult, Stack, UpResult } from "@pulu
 import {
   command, existingDir, flag, jsonFlag, option, outputPath, parseCommand, positiveInteger, printJson, runCommandLine, text, Values,
 } from "../lib/cli";
+import { parseConfig, tlsSettings } from "../lib/config";
 import { redactSecrets, redactUrl, withClient } from "../lib/db";
 import { PROJECT_ROOT } from "../lib/pgserver";
 import { addWorktree, GitRepo, hasCommit, repoOf, Worktree } from "../lib/programCheckout";
@@ -258,9 +259,17 @@ async function run(opts: RollbackOptions, log: (s: string) => void, cleanups: ((
   const model = String(targetConfig["guardian:creditModel"]?.value ?? "unified");
   const databaseUrl = targetConfig["guardian:databaseUrl"]?.value;
   if (!databaseUrl) throw new RollbackRefusal(`rollback refused: the config of version ${target.version} has no guardian:databaseUrl`);
+  // The target's TLS settings (guardian:tls), as the program reads them, for the command's own queries.
+  let tls: ReturnType<typeof tlsSettings>;
+  try {
+    const tlsRaw = targetConfig["guardian:tls"]?.value;
+    tls = tlsSettings(parseConfig({ databaseUrl, ...(tlsRaw !== undefined ? { tls: tlsRaw } : {}) }), cwd);
+  } catch (e: any) {
+    throw new RollbackRefusal(`rollback refused: the config of version ${target.version}: ${redactSecrets(String(e?.message ?? e), databaseUrl)}`);
+  }
   let before: DbFacts;
   try {
-    before = await withClient(databaseUrl, dbFacts);
+    before = await withClient(databaseUrl, dbFacts, tls);
   } catch (e: any) {
     throw new RollbackRefusal(`rollback refused: cannot read the database of version ${target.version}: ${redactSecrets(String(e?.message ?? e), databaseUrl)}`);
   }
@@ -365,7 +374,7 @@ async function run(opts: RollbackOptions, log: (s: string) => void, cleanups: ((
   result.newVersion = newVersion;
 
   // 9. Verification from the database.
-  const after = await withClient(databaseUrl, dbFacts);
+  const after = await withClient(databaseUrl, dbFacts, tls);
   result.after = after;
   const checks = verify(model, up.outputs, after);
   result.checks = checks;

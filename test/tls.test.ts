@@ -24,6 +24,7 @@ import { restoreCheckProvider } from "../providers/restoreCheck";
 import { sqlObjectProvider } from "../providers/sqlObject";
 import { verificationProvider } from "../providers/verification";
 import { seed } from "../scripts/seed";
+import { buildReport } from "../scripts/report";
 import { collect, testStack, TestStack } from "./helpers/stack";
 import { startTlsPostgres, TlsPostgres } from "./helpers/tlsServer";
 
@@ -190,11 +191,19 @@ describe("TLS (lib/pgConnection.ts) against a PostgreSQL with ssl = on", () => {
       expect(stateText).not.toContain("BEGIN CERTIFICATE");
       expect(stateText).not.toContain(PASSWORD);
 
+      // The report's own queries follow guardian:tls too: with the right CA it reads the database...
+      const report = await buildReport({ stack: t.stack });
+      expect(report.figures.orgsByModel.multi).toBe(30);
+
       // The operator points guardian:tls at the wrong CA: preview stops with what to do.
       await t.setConfig({ tls: { mode: "verify-full", rootCert: server.certs.wrongCaFile } });
       const e = await t.stack.preview({ onEvent: collect(t) }).then(() => undefined, (x: Error) => x);
       expect(e?.message).toContain(`TLS: the server's certificate does not verify against the root certificate of guardian:tls.rootCert (${server.certs.wrongCaFile})`);
       expect(e?.message).not.toContain(PASSWORD);
+      // ...and so does the report: it refuses to read over an unverified connection.
+      const re = await buildReport({ stack: t.stack }).then(() => undefined, (x: Error) => x);
+      expect(re?.message).toContain("guardian:tls.rootCert");
+      expect(re?.message).not.toContain(PASSWORD);
     });
   });
 });
