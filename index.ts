@@ -16,6 +16,7 @@ import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { foreignConfigKeyProblems, GuardianConfig, GuardianConfigError, parseConfig, tlsSettings } from "./lib/config";
 import { withClient } from "./lib/db";
+import { GuardianRefusal } from "./lib/errors";
 import { resolveTls, TlsConfigError, TlsSettings } from "./lib/pgConnection";
 import { describeShape } from "./lib/shape";
 import { backfillPlan, describePlan } from "./lib/facts";
@@ -174,7 +175,7 @@ async function main() {
 
 /** Expected refusals (bad config, NO-GO) end the run with their message alone, no stack trace. */
 function cleanly(e: unknown): never {
-  if (e instanceof GuardianConfigError || (e as Error)?.name === "NoGoError") throw new pulumi.RunError((e as Error).message);
+  if (e instanceof GuardianRefusal) throw new pulumi.RunError(e.message);
   throw e;
 }
 

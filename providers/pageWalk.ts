@@ -3,8 +3,9 @@
  * walked in physical order (docs/architecture.md, "How the backfill walks the table").
  * Self-contained (the dynamic providers' closures are serialized with it): it takes a connected pg client.
  */
+import type { CreditModel } from "../lib/config";
 type Pg = { query: (sql: string) => Promise<{ rows: any[] }> };
-type Model = "unified" | "multi";
+type Model = CreditModel;
 
 /** The size of public.organization_credits in heap pages, as SQL. */
 export const TABLE_PAGES_SQL = "pg_relation_size('public.organization_credits') / current_setting('block_size')::bigint";

@@ -19,9 +19,10 @@ import * as pulumi from "@pulumi/pulumi";
 import { isolationMatrix } from "../lib/isolation";
 import { connectClient, connectionChanged } from "../lib/pgConnection";
 import { ConnectionInputs, connectionProps } from "./connectionInputs";
+import type { CreditModel } from "../lib/config";
 
 export interface VerificationArgs extends ConnectionInputs {
-  model: pulumi.Input<"unified" | "multi">;
+  model: pulumi.Input<CreditModel>;
   sql: pulumi.Input<string>;
   sqlSha256: pulumi.Input<string>;
   /** sql/verification/trial_calls.sql: the installed functions called for real, rolled back. */
