@@ -113,20 +113,27 @@ BEGIN
     END IF;
     v_result := v_d.o_result;
   ELSIF v_multi THEN
-    v_result := json_build_object(
-      'success', true, 'action_type', p_action_type, 'quantity', p_quantity, 'credit_model', 'multi',
-      'consumed', json_build_object('ai', v_ai, 'whatsapp', v_whatsapp, 'email', v_email, 'sms', v_sms),
-      'remaining', json_build_object('ai', v_d.o_ai_available, 'whatsapp', v_d.o_whatsapp_available,
-                                     'email', v_d.o_email_available, 'sms', v_d.o_sms_available),
+    -- The text json_build_object('success', true, 'action_type', p_action_type, 'quantity', p_quantity,
+    -- 'credit_model', 'multi', 'consumed', json_build_object('ai', v_ai, ...), 'remaining', json_build_object('ai',
+    -- <ai left>, ...), 'credits_consumed', v_cost, 'remaining_credits', ...) gives, character for character, written
+    -- out: the most frequent answer, and json_build_object looks up the type of each of its 24 arguments at every
+    -- call. Every value here is a number that cannot be NULL, but the action type, quoted and escaped by to_json as
+    -- json_build_object does. test/credit-engine.test.ts compares the two texts.
+    v_result := format('{"success" : true, "action_type" : %s, "quantity" : %s, "credit_model" : "multi", '
+                       '"consumed" : {"ai" : %s, "whatsapp" : %s, "email" : %s, "sms" : %s}, '
+                       '"remaining" : {"ai" : %s, "whatsapp" : %s, "email" : %s, "sms" : %s}, '
+                       '"credits_consumed" : %s, "remaining_credits" : %s}',
+      to_json(p_action_type), p_quantity, v_ai, v_whatsapp, v_email, v_sms,
+      v_d.o_ai_available, v_d.o_whatsapp_available, v_d.o_email_available, v_d.o_sms_available,
       -- v1's fields: the unified cost, and what is left in the pools this action draws on (all pools if none).
-      'credits_consumed', v_cost,
-      'remaining_credits', CASE WHEN v_ai + v_whatsapp + v_email + v_sms = 0 THEN
+      v_cost,
+      CASE WHEN v_ai + v_whatsapp + v_email + v_sms = 0 THEN
           v_d.o_ai_available + v_d.o_whatsapp_available + v_d.o_email_available + v_d.o_sms_available
         -- (quantity >= 1: a pool's requirement x quantity > 0 exactly when the action draws on that pool)
         ELSE CASE WHEN v_ai > 0 THEN v_d.o_ai_available ELSE 0 END
            + CASE WHEN v_whatsapp > 0 THEN v_d.o_whatsapp_available ELSE 0 END
            + CASE WHEN v_email > 0 THEN v_d.o_email_available ELSE 0 END
-           + CASE WHEN v_sms > 0 THEN v_d.o_sms_available ELSE 0 END END);
+           + CASE WHEN v_sms > 0 THEN v_d.o_sms_available ELSE 0 END END)::json;
   ELSE
     v_result := json_build_object(
       'success', true, 'action_type', p_action_type, 'quantity', p_quantity, 'credit_model', 'unified',
