@@ -2,6 +2,9 @@
 --
 --   1. caller rules (guardian.may_consume_for)                          -> FORBIDDEN
 --   2. the caller's own validation refusal, p_refusal (INVALID_QUANTITY, UNKNOWN_ACTION), answered after 1
+--      What the call costs: the totals p_cost (unified) and p_ai .. p_sms (per pool) when the caller computed them
+--      (consume_credits_batch); when p_cost is NULL, one action, p_action_type x p_quantity, read here from the
+--      catalogue (consume_credits_rpc)                                  -> UNKNOWN_ACTION
 --   3. the organization's credits row, locked, whose organization exists -> NO_CREDIT_ACCOUNT
 --   4. with p_key (consume_credits_rpc's hashed idempotency key): the key seen before for this organization
 --        with the same action and quantity (or stored without them)     -> the stored result (a replay)
@@ -17,17 +20,37 @@
 --   o_result not NULL, o_error_code not NULL  -> a refusal to log (IDEMPOTENCY_KEY_REUSED, TRIAL_EXPIRED,
 --                                                INSUFFICIENT_CREDITS; only the last two are stored under a key)
 --   o_result NULL                             -> debited; o_* give the row after the debit
+-- o_cost and o_ai .. o_sms are what the call costs (from 2) whenever it got that far.
 --
--- The common case takes one statement: the conditional UPDATE of step 7 that also checks 3, 5 and 6, so the row is
--- locked and written once (a SELECT ... FOR UPDATE then an UPDATE lock and write it twice: two WAL records, two
--- buffer dirties, on the hottest row of the call). When it matches no row (a refusal, an action that needs no pool,
--- or a keyed call, whose key must be read under the lock before anything is debited), the row is locked with
--- SELECT ... FOR UPDATE and steps 3-7 run one by one, as consume_credits_rpc always did. Both paths give the same
--- answer: the UPDATE's conditions are those of steps 3, 5 and 6, evaluated on the row it locks (PostgreSQL re-checks
--- them on the newest version when another transaction changed the row), and in the same order of pools.
+-- The common case takes one statement: the conditional UPDATE of step 7 that also checks 2 (the action, joined to
+-- the catalogue, for one action), 3, 5 and 6, so the row is locked and written once (a SELECT ... FOR UPDATE then an
+-- UPDATE lock and write it twice: two WAL records, two buffer dirties, on the hottest row of the call; and each
+-- statement a PL/pgSQL function runs costs its executor's start and end besides its work). When it matches no row (a
+-- refusal, an organization not migrated yet, an action that needs no pool, or a keyed call, whose key must be read
+-- under the lock before anything is debited), the steps run one by one, the row locked with SELECT ... FOR UPDATE,
+-- as consume_credits_rpc always did (a unified debit first tries its own one-statement UPDATE). The paths give the
+-- same answer: an UPDATE's conditions are those of steps 2, 3, 5 and 6, evaluated on the row it locks (PostgreSQL
+-- re-checks them on the newest version when another transaction changed the row).
 --
 -- SECURITY INVOKER: it runs with the privileges of the SECURITY DEFINER function that calls it, its owner. Nobody
 -- else may execute it. search_path ends with pg_temp (see consume_credits_rpc_v2.sql).
+-- CREATE OR REPLACE cannot change the row type its OUT parameters make: a definition with other OUT parameters (an
+-- earlier version of this file) is dropped first, in this transaction. Nothing depends on it in the catalogue (the
+-- PL/pgSQL functions that call it look it up by name when they run).
+DO $$
+BEGIN
+  IF EXISTS (SELECT 1 FROM pg_catalog.pg_proc p
+              WHERE p.oid = to_regprocedure('guardian.consume_debit(uuid,json,bigint,bigint,bigint,bigint,bigint,text,text,integer)')
+                AND p.proargnames IS DISTINCT FROM ARRAY[
+                  'p_organization_id', 'p_refusal', 'p_cost', 'p_ai', 'p_whatsapp', 'p_email', 'p_sms', 'p_key',
+                  'p_action_type', 'p_quantity', 'o_result', 'o_error_code', 'o_error', 'o_credit_model',
+                  'o_allocation_epoch', 'o_credits_remaining', 'o_ai_available', 'o_whatsapp_available',
+                  'o_email_available', 'o_sms_available', 'o_cost', 'o_ai', 'o_whatsapp', 'o_email', 'o_sms']::text[]) THEN
+    DROP FUNCTION guardian.consume_debit(uuid, json, bigint, bigint, bigint, bigint, bigint, text, text, integer);
+  END IF;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION guardian.consume_debit(
   p_organization_id uuid,
   p_refusal json,
@@ -48,7 +71,12 @@ CREATE OR REPLACE FUNCTION guardian.consume_debit(
   OUT o_ai_available integer,
   OUT o_whatsapp_available integer,
   OUT o_email_available integer,
-  OUT o_sms_available integer)
+  OUT o_sms_available integer,
+  OUT o_cost bigint,
+  OUT o_ai bigint,
+  OUT o_whatsapp bigint,
+  OUT o_email bigint,
+  OUT o_sms bigint)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $function$
@@ -73,9 +101,39 @@ BEGIN
     RETURN;
   END IF;
 
-  -- The common case: one statement locks, checks and debits.
+  -- The common case: one statement locks, checks and debits (a multi organization, an action drawing on a pool).
   IF p_key IS NULL THEN
-    IF p_ai + p_whatsapp + p_email + p_sms > 0 THEN
+    IF p_cost IS NULL THEN
+      UPDATE public.organization_credits oc
+         SET ai_credits_available = oc.ai_credits_available - a.ai_credits_required::bigint * p_quantity,
+             whatsapp_credits_available
+               = oc.whatsapp_credits_available - a.whatsapp_credits_required::bigint * p_quantity,
+             email_credits_available = oc.email_credits_available - a.email_credits_required::bigint * p_quantity,
+             sms_credits_available = oc.sms_credits_available - a.sms_credits_required::bigint * p_quantity,
+             updated_at = now()
+        FROM public.credit_actions a
+       WHERE a.action_type = p_action_type
+         AND (a.ai_credits_required > 0 OR a.whatsapp_credits_required > 0 OR a.email_credits_required > 0
+              OR a.sms_credits_required > 0)
+         AND oc.organization_id = p_organization_id
+         AND oc.credit_model = 'multi'
+         AND oc.ai_credits_available >= a.ai_credits_required::bigint * p_quantity
+         AND oc.whatsapp_credits_available >= a.whatsapp_credits_required::bigint * p_quantity
+         AND oc.email_credits_available >= a.email_credits_required::bigint * p_quantity
+         AND oc.sms_credits_available >= a.sms_credits_required::bigint * p_quantity
+         AND ({{is_trial:oc}} AND oc.cycle_end_date < now()) IS NOT TRUE
+         AND EXISTS (SELECT 1 FROM public.organizations o WHERE o.id = oc.organization_id)
+      RETURNING oc.credit_model, oc.allocation_epoch, oc.credits_remaining, oc.ai_credits_available,
+                oc.whatsapp_credits_available, oc.email_credits_available, oc.sms_credits_available,
+                a.credits_cost::bigint * p_quantity, a.ai_credits_required::bigint * p_quantity,
+                a.whatsapp_credits_required::bigint * p_quantity, a.email_credits_required::bigint * p_quantity,
+                a.sms_credits_required::bigint * p_quantity
+        INTO o_credit_model, o_allocation_epoch, o_credits_remaining, o_ai_available, o_whatsapp_available,
+             o_email_available, o_sms_available, o_cost, o_ai, o_whatsapp, o_email, o_sms;
+      IF FOUND THEN
+        RETURN;
+      END IF;
+    ELSIF p_ai + p_whatsapp + p_email + p_sms > 0 THEN
       UPDATE public.organization_credits oc
          SET ai_credits_available = oc.ai_credits_available - p_ai,
              whatsapp_credits_available = oc.whatsapp_credits_available - p_whatsapp,
@@ -89,19 +147,40 @@ BEGIN
          AND ({{is_trial:oc}} AND oc.cycle_end_date < now()) IS NOT TRUE
          AND EXISTS (SELECT 1 FROM public.organizations o WHERE o.id = oc.organization_id)
       RETURNING oc.credit_model, oc.allocation_epoch, oc.credits_remaining, oc.ai_credits_available,
-                oc.whatsapp_credits_available, oc.email_credits_available, oc.sms_credits_available
+                oc.whatsapp_credits_available, oc.email_credits_available, oc.sms_credits_available,
+                p_cost, p_ai, p_whatsapp, p_email, p_sms
         INTO o_credit_model, o_allocation_epoch, o_credits_remaining, o_ai_available, o_whatsapp_available,
-             o_email_available, o_sms_available;
+             o_email_available, o_sms_available, o_cost, o_ai, o_whatsapp, o_email, o_sms;
       IF FOUND THEN
         RETURN;
       END IF;
     END IF;
+  END IF;
+
+  -- What the call costs.
+  IF p_cost IS NULL THEN
+    SELECT a.credits_cost::bigint * p_quantity, a.ai_credits_required::bigint * p_quantity,
+           a.whatsapp_credits_required::bigint * p_quantity, a.email_credits_required::bigint * p_quantity,
+           a.sms_credits_required::bigint * p_quantity
+      INTO o_cost, o_ai, o_whatsapp, o_email, o_sms
+      FROM public.credit_actions a
+     WHERE a.action_type = p_action_type;
+    IF NOT FOUND THEN
+      o_result := json_build_object('success', false, 'error_code', 'UNKNOWN_ACTION',
+                                    'error', 'unknown action type', 'remaining_credits', 0, 'required_credits', 0);
+      RETURN;
+    END IF;
+  ELSE
+    o_cost := p_cost; o_ai := p_ai; o_whatsapp := p_whatsapp; o_email := p_email; o_sms := p_sms;
+  END IF;
+
+  IF p_key IS NULL THEN
     -- (UPDATE OF credits_remaining fires the allocation trigger, so the unified debit is its own statement.)
     UPDATE public.organization_credits oc
-       SET credits_remaining = oc.credits_remaining - p_cost, updated_at = now()
+       SET credits_remaining = oc.credits_remaining - o_cost, updated_at = now()
      WHERE oc.organization_id = p_organization_id
        AND oc.credit_model <> 'multi'
-       AND oc.credits_remaining >= p_cost
+       AND oc.credits_remaining >= o_cost
        AND ({{is_trial:oc}} AND oc.cycle_end_date < now()) IS NOT TRUE
        AND EXISTS (SELECT 1 FROM public.organizations o WHERE o.id = oc.organization_id)
     RETURNING oc.credit_model, oc.allocation_epoch, oc.credits_remaining, oc.ai_credits_available,
@@ -126,7 +205,7 @@ BEGIN
   IF NOT FOUND THEN
     o_result := json_build_object('success', false, 'error_code', 'NO_CREDIT_ACCOUNT',
                                   'error', 'the organization has no credit account',
-                                  'remaining_credits', 0, 'required_credits', p_cost);
+                                  'remaining_credits', 0, 'required_credits', o_cost);
     RETURN;
   END IF;
   o_credit_model := v_org.credit_model;
@@ -149,7 +228,7 @@ BEGIN
       o_error_code := 'IDEMPOTENCY_KEY_REUSED';
       o_error := format('idempotency key already used with action %s x%s', v_key_action, v_key_quantity);
       o_result := json_build_object('success', false, 'error_code', o_error_code, 'error', o_error,
-                                    'remaining_credits', 0, 'required_credits', p_cost);
+                                    'remaining_credits', 0, 'required_credits', o_cost);
       RETURN;
     END IF;
   END IF;
@@ -162,22 +241,22 @@ BEGIN
                                     v_org.ai_credits_available + v_org.whatsapp_credits_available
                                     + v_org.email_credits_available + v_org.sms_credits_available
                                     ELSE v_org.credits_remaining END,
-                                  'required_credits', p_cost);
+                                  'required_credits', o_cost);
     RETURN;
   END IF;
 
   IF v_org.credit_model = 'multi' THEN
-    IF v_org.ai_credits_available < p_ai THEN
-      v_short := 'ai'; v_required := p_ai; v_available := v_org.ai_credits_available;
-    ELSIF v_org.whatsapp_credits_available < p_whatsapp THEN
-      v_short := 'whatsapp'; v_required := p_whatsapp; v_available := v_org.whatsapp_credits_available;
-    ELSIF v_org.email_credits_available < p_email THEN
-      v_short := 'email'; v_required := p_email; v_available := v_org.email_credits_available;
-    ELSIF v_org.sms_credits_available < p_sms THEN
-      v_short := 'sms'; v_required := p_sms; v_available := v_org.sms_credits_available;
+    IF v_org.ai_credits_available < o_ai THEN
+      v_short := 'ai'; v_required := o_ai; v_available := v_org.ai_credits_available;
+    ELSIF v_org.whatsapp_credits_available < o_whatsapp THEN
+      v_short := 'whatsapp'; v_required := o_whatsapp; v_available := v_org.whatsapp_credits_available;
+    ELSIF v_org.email_credits_available < o_email THEN
+      v_short := 'email'; v_required := o_email; v_available := v_org.email_credits_available;
+    ELSIF v_org.sms_credits_available < o_sms THEN
+      v_short := 'sms'; v_required := o_sms; v_available := v_org.sms_credits_available;
     END IF;
-  ELSIF v_org.credits_remaining < p_cost THEN
-    v_short := 'unified'; v_required := p_cost; v_available := v_org.credits_remaining;
+  ELSIF v_org.credits_remaining < o_cost THEN
+    v_short := 'unified'; v_required := o_cost; v_available := v_org.credits_remaining;
   END IF;
 
   IF v_short IS NOT NULL THEN
@@ -193,12 +272,12 @@ BEGIN
   END IF;
 
   IF v_org.credit_model = 'multi' THEN
-    IF p_ai + p_whatsapp + p_email + p_sms > 0 THEN
+    IF o_ai + o_whatsapp + o_email + o_sms > 0 THEN
       UPDATE public.organization_credits oc
-         SET ai_credits_available = oc.ai_credits_available - p_ai,
-             whatsapp_credits_available = oc.whatsapp_credits_available - p_whatsapp,
-             email_credits_available = oc.email_credits_available - p_email,
-             sms_credits_available = oc.sms_credits_available - p_sms,
+         SET ai_credits_available = oc.ai_credits_available - o_ai,
+             whatsapp_credits_available = oc.whatsapp_credits_available - o_whatsapp,
+             email_credits_available = oc.email_credits_available - o_email,
+             sms_credits_available = oc.sms_credits_available - o_sms,
              updated_at = now()
        WHERE oc.organization_id = p_organization_id
       RETURNING oc.ai_credits_available, oc.whatsapp_credits_available, oc.email_credits_available,
@@ -207,7 +286,7 @@ BEGIN
     END IF; -- an action that needs no pool (a free action): nothing to debit
   ELSE
     UPDATE public.organization_credits oc
-       SET credits_remaining = oc.credits_remaining - p_cost, updated_at = now()
+       SET credits_remaining = oc.credits_remaining - o_cost, updated_at = now()
      WHERE oc.organization_id = p_organization_id
     RETURNING oc.credits_remaining, oc.ai_credits_available, oc.whatsapp_credits_available,
               oc.email_credits_available, oc.sms_credits_available

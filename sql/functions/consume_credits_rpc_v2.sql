@@ -17,8 +17,9 @@
 --      success in either model (rollback sums it). With a key, the result of 6-7 (success or refusal: one key, one
 --      attempt) is stored for (organization, sha256 of the key); 1-4 are not stored, a corrected call is served.
 --      An empty key counts as no key.
--- Steps 1 and 4-7 are guardian.consume_debit (01_consume_debit.sql), which consume_credits_batch shares: this
--- function checks 2-3 first (they only read) and hands their refusal to it, so the caller rules still answer first.
+-- Steps 1 and 3-7 are guardian.consume_debit (01_consume_debit.sql), which consume_credits_batch shares: this
+-- function checks 2 first (it only reads its argument) and hands its refusal to it, so the caller rules still
+-- answer first; the action's requirement comes back from it (o_cost, o_ai .. o_sms).
 -- Every result also carries v1's fields, so today's callers read what they read: `error` on a refusal, and
 -- `remaining_credits` (unified: credits_remaining; multi: what is left in the pools the action draws on, or in all
 -- pools for an action that needs none; 0 where the caller may not see it or there is no account) and
@@ -59,89 +60,78 @@ DECLARE
   -- a caller might put in a key is kept, and any key length fits the index.
   v_key text := CASE WHEN p_idempotency_key <> '' THEN encode(sha256(convert_to(p_idempotency_key, 'UTF8')), 'hex') END;
   v_refusal json;
-  v_cost bigint;
-  v_ai bigint;
-  v_whatsapp bigint;
-  v_email bigint;
-  v_sms bigint;
   v_d record;
-  v_multi boolean;
   v_result json;
 BEGIN
-  -- 2-3, answered by guardian.consume_debit after the caller rules (1).
+  -- 2, answered by guardian.consume_debit after the caller rules (1).
   IF p_quantity IS NULL OR p_quantity < 1 OR p_quantity > 100000 THEN
     v_refusal := json_build_object('success', false, 'error_code', 'INVALID_QUANTITY',
                                    'error', 'quantity must be an integer from 1 to 100000',
                                    'remaining_credits', 0, 'required_credits', 0);
-  ELSE
-    -- What the call costs: the unified cost and each pool's requirement, times the quantity.
-    SELECT a.credits_cost::bigint * p_quantity, a.ai_credits_required::bigint * p_quantity,
-           a.whatsapp_credits_required::bigint * p_quantity, a.email_credits_required::bigint * p_quantity,
-           a.sms_credits_required::bigint * p_quantity
-      INTO v_cost, v_ai, v_whatsapp, v_email, v_sms
-      FROM public.credit_actions a
-     WHERE a.action_type = p_action_type;
-    IF NOT FOUND THEN
-      v_refusal := json_build_object('success', false, 'error_code', 'UNKNOWN_ACTION',
-                                     'error', 'unknown action type', 'remaining_credits', 0, 'required_credits', 0);
-    END IF;
   END IF;
 
-  -- 1 and 4-7 (sql/functions/01_consume_debit.sql): caller rules, lock, key, trial, pools, debit.
-  v_d := guardian.consume_debit(p_organization_id, v_refusal, v_cost, v_ai, v_whatsapp, v_email, v_sms,
+  -- 1 and 3-7 (sql/functions/01_consume_debit.sql): caller rules, action, lock, key, trial, pools, debit.
+  v_d := guardian.consume_debit(p_organization_id, v_refusal, NULL, NULL, NULL, NULL, NULL,
                                 v_key, p_action_type, p_quantity);
-  IF v_d.o_result IS NOT NULL AND v_d.o_error_code IS NULL THEN
-    RETURN v_d.o_result; -- refused before anything is written, or a replay of the key's stored result
-  END IF;
 
-  -- 8. One log row: the refusal (credits_consumed 0) or the success. credits_remaining is the org's unified balance
+  -- 8. One log row: the success, or the refusal (credits_consumed 0). credits_remaining is the org's unified balance
   -- after the call (untouched by a multi debit).
-  v_multi := v_d.o_result IS NULL AND v_d.o_credit_model = 'multi';
-  INSERT INTO public.credit_consumption_logs
-    (organization_id, action_type, credits_consumed, credits_remaining, success, error_message, error_code,
-     quantity, ai_consumed, whatsapp_consumed, email_consumed, sms_consumed,
-     user_id, idempotency_key, credit_model, allocation_epoch)
-  VALUES (p_organization_id, p_action_type, CASE WHEN v_d.o_result IS NULL THEN v_cost ELSE 0 END,
-          v_d.o_credits_remaining, v_d.o_result IS NULL, v_d.o_error, v_d.o_error_code,
-          p_quantity, CASE WHEN v_multi THEN v_ai ELSE 0 END, CASE WHEN v_multi THEN v_whatsapp ELSE 0 END,
-          CASE WHEN v_multi THEN v_email ELSE 0 END, CASE WHEN v_multi THEN v_sms ELSE 0 END,
-          auth.uid(), v_key, v_d.o_credit_model, v_d.o_allocation_epoch);
-
-  IF v_d.o_result IS NOT NULL THEN
+  IF v_d.o_result IS NULL THEN
+    IF v_d.o_credit_model = 'multi' THEN
+      INSERT INTO public.credit_consumption_logs
+        (organization_id, action_type, credits_consumed, credits_remaining, success,
+         quantity, ai_consumed, whatsapp_consumed, email_consumed, sms_consumed,
+         user_id, idempotency_key, credit_model, allocation_epoch)
+      VALUES (p_organization_id, p_action_type, v_d.o_cost, v_d.o_credits_remaining, true,
+              p_quantity, v_d.o_ai, v_d.o_whatsapp, v_d.o_email, v_d.o_sms,
+              auth.uid(), v_key, 'multi', v_d.o_allocation_epoch);
+      -- The text json_build_object('success', true, 'action_type', p_action_type, 'quantity', p_quantity,
+      -- 'credit_model', 'multi', 'consumed', json_build_object('ai', <ai consumed>, ...), 'remaining',
+      -- json_build_object('ai', <ai left>, ...), 'credits_consumed', <cost>, 'remaining_credits', ...) gives, character
+      -- for character, written out: the most frequent answer, and json_build_object looks up the type of each of its 24
+      -- arguments at every call. Every value here is a number that cannot be NULL, but the action type, quoted and
+      -- escaped by to_json as json_build_object does. test/credit-engine.test.ts compares the two texts.
+      v_result := format('{"success" : true, "action_type" : %s, "quantity" : %s, "credit_model" : "multi", '
+                         '"consumed" : {"ai" : %s, "whatsapp" : %s, "email" : %s, "sms" : %s}, '
+                         '"remaining" : {"ai" : %s, "whatsapp" : %s, "email" : %s, "sms" : %s}, '
+                         '"credits_consumed" : %s, "remaining_credits" : %s}',
+        to_json(p_action_type), p_quantity, v_d.o_ai, v_d.o_whatsapp, v_d.o_email, v_d.o_sms,
+        v_d.o_ai_available, v_d.o_whatsapp_available, v_d.o_email_available, v_d.o_sms_available,
+        -- v1's fields: the unified cost, and what is left in the pools this action draws on (all pools if none).
+        v_d.o_cost,
+        CASE WHEN v_d.o_ai + v_d.o_whatsapp + v_d.o_email + v_d.o_sms = 0 THEN
+            v_d.o_ai_available + v_d.o_whatsapp_available + v_d.o_email_available + v_d.o_sms_available
+          -- (quantity >= 1: a pool's requirement x quantity > 0 exactly when the action draws on that pool)
+          ELSE CASE WHEN v_d.o_ai > 0 THEN v_d.o_ai_available ELSE 0 END
+             + CASE WHEN v_d.o_whatsapp > 0 THEN v_d.o_whatsapp_available ELSE 0 END
+             + CASE WHEN v_d.o_email > 0 THEN v_d.o_email_available ELSE 0 END
+             + CASE WHEN v_d.o_sms > 0 THEN v_d.o_sms_available ELSE 0 END END)::json;
+    ELSE
+      INSERT INTO public.credit_consumption_logs
+        (organization_id, action_type, credits_consumed, credits_remaining, success,
+         quantity, user_id, idempotency_key, credit_model, allocation_epoch)
+      VALUES (p_organization_id, p_action_type, v_d.o_cost, v_d.o_credits_remaining, true,
+              p_quantity, auth.uid(), v_key, 'unified', v_d.o_allocation_epoch);
+      v_result := json_build_object(
+        'success', true, 'action_type', p_action_type, 'quantity', p_quantity, 'credit_model', 'unified',
+        'consumed', json_build_object('ai', 0, 'whatsapp', 0, 'email', 0, 'sms', 0),
+        'remaining', json_build_object('ai', v_d.o_ai_available, 'whatsapp', v_d.o_whatsapp_available,
+                                       'email', v_d.o_email_available, 'sms', v_d.o_sms_available),
+        -- v1's fields, for callers not yet reading the pools.
+        'credits_consumed', v_d.o_cost, 'remaining_credits', v_d.o_credits_remaining);
+    END IF;
+  ELSIF v_d.o_error_code IS NULL THEN
+    RETURN v_d.o_result; -- refused before anything is written, or a replay of the key's stored result
+  ELSE
+    INSERT INTO public.credit_consumption_logs
+      (organization_id, action_type, credits_consumed, credits_remaining, success, error_message, error_code,
+       quantity, user_id, idempotency_key, credit_model, allocation_epoch)
+    VALUES (p_organization_id, p_action_type, 0, v_d.o_credits_remaining, false, v_d.o_error, v_d.o_error_code,
+            p_quantity, auth.uid(), v_key, v_d.o_credit_model, v_d.o_allocation_epoch);
     IF v_d.o_error_code = 'IDEMPOTENCY_KEY_REUSED' THEN
       RETURN v_d.o_result; -- not stored: the key keeps its first request
     END IF;
     v_result := v_d.o_result;
-  ELSIF v_multi THEN
-    -- The text json_build_object('success', true, 'action_type', p_action_type, 'quantity', p_quantity,
-    -- 'credit_model', 'multi', 'consumed', json_build_object('ai', v_ai, ...), 'remaining', json_build_object('ai',
-    -- <ai left>, ...), 'credits_consumed', v_cost, 'remaining_credits', ...) gives, character for character, written
-    -- out: the most frequent answer, and json_build_object looks up the type of each of its 24 arguments at every
-    -- call. Every value here is a number that cannot be NULL, but the action type, quoted and escaped by to_json as
-    -- json_build_object does. test/credit-engine.test.ts compares the two texts.
-    v_result := format('{"success" : true, "action_type" : %s, "quantity" : %s, "credit_model" : "multi", '
-                       '"consumed" : {"ai" : %s, "whatsapp" : %s, "email" : %s, "sms" : %s}, '
-                       '"remaining" : {"ai" : %s, "whatsapp" : %s, "email" : %s, "sms" : %s}, '
-                       '"credits_consumed" : %s, "remaining_credits" : %s}',
-      to_json(p_action_type), p_quantity, v_ai, v_whatsapp, v_email, v_sms,
-      v_d.o_ai_available, v_d.o_whatsapp_available, v_d.o_email_available, v_d.o_sms_available,
-      -- v1's fields: the unified cost, and what is left in the pools this action draws on (all pools if none).
-      v_cost,
-      CASE WHEN v_ai + v_whatsapp + v_email + v_sms = 0 THEN
-          v_d.o_ai_available + v_d.o_whatsapp_available + v_d.o_email_available + v_d.o_sms_available
-        -- (quantity >= 1: a pool's requirement x quantity > 0 exactly when the action draws on that pool)
-        ELSE CASE WHEN v_ai > 0 THEN v_d.o_ai_available ELSE 0 END
-           + CASE WHEN v_whatsapp > 0 THEN v_d.o_whatsapp_available ELSE 0 END
-           + CASE WHEN v_email > 0 THEN v_d.o_email_available ELSE 0 END
-           + CASE WHEN v_sms > 0 THEN v_d.o_sms_available ELSE 0 END END)::json;
-  ELSE
-    v_result := json_build_object(
-      'success', true, 'action_type', p_action_type, 'quantity', p_quantity, 'credit_model', 'unified',
-      'consumed', json_build_object('ai', 0, 'whatsapp', 0, 'email', 0, 'sms', 0),
-      'remaining', json_build_object('ai', v_d.o_ai_available, 'whatsapp', v_d.o_whatsapp_available,
-                                     'email', v_d.o_email_available, 'sms', v_d.o_sms_available),
-      -- v1's fields, for callers not yet reading the pools.
-      'credits_consumed', v_cost, 'remaining_credits', v_d.o_credits_remaining);
   END IF;
 
   IF v_key IS NOT NULL THEN
