@@ -18,6 +18,7 @@ const URN = (type: string, name: string) => `urn:pulumi:test::guardian-credits::
 const POLICY_URN = URN("guardian:components:TenantPolicies", "tenant-policies-organization_credits-select");
 const FUNCTION_URN = URN("guardian:components:CreditFunctions", "credit-functions-consume-credits-rpc");
 const COLUMNS_URN = URN("guardian:components:CreditSchema", "credit-schema-consumption-logs");
+const VERIFICATION_URN = "urn:pulumi:test::guardian-credits::guardian:components:Verification$pulumi-nodejs:dynamic/guardian:Verification::verification-run";
 
 const V2 = "public.consume_credits_rpc(uuid,text,integer,text)";
 const LIVE = {
@@ -101,13 +102,15 @@ describe("drift: hand edits show in preview --refresh and up --refresh repairs t
     expect(changed(plain.changeSummary)).toEqual({});
   });
 
-  it("preview --refresh shows exactly the three edited objects: two creates (dropped) and one update (edited)", () => {
-    expect(refreshed.steps).toEqual({ [POLICY_URN]: "create", [COLUMNS_URN]: "create", [FUNCTION_URN]: "update" });
-    expect(refreshed.summary).toEqual({ create: 2, update: 1 });
+  it("preview --refresh shows exactly the three edited objects (two creates, one update), and the verification re-runs", () => {
+    // The verification's refresh calls consume_credits_rpc for real and tests isolation: with the column gone, a call
+    // errors, so it re-verifies (providers/verification.ts liveCheck) instead of keeping a stale pass.
+    expect(refreshed.steps).toEqual({ [POLICY_URN]: "create", [COLUMNS_URN]: "create", [FUNCTION_URN]: "update", [VERIFICATION_URN]: "update" });
+    expect(refreshed.summary).toEqual({ create: 2, update: 2 });
   });
 
   it("up --refresh puts the dropped policy back as it was", () => {
-    expect(changed(repair.summary.resourceChanges)).toEqual({ create: 2, update: 1 });
+    expect(changed(repair.summary.resourceChanges)).toEqual({ create: 2, update: 2 }); // the three objects and the verification
     expect(after.policy).toEqual(before.policy);
   });
 

@@ -8,7 +8,7 @@ import * as path from "path";
 import type { EngineEvent } from "@pulumi/pulumi/automation";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { POLICY_COMMANDS, TENANT_TABLES } from "../components/tenantPolicies";
-import { explainSqlError, SQL_ROOT } from "../lib/sql";
+import { explainSqlError, loadSql, SQL_ROOT } from "../lib/sql";
 import { freshDb, TestDb } from "./helpers/db";
 import { collect, testStack, TestStack } from "./helpers/stack";
 
@@ -23,7 +23,7 @@ async function applyPrerequisites(db: TestDb): Promise<void> {
       const full = path.join(SQL_ROOT, dir);
       if (!fs.existsSync(full)) continue;
       for (const f of fs.readdirSync(full).filter((x) => x.endsWith(".sql")).sort()) {
-        const text = fs.readFileSync(path.join(full, f), "utf8");
+        const text = loadSql(`${dir}/${f}`).text; // rendered for the seed's shape, as the components apply it
         await c.query(text).catch((e) => Promise.reject(explainSqlError(e, `${dir}/${f}`, text)));
       }
     }
