@@ -6,9 +6,12 @@
  * that is safe while applications keep calling consume_credits_rpc:
  *
  *   multi:   Backup (restore verified) -> CreditSchema -> Audit, Catalogue, Margins, TenantPolicies
- *            -> CreditFunctions (v2 serves both models) -> Backfill (flips each org atomically) -> Verification
+ *            -> CreditFunctions (v2 switched in after trial calls; serves both models) -> Backfill (flips each org
+ *            atomically) -> Verification
  *   unified: CreditSchema, Audit, Catalogue, Margins, TenantPolicies (model-independent, kept)
- *            -> Rollback (v1 restored, balances reconciled) -> Verification
+ *            -> Rollback (balances reconciled and verified, v1 restored) -> Verification; then the engine deletes the
+ *            multi-only resources (components/modelSwitch.ts says why that order holds)
+ * ModelSwitch records the model and the ordered steps of moving into it, so a switch previews as one change.
  *
  * The order is carried by dependsOn, so the engine enforces it.
  */
@@ -16,6 +19,7 @@ import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { foreignConfigKeyProblems, GuardianConfig, GuardianConfigError, parseConfig, tlsSettings } from "./lib/config";
 import { withClient } from "./lib/db";
+import { GuardianRefusal } from "./lib/errors";
 import { resolveTls, TlsConfigError, TlsSettings } from "./lib/pgConnection";
 import { describeShape } from "./lib/shape";
 import { backfillPlan, describePlan } from "./lib/facts";
@@ -29,6 +33,7 @@ import { Catalogue } from "./components/catalogue";
 import { CreditFunctions } from "./components/creditFunctions";
 import { CreditSchema } from "./components/creditSchema";
 import { Margins } from "./components/margins";
+import { ModelSwitch } from "./components/modelSwitch";
 import { Rollback } from "./components/rollback";
 import { GuardianContext } from "./components/sqlFile";
 import { TenantPolicies } from "./components/tenantPolicies";
@@ -98,8 +103,12 @@ async function main() {
   const margins = new Margins("margins", { ctx }, { dependsOn: [catalogue] });
   const tenancy = new TenantPolicies("tenant-policies", { ctx }, { dependsOn: [schema, audit] });
 
+  // The model switch, as one change with its steps (components/modelSwitch.ts): preview shows `model: multi => unified`.
+  const modelSwitch = new ModelSwitch("model-switch", { model: config.creditModel });
+
   const common = {
     creditModel: config.creditModel,
+    modelSwitchSteps: modelSwitch.steps,
     planMargins: margins.planMargins,
     plansBelowTarget: margins.plansBelowTarget,
     marginTarget: config.marginTarget,
@@ -174,7 +183,7 @@ async function main() {
 
 /** Expected refusals (bad config, NO-GO) end the run with their message alone, no stack trace. */
 function cleanly(e: unknown): never {
-  if (e instanceof GuardianConfigError || (e as Error)?.name === "NoGoError") throw new pulumi.RunError((e as Error).message);
+  if (e instanceof GuardianRefusal) throw new pulumi.RunError(e.message);
   throw e;
 }
 

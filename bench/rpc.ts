@@ -40,6 +40,8 @@ export interface BenchRpcOptions {
   clients?: number[];
   /** Organizations the clients pick from at random (not the hot-org case). Default 1000. */
   orgs?: number;
+  /** Rounds: the whole set of cases run this many times, each round side by side (ratios are per round). Default 1. */
+  rounds?: number;
   /** Path of pgbench. Default /usr/bin/pgbench, else pgbench on PATH. */
   pgbench?: string;
   /** Progress lines. Default: none. */
@@ -57,6 +59,8 @@ export interface LatencyMs {
 export interface CaseResult {
   case: string;
   clients: number;
+  /** 1-based round of the run the case belongs to. */
+  round: number;
   tps: number;
   transactions: number;
   failedTransactions: number;
@@ -73,6 +77,7 @@ export interface HotOrgResult extends CaseResult {
 
 export interface Ratio {
   clients: number;
+  round: number;
   versus: string;
   /** v2 latency / baseline latency (1.0 = the same; above 1 = v2 slower). */
   p50: number;
@@ -81,14 +86,27 @@ export interface Ratio {
   tps: number;
 }
 
+/** One ratio over the rounds of a run: median, lowest and highest (the spread a shared machine gives). */
+export interface RatioSpread {
+  clients: number;
+  versus: string;
+  rounds: number;
+  tps: { median: number; min: number; max: number };
+  p99: { median: number; min: number; max: number };
+}
+
 export interface BenchRpcResult {
   server: string;
   at: string;
   durationSec: number;
   orgs: number;
   cases: CaseResult[];
+  rounds: number;
   hotOrg: HotOrgResult[];
+  /** v2 / baseline, per round and client count (both measured in that round). */
   ratios: Ratio[];
+  /** The ratios over the rounds. */
+  ratioSpread: RatioSpread[];
   /** The target of the brief: v2's p99 under 5 ms at 8 clients. */
   target: { clients: number; p99Ms: number; measuredP99Ms: number | null; met: boolean | null };
 }
@@ -97,7 +115,7 @@ const HOT_ORG_CREDITS = 1_000_000_000;
 const orgUuid = (i: string) => `('00000000-0000-4000-8000-' || lpad((${i})::text, 12, '0'))::uuid`;
 
 /** The pgbench scripts; every one picks its organization with the same expression, so only the call differs. */
-function scripts(orgs: number): Record<string, string> {
+export function scripts(orgs: number): Record<string, string> {
   const pick = `\\set i random(1, ${orgs})\n`;
   return {
     v1: `${pick}SELECT public.consume_credits_rpc(${orgUuid(":i")}, 'ai_chat');\n`,
@@ -148,7 +166,7 @@ async function dropDb(adminUrl: string, name: string): Promise<void> {
 }
 
 /** The v1 database: the baseline (which installs v1) and `orgs` organizations with a large unified balance. */
-async function prepareV1(url: string, orgs: number): Promise<void> {
+export async function prepareV1(url: string, orgs: number): Promise<void> {
   const c = await connect(url);
   try {
     await ensureBaseline(c);
@@ -159,7 +177,7 @@ async function prepareV1(url: string, orgs: number): Promise<void> {
 }
 
 /** The v2 database: baseline, credit engine, the reference function, `orgs` multi organizations and the hot one. */
-async function prepareV2(url: string, orgs: number): Promise<void> {
+export async function prepareV2(url: string, orgs: number): Promise<void> {
   const c = await connect(url);
   try {
     await ensureBaseline(c);
@@ -208,11 +226,19 @@ function percentile(sorted: number[], p: number): number {
 }
 
 const round = (x: number, digits = 3) => Math.round(x * 10 ** digits) / 10 ** digits;
+const round2 = (x: number) => round(x, 2);
+
+/** Median, lowest and highest. */
+function spread(xs: number[]): { median: number; min: number; max: number } {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+  return { median: round2(m), min: s[0], max: s[s.length - 1] };
+}
 
 /** Runs one pgbench case and computes its latency percentiles from the per-transaction log. */
 async function pgbench(
   bin: string, url: string, name: string, script: string, clients: number, durationSec: number, dir: string,
-): Promise<CaseResult> {
+): Promise<Omit<CaseResult, "round">> {
   const scriptFile = path.join(dir, `${name}.sql`);
   fs.writeFileSync(scriptFile, script);
   const prefix = path.join(dir, `${name}_c${clients}`);
@@ -297,6 +323,7 @@ export async function benchRpc(adminUrl: string, opts: BenchRpcOptions = {}): Pr
   const durationSec = opts.durationSec ?? 5;
   const clientCounts = opts.clients ?? [1, 8, 32];
   const orgs = opts.orgs ?? 1000;
+  const rounds = opts.rounds ?? 1;
   const bin = opts.pgbench ?? (fs.existsSync("/usr/bin/pgbench") ? "/usr/bin/pgbench" : "pgbench");
   const log = opts.log ?? (() => undefined);
   const tag = crypto.randomBytes(4).toString("hex");
@@ -319,52 +346,68 @@ export async function benchRpc(adminUrl: string, opts: BenchRpcOptions = {}): Pr
     const cases: CaseResult[] = [];
     const hotOrg: HotOrgResult[] = [];
     const plan: Array<[string, string]> = [["v1", v1Url], ["bare_update", v2Url], ["plpgsql_reference", v2Url], ["v2", v2Url]];
-    for (const [k, clients] of clientCounts.entries()) {
-      // Rotate the order per client count, so no case always runs first (cold) or last (biggest log table).
-      for (const [name, url] of [...plan.slice(k % plan.length), ...plan.slice(0, k % plan.length)]) {
-        await vacuum(url);
-        const r = await pgbench(bin, url, name, s[name], clients, durationSec, dir);
-        cases.push(r);
-        log(`bench: ${name} at ${clients} client(s): ${r.tps} tps, p50 ${r.latencyMs.p50} ms, p99 ${r.latencyMs.p99} ms`);
+    let turn = 0;
+    for (let round = 1; round <= rounds; round++) {
+      for (const clients of clientCounts) {
+        // Rotate the order per client count and round, so no case always runs first (cold) or last (biggest log table).
+        const k = turn++;
+        for (const [name, url] of [...plan.slice(k % plan.length), ...plan.slice(0, k % plan.length)]) {
+          await vacuum(url);
+          const r = { ...(await pgbench(bin, url, name, s[name], clients, durationSec, dir)), round };
+          cases.push(r);
+          log(`bench: round ${round}: ${name} at ${clients} client(s): ${r.tps} tps, p50 ${r.latencyMs.p50} ms, p99 ${r.latencyMs.p99} ms`);
+        }
+        await vacuum(v2Url);
+        const before = await hotOrgSnapshot(v2Url);
+        const r = { ...(await pgbench(bin, v2Url, "v2_hot_org", s.v2_hot_org, clients, durationSec, dir)), round };
+        const after = await hotOrgSnapshot(v2Url);
+        const facts = {
+          successes: after.successes - before.successes,
+          creditsDebited: before.available - after.available,
+          logRows: after.logRows - before.logRows,
+        };
+        const consistent = facts.successes === facts.creditsDebited && facts.logRows === r.transactions;
+        hotOrg.push({ ...r, ...facts, consistent });
+        log(`bench: round ${round}: v2_hot_org at ${clients} client(s): ${r.tps} tps, p99 ${r.latencyMs.p99} ms; ` +
+          `${facts.successes} successes, ${facts.creditsDebited} credits debited, ${facts.logRows} log rows (${consistent ? "consistent" : "INCONSISTENT"})`);
       }
-      await vacuum(v2Url);
-      const before = await hotOrgSnapshot(v2Url);
-      const r = await pgbench(bin, v2Url, "v2_hot_org", s.v2_hot_org, clients, durationSec, dir);
-      const after = await hotOrgSnapshot(v2Url);
-      const facts = {
-        successes: after.successes - before.successes,
-        creditsDebited: before.available - after.available,
-        logRows: after.logRows - before.logRows,
-      };
-      const consistent = facts.successes === facts.creditsDebited && facts.logRows === r.transactions;
-      hotOrg.push({ ...r, ...facts, consistent });
-      log(`bench: v2_hot_org at ${clients} client(s): ${r.tps} tps, p99 ${r.latencyMs.p99} ms; ` +
-        `${facts.successes} successes, ${facts.creditsDebited} credits debited, ${facts.logRows} log rows (${consistent ? "consistent" : "INCONSISTENT"})`);
     }
 
     const ratios: Ratio[] = [];
-    for (const clients of clientCounts) {
-      const v2 = cases.find((c) => c.case === "v2" && c.clients === clients)!;
-      for (const versus of ["v1", "bare_update", "plpgsql_reference"]) {
-        const b = cases.find((c) => c.case === versus && c.clients === clients)!;
-        ratios.push({
-          clients,
-          versus,
-          p50: round(v2.latencyMs.p50 / b.latencyMs.p50, 2),
-          p99: round(v2.latencyMs.p99 / b.latencyMs.p99, 2),
-          tps: round(v2.tps / b.tps, 2),
-        });
+    for (let round = 1; round <= rounds; round++) {
+      for (const clients of clientCounts) {
+        const v2 = cases.find((c) => c.case === "v2" && c.clients === clients && c.round === round)!;
+        for (const versus of ["v1", "bare_update", "plpgsql_reference"]) {
+          const b = cases.find((c) => c.case === versus && c.clients === clients && c.round === round)!;
+          ratios.push({
+            clients,
+            round,
+            versus,
+            p50: round2(v2.latencyMs.p50 / b.latencyMs.p50),
+            p99: round2(v2.latencyMs.p99 / b.latencyMs.p99),
+            tps: round2(v2.tps / b.tps),
+          });
+        }
       }
     }
-    const at8 = cases.find((c) => c.case === "v2" && c.clients === 8);
+    const ratioSpread: RatioSpread[] = [];
+    for (const clients of clientCounts) {
+      for (const versus of ["v1", "bare_update", "plpgsql_reference"]) {
+        const xs = ratios.filter((x) => x.clients === clients && x.versus === versus);
+        ratioSpread.push({ clients, versus, rounds: xs.length, tps: spread(xs.map((x) => x.tps)), p99: spread(xs.map((x) => x.p99)) });
+      }
+    }
+    const at8 = cases.find((c) => c.case === "v2" && c.clients === 8 && c.round === 1);
     return {
       server,
       at: new Date().toISOString(),
       durationSec,
       orgs,
       cases,
+      rounds,
       hotOrg,
       ratios,
+      ratioSpread,
       target: { clients: 8, p99Ms: 5, measuredP99Ms: at8?.latencyMs.p99 ?? null, met: at8 ? at8.latencyMs.p99 < 5 : null },
     };
   } finally {

@@ -78,6 +78,7 @@ export class Backfill extends pulumi.ComponentResource {
         orgsToMigrate: args.plan.orgsToMigrate,
         splitPlanNames: args.plan.splitPlanNames,
         lockTimeoutMs: c.ddl.lockTimeoutMs,
+        retries: c.ddl.retries,
       },
       { parent: this, dependsOn: [trigger, allocate, args.backup.restoreCheck, ...args.dependsOn] },
     );

@@ -28,6 +28,13 @@ export const CREDIT_FUNCTIONS: FunctionSpec[] = [
     dropSql: "DROP FUNCTION IF EXISTS guardian.may_consume_for(uuid)",
   },
   {
+    // What v2 and the batch share: caller rules, lock (NO_CREDIT_ACCOUNT), key, trial, pool shortfall, debit.
+    role: "consume-debit",
+    file: "functions/01_consume_debit.sql",
+    signature: "guardian.consume_debit(uuid,json,bigint,bigint,bigint,bigint,bigint,text,text,integer)",
+    dropSql: "DROP FUNCTION IF EXISTS guardian.consume_debit(uuid,json,bigint,bigint,bigint,bigint,bigint,text,text,integer)",
+  },
+  {
     role: "consume-credits-rpc",
     file: "functions/consume_credits_rpc_v2.sql",
     signature: "public.consume_credits_rpc(uuid,text,integer,text)",
@@ -73,7 +80,7 @@ export class CreditFunctions extends pulumi.ComponentResource {
     const { ctx } = args;
     const metas = CREDIT_FUNCTIONS.map(functionSpecMeta);
 
-    const [helperSpec, ...publicSpecs] = CREDIT_FUNCTIONS;
+    const [helperSpec, debitSpec, ...publicSpecs] = CREDIT_FUNCTIONS;
     // The public functions are installed only if trial calls, made as the application and a member make them, all
     // answer in the installing transaction (sql/verification/trial_calls.sql): a function that would error on this
     // database is never switched in, and v1 keeps serving.
@@ -89,11 +96,12 @@ export class CreditFunctions extends pulumi.ComponentResource {
         checkSql,
       }, { parent: this, dependsOn });
     const helper = declare(helperSpec, metas[0], []);
+    const debit = declare(debitSpec, metas[1], [helper]);
     // v2 first, then the batch function (its trial calls also call v2).
-    const v2 = declare(publicSpecs[0], metas[1], [helper], trialCalls);
-    const batch = declare(publicSpecs[1], metas[2], [helper, v2], trialCalls);
+    const v2 = declare(publicSpecs[0], metas[2], [helper, debit], trialCalls);
+    const batch = declare(publicSpecs[1], metas[3], [helper, debit, v2], trialCalls);
     const fns = [v2, batch];
-    const objects = [helper, ...fns];
+    const objects = [helper, debit, ...fns];
 
     const shas: Record<string, string> = Object.fromEntries(CREDIT_FUNCTIONS.map((s) => [s.file, loadSql(s.file, shapeOf(ctx)).sha256]));
     this.sqlSha256 = pulumi.output(shas);

@@ -55,6 +55,7 @@ export class Rollback extends pulumi.ComponentResource {
         sqlSha256: sha256(Object.values(files).map((f) => f.sha256).join("")),
         batchSize: args.batchSize,
         lockTimeoutMs: args.ctx.config.ddl.lockTimeoutMs,
+        retries: args.ctx.config.ddl.retries,
       },
       { parent: this, dependsOn: args.dependsOn },
     );

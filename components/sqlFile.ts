@@ -24,7 +24,7 @@ export interface GuardianContext {
   discovery?: Discovery;
 }
 
-/** The connection inputs of every dynamic resource (providers/connectionInputs.ts). */
+/** The connection inputs of every dynamic resource (providers/kernel.ts ResourceArgs, connectionProps). */
 export function connection(ctx: GuardianContext): { databaseUrl: pulumi.Input<string>; tls?: TlsSettings; tlsSecret?: boolean } {
   return ctx.tls ? { databaseUrl: ctx.databaseUrl, tls: ctx.tls, tlsSecret: ctx.tlsSecret === true } : { databaseUrl: ctx.databaseUrl };
 }

@@ -3,10 +3,11 @@ import { loadSql } from "../lib/sql";
 import { ISOLATION_TABLES } from "../lib/isolation";
 import { VerificationRun } from "../providers/verification";
 import { connection, GuardianContext, shapeOf } from "./sqlFile";
+import type { CreditModel } from "../lib/config";
 
 export interface VerificationArgs {
   ctx: GuardianContext;
-  model: "unified" | "multi";
+  model: CreditModel;
   /** Fingerprints of what is verified; any change re-runs the verification. */
   upstream: Record<string, pulumi.Input<string | number | boolean | undefined>>;
   /** Every step being verified: verification runs last. */

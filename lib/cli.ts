@@ -24,14 +24,10 @@ import * as fs from "fs";
 import * as path from "path";
 import { parseArgs as nodeParseArgs } from "node:util";
 import { isPostgresUrl } from "./config";
+import { GuardianRefusal } from "./errors";
 
 /** A usage error: the message names the flag. The CLI prints `<command>: <message> (usage: ...)` and exits 2. */
-export class UsageError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "UsageError";
-  }
-}
+export class UsageError extends GuardianRefusal {}
 
 /** Thrown by a validator: what was expected ("expected a positive integer"); the parser adds the flag and the value. */
 export class ValueError extends Error {

@@ -6,8 +6,13 @@
  */
 import { z } from "zod";
 import { SSL_MODES, TlsSettings } from "./pgConnection";
+import { GuardianRefusal } from "./errors";
 
 export const POOLS = ["ai", "whatsapp", "email", "sms"] as const;
+
+/** The credit models: `unified` (one balance, v1's world) and `multi` (Phase 3.5 applied: four pools). */
+export const CREDIT_MODELS = ["unified", "multi"] as const;
+export type CreditModel = (typeof CREDIT_MODELS)[number];
 export type Pool = (typeof POOLS)[number];
 
 const nonNegInt = z.number().int().min(0);
@@ -116,7 +121,7 @@ export const configSchema = z
     databaseUrl: z
       .string({ error: "required (set it with: pulumi config set --secret guardian:databaseUrl postgres://...)" })
       .refine(isPostgresUrl, "expected a postgres:// or postgresql:// connection string"),
-    creditModel: z.enum(["unified", "multi"]).default("unified"),
+    creditModel: z.enum(CREDIT_MODELS).default("unified"),
     plans: z.record(z.string().regex(/^[a-z0-9_]+$/, "plan names are lower-case [a-z0-9_]"), planSchema).default(DEFAULT_PLANS),
     split: z
       .object({ ai: share, whatsapp: share, email: share, sms: share })
@@ -206,10 +211,9 @@ export const configSchema = z
 
 export type GuardianConfig = z.infer<typeof configSchema>;
 
-export class GuardianConfigError extends Error {
+export class GuardianConfigError extends GuardianRefusal {
   constructor(public readonly problems: string[]) {
     super(`invalid guardian configuration:\n  ${problems.join("\n  ")}`);
-    this.name = "GuardianConfigError";
   }
 }
 

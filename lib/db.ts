@@ -126,6 +126,8 @@ export async function withClient<T>(url: string, fn: (c: Client) => Promise<T>, 
   }
 }
 
+/** fn in a transaction (no lock_timeout, no retries: the DDL of the program goes through the dynamic providers, whose
+ *  one lock-retry policy, driven by guardian:ddl, is providers/kernel.ts). */
 export async function inTransaction<T>(c: Client, fn: () => Promise<T>): Promise<T> {
   await c.query("BEGIN");
   try {
@@ -135,34 +137,5 @@ export async function inTransaction<T>(c: Client, fn: () => Promise<T>): Promise
   } catch (e) {
     await c.query("ROLLBACK").catch(() => undefined);
     throw e;
-  }
-}
-
-export interface LockOptions {
-  lockTimeoutMs: number;
-  retries: number;
-  /** Called before each retry, e.g. to print progress. */
-  onRetry?: (attempt: number, err: Error) => void;
-}
-
-/** SQLSTATEs worth retrying: lock_not_available (lock_timeout), deadlock, serialization failure. */
-const RETRYABLE = new Set(["55P03", "40P01", "40001"]);
-
-/**
- * Runs fn in a transaction with a short lock_timeout, retrying (with backoff) when a lock could not be had. This keeps
- * DDL from queueing behind a long transaction and blocking every application query behind itself.
- */
-export async function withShortLocks<T>(c: Client, opts: LockOptions, fn: () => Promise<T>): Promise<T> {
-  for (let attempt = 0; ; attempt++) {
-    try {
-      return await inTransaction(c, async () => {
-        await c.query(`SET LOCAL lock_timeout = ${Math.floor(opts.lockTimeoutMs)}`);
-        return fn();
-      });
-    } catch (e: any) {
-      if (!RETRYABLE.has(e?.code) || attempt >= opts.retries) throw e;
-      opts.onRetry?.(attempt + 1, e);
-      await new Promise((r) => setTimeout(r, Math.min(5000, 100 * 2 ** attempt) + Math.random() * 100));
-    }
   }
 }

@@ -22,6 +22,7 @@
  * understood and removed: the TLS options are always given to pg explicitly.
  */
 import type { Client, ClientConfig } from "pg";
+import { GuardianRefusal } from "./errors";
 
 export const SSL_MODES = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] as const;
 export type SslMode = (typeof SSL_MODES)[number];
@@ -56,10 +57,9 @@ export interface ResolvedTls {
 }
 
 /** A TLS setting that contradicts another, or cannot be honoured: raised before any connection is attempted. */
-export class TlsConfigError extends Error {
+export class TlsConfigError extends GuardianRefusal {
   constructor(message: string) {
     super(message);
-    this.name = "TlsConfigError";
   }
 }
 

@@ -34,6 +34,7 @@ import { connect, redactUrl } from "./db";
 import { resolveTls, TlsSettings } from "./pgConnection";
 import { DatabaseShape, discoverShape } from "./shape";
 import { v1Facts, V1Facts } from "./v1";
+import { GuardianRefusal } from "./errors";
 
 /** What the program found in the database, read-only, for the components and for preview. */
 export interface Discovery {
@@ -85,10 +86,9 @@ export interface PreflightOptions {
 }
 
 /** The go/no-go refused: the message lists every failed gate, one line each. */
-export class NoGoError extends Error {
+export class NoGoError extends GuardianRefusal {
   constructor(public readonly report: PreflightReport) {
     super(formatNoGo(report.failures));
-    this.name = "NoGoError";
   }
 }
 

@@ -28,6 +28,7 @@ import type { Client } from "pg";
 import { ensureBaseline } from "./baseline";
 import { connect, inTransaction, redactUrl } from "./db";
 import { explainSqlError, loadSql } from "./sql";
+import { GuardianRefusal } from "./errors";
 
 /** Foreign-key order: parents first. */
 export const RESTORE_ORDER = ["organizations", "organization_credits", "credit_actions", "credit_consumption_logs"];
@@ -69,10 +70,9 @@ export interface RestoreResult {
   durationMs: number;
 }
 
-export class RestoreError extends Error {
+export class RestoreError extends GuardianRefusal {
   constructor(message: string, public readonly problems: string[] = []) {
     super(problems.length ? `${message}:\n  - ${problems.join("\n  - ")}` : message);
-    this.name = "RestoreError";
   }
 }
 

@@ -61,25 +61,38 @@ export function locate(text: string, position: number): { line: number; column: 
   return { line, column, lineText };
 }
 
-/** Wraps a pg error raised by `text` (the content of `file`) into a SqlFileError; other errors pass through. */
-export function explainSqlError(err: any, file: string, text: string): Error {
-  if (!err || typeof err !== "object" || !("code" in err) || typeof err.code !== "string") return err;
+/**
+ * What a pg error raised by `text` (the content of `file`) says, located: `sql/<file>:<line>:<column>: <message>
+ * [SQLSTATE <code>]`, a caret under the spot, Postgres's detail and hint. undefined for anything that is not a pg
+ * error. A plain function of plain values: the dynamic providers' closures carry it (providers/kernel.ts sqlError),
+ * where a class extending Error does not survive Pulumi's serialization.
+ */
+export function describeSqlError(err: unknown, file: string, text: string): { message: string; code: string; line?: number; column?: number } | undefined {
+  if (!err || typeof err !== "object" || !("code" in err)) return undefined;
+  const e = err as { code: unknown; message?: string; position?: string; internalPosition?: string; internalQuery?: string; where?: string; detail?: string; hint?: string };
+  if (typeof e.code !== "string") return undefined;
   const parts = [`sql/${file}`];
   let line: number | undefined;
   let column: number | undefined;
   let caret = "";
-  const pos = Number(err.position ?? (err.internalPosition && !err.internalQuery ? err.internalPosition : NaN));
+  const pos = Number(e.position ?? (e.internalPosition && !e.internalQuery ? e.internalPosition : NaN));
   if (Number.isFinite(pos) && pos > 0) {
     const l = locate(text, pos);
     line = l.line;
     column = l.column;
     parts[0] += `:${line}:${column}`;
     caret = `\n    ${l.lineText}\n    ${" ".repeat(Math.max(0, column - 1))}^`;
-  } else if (err.where) {
-    parts.push(`(${String(err.where).split("\n")[0]})`);
+  } else if (e.where) {
+    parts.push(`(${String(e.where).split("\n")[0]})`);
   }
-  let msg = `${parts.join(" ")}: ${err.message} [SQLSTATE ${err.code}]${caret}`;
-  if (err.detail) msg += `\n  detail: ${err.detail}`;
-  if (err.hint) msg += `\n  hint: ${err.hint}`;
-  return new SqlFileError(msg, file, err.code, line, column);
+  let message = `${parts.join(" ")}: ${e.message} [SQLSTATE ${e.code}]${caret}`;
+  if (e.detail) message += `\n  detail: ${e.detail}`;
+  if (e.hint) message += `\n  hint: ${e.hint}`;
+  return { message, code: e.code, line, column };
+}
+
+/** Wraps a pg error raised by `text` (the content of `file`) into a SqlFileError; other errors pass through. */
+export function explainSqlError(err: any, file: string, text: string): Error {
+  const d = describeSqlError(err, file, text);
+  return d ? new SqlFileError(d.message, file, d.code, d.line, d.column) : err;
 }

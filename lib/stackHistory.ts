@@ -32,14 +32,10 @@ import * as path from "path";
 import { fileURLToPath } from "url";
 import { promisify } from "util";
 import type { ConfigMap, ConfigValue, LocalWorkspace, Stack, UpdateSummary } from "@pulumi/pulumi/automation";
+import { GuardianRefusal } from "./errors";
 
 /** A refusal: the command stops before writing anything, with this one message (exit code 2). */
-export class RollbackRefusal extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "RollbackRefusal";
-  }
-}
+export class RollbackRefusal extends GuardianRefusal {}
 
 export interface HistoryEntry {
   /** Version number: recorded by the backend, else the position from the oldest update (1-based). */

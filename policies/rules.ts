@@ -8,6 +8,8 @@
  */
 
 import { createdFunctions } from "../lib/functionMeta";
+import { POOLS, type Pool } from "../lib/config";
+import { planMargins as computeMargins } from "../lib/margins";
 import { ExecutedSql, executedStatements, parseSql, RawStmt, settingValues, SqlParseError, unwrap } from "../lib/pgsql";
 
 /** The rules read SQL with PostgreSQL's parser: await this once before calling them (index.ts does, per validation). */
@@ -19,7 +21,7 @@ export const isBackup = (type: string) => type.startsWith("pulumi-nodejs:dynamic
 
 /** Tables that hold tenant data whatever the resources say (contract: "Tenant isolation"). */
 export const FIXED_TENANT_TABLES = ["organizations", "organization_credits", "credit_consumption_logs", "credit_actions"];
-export const POOLS = ["ai", "whatsapp", "email", "sms"];
+export { POOLS };
 
 export interface Res {
   type: string;
@@ -254,7 +256,7 @@ export function splitProblems(split: unknown, name: string): string[] {
   }
   const s = split as Record<string, unknown>;
   const out: string[] = [];
-  for (const k of Object.keys(s)) if (!POOLS.includes(k)) out.push(`backfill ${name}: split.${k} is not a pool (pools are ${POOLS.join(", ")})`);
+  for (const k of Object.keys(s)) if (!(POOLS as readonly string[]).includes(k)) out.push(`backfill ${name}: split.${k} is not a pool (pools are ${POOLS.join(", ")})`);
   let sum = 0;
   for (const pool of POOLS) {
     const v = s[pool];
@@ -287,7 +289,12 @@ function round(n: number, d: number): number {
 /** Euros to the cent, rounding half up on the decimal value (2.355 -> 2.36, not the binary 2.35499...). */
 const eur = (n: number) => `€${(Math.round(Math.round(n * 1e6) / 1e4) / 100).toFixed(2)}`;
 
-/** Margins of every plan with a price above 0, every pool counted. Problems: pools without a cost, plans without a pool. */
+/**
+ * Margins of every plan with a price above 0, every pool counted, computed by lib/margins.ts (the one computation the
+ * program, the report and this pack share; sql/margins/01_plan_margins.sql is its SQL twin, checked equal by
+ * test/margins.test.ts). This function only checks what the resource's meta states first: a pool without a cost or a
+ * plan without a pool's allocation is a problem, never a zero.
+ */
 export function planMargins(meta: any): { margins: PlanMargin[]; problems: string[]; skipped: string[] } {
   const plans: Record<string, any> = meta?.plans ?? {};
   const costs: Record<string, unknown> = meta?.providerCosts ?? {};
@@ -298,9 +305,11 @@ export function planMargins(meta: any): { margins: PlanMargin[]; problems: strin
   for (const pool of pools) {
     if (typeof costs[pool] !== "number" || !Number.isFinite(costs[pool] as number)) {
       problems.push(`pool ${pool} has no provider cost (guardian:providerCosts.${pool}); a margin that leaves a pool out is false`);
+    } else if (!(POOLS as readonly string[]).includes(pool)) {
+      problems.push(`pool ${pool} is not one of ${POOLS.join(", ")}; its cost would be counted nowhere`);
     }
   }
-  const margins: PlanMargin[] = [];
+  const priced: Record<string, { priceEur: number } & Record<Pool, number>> = {};
   for (const name of Object.keys(plans).sort()) {
     const plan = plans[name] ?? {};
     const price = plan.priceEur;
@@ -308,18 +317,14 @@ export function planMargins(meta: any): { margins: PlanMargin[]; problems: strin
       skipped.push(`${name} (price ${price === null ? "custom" : JSON.stringify(price)})`);
       continue;
     }
-    const costPerPool: Record<string, number> = {};
-    for (const pool of pools) {
-      const units = plan[pool];
-      if (typeof units !== "number") {
-        problems.push(`plan ${name} states no ${pool} allocation; a margin that leaves a pool out is false`);
-        continue;
-      }
-      costPerPool[pool] = units * (typeof costs[pool] === "number" ? (costs[pool] as number) : 0);
-    }
-    const cost = Object.values(costPerPool).reduce((a, b) => a + b, 0);
-    margins.push({ plan: name, priceEur: price, costEur: round(cost, 4), marginPct: round(((price - cost) / price) * 100, 2), costPerPool });
+    const missing = [...pools].filter((pool) => typeof plan[pool] !== "number");
+    for (const pool of missing) problems.push(`plan ${name} states no ${pool} allocation; a margin that leaves a pool out is false`);
+    priced[name] = { priceEur: price, ...(Object.fromEntries(POOLS.map((pool) => [pool, typeof plan[pool] === "number" ? plan[pool] : 0])) as Record<Pool, number>) };
   }
+  const providerCosts = Object.fromEntries(POOLS.map((pool) => [pool, typeof costs[pool] === "number" ? (costs[pool] as number) : 0])) as Record<Pool, number>;
+  const margins = computeMargins({ plans: priced, providerCosts, marginTarget: 0.82 }).map((m) => ({
+    plan: m.plan, priceEur: m.priceEur!, costEur: m.costEur, marginPct: m.marginPct!, costPerPool: m.poolCostEur,
+  }));
   return { margins, problems, skipped };
 }
 

@@ -15,50 +15,77 @@
  *   delete  nothing: leaving the multi model is the Rollback resource's job, with reconciliation.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { connectClient, connectionChanged, recordConnection, tlsInputProblem } from "../lib/pgConnection";
-import { ConnectionInputs, connectionProps } from "./connectionInputs";
+import {
+  connectionChanged, connectionFailures, connectionProps, diffOf, journalSql, lockPolicy, Provider, recordConnection, ResourceArgs,
+  retriedTransaction, withConnection,
+} from "./kernel";
+import type { Connection } from "./kernel";
 import { walkPages, walkPlan } from "./pageWalk";
 
-export interface BackfillArgs extends ConnectionInputs {
+export interface BackfillInputs extends Connection {
   /** sql/backfill/batch.sql, as text (shown in preview when it changes). */
-  batchSql: pulumi.Input<string>;
-  batchSqlSha256: pulumi.Input<string>;
+  batchSql: string;
+  batchSqlSha256: string;
   /** Organizations flipped per transaction (guardian:backfill.batchSize, default 1,000). */
-  batchSize: pulumi.Input<number>;
+  batchSize: number;
   /** Pause between batches in ms (guardian:backfill.pauseMs). */
-  pauseMs: pulumi.Input<number>;
+  pauseMs: number;
   /** Hash of the plan catalogue and split the allocation uses. */
-  rulesSha256: pulumi.Input<string>;
+  rulesSha256: string;
   /** The shares of the split rule (read by the policy pack). */
-  split: pulumi.Input<Record<string, number>>;
+  split: Record<string, number>;
   /** The backup this backfill stands on, and whether its restore was verified. */
-  backupId: pulumi.Input<string>;
-  restoreVerified: pulumi.Input<boolean>;
-  requireVerifiedBackup: pulumi.Input<boolean>;
+  backupId: string;
+  restoreVerified: boolean;
+  requireVerifiedBackup: boolean;
   /** Facts measured when the program ran: orgs still unified, in total and per allocation rule. */
-  pendingOrgs: pulumi.Input<number>;
-  orgsToMigrate: pulumi.Input<Record<string, number>>;
+  pendingOrgs: number;
+  orgsToMigrate: Record<string, number>;
   /** The orgs of the split rule per stored plan name (trim + lower-case), so preview shows `pro: 170` to map. */
-  splitPlanNames?: pulumi.Input<Record<string, number>>;
-  lockTimeoutMs: pulumi.Input<number>;
+  splitPlanNames?: Record<string, number>;
+  /** guardian:ddl: each batch's lock timeout, and how many times a batch is retried on a lock conflict (default 10). */
+  lockTimeoutMs: number;
+  retries?: number;
 }
 
-const PROGRESS_EVERY_MS = 2000;
+export interface BackfillOutputs extends BackfillInputs {
+  rowsBackfilled: number;
+  /** rowsBackfilled of the first run plus every resumed run's. */
+  rowsBackfilledTotal?: number;
+  orgsPerRule: Record<string, number>;
+  batches: number;
+  durationMs: number;
+  orgsPerSecond: number;
+  negativeBalanceOrgs: string[];
+  finishedAt: string;
+}
 
-async function run(inputs: any): Promise<any> {
+export type BackfillArgs = ResourceArgs<BackfillInputs>;
+
+const PROGRESS_EVERY_MS = 2000;
+const APP = "backfill";
+
+/** One row of sql/backfill/batch.sql. */
+interface BatchRow {
+  flipped: number | string;
+  locked: number | string;
+  table_pages: number | string;
+  per_rule: Record<string, number> | null;
+  clamped_orgs: string[] | null;
+}
+
+async function run(inputs: BackfillInputs): Promise<BackfillOutputs> {
   if (inputs.requireVerifiedBackup && inputs.restoreVerified !== true) {
     throw new Error(`backfill refused: backup ${inputs.backupId} has no verified restore`);
   }
   const say = (s: string) => console.log(`backfill: ${s}`);
   const fmt = (n: number) => Math.round(n).toLocaleString("en-US");
-  const c = await connectClient(inputs.databaseUrl, inputs.tls, { application_name: "guardian-credits:backfill" });
-  try {
-    const verified = await c.query(`SELECT restore_verified FROM guardian.backups WHERE backup_id = $1`, [inputs.backupId]);
+  return withConnection(inputs, APP, async (c) => {
+    const verified = await c.query<{ restore_verified: boolean | null }>(`SELECT restore_verified FROM guardian.backups WHERE backup_id = $1`, [inputs.backupId]);
     if (inputs.requireVerifiedBackup && verified.rows[0]?.restore_verified !== true) {
       throw new Error(`backfill refused: guardian.backups does not record a verified restore for ${inputs.backupId}`);
     }
-    const lockTimeoutMs = Math.floor(Number(inputs.lockTimeoutMs ?? 2000));
-    if (!Number.isFinite(lockTimeoutMs) || lockTimeoutMs < 0) throw new Error(`backfill: lockTimeoutMs must be a non-negative number, got ${inputs.lockTimeoutMs}`);
+    lockPolicy(inputs, "backfill"); // refuses a bad lockTimeoutMs or retries before the first batch
     // Batches are ranges of heap pages (sql/backfill/batch.sql, providers/pageWalk.ts): as many pages as hold about
     // batchSize unified organizations; never more than batchSize organizations.
     const plan = await walkPlan(c, "unified", inputs.batchSize);
@@ -72,36 +99,22 @@ async function run(inputs: any): Promise<any> {
     let flippedThisPass = 0;
     say(`${fmt(total)} organizations to migrate, at most ${fmt(inputs.batchSize)} per batch`);
     const batch = async (from: number, to: number, pass: number) => {
-      let r: any;
-      for (let attempt = 0; ; attempt++) {
-        try {
-          // Three round trips per batch (open, flip, journal + commit): under load each one waits for a CPU.
-          // A batch's commit does not wait for its WAL to reach disk (it competes with the applications' own
-          // commits for WAL flushes). Nothing is at risk: the WAL is one sequence, so the next synchronous commit
-          // (any application call that saw the flip, the verification) makes the batch durable with it, and a
-          // batch lost in a server crash before that is simply still unified: the next run flips it.
-          await c.query(`BEGIN; SET LOCAL lock_timeout = ${lockTimeoutMs}; SET LOCAL synchronous_commit = off`);
-          r = (await c.query(inputs.batchSql, [from, to, inputs.batchSize])).rows[0];
-          const flipped = Math.floor(Number(r.flipped));
-          await c.query(flipped > 0
-            ? `INSERT INTO guardian.migration_journal (step, object_name, details)
-               VALUES ('backfill_batch', 'public.organization_credits', jsonb_build_object('flipped', ${flipped}, 'pass', ${pass})); COMMIT`
-            : "COMMIT");
-          break;
-        } catch (e: any) {
-          await c.query("ROLLBACK").catch(() => undefined);
-          if (["55P03", "40P01", "40001"].includes(e?.code) && attempt < 20) {
-            say(`batch at page ${from} waited too long for a lock (${e.code}); retry ${attempt + 1}`);
-            await new Promise((res) => setTimeout(res, 50 * (attempt + 1)));
-            continue;
-          }
-          throw e;
-        }
-      }
-      if (r.flipped > 0) batches++;
-      done += r.flipped;
-      flippedThisPass += r.flipped;
-      for (const [k, v] of Object.entries<number>(r.per_rule ?? {})) perRule[k] = (perRule[k] ?? 0) + v;
+      // Three round trips per batch (open, flip, journal + commit): under load each one waits for a CPU.
+      // A batch's commit does not wait for its WAL to reach disk (it competes with the applications' own
+      // commits for WAL flushes). Nothing is at risk: the WAL is one sequence, so the next synchronous commit
+      // (any application call that saw the flip, the verification) makes the batch durable with it, and a
+      // batch lost in a server crash before that is simply still unified: the next run flips it.
+      const r = await retriedTransaction(c, inputs, `backfill: batch at page ${from}`, { settings: { synchronous_commit: "off" } }, async (tx) => {
+        const row = (await c.query<BatchRow>(inputs.batchSql, [from, to, inputs.batchSize])).rows[0];
+        const flipped = Math.floor(Number(row.flipped));
+        if (flipped > 0) tx.atCommit(journalSql({ step: "backfill_batch", objectName: "public.organization_credits", details: { flipped, pass } }));
+        return row;
+      });
+      const flipped = Number(r.flipped);
+      if (flipped > 0) batches++;
+      done += flipped;
+      flippedThisPass += flipped;
+      for (const [k, v] of Object.entries(r.per_rule ?? {})) perRule[k] = (perRule[k] ?? 0) + v;
       clamped.push(...(r.clamped_orgs ?? []));
       const now = Date.now();
       if (now - lastReport >= PROGRESS_EVERY_MS) {
@@ -111,7 +124,7 @@ async function run(inputs: any): Promise<any> {
         const eta = rate > 0 ? Math.max(0, (total - done) / rate) : 0;
         say(`${fmt(done)}/${fmt(total)} orgs (${pct}%), ${fmt(rate)} orgs/s, ETA ${eta.toFixed(0)} s`);
       }
-      if (r.flipped > 0 && inputs.pauseMs > 0) await new Promise((res) => setTimeout(res, inputs.pauseMs));
+      if (flipped > 0 && inputs.pauseMs > 0) await new Promise((res) => setTimeout(res, inputs.pauseMs));
       return { locked: Number(r.locked), tablePages: Number(r.table_pages) };
     };
     await walkPages(c, "unified", inputs.batchSize, plan, batch, (pass, left) => {
@@ -134,35 +147,33 @@ async function run(inputs: any): Promise<any> {
       orgsToMigrate: {},
       finishedAt: new Date().toISOString(),
     };
-  } finally {
-    await c.end().catch(() => undefined);
-  }
+  });
 }
 
-export const backfillProvider: pulumi.dynamic.ResourceProvider = {
-  async check(_olds: any, news: any) {
+export const backfillProvider: Provider<BackfillInputs, BackfillOutputs> = {
+  async check(_olds, news) {
     const failures: pulumi.dynamic.CheckFailure[] = [];
     if (!Number.isInteger(news.batchSize) || news.batchSize < 1) failures.push({ property: "batchSize", reason: `expected a positive integer, got ${news.batchSize}` });
-    const tlsProblem = tlsInputProblem(news.tls);
-    if (tlsProblem) failures.push({ property: "tls", reason: tlsProblem });
+    failures.push(...connectionFailures(news));
     return { inputs: news, failures };
   },
 
-  async diff(_id: string, olds: any, news: any) {
-    const changes: string[] = [];
-    if (Number(news.pendingOrgs) > 0) changes.push("pendingOrgs");
-    if (olds.batchSqlSha256 !== news.batchSqlSha256) changes.push("batchSql");
-    if (olds.rulesSha256 !== news.rulesSha256) changes.push("rulesSha256");
-    if (olds.backupId !== news.backupId) changes.push("backupId");
-    if (connectionChanged(olds, news)) changes.push("databaseUrl"); // a rotated secret or new TLS settings: recorded, nothing re-run
-    return { changes: changes.length > 0, replaces: [], detailedDiff: Object.fromEntries(changes.map((k) => [k, { kind: "update", inputDiff: true }])) as any };
+  async diff(_id, olds, news) {
+    // guardian:ddl (lockTimeoutMs, retries) is not compared: it says how a run waits, and applies from the next run.
+    const changed: string[] = [];
+    if (Number(news.pendingOrgs) > 0) changed.push("pendingOrgs");
+    if (olds.batchSqlSha256 !== news.batchSqlSha256) changed.push("batchSql");
+    if (olds.rulesSha256 !== news.rulesSha256) changed.push("rulesSha256");
+    if (olds.backupId !== news.backupId) changed.push("backupId");
+    if (connectionChanged(olds, news)) changed.push("databaseUrl"); // a rotated secret or new TLS settings: recorded, nothing re-run
+    return diffOf(changed);
   },
 
-  async create(inputs: any) {
+  async create(inputs) {
     return { id: `backfill:${inputs.backupId}`, outs: await run(inputs) };
   },
 
-  async update(_id: string, olds: any, news: any) {
+  async update(_id, olds, news) {
     const onlyConnection = Number(news.pendingOrgs) === 0 && olds.batchSqlSha256 === news.batchSqlSha256 &&
       olds.rulesSha256 === news.rulesSha256 && olds.backupId === news.backupId;
     if (onlyConnection) return { outs: recordConnection(olds, news) };
@@ -172,14 +183,11 @@ export const backfillProvider: pulumi.dynamic.ResourceProvider = {
     return { outs };
   },
 
-  async read(id: string, props: any) {
-    const c = await connectClient(props.databaseUrl, props.tls, { application_name: "guardian-credits:backfill" });
-    try {
-      const n = Number((await c.query(`SELECT count(*)::bigint n FROM public.organization_credits WHERE credit_model = 'unified'`)).rows[0].n);
+  async read(id, props) {
+    return withConnection(props, APP, async (c) => {
+      const n = Number((await c.query<{ n: string }>(`SELECT count(*)::bigint n FROM public.organization_credits WHERE credit_model = 'unified'`)).rows[0].n);
       return { id, props: { ...props, pendingOrgs: n } };
-    } finally {
-      await c.end().catch(() => undefined);
-    }
+    });
   },
 
   async delete() {

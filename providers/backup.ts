@@ -15,21 +15,23 @@
  *   delete  does nothing: backups are never deleted by rollback or destroy (the component also sets retainOnDelete).
  */
 import * as pulumi from "@pulumi/pulumi";
-import { connectClient, connectionChanged, recordConnection, tlsInputProblem } from "../lib/pgConnection";
-import { ConnectionInputs, connectionProps } from "./connectionInputs";
+import type { Submittable } from "pg";
+import type { Readable } from "stream";
+import { connectionChanged, connectionFailures, connectionProps, diffOf, journal, Provider, recordConnection, ResourceArgs, transaction, withConnection } from "./kernel";
+import type { Connection } from "./kernel";
 
-export interface BackupArgs extends ConnectionInputs {
+export interface BackupInputs extends Connection {
   /** Absolute folder for the on-disk exports. */
-  exportRoot: pulumi.Input<string>;
+  exportRoot: string;
   /** Tables of schema public to back up, with their primary key column. */
-  tables: pulumi.Input<{ name: string; key: string }[]>;
+  tables: { name: string; key: string }[];
   /** Redacted connection string recorded in the manifest. */
-  databaseLabel: pulumi.Input<string>;
+  databaseLabel: string;
   /** sql/schema/01_guardian_schema.sql: the internal schema holding guardian.backups and the journal. */
-  bootstrapSql: pulumi.Input<string>;
+  bootstrapSql: string;
 }
 
-export interface BackupOutputs {
+export interface BackupOutputs extends BackupInputs {
   backupId: string;
   schemaName: string;
   exportDir: string;
@@ -42,6 +44,8 @@ export interface BackupOutputs {
   durationMs: number;
 }
 
+export type BackupArgs = ResourceArgs<BackupInputs>;
+
 /**
  * Modes of the on-disk export: owner only (lib/restoreExport.ts and the restore check refuse anything wider). Plain
  * consts exported by name, so the serialized provider captures the numbers, not this module's `exports`.
@@ -50,97 +54,91 @@ const EXPORT_DIR_MODE = 0o700;
 const EXPORT_FILE_MODE = 0o600;
 export { EXPORT_DIR_MODE, EXPORT_FILE_MODE };
 
-export const backupProvider: pulumi.dynamic.ResourceProvider = {
-  async check(_olds: any, news: any) {
+export const backupProvider: Provider<BackupInputs, BackupOutputs> = {
+  async check(_olds, news) {
     const failures: pulumi.dynamic.CheckFailure[] = [];
-    if (!Array.isArray(news.tables) || news.tables.length === 0) failures.push({ property: "tables", reason: "at least one table to back up" });
-    for (const t of news.tables ?? []) {
+    const tables: unknown = news.tables;
+    if (!Array.isArray(tables) || tables.length === 0) failures.push({ property: "tables", reason: "at least one table to back up" });
+    for (const t of Array.isArray(tables) ? (tables as Partial<BackupInputs["tables"][number]>[]) : []) {
       if (!/^[a-z_][a-z0-9_]*$/.test(t?.name ?? "") || !/^[a-z_][a-z0-9_]*$/.test(t?.key ?? "")) {
         failures.push({ property: "tables", reason: `invalid table or key name ${JSON.stringify(t)}` });
       }
     }
     if (typeof news.exportRoot !== "string" || !news.exportRoot.startsWith("/")) failures.push({ property: "exportRoot", reason: "exportRoot must be an absolute path" });
-    const tlsProblem = tlsInputProblem(news.tls);
-    if (tlsProblem) failures.push({ property: "tls", reason: tlsProblem });
+    failures.push(...connectionFailures(news));
     return { inputs: news, failures };
   },
 
-  async diff(_id: string, olds: any, news: any) {
+  async diff(_id, olds, news) {
     const same = JSON.stringify(olds.tables) === JSON.stringify(news.tables);
-    const rotated = connectionChanged(olds, news);
-    return { changes: !same || rotated, replaces: same ? [] : ["tables"], deleteBeforeReplace: false };
+    // A rotated connection string (or new TLS settings) is recorded (update); a different table list replaces.
+    return diffOf(connectionChanged(olds, news) ? ["databaseUrl"] : [], { replaces: same ? [] : ["tables"], deleteBeforeReplace: false });
   },
 
-  async update(_id: string, olds: any, news: any) {
+  async update(_id, olds, news) {
     return { outs: recordConnection(olds, news) };
   },
 
-  async create(inputs: any) {
-    const { to: copyTo } = require("pg-copy-streams");
-    const crypto = require("crypto");
-    const fs = require("fs");
-    const path = require("path");
-    const { pipeline } = require("stream/promises");
-    const { Transform } = require("stream");
+  async create(inputs) {
+    const { to: copyTo } = require("pg-copy-streams") as { to: (sql: string) => Submittable & Readable };
+    const crypto: typeof import("crypto") = require("crypto");
+    const fs: typeof import("fs") = require("fs");
+    const path: typeof import("path") = require("path");
+    const { pipeline }: typeof import("stream/promises") = require("stream/promises");
+    const { Transform }: typeof import("stream") = require("stream");
 
     const started = Date.now();
     const stamp = new Date().toISOString().replace(/[-:T]/g, "").slice(0, 14);
     const backupId = `guardian_backup_${stamp}_${crypto.randomBytes(3).toString("hex")}`;
     const say = (s: string) => console.log(`backup ${backupId}: ${s}`);
-    const c = await connectClient(inputs.databaseUrl, inputs.tls, { application_name: "guardian-credits:backup" });
-    try {
+    return withConnection(inputs, "backup", async (c) => {
       // The internal schema (sql/schema/01_guardian_schema.sql: guardian.backups, the journal...) comes first, so
       // the backup is recorded and journaled. It touches no application table.
-      await c.query("BEGIN");
-      await c.query("SELECT pg_advisory_xact_lock(hashtext('guardian-credits:ddl'))");
-      await c.query(inputs.bootstrapSql);
-      await c.query("COMMIT");
+      await transaction(c, { ddlLock: true }, () => c.query(inputs.bootstrapSql));
 
       // 1. One snapshot for all tables.
-      say(`snapshot of ${inputs.tables.map((t: any) => t.name).join(", ")} (one repeatable-read transaction)`);
+      say(`snapshot of ${inputs.tables.map((t) => t.name).join(", ")} (one repeatable-read transaction)`);
       const rowCounts: Record<string, number> = {};
       const checksums: Record<string, string> = {};
       let functionsCaptured: string[] = [];
-      await c.query("BEGIN ISOLATION LEVEL REPEATABLE READ");
       try {
-        await c.query("SET LOCAL lock_timeout = '5s'");
-        await c.query(`CREATE SCHEMA ${backupId}`);
-        for (const t of inputs.tables) {
-          await c.query(`CREATE TABLE ${backupId}.${t.name} AS TABLE public.${t.name}`);
-          await c.query(`ALTER TABLE ${backupId}.${t.name} ADD PRIMARY KEY (${t.key})`);
-          const r = await c.query(
-            `SELECT count(*)::bigint AS n,
-                    coalesce(sum(('x' || substr(md5(t::text), 1, 16))::bit(64)::bigint::numeric), 0)::text AS checksum
-               FROM ${backupId}.${t.name} t`,
+        functionsCaptured = await transaction(c, { isolation: "REPEATABLE READ", lockTimeoutMs: 5000 }, async () => {
+          await c.query(`CREATE SCHEMA ${backupId}`);
+          for (const t of inputs.tables) {
+            await c.query(`CREATE TABLE ${backupId}.${t.name} AS TABLE public.${t.name}`);
+            await c.query(`ALTER TABLE ${backupId}.${t.name} ADD PRIMARY KEY (${t.key})`);
+            const r = await c.query<{ n: string; checksum: string }>(
+              `SELECT count(*)::bigint AS n,
+                      coalesce(sum(('x' || substr(md5(t::text), 1, 16))::bit(64)::bigint::numeric), 0)::text AS checksum
+                 FROM ${backupId}.${t.name} t`,
+            );
+            rowCounts[t.name] = Number(r.rows[0].n);
+            checksums[t.name] = r.rows[0].checksum;
+            say(`copied ${t.name}: ${Number(r.rows[0].n).toLocaleString("en-US")} rows`);
+          }
+          const fns = await c.query<{ signature: string }>(
+            `SELECT p.oid::regprocedure::text AS signature, pg_get_functiondef(p.oid) AS definition,
+                    p.proacl::text AS acl, md5(p.prosrc) AS prosrc_md5, md5(pg_get_functiondef(p.oid)) AS def_md5,
+                    obj_description(p.oid, 'pg_proc') AS comment
+               FROM pg_proc p WHERE p.proname = 'consume_credits_rpc' AND p.pronamespace = 'public'::regnamespace`,
           );
-          rowCounts[t.name] = Number(r.rows[0].n);
-          checksums[t.name] = r.rows[0].checksum;
-          say(`copied ${t.name}: ${Number(r.rows[0].n).toLocaleString("en-US")} rows`);
-        }
-        const fns = await c.query(
-          `SELECT p.oid::regprocedure::text AS signature, pg_get_functiondef(p.oid) AS definition,
-                  p.proacl::text AS acl, md5(p.prosrc) AS prosrc_md5, md5(pg_get_functiondef(p.oid)) AS def_md5,
-                  obj_description(p.oid, 'pg_proc') AS comment
-             FROM pg_proc p WHERE p.proname = 'consume_credits_rpc' AND p.pronamespace = 'public'::regnamespace`,
-        );
-        // Every policy on the backed-up tables, with its full definition: the tenancy component drops those it did
-        // not write, so this is the record of what was there.
-        const policies = await c.query(
-          `SELECT schemaname, tablename, policyname, permissive, roles::text[] AS roles, cmd, qual, with_check
-             FROM pg_catalog.pg_policies WHERE schemaname = 'public' AND tablename = ANY ($1::text[])
-            ORDER BY tablename, policyname`,
-          [["organizations", "profiles", "organization_credits", "credit_actions", "credit_consumption_logs"]],
-        );
-        await c.query(
-          `INSERT INTO guardian.backups (backup_id, schema_name, row_counts, checksums, functions, policies)
-           VALUES ($1, $1, $2, $3, $4, $5)`,
-          [backupId, JSON.stringify(rowCounts), JSON.stringify(checksums), JSON.stringify(fns.rows), JSON.stringify(policies.rows)],
-        );
-        await c.query(`COMMENT ON SCHEMA ${backupId} IS 'guardian-credits backup; never dropped by the program'`);
-        await c.query("COMMIT");
-        functionsCaptured = fns.rows.map((f: any) => f.signature);
+          // Every policy on the backed-up tables, with its full definition: the tenancy component drops those it did
+          // not write, so this is the record of what was there.
+          const policies = await c.query(
+            `SELECT schemaname, tablename, policyname, permissive, roles::text[] AS roles, cmd, qual, with_check
+               FROM pg_catalog.pg_policies WHERE schemaname = 'public' AND tablename = ANY ($1::text[])
+              ORDER BY tablename, policyname`,
+            [["organizations", "profiles", "organization_credits", "credit_actions", "credit_consumption_logs"]],
+          );
+          await c.query(
+            `INSERT INTO guardian.backups (backup_id, schema_name, row_counts, checksums, functions, policies)
+             VALUES ($1, $1, $2, $3, $4, $5)`,
+            [backupId, JSON.stringify(rowCounts), JSON.stringify(checksums), JSON.stringify(fns.rows), JSON.stringify(policies.rows)],
+          );
+          await c.query(`COMMENT ON SCHEMA ${backupId} IS 'guardian-credits backup; never dropped by the program'`);
+          return fns.rows.map((f) => f.signature);
+        });
       } catch (e) {
-        await c.query("ROLLBACK").catch(() => undefined);
         throw new Error(`backup: snapshot failed, nothing kept: ${(e as Error).message}`);
       }
 
@@ -165,7 +163,7 @@ export const backupProvider: pulumi.dynamic.ResourceProvider = {
         let lastReport = Date.now();
         const total = rowCounts[t.name];
         const tap = new Transform({
-          transform(chunk: Buffer, _enc: string, cb: Function) {
+          transform(chunk: Buffer, _enc: string, cb: (error: Error | null, data: Buffer) => void) {
             hash.update(chunk);
             n += chunk.length;
             for (let i = 0; i < chunk.length; i++) if (chunk[i] === 10) lines++;
@@ -184,7 +182,7 @@ export const backupProvider: pulumi.dynamic.ResourceProvider = {
         if (lines !== total) throw new Error(`backup: export of ${t.name} wrote ${lines} rows, expected ${total}`);
         say(`exported ${t.name}: ${lines.toLocaleString("en-US")} rows, ${n.toLocaleString("en-US")} bytes, sha256 ${fileSha256[t.name].slice(0, 12)}…`);
       }
-      const server = (await c.query("SHOW server_version")).rows[0].server_version;
+      const server = (await c.query<{ server_version: string }>("SHOW server_version")).rows[0].server_version;
       const createdAt = new Date().toISOString();
       const manifest = {
         backupId,
@@ -193,7 +191,7 @@ export const backupProvider: pulumi.dynamic.ResourceProvider = {
         database: inputs.databaseLabel,
         serverVersion: server,
         tables: Object.fromEntries(
-          inputs.tables.map((t: any) => [
+          inputs.tables.map((t) => [
             t.name,
             {
               file: `${t.name}.copy`, key: t.key, rows: rowCounts[t.name], bytes: bytes[t.name], sha256: fileSha256[t.name],
@@ -208,37 +206,27 @@ export const backupProvider: pulumi.dynamic.ResourceProvider = {
       const manifestPath = path.join(exportDir, "manifest.json");
       fs.writeFileSync(manifestPath, JSON.stringify(manifest, null, 2) + "\n", { mode: EXPORT_FILE_MODE });
       fs.chmodSync(manifestPath, EXPORT_FILE_MODE);
-      for (const p of [exportDir, manifestPath, ...inputs.tables.map((t: any) => path.join(exportDir, `${t.name}.copy`))]) {
+      for (const p of [exportDir, manifestPath, ...inputs.tables.map((t) => path.join(exportDir, `${t.name}.copy`))]) {
         const want = p === exportDir ? EXPORT_DIR_MODE : EXPORT_FILE_MODE;
         if ((fs.statSync(p).mode & 0o777) !== want) throw new Error(`backup: ${p} has mode ${modeOf(p)}, expected ${want.toString(8).padStart(4, "0")}`);
       }
       await c.query(`UPDATE guardian.backups SET export_dir = $2, manifest = $3 WHERE backup_id = $1`, [backupId, exportDir, JSON.stringify(manifest)]);
-      await c.query(
-        `DO $j$ BEGIN IF to_regclass('guardian.migration_journal') IS NOT NULL THEN
-           INSERT INTO guardian.migration_journal (step, object_name, details)
-           VALUES ('backup', '${backupId}', '${JSON.stringify({ rowCounts }).replace(/'/g, "''")}'::jsonb);
-         END IF; END $j$`,
-      );
+      await journal(c, { step: "backup", objectName: backupId, details: { rowCounts } }, { optional: true });
       const durationMs = Date.now() - started;
       say(`done in ${(durationMs / 1000).toFixed(1)} s`);
       const outs: BackupOutputs = {
-        backupId, schemaName: backupId, exportDir, manifestPath, rowCounts, checksums, fileSha256,
+        ...inputs, backupId, schemaName: backupId, exportDir, manifestPath, rowCounts, checksums, fileSha256,
         functionsCaptured, createdAt, durationMs,
       };
-      return { id: backupId, outs: { ...inputs, ...outs } };
-    } finally {
-      await c.end().catch(() => undefined);
-    }
+      return { id: backupId, outs };
+    });
   },
 
-  async read(id: string, props: any) {
-    const c = await connectClient(props.databaseUrl, props.tls, { application_name: "guardian-credits:backup" });
-    try {
-      const r = await c.query(`SELECT to_regnamespace($1) IS NOT NULL AS present`, [props.schemaName ?? id]);
-      return r.rows[0].present ? { id, props } : { id: "" as any, props: {} };
-    } finally {
-      await c.end().catch(() => undefined);
-    }
+  async read(id, props) {
+    return withConnection(props, "backup", async (c) => {
+      const r = await c.query<{ present: boolean }>(`SELECT to_regnamespace($1) IS NOT NULL AS present`, [props.schemaName ?? id]);
+      return r.rows[0].present ? { id, props } : { id: "", props: {} };
+    });
   },
 
   async delete() {

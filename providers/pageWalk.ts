@@ -3,15 +3,16 @@
  * walked in physical order (docs/architecture.md, "How the backfill walks the table").
  * Self-contained (the dynamic providers' closures are serialized with it): it takes a connected pg client.
  */
-type Pg = { query: (sql: string) => Promise<{ rows: any[] }> };
-type Model = "unified" | "multi";
+import type { CreditModel } from "../lib/config";
+import type { Db } from "./kernel";
+type Model = CreditModel;
 
 /** The size of public.organization_credits in heap pages, as SQL. */
 export const TABLE_PAGES_SQL = "pg_relation_size('public.organization_credits') / current_setting('block_size')::bigint";
 
 /** Rows still in `model`, and how many pages hold about batchSize of them (from the table's density now). */
-export async function walkPlan(c: Pg, model: Model, batchSize: number): Promise<{ left: number; pagesPerBatch: number }> {
-  const d = (await c.query(
+export async function walkPlan(c: Db, model: Model, batchSize: number): Promise<{ left: number; pagesPerBatch: number }> {
+  const d = (await c.query<{ pages: string; n: string }>(
     `SELECT ${TABLE_PAGES_SQL} AS pages,
             (SELECT count(*) FROM public.organization_credits WHERE credit_model = '${model === "multi" ? "multi" : "unified"}') AS n`)).rows[0];
   const pages = Math.max(1, Number(d.pages));
@@ -29,7 +30,7 @@ export async function walkPlan(c: Pg, model: Model, batchSize: number): Promise<
  *   - A pass ends with a count; rows moved behind the walk get another pass (passEnded is told), at most 5 passes.
  */
 export async function walkPages(
-  c: Pg,
+  c: Db,
   model: Model,
   batchSize: number,
   plan: { left: number; pagesPerBatch: number },

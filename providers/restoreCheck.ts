@@ -13,37 +13,56 @@
  *   delete  nothing to remove (the scratch schema never outlives create).
  */
 import * as pulumi from "@pulumi/pulumi";
-import { connectClient, connectionChanged, recordConnection } from "../lib/pgConnection";
-import { ConnectionInputs, connectionProps } from "./connectionInputs";
+import type { Submittable } from "pg";
+import type { Writable } from "stream";
+import { connect, connectionChanged, connectionProps, diffOf, journal, Provider, recordConnection, ResourceArgs, withConnection } from "./kernel";
+import type { Connection } from "./kernel";
 
-export interface RestoreCheckArgs extends ConnectionInputs {
-  backupId: pulumi.Input<string>;
-  manifestPath: pulumi.Input<string>;
+export interface RestoreCheckInputs extends Connection {
+  backupId: string;
+  manifestPath: string;
 }
 
-export const restoreCheckProvider: pulumi.dynamic.ResourceProvider = {
-  async diff(_id: string, olds: any, news: any) {
+export interface RestoreCheckOutputs extends RestoreCheckInputs {
+  restoreVerified: boolean;
+  /** Rows restored per table. */
+  tablesChecked: Record<string, number>;
+  checkedAt: string;
+}
+
+export type RestoreCheckArgs = ResourceArgs<RestoreCheckInputs>;
+
+/** What the restore check reads of the backup's manifest.json (providers/backup.ts writes it). */
+interface Manifest {
+  backupId: string;
+  tables: Record<string, { file: string; sha256: string; checksum: string }>;
+}
+
+type Sums = { n: string; checksum: string };
+
+export const restoreCheckProvider: Provider<RestoreCheckInputs, RestoreCheckOutputs> = {
+  async diff(_id, olds, news) {
     const changed = olds.backupId !== news.backupId || olds.manifestPath !== news.manifestPath;
     // A verification that a refresh found withdrawn is run again.
     const unverified = olds.restoreVerified !== true;
     const replace = changed || unverified;
-    const rotated = connectionChanged(olds, news); // recorded in place (update)
-    return { changes: replace || rotated, replaces: replace ? ["restoreVerified"] : [], deleteBeforeReplace: true };
+    // A rotated connection string is recorded in place (update).
+    return diffOf(connectionChanged(olds, news) ? ["databaseUrl"] : [], { replaces: replace ? ["restoreVerified"] : [], deleteBeforeReplace: true });
   },
 
-  async update(_id: string, olds: any, news: any) {
+  async update(_id, olds, news) {
     return { outs: recordConnection(olds, news) };
   },
 
-  async create(inputs: any) {
-    const { from: copyFrom } = require("pg-copy-streams");
-    const crypto = require("crypto");
-    const fs = require("fs");
-    const path = require("path");
-    const { pipeline } = require("stream/promises");
+  async create(inputs) {
+    const { from: copyFrom } = require("pg-copy-streams") as { from: (sql: string) => Submittable & Writable };
+    const crypto: typeof import("crypto") = require("crypto");
+    const fs: typeof import("fs") = require("fs");
+    const path: typeof import("path") = require("path");
+    const { pipeline }: typeof import("stream/promises") = require("stream/promises");
 
     const say = (s: string) => console.log(`restore-check ${inputs.backupId}: ${s}`);
-    const manifest = JSON.parse(fs.readFileSync(inputs.manifestPath, "utf8"));
+    const manifest = JSON.parse(fs.readFileSync(inputs.manifestPath, "utf8")) as Manifest;
     if (manifest.backupId !== inputs.backupId) {
       throw new Error(`restore check: manifest ${inputs.manifestPath} belongs to ${manifest.backupId}, not ${inputs.backupId}`);
     }
@@ -54,17 +73,17 @@ export const restoreCheckProvider: pulumi.dynamic.ResourceProvider = {
     if (fs.statSync(dir).mode & 0o077) {
       problems.push(`export folder ${dir} is open to group or others (mode ${mode(dir)}); a backup export holds every tenant's data: chmod 700 ${dir}`);
     }
-    for (const f of [inputs.manifestPath, ...Object.values<any>(manifest.tables).map((m) => path.join(dir, m.file))]) {
+    for (const f of [inputs.manifestPath, ...Object.values(manifest.tables).map((m) => path.join(dir, m.file))]) {
       if (fs.existsSync(f) && fs.statSync(f).mode & 0o077) {
         problems.push(`export file ${f} is readable or writable by group or others (mode ${mode(f)}); a backup export holds every tenant's data: chmod 600 ${f}`);
       }
     }
     const scratch = `guardian_restore_check_${crypto.randomBytes(4).toString("hex")}`;
-    const c = await connectClient(inputs.databaseUrl, inputs.tls, { application_name: "guardian-credits:restore-check" });
+    const c = await connect(inputs, "restore-check");
     const checked: Record<string, number> = {};
     try {
       await c.query(`CREATE SCHEMA ${scratch}`);
-      for (const [table, m] of Object.entries<any>(manifest.tables)) {
+      for (const [table, m] of Object.entries(manifest.tables)) {
         const file = path.join(dir, m.file);
         if (!fs.existsSync(file)) {
           problems.push(`${table}: export file ${file} is missing`);
@@ -75,13 +94,13 @@ export const restoreCheckProvider: pulumi.dynamic.ResourceProvider = {
         await c.query(`CREATE TABLE ${scratch}.${table} (LIKE ${inputs.backupId}.${table})`);
         try {
           await pipeline(fs.createReadStream(file), c.query(copyFrom(`COPY ${scratch}.${table} FROM STDIN`)));
-        } catch (e: any) {
-          problems.push(`${table}: export does not load: ${e.message}`);
+        } catch (e) {
+          problems.push(`${table}: export does not load: ${(e as Error).message}`);
           continue;
         }
         const sum = `SELECT count(*)::bigint AS n, coalesce(sum(('x' || substr(md5(t::text), 1, 16))::bit(64)::bigint::numeric), 0)::text AS checksum FROM %s t`;
-        const restored = (await c.query(sum.replace("%s", `${scratch}.${table}`))).rows[0];
-        const original = (await c.query(sum.replace("%s", `${inputs.backupId}.${table}`))).rows[0];
+        const restored = (await c.query<Sums>(sum.replace("%s", `${scratch}.${table}`))).rows[0];
+        const original = (await c.query<Sums>(sum.replace("%s", `${inputs.backupId}.${table}`))).rows[0];
         checked[table] = Number(restored.n);
         if (restored.checksum !== original.checksum || Number(restored.n) !== Number(original.n)) {
           problems.push(`${table}: restored ${restored.n} rows with checksum ${restored.checksum}, backup schema has ${original.n} rows with checksum ${original.checksum}`);
@@ -97,12 +116,7 @@ export const restoreCheckProvider: pulumi.dynamic.ResourceProvider = {
     try {
       const verified = problems.length === 0;
       await c.query(`UPDATE guardian.backups SET restore_verified = $2, verified_at = now() WHERE backup_id = $1`, [inputs.backupId, verified]);
-      await c.query(
-        `DO $j$ BEGIN IF to_regclass('guardian.migration_journal') IS NOT NULL THEN
-           INSERT INTO guardian.migration_journal (step, object_name, details)
-           VALUES ('restore_check', '${inputs.backupId}', jsonb_build_object('verified', ${verified}, 'tables', ${Object.keys(checked).length}));
-         END IF; END $j$`,
-      );
+      await journal(c, { step: "restore_check", objectName: inputs.backupId, details: { verified, tables: Object.keys(checked).length } }, { optional: true });
     } finally {
       await c.end().catch(() => undefined);
     }
@@ -115,18 +129,15 @@ export const restoreCheckProvider: pulumi.dynamic.ResourceProvider = {
     };
   },
 
-  async read(id: string, props: any) {
-    const c = await connectClient(props.databaseUrl, props.tls, { application_name: "guardian-credits:restore-check" });
-    try {
-      const r = await c.query(
+  async read(id, props) {
+    return withConnection(props, "restore-check", async (c) => {
+      const r = await c.query<{ restore_verified: boolean | null }>(
         `SELECT restore_verified FROM guardian.backups WHERE backup_id = $1 AND to_regclass('guardian.backups') IS NOT NULL`,
         [props.backupId],
-      ).catch(() => ({ rows: [] as any[] }));
-      if (!r.rows.length) return { id: "" as any, props: {} };
+      ).catch(() => ({ rows: [] }));
+      if (!r.rows.length) return { id: "", props: {} };
       return { id, props: { ...props, restoreVerified: r.rows[0].restore_verified === true } };
-    } finally {
-      await c.end().catch(() => undefined);
-    }
+    });
   },
 
   async delete() {

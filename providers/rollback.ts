@@ -17,55 +17,78 @@
  * The backup schemas and the additive columns (and the per-pool log details) are kept.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { connectClient, connectionChanged, recordConnection } from "../lib/pgConnection";
 import { v1Facts } from "../lib/v1";
-import { ConnectionInputs, connectionProps } from "./connectionInputs";
+import { connectionChanged, connectionProps, diffOf, journal, Provider, recordConnection, ResourceArgs, retriedTransaction, withConnection } from "./kernel";
+import type { Connection, Db } from "./kernel";
 import { TABLE_PAGES_SQL, walkPages, walkPlan } from "./pageWalk";
 
-export interface RollbackArgs extends ConnectionInputs {
-  sql: pulumi.Input<{
-    stopAllocation: string; lockBatch: string; reconcileBatch: string; checkReconcile: string; restoreV1: string; safeV1: string;
-  }>;
-  /** guardian:rollback.function: "v1" restores the backed-up v1 byte for byte; "safe" a locked, caller-checked
-   *  function with v1's signature and result (sql/rollback/safe_v1.sql). */
-  rollbackFunction: pulumi.Input<"v1" | "safe">;
-  sqlSha256: pulumi.Input<string>;
-  batchSize: pulumi.Input<number>;
-  lockTimeoutMs: pulumi.Input<number>;
+/** sql/rollback/*.sql, as text. */
+export interface RollbackSql {
+  stopAllocation: string;
+  lockBatch: string;
+  reconcileBatch: string;
+  checkReconcile: string;
+  restoreV1: string;
+  safeV1: string;
 }
 
-async function rollback(inputs: any): Promise<any> {
+export interface RollbackInputs extends Connection {
+  sql: RollbackSql;
+  /** guardian:rollback.function: "v1" restores the backed-up v1 byte for byte; "safe" a locked, caller-checked
+   *  function with v1's signature and result (sql/rollback/safe_v1.sql). */
+  rollbackFunction: "v1" | "safe";
+  sqlSha256: string;
+  batchSize: number;
+  /** guardian:ddl: each transaction's lock timeout, and how many times it is retried on a lock conflict (default 10). */
+  lockTimeoutMs: number;
+  retries?: number;
+}
+
+export interface RollbackOutputs extends RollbackInputs {
+  rolledBack: boolean;
+  backupId: string;
+  orgsReconciled: number;
+  durationMs: number;
+  v1DefinitionMd5: string;
+  reconcileVerified: boolean;
+  pricesRestored: number;
+  functionRestored: "" | "v1" | "safe";
+  v1Weaknesses: string[];
+}
+
+export type RollbackArgs = ResourceArgs<RollbackInputs>;
+
+/** The latest verified backup that recorded v1, and v1 as it was. */
+interface V1Backup {
+  backup_id: string;
+  def_md5: string;
+  definition: string;
+  acl: string | null;
+}
+
+/** sql/rollback/05_check_reconcile.sql's answer. */
+interface ReconcileCheck {
+  checked: string | number;
+  mismatched: string | number;
+  still_multi: string | number;
+  some_ids: string[] | null;
+}
+
+async function rollback(inputs: RollbackInputs): Promise<RollbackOutputs> {
   const say = (s: string) => console.log(`rollback: ${s}`);
   const fmt = (n: number) => Math.round(n).toLocaleString("en-US");
   const started = Date.now();
-  const c = await connectClient(inputs.databaseUrl, inputs.tls, { application_name: "guardian-credits:rollback" });
-  const tx = async (fn: () => Promise<any>) => {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await c.query("BEGIN");
-        await c.query(`SET LOCAL lock_timeout = ${Math.floor(inputs.lockTimeoutMs ?? 2000)}`);
-        const r = await fn();
-        await c.query("COMMIT");
-        return r;
-      } catch (e: any) {
-        await c.query("ROLLBACK").catch(() => undefined);
-        if (["55P03", "40P01", "40001"].includes(e?.code) && attempt < 20) {
-          await new Promise((res) => setTimeout(res, 50 * (attempt + 1)));
-          continue;
-        }
-        throw e;
-      }
-    }
-  };
-  try {
-    const state = (await c.query(`
+  return withConnection(inputs, "rollback", async (c) => {
+    // Every transaction of the rollback: lock_timeout and retries from guardian:ddl.
+    const tx = <T>(fn: () => Promise<T>) => retriedTransaction(c, inputs, "rollback", {}, fn);
+    const state = (await c.query<{ v2: boolean; has_model: boolean; trigger: boolean; has_backups: boolean }>(`
       SELECT to_regprocedure('public.consume_credits_rpc(uuid,text,integer,text)') IS NOT NULL AS v2,
              EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('public.organization_credits')
                         AND attname = 'credit_model' AND NOT attisdropped) AS has_model,
              EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'guardian_allocate_on_write') AS trigger,
              to_regclass('guardian.backups') IS NOT NULL AS has_backups`)).rows[0];
     const multiOrgs = state.has_model
-      ? Number((await c.query(`SELECT count(*)::bigint n FROM public.organization_credits WHERE credit_model = 'multi'`)).rows[0].n)
+      ? Number((await c.query<{ n: string }>(`SELECT count(*)::bigint n FROM public.organization_credits WHERE credit_model = 'multi'`)).rows[0].n)
       : 0;
     if (!state.v2 && multiOrgs === 0 && !state.trigger) {
       say("nothing to roll back: the database is in the unified model");
@@ -75,7 +98,7 @@ async function rollback(inputs: any): Promise<any> {
       };
     }
     if (!state.has_backups) throw new Error("rollback refused: Phase 3.5 objects are present but guardian.backups is missing, so there is no v1 to restore");
-    const bk = (await c.query(`
+    const bk = (await c.query<V1Backup>(`
       SELECT b.backup_id, f ->> 'def_md5' AS def_md5, f ->> 'definition' AS definition, f ->> 'acl' AS acl
         FROM guardian.backups b CROSS JOIN LATERAL jsonb_array_elements(b.functions) f
        WHERE b.restore_verified AND f ->> 'signature' = 'consume_credits_rpc(uuid,text)'
@@ -94,10 +117,10 @@ async function rollback(inputs: any): Promise<any> {
     const plan = await walkPlan(c, "multi", inputs.batchSize);
     await walkPages(c, "multi", inputs.batchSize, plan, async (from, to) => {
       const b = await tx(async () => {
-        const r = await c.query(inputs.sql.lockBatch, [from, to, inputs.batchSize]);
-        const ids = r.rows.map((x: any) => x.organization_id);
+        const r = await c.query<{ organization_id: string }>(inputs.sql.lockBatch, [from, to, inputs.batchSize]);
+        const ids = r.rows.map((x) => x.organization_id);
         if (ids.length) await c.query(reconcile, [ids]);
-        const size = await c.query(`SELECT ${TABLE_PAGES_SQL} AS pages`);
+        const size = await c.query<{ pages: string }>(`SELECT ${TABLE_PAGES_SQL} AS pages`);
         return { locked: ids.length, tablePages: Number(size.rows[0].pages) };
       });
       done += b.locked;
@@ -110,7 +133,7 @@ async function rollback(inputs: any): Promise<any> {
     const safe = inputs.rollbackFunction === "safe";
     const restored = await tx(async () => {
       // Exact, before v1 takes over: v2 still serves every call under its row lock.
-      const chk = (await c.query(inputs.sql.checkReconcile.split("__BACKUP_SCHEMA__").join(bk.backup_id))).rows[0];
+      const chk = (await c.query<ReconcileCheck>(inputs.sql.checkReconcile.split("__BACKUP_SCHEMA__").join(bk.backup_id))).rows[0];
       if (Number(chk.mismatched) > 0 || Number(chk.still_multi) > 0) {
         throw new Error(`rollback: the reconcile does not hold, nothing was switched (v2 keeps serving): ` +
           `${chk.mismatched} org(s) differ from backup ${bk.backup_id} minus the consumption since` +
@@ -119,19 +142,21 @@ async function rollback(inputs: any): Promise<any> {
       say(`reconcile verified before the switch: ${fmt(Number(chk.checked))} backed-up orgs = backup - consumption since`);
       await c.query(`SELECT set_config('guardian.rollback_backup', $1, true)`, [bk.backup_id]);
       await c.query(inputs.sql.restoreV1);
-      const prices = Number((await c.query(`SELECT current_setting('guardian.rollback_prices_restored', true) AS n`)).rows[0].n ?? 0);
-      let md5 = (await c.query(`SELECT md5(pg_get_functiondef('public.consume_credits_rpc(uuid,text)'::regprocedure)) AS m`)).rows[0].m;
+      const prices = Number((await c.query<{ n: string | null }>(`SELECT current_setting('guardian.rollback_prices_restored', true) AS n`)).rows[0].n ?? 0);
+      let md5 = await v1Md5(c);
       if (md5 !== bk.def_md5) throw new Error(`rollback: restored v1 definition md5 ${md5} differs from the backup's ${bk.def_md5}`);
       if (safe) {
         await c.query(inputs.sql.safeV1);
-        md5 = (await c.query(`SELECT md5(pg_get_functiondef('public.consume_credits_rpc(uuid,text)'::regprocedure)) AS m`)).rows[0].m;
+        md5 = await v1Md5(c);
       }
-      await c.query(
-        `INSERT INTO guardian.migration_journal (step, object_name, details)
-         VALUES ('rollback', $1, jsonb_build_object('orgsReconciled', $2::int, 'v1DefinitionMd5', $3::text,
-                 'reconcileVerified', true, 'orgsChecked', $4::bigint, 'pricesRestored', $5::int, 'function', $6::text))`,
-        [bk.backup_id, done, md5, Number(chk.checked), prices, safe ? "safe" : "v1"],
-      );
+      await journal(c, {
+        step: "rollback",
+        objectName: bk.backup_id,
+        details: {
+          orgsReconciled: done, v1DefinitionMd5: md5, reconcileVerified: true, orgsChecked: Number(chk.checked),
+          pricesRestored: prices, function: safe ? "safe" : "v1",
+        },
+      });
       return { md5, prices };
     });
     const durationMs = Date.now() - started;
@@ -143,24 +168,29 @@ async function rollback(inputs: any): Promise<any> {
       ...inputs, rolledBack: true, backupId: bk.backup_id, orgsReconciled: done, durationMs, v1DefinitionMd5: restored.md5,
       reconcileVerified: true, pricesRestored: restored.prices, functionRestored: safe ? "safe" : "v1", v1Weaknesses: weaknesses,
     };
-  } finally {
-    await c.end().catch(() => undefined);
-  }
+  });
 }
 
-export const rollbackProvider: pulumi.dynamic.ResourceProvider = {
-  async diff(_id: string, olds: any, news: any) {
+/** md5 of consume_credits_rpc(uuid,text)'s definition as the server prints it. */
+async function v1Md5(c: Db): Promise<string> {
+  return (await c.query<{ m: string }>(`SELECT md5(pg_get_functiondef('public.consume_credits_rpc(uuid,text)'::regprocedure)) AS m`)).rows[0].m;
+}
+
+export const rollbackProvider: Provider<RollbackInputs, RollbackOutputs> = {
+  async diff(_id, olds, news) {
     // Done once; only a rotated connection string (or new TLS settings) is recorded (in place), so later reads use it.
-    return { changes: connectionChanged(olds, news) };
+    // Nothing else is compared: not guardian:ddl (lockTimeoutMs, retries), which a stack recorded before it had
+    // retries lacks.
+    return diffOf(connectionChanged(olds, news) ? ["databaseUrl"] : []);
   },
-  async update(_id: string, olds: any, news: any) {
+  async update(_id, olds, news) {
     return { outs: recordConnection(olds, news) };
   },
-  async create(inputs: any) {
+  async create(inputs) {
     const outs = await rollback(inputs);
     return { id: `rollback:${outs.backupId || "none"}:${Date.now()}`, outs };
   },
-  async read(id: string, props: any) {
+  async read(id, props) {
     return { id, props };
   },
   async delete() {},

@@ -17,118 +17,135 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { isolationMatrix } from "../lib/isolation";
-import { connectClient, connectionChanged } from "../lib/pgConnection";
-import { ConnectionInputs, connectionProps } from "./connectionInputs";
+import {
+  connectionChanged, connectionProps, diffOf, errorMessage, journal, Provider, rolledBack, ResourceArgs, transaction, withConnection,
+} from "./kernel";
+import type { Connection } from "./kernel";
+import type { CreditModel } from "../lib/config";
 
-export interface VerificationArgs extends ConnectionInputs {
-  model: pulumi.Input<"unified" | "multi">;
-  sql: pulumi.Input<string>;
-  sqlSha256: pulumi.Input<string>;
+export interface VerificationInputs extends Connection {
+  /** The credit model verified (a CreditModel where the program declares it: VerificationArgs); it names the
+   *  resource, the journal entry and the messages. */
+  model: string;
+  sql: string;
+  sqlSha256: string;
   /** sql/verification/trial_calls.sql: the installed functions called for real, rolled back. */
-  trialCallsSql: pulumi.Input<string>;
+  trialCallsSql: string;
   /** The column of public.profiles holding super_admin (the database's shape). */
-  profileRoleColumn: pulumi.Input<string>;
+  profileRoleColumn: string;
   /** The guarded tables and their organization column (null: shared by every tenant). */
-  isolationTables: pulumi.Input<{ table: string; orgColumn: string | null }[]>;
+  isolationTables: { table: string; orgColumn: string | null }[];
   /** Fingerprints of what this verifies (functions, backfill run, policies...): a change re-runs verification. */
-  upstream: pulumi.Input<Record<string, pulumi.Input<string | number | boolean | undefined>>>;
+  upstream: Record<string, string | number | boolean | undefined>;
 }
 
-async function verify(inputs: any): Promise<any> {
-  const c = await connectClient(inputs.databaseUrl, inputs.tls, { application_name: "guardian-credits:verification" });
-  try {
-    await c.query("BEGIN ISOLATION LEVEL REPEATABLE READ");
-    await c.query(inputs.sql);
-    const r = (await c.query("SELECT pg_temp.guardian_verify() AS v")).rows[0].v;
-    await c.query("COMMIT");
+export interface VerificationOutputs extends VerificationInputs {
+  facts: Record<string, unknown>;
+  violations: string[];
+  /** "ok", or what a refresh found failing now ("failed: ..."). */
+  liveCheck: string;
+  verifiedAt: string;
+}
+
+export type VerificationArgs = Omit<ResourceArgs<VerificationInputs>, "model" | "upstream"> & {
+  model: pulumi.Input<CreditModel>;
+  upstream: pulumi.Input<Record<string, pulumi.Input<string | number | boolean | undefined>>>;
+};
+
+const APP = "verification";
+
+/** What sql/verification/<model>.sql's pg_temp.guardian_verify() answers. */
+interface Verdict {
+  violations?: string[];
+  facts?: Record<string, unknown>;
+}
+
+interface SecurityDefiner {
+  fn: string;
+  schema: string;
+  name: string;
+  nargs: number;
+  search_path: string | null;
+}
+
+async function verify(inputs: VerificationInputs): Promise<VerificationOutputs> {
+  return withConnection(inputs, APP, async (c) => {
+    const r = await transaction(c, { isolation: "REPEATABLE READ" }, async () => {
+      await c.query(inputs.sql);
+      return (await c.query<{ v: Verdict }>("SELECT pg_temp.guardian_verify() AS v")).rows[0].v;
+    });
     const violations: string[] = r.violations ?? [];
-    const facts: Record<string, any> = r.facts ?? {};
+    const facts: Record<string, unknown> = r.facts ?? {};
 
     // The installed functions, called as the application and a member call them (rolled back).
-    await c.query("BEGIN");
-    try {
-      await c.query(inputs.trialCallsSql);
-      facts.trialCalls = "every call answered";
-    } catch (e: any) {
-      facts.trialCalls = `failed: ${e.message}`;
-      violations.push(`consume_credits_rpc: ${e.message}`);
-    } finally {
-      await c.query("ROLLBACK").catch(() => undefined);
-    }
+    await rolledBack(c, async () => {
+      try {
+        await c.query(inputs.trialCallsSql);
+        facts.trialCalls = "every call answered";
+      } catch (e) {
+        facts.trialCalls = `failed: ${errorMessage(e)}`;
+        violations.push(`consume_credits_rpc: ${errorMessage(e)}`);
+      }
+    });
 
     // Every SECURITY DEFINER function in the guarded schemas pins a search_path ending with pg_temp (an empty path
     // still searches the caller's temporary schema first). The program's own: a violation; others: listed, warned.
-    const defs = (await c.query(
+    const defs = (await c.query<SecurityDefiner>(
       `SELECT p.oid::regprocedure::text AS fn, n.nspname AS schema, p.proname AS name, p.pronargs AS nargs,
               (SELECT substr(x, length('search_path=') + 1) FROM unnest(p.proconfig) x WHERE x LIKE 'search_path=%') AS search_path
          FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
         WHERE p.prosecdef AND n.nspname IN ('public', 'guardian', 'guardian_rls') ORDER BY 1`)).rows;
     const pinned = (sp: string | null) => sp !== null && /(^|,)\s*"?pg_temp"?\s*$/.test(sp);
-    const ours = (d: any) => d.schema !== "public" || d.name === "consume_credits_batch" || (d.name === "consume_credits_rpc" && d.nargs === 4);
-    const unpinned = defs.filter((d: any) => !pinned(d.search_path));
+    const ours = (d: SecurityDefiner) => d.schema !== "public" || d.name === "consume_credits_batch" || (d.name === "consume_credits_rpc" && d.nargs === 4);
+    const unpinned = defs.filter((d) => !pinned(d.search_path));
     for (const d of unpinned.filter(ours)) violations.push(`security definer: ${d.fn} has search_path ${d.search_path === null ? "unset" : `"${d.search_path}"`}, not ending with pg_temp`);
     facts.securityDefinerFunctions = defs.length;
-    facts.securityDefinerWarnings = unpinned.filter((d: any) => !ours(d)).map((d: any) =>
+    const warnings = unpinned.filter((d) => !ours(d)).map((d) =>
       `${d.fn} (not the program's) is SECURITY DEFINER with search_path ${d.search_path === null ? "unset" : `"${d.search_path}"`}: a caller's temporary objects can shadow what it reads`);
-    for (const w of facts.securityDefinerWarnings) console.log(`verification (${inputs.model}): warning: ${w}`);
+    facts.securityDefinerWarnings = warnings;
+    for (const w of warnings) console.log(`verification (${inputs.model}): warning: ${w}`);
 
     // Tenant isolation, as real users (and anon), on every guarded table.
     const iso = await isolationMatrix(c, inputs.profileRoleColumn, inputs.isolationTables);
     facts.isolation = iso.matrix;
     violations.push(...iso.violations);
-    await c.query(
-      `DO $j$ BEGIN IF to_regclass('guardian.migration_journal') IS NOT NULL THEN
-         INSERT INTO guardian.migration_journal (step, object_name, details)
-         VALUES ('verification', '${inputs.model}', jsonb_build_object('violations', ${Number(violations.length)}));
-       END IF; END $j$`,
-    );
+    await journal(c, { step: "verification", objectName: inputs.model, details: { violations: Number(violations.length) } }, { optional: true });
     for (const [k, v] of Object.entries(facts)) console.log(`verification (${inputs.model}): ${k} = ${JSON.stringify(v)}`);
     if (violations.length) {
       throw new Error(`verification of the ${inputs.model} model FAILED (${violations.length} invariant(s) violated):\n  - ${violations.join("\n  - ")}`);
     }
     return { ...inputs, facts, violations, liveCheck: "ok", verifiedAt: new Date().toISOString() };
-  } catch (e) {
-    await c.query("ROLLBACK").catch(() => undefined);
-    throw e;
-  } finally {
-    await c.end().catch(() => undefined);
-  }
+  });
 }
 
-export const verificationProvider: pulumi.dynamic.ResourceProvider = {
-  async diff(_id: string, olds: any, news: any) {
+export const verificationProvider: Provider<VerificationInputs, VerificationOutputs> = {
+  async diff(_id, olds, news) {
     const changed: string[] = [];
     if (olds.model !== news.model) changed.push("model");
     if (olds.sqlSha256 !== news.sqlSha256 || olds.trialCallsSql !== news.trialCallsSql) changed.push("sql");
     if (JSON.stringify(olds.upstream ?? {}) !== JSON.stringify(news.upstream ?? {})) changed.push("upstream");
     if (connectionChanged(olds, news)) changed.push("databaseUrl"); // re-verified with the new credential (or TLS settings)
     if (olds.liveCheck && olds.liveCheck !== "ok") changed.push("liveCheck"); // a refresh found calls or isolation failing
-    return { changes: changed.length > 0, replaces: [], detailedDiff: Object.fromEntries(changed.map((k) => [k, { kind: "update", inputDiff: true }])) as any };
+    return diffOf(changed);
   },
-  async create(inputs: any) {
+  async create(inputs) {
     return { id: `verification:${inputs.model}`, outs: await verify(inputs) };
   },
-  async update(_id: string, _olds: any, news: any) {
+  async update(_id, _olds, news) {
     return { outs: await verify(news) };
   },
-  async read(id: string, props: any) {
-    if (!props?.trialCallsSql) return { id, props };
-    let c: any;
+  async read(id, props) {
+    const trialCallsSql = props?.trialCallsSql;
+    if (!trialCallsSql) return { id, props };
     let liveCheck = "ok";
     try {
-      c = await connectClient(props.databaseUrl, props.tls, { application_name: "guardian-credits:verification" });
-      await c.query("BEGIN");
-      try {
-        await c.query(props.trialCallsSql);
-      } finally {
-        await c.query("ROLLBACK").catch(() => undefined);
-      }
-      const iso = await isolationMatrix(c, props.profileRoleColumn, props.isolationTables ?? []);
-      if (iso.violations.length) liveCheck = `failed: ${iso.violations.join("; ")}`;
-    } catch (e: any) {
-      liveCheck = `failed: ${e.message}`;
-    } finally {
-      await c?.end().catch(() => undefined);
+      await withConnection(props, APP, async (c) => {
+        await rolledBack(c, () => c.query(trialCallsSql));
+        const iso = await isolationMatrix(c, props.profileRoleColumn ?? "", props.isolationTables ?? []);
+        if (iso.violations.length) liveCheck = `failed: ${iso.violations.join("; ")}`;
+      });
+    } catch (e) {
+      liveCheck = `failed: ${errorMessage(e)}`;
     }
     return { id, props: { ...props, liveCheck } };
   },
@@ -137,7 +154,7 @@ export const verificationProvider: pulumi.dynamic.ResourceProvider = {
 
 /** Type token: pulumi-nodejs:dynamic/guardian:Verification. */
 export class VerificationRun extends pulumi.dynamic.Resource {
-  declare readonly facts: pulumi.Output<Record<string, any>>;
+  declare readonly facts: pulumi.Output<Record<string, unknown>>;
   declare readonly violations: pulumi.Output<string[]>;
   declare readonly verifiedAt: pulumi.Output<string>;
 

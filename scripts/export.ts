@@ -19,6 +19,7 @@ import { redactUrl, withClient } from "../lib/db";
 import { PROJECT_ROOT } from "../lib/pgserver";
 import { DatabaseShape, discoverShape, SEED_SHAPE } from "../lib/shape";
 import { migrationVersion, supabaseMigration, writeSupabaseMigration } from "../lib/supabaseMigration";
+import { GuardianRefusal } from "../lib/errors";
 
 /** A directory to write into: an existing one, or one to create (not a file). */
 function directory(): (raw: string) => string {
@@ -58,7 +59,7 @@ export const COMMAND = command({
   ],
 });
 
-class ExportRefusal extends Error {}
+class ExportRefusal extends GuardianRefusal {}
 
 /** guardian: keys of a stack settings file, secrets left out (their values are ciphertext, and the SQL needs none). */
 export function configFromSettings(file: string): Record<string, unknown> {

@@ -26,6 +26,7 @@ import { connectionSecrets, redactSecrets, redactUrl, withClient } from "../lib/
 import { databaseFigures, type DatabaseFigures } from "../lib/report/figures";
 import { compact, renderSvg, ruleOrder } from "../lib/report/svg";
 import { guardianKeys, openStack, readStackConfig } from "../lib/workspace";
+import { exitCodeOf, GuardianRefusal } from "../lib/errors";
 
 export interface ReportOptions {
   /** A stack name (opened on workDir with the CLI of scripts/setup-pulumi.sh) or an open Automation API stack. */
@@ -73,12 +74,7 @@ export interface Report {
   figures: ReportFigures;
 }
 
-export class ReportError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "ReportError";
-  }
-}
+export class ReportError extends GuardianRefusal {}
 
 function summarise(u: UpdateSummary & { version: number }): NonNullable<ReportFigures["lastUpdate"]> {
   return {
@@ -462,7 +458,7 @@ if (require.main === module) {
     (code) => process.exit(code),
     (e) => {
       console.error(e instanceof ReportError ? e.message : `report failed: ${e?.stack ?? e}`);
-      process.exit(e instanceof ReportError ? 2 : 1);
+      process.exit(exitCodeOf(e));
     },
   );
 }

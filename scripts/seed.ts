@@ -29,6 +29,7 @@ import type { Client } from "pg";
 import { BaselineResult, ensureBaseline } from "../lib/baseline";
 import { command, integer, jsonFlag, option, parseCommand, postgresUrl, printJson, runCommandLine, usageLine, UsageError } from "../lib/cli";
 import { connect, redactSecrets, redactUrl } from "../lib/db";
+import { GuardianRefusal } from "../lib/errors";
 
 // ---------------------------------------------------------------------------------------------------------------
 // Deterministic randomness
@@ -477,12 +478,7 @@ export interface SeedResult {
 }
 
 /** Raised when the database cannot be reached; its message names the server with the password redacted. */
-export class SeedConnectError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "SeedConnectError";
-  }
-}
+export class SeedConnectError extends GuardianRefusal {}
 
 export const MAX_ORGS = 10_000_000;
 const fmt = (n: number) => Math.round(n).toLocaleString("en-US");

@@ -177,6 +177,39 @@ describe("consume_credits_rpc v2: the two models", () => {
     await rpc(org, "ai_chat");
     expect((await logs(org))[0]).toMatchObject({ allocation_epoch: 3, credit_model: "multi" });
   });
+
+  it("answers a multi success with json_build_object's text, character for character (v2 writes that text out)", async () => {
+    // An action type that JSON must escape (quote, backslash, tab, non-ASCII), beside ordinary and free actions; in a
+    // transaction rolled back at the end, so the catalogue the other tests read is unchanged.
+    const odd = 'ai "quoted" \\ back\tslash é ✓';
+    const org = await makeOrg(db, { model: "multi", pools: { ai: 2_000_000_000, whatsapp: 5, email: 700, sms: 1000 } });
+    const c = await db.client();
+    try {
+      await c.query("BEGIN");
+      await c.query(
+        `INSERT INTO public.credit_actions (action_type, credits_cost, description, ai_credits_required, email_credits_required)
+         VALUES ($1, 3, 'escaping test', 2, 1)`,
+        [odd],
+      );
+      for (const [action, quantity] of [["ai_chat", 1], ["ai_campaign", 3], [odd, 7], ["create_crm_event", 2], ["form_generation", 100000]] as const) {
+        const { rows: [{ got }] } = await c.query(`SELECT public.consume_credits_rpc($1::uuid, $2::text, $3::integer)::text AS got`, [org, action, quantity]);
+        const r = JSON.parse(got);
+        expect(r, action).toMatchObject({ success: true, action_type: action, quantity, credit_model: "multi" });
+        const { rows: [{ built }] } = await c.query(
+          `SELECT json_build_object('success', true, 'action_type', $1::text, 'quantity', $2::integer, 'credit_model', 'multi',
+                    'consumed', json_build_object('ai', $3::bigint, 'whatsapp', $4::bigint, 'email', $5::bigint, 'sms', $6::bigint),
+                    'remaining', json_build_object('ai', $7::integer, 'whatsapp', $8::integer, 'email', $9::integer, 'sms', $10::integer),
+                    'credits_consumed', $11::bigint, 'remaining_credits', $12::bigint)::text AS built`,
+          [r.action_type, r.quantity, r.consumed.ai, r.consumed.whatsapp, r.consumed.email, r.consumed.sms,
+            r.remaining.ai, r.remaining.whatsapp, r.remaining.email, r.remaining.sms, r.credits_consumed, r.remaining_credits],
+        );
+        expect(got, action).toBe(built);
+      }
+    } finally {
+      await c.query("ROLLBACK").catch(() => undefined);
+      await c.end();
+    }
+  });
 });
 
 describe("consume_credits_rpc v2: trials", () => {

@@ -149,9 +149,20 @@ describe("on the CRM's real schema: preview, up, calls, rollback, forward again"
   });
 
   describe("rollback (creditModel unified)", () => {
+    let switchPreview: string;
     beforeAll(async () => {
       await t.setConfig({ creditModel: "unified" });
+      switchPreview = (await t.stack.preview({ onEvent: collect(t), diff: true })).stdout;
       rolledBack = await t.stack.up({ onEvent: collect(t) });
+    });
+
+    it("previews the switch as one change with its steps, besides the resources that carry them out", () => {
+      expect(switchPreview).toMatch(/~ pulumi-nodejs:dynamic\/guardian:ModelSwitch: \(update\)/);
+      expect(switchPreview).toMatch(/~ model\s*: "multi" => "unified"/);
+      expect(switchPreview).toContain("rollback 3: reconcile verified exactly");
+      expect(switchPreview).toMatch(/\+ pulumi-nodejs:dynamic\/guardian:Rollback: \(create\)/);
+      expect(switchPreview).toMatch(/- pulumi-nodejs:dynamic\/guardian:SqlObject: \(delete\)/);
+      expect(rolledBack.outputs.modelSwitchSteps.value[1]).toBe("rollback 1: the allocation trigger dropped (rollback-run)");
     });
 
     it("restores v1 byte for byte, with its COMMENT, and its grants except anon and PUBLIC", async () => {

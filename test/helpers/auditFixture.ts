@@ -6,7 +6,7 @@
  * component applies it (the log index outside a transaction).
  */
 import { CREDIT_SCHEMA_OBJECTS } from "../../components/creditSchema";
-import type { GuardianConfig } from "../../lib/config";
+import type { CreditModel, GuardianConfig } from "../../lib/config";
 import { POOLS } from "../../lib/config";
 import { explainSqlError, loadSql } from "../../lib/sql";
 import { freshDb, type TestDb } from "./db";
@@ -90,7 +90,7 @@ export async function writeCatalogue(db: TestDb, config: Pick<GuardianConfig, "p
 /** An organization with a credit row; returns its id. */
 export async function makeOrg(
   db: TestDb,
-  opts: { plan?: string; creditModel?: "unified" | "multi"; epoch?: number } = {},
+  opts: { plan?: string; creditModel?: CreditModel; epoch?: number } = {},
 ): Promise<string> {
   const [o] = await db.query<{ id: string }>(
     `INSERT INTO public.organizations (name, slug) VALUES ('Org', 'org-' || gen_random_uuid()) RETURNING id`,
@@ -114,7 +114,7 @@ export interface LogRow {
   sms?: number;
   userId?: string | null;
   idempotencyKey?: string | null;
-  creditModel?: "unified" | "multi" | null;
+  creditModel?: CreditModel | null;
   epoch?: number | null;
   /** Age of the row, e.g. "800 days"; default: now. */
   age?: string;

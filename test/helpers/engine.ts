@@ -6,7 +6,7 @@
 import * as crypto from "crypto";
 import type { Client } from "pg";
 import { actionCatalogueSql, planCatalogueSql } from "../../lib/catalogueSql";
-import { GuardianConfig, parseConfig, PoolAmounts } from "../../lib/config";
+import { CreditModel, GuardianConfig, parseConfig, PoolAmounts } from "../../lib/config";
 import { inTransaction } from "../../lib/db";
 import { explainSqlError, loadSql } from "../../lib/sql";
 import { CREDIT_FUNCTIONS } from "../../components/creditFunctions";
@@ -45,7 +45,7 @@ export async function installCreditEngine(db: TestDb, config: Record<string, unk
 }
 
 export interface OrgSpec {
-  model?: "unified" | "multi";
+  model?: CreditModel;
   plan?: string;
   totalCredits?: number;
   creditsRemaining?: number;

@@ -80,12 +80,16 @@ describe("CreditFunctions", () => {
     const { CreditFunctions } = await import("../../components/creditFunctions");
     const c = new CreditFunctions("fn", { ctx: ctx() });
     expect(await out(c.functionSignatures)).toEqual([
-      "guardian.may_consume_for(uuid)", "public.consume_credits_rpc(uuid,text,integer,text)", "public.consume_credits_batch(uuid,jsonb)",
+      "guardian.may_consume_for(uuid)", "guardian.consume_debit(uuid,json,bigint,bigint,bigint,bigint,bigint,text,text,integer)",
+      "public.consume_credits_rpc(uuid,text,integer,text)", "public.consume_credits_batch(uuid,jsonb)",
     ]);
     await out(c.appliedFingerprints);
     const kids = children("fn");
     expect(kids.map((k) => [k.name, k.inputs.kind, k.inputs.objectName, k.inputs.dropSql, k.inputs.meta])).toEqual([
       ["fn-may-consume-for", "function", "guardian.may_consume_for(uuid)", "DROP FUNCTION IF EXISTS guardian.may_consume_for(uuid)",
+        { securityDefiner: false, searchPath: "pg_catalog, pg_temp", executeRoles: [] }],
+      ["fn-consume-debit", "function", "guardian.consume_debit(uuid,json,bigint,bigint,bigint,bigint,bigint,text,text,integer)",
+        "DROP FUNCTION IF EXISTS guardian.consume_debit(uuid,json,bigint,bigint,bigint,bigint,bigint,text,text,integer)",
         { securityDefiner: false, searchPath: "pg_catalog, pg_temp", executeRoles: [] }],
       ["fn-consume-credits-rpc", "function", "public.consume_credits_rpc(uuid,text,integer,text)",
         "DROP FUNCTION IF EXISTS public.consume_credits_rpc(uuid,text,integer,text)",
@@ -94,6 +98,6 @@ describe("CreditFunctions", () => {
         "DROP FUNCTION IF EXISTS public.consume_credits_batch(uuid,jsonb)",
         { securityDefiner: true, searchPath: "pg_catalog, pg_temp", executeRoles: ["authenticated", "service_role"] }],
     ]);
-    expect(kids[1].inputs.probeSql).toContain("to_regprocedure('public.consume_credits_rpc(uuid,text,integer,text)')");
+    expect(kids[2].inputs.probeSql).toContain("to_regprocedure('public.consume_credits_rpc(uuid,text,integer,text)')");
   });
 });

@@ -13,6 +13,7 @@ describe("the credit functions' facts, read from their files", () => {
     const facts = Object.fromEntries(CREDIT_FUNCTIONS.map((f) => [f.signature, functionSpecMeta(f)]));
     expect(facts).toEqual({
       "guardian.may_consume_for(uuid)": { securityDefiner: false, searchPath: "pg_catalog, pg_temp", executeRoles: [] },
+      "guardian.consume_debit(uuid,json,bigint,bigint,bigint,bigint,bigint,text,text,integer)": { securityDefiner: false, searchPath: "pg_catalog, pg_temp", executeRoles: [] },
       "public.consume_credits_rpc(uuid,text,integer,text)": { securityDefiner: true, searchPath: "pg_catalog, pg_temp", executeRoles: ["authenticated", "service_role"] },
       "public.consume_credits_batch(uuid,jsonb)": { securityDefiner: true, searchPath: "pg_catalog, pg_temp", executeRoles: ["authenticated", "service_role"] },
     });

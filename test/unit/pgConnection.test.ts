@@ -91,11 +91,16 @@ describe("TLS rule (lib/pgConnection.ts)", () => {
     expect(recordConnection(olds, { databaseUrl: URL, tls: { mode: "require" } })).toEqual({ ...olds, tls: { mode: "require" } });
   });
 
-  it("every dynamic provider connects through lib/pgConnection.ts, never with a pg Client of its own", () => {
+  it("every dynamic provider connects through lib/pgConnection.ts (by the provider kernel), never with a pg Client of its own", () => {
     const dir = path.resolve(__dirname, "..", "..", "providers");
     const files = fs.readdirSync(dir).filter((f) => f.endsWith(".ts"));
     const connecting = files.filter((f) => /connectClient\(/.test(fs.readFileSync(path.join(dir, f), "utf8")));
-    expect(connecting.sort()).toEqual(["backfill.ts", "backup.ts", "restoreCheck.ts", "rollback.ts", "sqlObject.ts", "verification.ts"]);
+    expect(connecting.sort()).toEqual(["kernel.ts"]);
+    for (const f of ["backfill.ts", "backup.ts", "restoreCheck.ts", "rollback.ts", "sqlObject.ts", "verification.ts"]) {
+      const src = fs.readFileSync(path.join(dir, f), "utf8");
+      expect(src, f).toMatch(/\b(connect|withConnection)\(/);
+      expect(src, f).toMatch(/from "\.\/kernel"/);
+    }
     for (const f of files) {
       const src = fs.readFileSync(path.join(dir, f), "utf8");
       expect(src, f).not.toMatch(/new Client\(|require\("pg"\)/);

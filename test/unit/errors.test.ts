@@ -1,0 +1,37 @@
+/** Refusals are classes with exit codes, recognised with instanceof (lib/errors.ts), never by name. */
+import { describe, expect, it } from "vitest";
+import { GuardianConfigError, parseConfig } from "../../lib/config";
+import { exitCodeOf, GuardianRefusal } from "../../lib/errors";
+import { NoGoError } from "../../lib/preflight";
+import { RollbackRefusal } from "../../lib/stackHistory";
+import { ReportError } from "../../scripts/report";
+
+describe("refusals", () => {
+  it("every refusal is a GuardianRefusal with exit code 2 and its class's name; anything else exits 1", () => {
+    const refusals = [
+      new GuardianConfigError(["guardian:x: bad"]),
+      new NoGoError({ go: false, failures: [{ gate: "connection", message: "down" }], passed: [], skipped: [], notes: [] }),
+      new RollbackRefusal("rollback refused: no"),
+      new ReportError("report: no"),
+    ];
+    for (const r of refusals) {
+      expect(r).toBeInstanceOf(GuardianRefusal);
+      expect(r).toBeInstanceOf(Error);
+      expect(exitCodeOf(r)).toBe(2);
+      expect(r.name).toBe(r.constructor.name);
+    }
+    expect(exitCodeOf(new Error("a bug"))).toBe(1);
+    expect(exitCodeOf("a string")).toBe(1);
+  });
+
+  it("a bad config throws a refusal listing every key", () => {
+    let e: unknown;
+    try {
+      parseConfig({ databaseUrl: "postgres://u@h/db", creditModel: "both", backfill: { batchSize: 0 } });
+    } catch (x) {
+      e = x;
+    }
+    expect(e).toBeInstanceOf(GuardianRefusal);
+    expect((e as GuardianConfigError).problems.map((p) => p.split(":")[1])).toEqual(["creditModel", "backfill.batchSize"]);
+  });
+});
