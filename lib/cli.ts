@@ -27,7 +27,11 @@ import { isPostgresUrl } from "./config";
 import { GuardianRefusal } from "./errors";
 
 /** A usage error: the message names the flag. The CLI prints `<command>: <message> (usage: ...)` and exits 2. */
-export class UsageError extends GuardianRefusal {}
+export class UsageError extends GuardianRefusal {
+  constructor(message: string) {
+    super(message, "UsageError");
+  }
+}
 
 /** Thrown by a validator: what was expected ("expected a positive integer"); the parser adds the flag and the value. */
 export class ValueError extends Error {

@@ -213,7 +213,7 @@ export type GuardianConfig = z.infer<typeof configSchema>;
 
 export class GuardianConfigError extends GuardianRefusal {
   constructor(public readonly problems: string[]) {
-    super(`invalid guardian configuration:\n  ${problems.join("\n  ")}`);
+    super(`invalid guardian configuration:\n  ${problems.join("\n  ")}`, "GuardianConfigError");
   }
 }
 

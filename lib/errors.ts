@@ -7,11 +7,19 @@
  */
 export abstract class GuardianRefusal extends Error {
   /** The process exit code a command ends with for this refusal. */
-  readonly exitCode: number = 2;
+  readonly exitCode: number;
 
-  constructor(message: string) {
+  /**
+   * Every field is assigned in this body, from the subclass's arguments: a dynamic provider's code is serialized by
+   * Pulumi, which keeps constructor bodies but drops class field initializers, and whose `Error.call(this, message)`
+   * sets no message on `this` (test/unit/errors.test.ts). Neither `new.target` nor `constructor.name` is the class's
+   * own name there.
+   */
+  constructor(message: string, name: string, exitCode = 2) {
     super(message);
-    this.name = new.target.name;
+    this.message = message;
+    this.name = name;
+    this.exitCode = exitCode;
   }
 }
 

@@ -59,7 +59,7 @@ export interface ResolvedTls {
 /** A TLS setting that contradicts another, or cannot be honoured: raised before any connection is attempted. */
 export class TlsConfigError extends GuardianRefusal {
   constructor(message: string) {
-    super(message);
+    super(message, "TlsConfigError");
   }
 }
 

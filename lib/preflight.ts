@@ -88,7 +88,7 @@ export interface PreflightOptions {
 /** The go/no-go refused: the message lists every failed gate, one line each. */
 export class NoGoError extends GuardianRefusal {
   constructor(public readonly report: PreflightReport) {
-    super(formatNoGo(report.failures));
+    super(formatNoGo(report.failures), "NoGoError");
   }
 }
 

@@ -72,7 +72,7 @@ export interface RestoreResult {
 
 export class RestoreError extends GuardianRefusal {
   constructor(message: string, public readonly problems: string[] = []) {
-    super(problems.length ? `${message}:\n  - ${problems.join("\n  - ")}` : message);
+    super(problems.length ? `${message}:\n  - ${problems.join("\n  - ")}` : message, "RestoreError");
   }
 }
 

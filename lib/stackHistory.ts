@@ -35,7 +35,11 @@ import type { ConfigMap, ConfigValue, LocalWorkspace, Stack, UpdateSummary } fro
 import { GuardianRefusal } from "./errors";
 
 /** A refusal: the command stops before writing anything, with this one message (exit code 2). */
-export class RollbackRefusal extends GuardianRefusal {}
+export class RollbackRefusal extends GuardianRefusal {
+  constructor(message: string) {
+    super(message, "RollbackRefusal");
+  }
+}
 
 export interface HistoryEntry {
   /** Version number: recorded by the backend, else the position from the oldest update (1-based). */

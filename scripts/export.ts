@@ -59,7 +59,11 @@ export const COMMAND = command({
   ],
 });
 
-class ExportRefusal extends GuardianRefusal {}
+class ExportRefusal extends GuardianRefusal {
+  constructor(message: string) {
+    super(message, "ExportRefusal");
+  }
+}
 
 /** guardian: keys of a stack settings file, secrets left out (their values are ciphertext, and the SQL needs none). */
 export function configFromSettings(file: string): Record<string, unknown> {

@@ -74,7 +74,11 @@ export interface Report {
   figures: ReportFigures;
 }
 
-export class ReportError extends GuardianRefusal {}
+export class ReportError extends GuardianRefusal {
+  constructor(message: string) {
+    super(message, "ReportError");
+  }
+}
 
 function summarise(u: UpdateSummary & { version: number }): NonNullable<ReportFigures["lastUpdate"]> {
   return {

@@ -478,7 +478,11 @@ export interface SeedResult {
 }
 
 /** Raised when the database cannot be reached; its message names the server with the password redacted. */
-export class SeedConnectError extends GuardianRefusal {}
+export class SeedConnectError extends GuardianRefusal {
+  constructor(message: string) {
+    super(message, "SeedConnectError");
+  }
+}
 
 export const MAX_ORGS = 10_000_000;
 const fmt = (n: number) => Math.round(n).toLocaleString("en-US");

@@ -35,3 +35,19 @@ describe("refusals", () => {
     expect((e as GuardianConfigError).problems.map((p) => p.split(":")[1])).toEqual(["creditModel", "backfill.batchSize"]);
   });
 });
+
+describe("refusals inside a dynamic provider", () => {
+  it("keep their class's name and exit code after Pulumi serializes the code that throws them", async () => {
+    const pulumi = await import("@pulumi/pulumi");
+    const { TlsConfigError } = await import("../../lib/pgConnection");
+    const { RestoreError } = await import("../../lib/restoreExport");
+    const throwBoth = () => [new TlsConfigError("guardian:tls.mode: bad"), new RestoreError("restore refused", ["x"])];
+    const s = await pulumi.runtime.serializeFunction(() => throwBoth, { allowSecrets: false });
+    const mod: { exports: any } = { exports: {} };
+    new Function("module", "exports", "require", s.text)(mod, mod.exports, require);
+    const [tls, restore] = mod.exports[s.exportName]()();
+    expect([tls.name, restore.name]).toEqual(["TlsConfigError", "RestoreError"]);
+    expect([tls.exitCode, restore.exitCode]).toEqual([2, 2]);
+    expect(tls.message).toBe("guardian:tls.mode: bad");
+  });
+});
