@@ -17,10 +17,10 @@
  */
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
-import { foreignConfigKeyProblems, GuardianConfig, GuardianConfigError, parseConfig, tlsSettings } from "./lib/config";
+import { foreignConfigKeyProblems, type GuardianConfig, GuardianConfigError, parseConfig, tlsSettings } from "./lib/config";
 import { withClient } from "./lib/db";
 import { GuardianRefusal } from "./lib/errors";
-import { resolveTls, TlsConfigError, TlsSettings } from "./lib/pgConnection";
+import { resolveTls, TlsConfigError, type TlsSettings } from "./lib/pgConnection";
 import { describeShape } from "./lib/shape";
 import { backfillPlan, describePlan } from "./lib/facts";
 import { preflight } from "./lib/preflight";
@@ -35,7 +35,7 @@ import { CreditSchema } from "./components/creditSchema";
 import { Margins } from "./components/margins";
 import { ModelSwitch } from "./components/modelSwitch";
 import { Rollback } from "./components/rollback";
-import { GuardianContext } from "./components/sqlFile";
+import type { GuardianContext } from "./components/sqlFile";
 import { TenantPolicies } from "./components/tenantPolicies";
 import { Verification } from "./components/verification";
 

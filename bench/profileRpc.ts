@@ -36,7 +36,10 @@ function pgBinDir(): string {
   if (process.env.GUARDIAN_PG_BINDIR) return process.env.GUARDIAN_PG_BINDIR;
   const debian = "/usr/lib/postgresql";
   const versions = fs.existsSync(debian)
-    ? fs.readdirSync(debian).filter((v) => fs.existsSync(path.join(debian, v, "bin", "initdb"))).sort((a, b) => Number(b) - Number(a))
+    ? fs
+        .readdirSync(debian)
+        .filter((v) => fs.existsSync(path.join(debian, v, "bin", "initdb")))
+        .sort((a, b) => Number(b) - Number(a))
     : [];
   if (!versions.length) throw new Error("no PostgreSQL binaries: install PostgreSQL or set GUARDIAN_PG_BINDIR");
   return path.join(debian, versions[0], "bin");
@@ -71,20 +74,23 @@ async function startServer(): Promise<Server> {
   if (asRoot) execFileSync("chown", ["-R", "postgres", root]);
   const port = await freePort();
   asPostgres(path.join(bin, "initdb"), ["-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8"]);
-  fs.appendFileSync(path.join(data, "postgresql.conf"), [
-    `port = ${port}`,
-    `listen_addresses = '127.0.0.1'`,
-    `unix_socket_directories = '${root}'`,
-    `shared_preload_libraries = 'pg_stat_statements,plpgsql_check'`,
-    `pg_stat_statements.track = all`,
-    `pg_stat_statements.max = 5000`,
-    `track_io_timing = on`,
-    `shared_buffers = '128MB'`,
-    `max_connections = 100`,
-    `fsync = on`,
-    `synchronous_commit = on`,
-    "",
-  ].join("\n"));
+  fs.appendFileSync(
+    path.join(data, "postgresql.conf"),
+    [
+      `port = ${port}`,
+      `listen_addresses = '127.0.0.1'`,
+      `unix_socket_directories = '${root}'`,
+      `shared_preload_libraries = 'pg_stat_statements,plpgsql_check'`,
+      `pg_stat_statements.track = all`,
+      `pg_stat_statements.max = 5000`,
+      `track_io_timing = on`,
+      `shared_buffers = '128MB'`,
+      `max_connections = 100`,
+      `fsync = on`,
+      `synchronous_commit = on`,
+      "",
+    ].join("\n"),
+  );
   const logFile = path.join(root, "server.log");
   asPostgres(path.join(bin, "pg_ctl"), ["-D", data, "-l", logFile, "-w", "-t", "60", "start"]);
   log(`profile: throwaway PostgreSQL on port ${port} (${data})`);
@@ -154,9 +160,11 @@ async function pgbench(url: string, script: string, clients: number, seconds: nu
   try {
     const f = path.join(dir, "s.sql");
     fs.writeFileSync(f, script);
-    const { stdout } = await runAsync(fs.existsSync("/usr/bin/pgbench") ? "/usr/bin/pgbench" : "pgbench",
+    const { stdout } = await runAsync(
+      fs.existsSync("/usr/bin/pgbench") ? "/usr/bin/pgbench" : "pgbench",
       ["-n", "-M", "prepared", "-T", String(seconds), "-c", String(clients), "-j", String(Math.min(clients, 2)), "-f", f, url],
-      { env: { ...process.env, PGOPTIONS: "-c role=service_role", ...env }, maxBuffer: 16 * 1024 * 1024 });
+      { env: { ...process.env, PGOPTIONS: "-c role=service_role", ...env }, maxBuffer: 16 * 1024 * 1024 },
+    );
     return {
       tps: Number(/tps = ([\d.]+)/.exec(stdout)?.[1] ?? NaN),
       latencyAvgMs: Number(/latency average = ([\d.]+) ms/.exec(stdout)?.[1] ?? NaN),
@@ -186,13 +194,16 @@ async function statementsProfile(url: string, script: string, clients: number, s
   await q(url, "SELECT pg_stat_statements_reset()");
   await q(url, "VACUUM ANALYZE public.organization_credits");
   const bench = await pgbench(url, script, clients, seconds);
-  const rows = await q(url, `
+  const rows = await q(
+    url,
+    `
     SELECT s.query, s.toplevel, s.calls, s.total_exec_time, s.total_plan_time, s.shared_blks_hit, s.shared_blks_dirtied,
            s.wal_records, s.wal_bytes
       FROM pg_stat_statements s
      WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
        AND s.query !~* '^\\s*(VACUUM|SELECT pg_stat_statements_reset)'
-     ORDER BY s.toplevel DESC, s.total_exec_time DESC`);
+     ORDER BY s.toplevel DESC, s.total_exec_time DESC`,
+  );
   const top = rows.filter((r) => r.toplevel).sort((a, b) => Number(b.calls) - Number(a.calls))[0];
   const n = Number(top?.calls ?? 1);
   const nestedTotal = rows.filter((r) => !r.toplevel).reduce((s, r) => s + Number(r.total_exec_time), 0);
@@ -232,23 +243,43 @@ async function plpgsqlProfile(url: string, script: string, functions: string[], 
   const bench = await pgbench(url, script, clients, seconds, { PGOPTIONS: "-c role=service_role -c plpgsql_check.profiler=on" });
   const out: Record<string, any[]> = {};
   for (const f of functions) {
-    const rows = await q(url, `SELECT lineno, stmt_lineno, exec_stmts, total_time, avg_time, max_time, source
-                                 FROM plpgsql_profiler_function_tb($1::regprocedure) WHERE exec_stmts > 0 ORDER BY lineno`, [f]);
+    const rows = await q(
+      url,
+      `SELECT lineno, stmt_lineno, exec_stmts, total_time, avg_time, max_time, source
+                                 FROM plpgsql_profiler_function_tb($1::regprocedure) WHERE exec_stmts > 0 ORDER BY lineno`,
+      [f],
+    );
     out[f] = rows.map((r) => ({
-      line: r.lineno, exec: Number(r.exec_stmts), totalMs: r3(Number(r.total_time)), avgUs: r3(Number(r.avg_time) * 1000),
-      source: String(r.source ?? "").trim().slice(0, 110),
+      line: r.lineno,
+      exec: Number(r.exec_stmts),
+      totalMs: r3(Number(r.total_time)),
+      avgUs: r3(Number(r.avg_time) * 1000),
+      source: String(r.source ?? "")
+        .trim()
+        .slice(0, 110),
     }));
   }
   return { clients, seconds, pgbench: bench, functions: out };
 }
 
 function mdStatements(title: string, p: Awaited<ReturnType<typeof statementsProfile>>): string[] {
-  const L = [`### ${title}: pg_stat_statements, pgbench ${p.clients} clients, ${p.seconds} s (${Math.round(p.pgbench.tps)} tps, latency avg ${p.pgbench.latencyAvgMs} ms)`, ""];
-  L.push(`Per call: the call executes in ${p.callUs} us inside the server, of which its statements ${p.insideUs} us; ` +
-    `the client waits ${p.outsideCallUs} us more (commit and its WAL flush, round trip, waiting to start).`, "");
-  L.push("| statement | top | us/call | share of inside | plan us | buffers hit | dirtied | WAL records | WAL bytes |", "|---|---|---:|---:|---:|---:|---:|---:|---:|");
+  const L = [
+    `### ${title}: pg_stat_statements, pgbench ${p.clients} clients, ${p.seconds} s (${Math.round(p.pgbench.tps)} tps, latency avg ${p.pgbench.latencyAvgMs} ms)`,
+    "",
+  ];
+  L.push(
+    `Per call: the call executes in ${p.callUs} us inside the server, of which its statements ${p.insideUs} us; ` +
+      `the client waits ${p.outsideCallUs} us more (commit and its WAL flush, round trip, waiting to start).`,
+    "",
+  );
+  L.push(
+    "| statement | top | us/call | share of inside | plan us | buffers hit | dirtied | WAL records | WAL bytes |",
+    "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+  );
   for (const s of p.statements) {
-    L.push(`| \`${s.query.slice(0, 150).replace(/\|/g, "\\|")}${s.query.length > 150 ? "…" : ""}\` | ${s.toplevel ? "yes" : ""} | ${s.perCallUs} | ${s.sharePct ?? ""}${s.sharePct === null ? "" : " %"} | ${s.planPerCallUs} | ${s.sharedHitPerCall} | ${s.dirtiedPerCall} | ${s.walRecordsPerCall} | ${s.walBytesPerCall} |`);
+    L.push(
+      `| \`${s.query.slice(0, 150).replace(/\|/g, "\\|")}${s.query.length > 150 ? "…" : ""}\` | ${s.toplevel ? "yes" : ""} | ${s.perCallUs} | ${s.sharePct ?? ""}${s.sharePct === null ? "" : " %"} | ${s.planPerCallUs} | ${s.sharedHitPerCall} | ${s.dirtiedPerCall} | ${s.walRecordsPerCall} | ${s.walBytesPerCall} |`,
+    );
   }
   L.push("");
   return L;
@@ -290,18 +321,26 @@ async function main() {
     };
 
     log("profile: plpgsql_check profiler");
-    const fns = (await q(v2Url, `SELECT p.oid::regprocedure::text AS f FROM pg_proc p
+    const fns = (
+      await q(
+        v2Url,
+        `SELECT p.oid::regprocedure::text AS f FROM pg_proc p
                                    WHERE (p.pronamespace = 'guardian'::regnamespace AND p.prolang = (SELECT oid FROM pg_language WHERE lanname = 'plpgsql'))
                                       OR p.oid = 'public.consume_credits_rpc(uuid,text,integer,text)'::regprocedure
-                                   ORDER BY p.pronamespace <> 'public'::regnamespace, 1`)).map((r) => r.f);
+                                   ORDER BY p.pronamespace <> 'public'::regnamespace, 1`,
+      )
+    ).map((r) => r.f);
     result.profiler = await plpgsqlProfile(v2Url, s.v2, fns, clients, seconds);
   } finally {
     server.stop();
   }
 
   const L: string[] = [`# consume_credits_rpc v2: where the time goes${label ? ` (${label})` : ""}`, ""];
-  L.push(`Generated by \`bench/profileRpc.ts\` on a throwaway PostgreSQL (pg_stat_statements track=all, plpgsql_check), ${result.at}; ` +
-    `load average at the start ${result.loadAverage.join(" / ")}. Same databases as \`npm run bench\` (1,000 orgs, service_role).`, "");
+  L.push(
+    `Generated by \`bench/profileRpc.ts\` on a throwaway PostgreSQL (pg_stat_statements track=all, plpgsql_check), ${result.at}; ` +
+      `load average at the start ${result.loadAverage.join(" / ")}. Same databases as \`npm run bench\` (1,000 orgs, service_role).`,
+    "",
+  );
   L.push("## pg_stat_statements", "");
   for (const [k, v] of Object.entries(result.statements)) L.push(...mdStatements(k, v as any));
   L.push(`## plpgsql_check profiler (pgbench ${clients} clients, ${seconds} s, profiler on: ${Math.round(result.profiler.pgbench.tps)} tps)`, "");
@@ -315,7 +354,7 @@ async function main() {
   for (const [k, v] of Object.entries(result.explain)) L.push(`### ${k}`, "", "```", String(v), "```", "");
   fs.mkdirSync(out, { recursive: true });
   const base = path.join(out, `${result.at.slice(0, 10)}.profile${label ? `.${label}` : ""}`);
-  fs.writeFileSync(`${base}.json`, JSON.stringify(result, null, 2) + "\n");
+  fs.writeFileSync(`${base}.json`, `${JSON.stringify(result, null, 2)}\n`);
   fs.writeFileSync(`${base}.md`, L.join("\n"));
   log(`profile: wrote ${base}.json and .md`);
 }

@@ -183,7 +183,8 @@ export async function prepareV2(url: string, orgs: number): Promise<void> {
     await ensureBaseline(c);
     const config = parseConfig({ databaseUrl: url });
     for (const s of CREDIT_SCHEMA_OBJECTS) {
-      if (s.transaction === false) await c.query(loadSql(s.file).text); // CREATE INDEX CONCURRENTLY
+      if (s.transaction === false)
+        await c.query(loadSql(s.file).text); // CREATE INDEX CONCURRENTLY
       else await sql(c, s.file, loadSql(s.file).text);
     }
     await sql(c, "(generated from guardian:actions)", actionCatalogueSql(config));
@@ -237,14 +238,32 @@ function spread(xs: number[]): { median: number; min: number; max: number } {
 
 /** Runs one pgbench case and computes its latency percentiles from the per-transaction log. */
 async function pgbench(
-  bin: string, url: string, name: string, script: string, clients: number, durationSec: number, dir: string,
+  bin: string,
+  url: string,
+  name: string,
+  script: string,
+  clients: number,
+  durationSec: number,
+  dir: string,
 ): Promise<Omit<CaseResult, "round">> {
   const scriptFile = path.join(dir, `${name}.sql`);
   fs.writeFileSync(scriptFile, script);
   const prefix = path.join(dir, `${name}_c${clients}`);
   const args = [
-    "-n", "-M", "prepared", "-T", String(durationSec), "-c", String(clients), "-j", String(Math.min(clients, 2)),
-    "-f", scriptFile, "-l", `--log-prefix=${prefix}`, url,
+    "-n",
+    "-M",
+    "prepared",
+    "-T",
+    String(durationSec),
+    "-c",
+    String(clients),
+    "-j",
+    String(Math.min(clients, 2)),
+    "-f",
+    scriptFile,
+    "-l",
+    `--log-prefix=${prefix}`,
+    url,
   ];
   let stdout: string;
   try {
@@ -259,7 +278,7 @@ async function pgbench(
   }
   const latenciesUs: number[] = [];
   const base = path.basename(prefix);
-  for (const f of fs.readdirSync(dir).filter((x) => x.startsWith(base + "."))) {
+  for (const f of fs.readdirSync(dir).filter((x) => x.startsWith(`${base}.`))) {
     for (const line of fs.readFileSync(path.join(dir, f), "utf8").split("\n")) {
       const cols = line.trim().split(/\s+/);
       if (cols.length >= 6 && /^\d+$/.test(cols[2])) latenciesUs.push(Number(cols[2]));
@@ -345,7 +364,12 @@ export async function benchRpc(adminUrl: string, opts: BenchRpcOptions = {}): Pr
 
     const cases: CaseResult[] = [];
     const hotOrg: HotOrgResult[] = [];
-    const plan: Array<[string, string]> = [["v1", v1Url], ["bare_update", v2Url], ["plpgsql_reference", v2Url], ["v2", v2Url]];
+    const plan: Array<[string, string]> = [
+      ["v1", v1Url],
+      ["bare_update", v2Url],
+      ["plpgsql_reference", v2Url],
+      ["v2", v2Url],
+    ];
     let turn = 0;
     for (let round = 1; round <= rounds; round++) {
       for (const clients of clientCounts) {
@@ -368,8 +392,10 @@ export async function benchRpc(adminUrl: string, opts: BenchRpcOptions = {}): Pr
         };
         const consistent = facts.successes === facts.creditsDebited && facts.logRows === r.transactions;
         hotOrg.push({ ...r, ...facts, consistent });
-        log(`bench: round ${round}: v2_hot_org at ${clients} client(s): ${r.tps} tps, p99 ${r.latencyMs.p99} ms; ` +
-          `${facts.successes} successes, ${facts.creditsDebited} credits debited, ${facts.logRows} log rows (${consistent ? "consistent" : "INCONSISTENT"})`);
+        log(
+          `bench: round ${round}: v2_hot_org at ${clients} client(s): ${r.tps} tps, p99 ${r.latencyMs.p99} ms; ` +
+            `${facts.successes} successes, ${facts.creditsDebited} credits debited, ${facts.logRows} log rows (${consistent ? "consistent" : "INCONSISTENT"})`,
+        );
       }
     }
 

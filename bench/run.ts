@@ -32,15 +32,13 @@ import * as crypto from "crypto";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { command, flag, integer, jsonFlag, list, option, outputPath, positiveInteger, printJson, runCommandLine, Values } from "../lib/cli";
+import { command, flag, integer, jsonFlag, list, option, outputPath, positiveInteger, printJson, runCommandLine, type Values } from "../lib/cli";
 import { connect } from "../lib/db";
-import { createDatabase, dropDatabase, findPgServer, PgServer } from "../lib/pgserver";
+import { createDatabase, dropDatabase, findPgServer, type PgServer } from "../lib/pgserver";
 import { seed } from "../scripts/seed";
-import { collect, pulumiRoot, testStack, TestStack } from "../test/helpers/stack";
-import { benchRpc, BenchRpcResult } from "./rpc";
-import {
-  checkLedger, checkMulti, checkUnifiedAfterRollback, ConsumerFleet, fleetOrgs, latencySummary, maxLogId, phaseStats,
-} from "./zeroDowntime";
+import { collect, pulumiRoot, testStack, type TestStack } from "../test/helpers/stack";
+import { benchRpc, type BenchRpcResult } from "./rpc";
+import { checkLedger, checkMulti, checkUnifiedAfterRollback, ConsumerFleet, fleetOrgs, latencySummary, maxLogId, phaseStats } from "./zeroDowntime";
 
 const DEFAULT_SIZES = [10_000, 100_000, 1_000_000];
 const PREVIEW_FLAT = 1.5;
@@ -62,10 +60,15 @@ export const COMMAND = command({
     zeroDowntime: flag("the zero-downtime proof at scale instead (bench/zeroDowntime.ts): up multi, up unified, up multi"),
     rpcOnly: flag("only the consume_credits_rpc pgbench cases (bench/rpc.ts), no migration sizes"),
     rpcRounds: option(positiveInteger(), {
-      valueName: "N", default: 1,
+      valueName: "N",
+      default: 1,
       description: "run every pgbench case N times, each round side by side; ratios per round, with their spread",
     }),
-    out: option(outputPath({ directoryOk: true, what: "a directory path" }), { valueName: "DIR", description: "where the results go", defaultText: "bench/results" }),
+    out: option(outputPath({ directoryOk: true, what: "a directory path" }), {
+      valueName: "DIR",
+      description: "where the results go",
+      defaultText: "bench/results",
+    }),
     consumers: option(positiveInteger(), { valueName: "N", description: "concurrent consumers calling consume_credits_rpc", default: 4 }),
     rpcSeconds: option(positiveInteger("a positive integer (pgbench -T)"), { valueName: "S", description: "pgbench duration per case", default: 5 }),
     json: jsonFlag("the result (the document written to <out>/...json)"),
@@ -77,8 +80,10 @@ export const COMMAND = command({
     { options: ["rpcOnly", "sizes"], reason: "--rpc-only runs no migration size" },
   ],
   check: (v, given) => {
-    if (v.out !== undefined && fs.existsSync(v.out) && !fs.statSync(v.out).isDirectory()) return `--out: expected a directory path, got ${JSON.stringify(v.out)} (a file)`;
-    if (v.quick && v.zeroDowntime && given.has("sizes")) return "--quick does nothing with --zero-downtime and --sizes (it only picks the size): give one of them";
+    if (v.out !== undefined && fs.existsSync(v.out) && !fs.statSync(v.out).isDirectory())
+      return `--out: expected a directory path, got ${JSON.stringify(v.out)} (a file)`;
+    if (v.quick && v.zeroDowntime && given.has("sizes"))
+      return "--quick does nothing with --zero-downtime and --sizes (it only picks the size): give one of them";
     return undefined;
   },
   exitCodes: ["0 done", "2 bad arguments", "1 a zero-downtime size failed, or the bench itself failed"],
@@ -223,12 +228,20 @@ function backgroundSampler(adminUrl: string, everyMs = 500) {
     const c = await connect(adminUrl, { application_name: "guardian-bench-background" });
     try {
       while (!stop) {
-        const r = (await c.query(`
+        const r = (
+          await c.query(`
           SELECT coalesce((SELECT array_agg(DISTINCT regexp_replace(query, '^autovacuum: ', '')) FROM pg_stat_activity
                             WHERE backend_type = 'autovacuum worker' AND query <> ''), '{}') AS av,
                  checkpoints_timed + checkpoints_req AS ckpt, buffers_checkpoint, buffers_backend
-            FROM pg_stat_bgwriter`)).rows[0];
-        series.push({ at: Date.now(), autovacuum: r.av, checkpoints: Number(r.ckpt), buffersCheckpoint: Number(r.buffers_checkpoint), buffersBackend: Number(r.buffers_backend) });
+            FROM pg_stat_bgwriter`)
+        ).rows[0];
+        series.push({
+          at: Date.now(),
+          autovacuum: r.av,
+          checkpoints: Number(r.ckpt),
+          buffersCheckpoint: Number(r.buffers_checkpoint),
+          buffersBackend: Number(r.buffers_backend),
+        });
         await new Promise((res) => setTimeout(res, everyMs));
       }
     } finally {
@@ -320,15 +333,19 @@ async function seededDatabase(server: PgServer, orgs: number): Promise<{ name: s
   const url = await createDatabase(server, name);
   log(`size ${fmt(orgs)}: seeding ${name}`);
   let last = 0;
-  const [r, ms] = await timed(() => seed({
-    databaseUrl: url, orgs, seed: 1,
-    log: (l) => {
-      if (Date.now() - last > 15_000) {
-        last = Date.now();
-        log(l);
-      }
-    },
-  }));
+  const [r, ms] = await timed(() =>
+    seed({
+      databaseUrl: url,
+      orgs,
+      seed: 1,
+      log: (l) => {
+        if (Date.now() - last > 15_000) {
+          last = Date.now();
+          log(l);
+        }
+      },
+    }),
+  );
   await sql(url, "ANALYZE");
   return { name, url, seedSeconds: secs(ms), logs: r.logs.success + r.logs.failed };
 }
@@ -360,7 +377,10 @@ export interface SizeResult {
     samples: number;
   };
   /** The server's background work in the window: checkpoints, buffers they and the backends wrote, autovacuum. */
-  server: { duringBackfill: ReturnType<ReturnType<typeof backgroundSampler>["during"]>; duringRollback: ReturnType<ReturnType<typeof backgroundSampler>["during"]> };
+  server: {
+    duringBackfill: ReturnType<ReturnType<typeof backgroundSampler>["during"]>;
+    duringRollback: ReturnType<ReturnType<typeof backgroundSampler>["during"]>;
+  };
   /** Longest delay of the bench's own event loop in each window (ms): part of any measured call it overlapped. */
   clientLagMs: { duringBackfill: number; duringUp: number; duringRollback: number };
   rollback: { upSeconds: number; providerSeconds: number; orgsReconciled: number };
@@ -398,8 +418,11 @@ async function benchSize(server: PgServer, orgs: number, a: Args): Promise<SizeR
     const upTo = Date.now();
     const bf = await dynamicOutputs(t, "Backfill");
     const bk = await dynamicOutputs(t, "Backup");
-    const [win] = await sql(db.url, `SELECT extract(epoch FROM min(at)) * 1000 AS from_ms, extract(epoch FROM max(at)) * 1000 AS to_ms, count(*)::int AS batches
-                                        FROM guardian.migration_journal WHERE step = 'backfill_batch'`);
+    const [win] = await sql(
+      db.url,
+      `SELECT extract(epoch FROM min(at)) * 1000 AS from_ms, extract(epoch FROM max(at)) * 1000 AS to_ms, count(*)::int AS batches
+                                        FROM guardian.migration_journal WHERE step = 'backfill_batch'`,
+    );
     // The last batch's row is written when that batch starts; its end is at most a batch later.
     const bfFrom = Number(win.from_ms);
     const bfTo = Number(win.to_ms) + 1000;
@@ -459,8 +482,10 @@ async function benchSize(server: PgServer, orgs: number, a: Args): Promise<SizeR
       },
       repairs,
     };
-    log(`size ${fmt(orgs)}: up ${r.upSeconds} s, backfill ${r.backfill.seconds} s (${fmt(r.backfill.orgsPerSecond)} orgs/s), ` +
-      `consumer max during backfill ${r.consumers.duringBackfill.max} ms, rollback ${r.rollback.upSeconds} s`);
+    log(
+      `size ${fmt(orgs)}: up ${r.upSeconds} s, backfill ${r.backfill.seconds} s (${fmt(r.backfill.orgsPerSecond)} orgs/s), ` +
+        `consumer max during backfill ${r.consumers.duringBackfill.max} ms, rollback ${r.rollback.upSeconds} s`,
+    );
     return r;
   } finally {
     await fleet?.stop().catch(() => undefined);
@@ -554,17 +579,27 @@ async function zeroDowntimeSize(server: PgServer, orgs: number, a: Args): Promis
       failures: report.failureCount,
       failureSamples: report.failures.slice(0, 5),
       ledger: {
-        mismatches: ledger.mismatches.length, samples: ledger.mismatches.slice(0, 5), logSuccesses: ledger.logSuccesses,
-        clientSuccesses: ledger.clientSuccesses, logRefusals: ledger.logRefusals, clientRefusals: ledger.clientRefusals,
+        mismatches: ledger.mismatches.length,
+        samples: ledger.mismatches.slice(0, 5),
+        logSuccesses: ledger.logSuccesses,
+        clientSuccesses: ledger.clientSuccesses,
+        logRefusals: ledger.logRefusals,
+        clientRefusals: ledger.clientRefusals,
       },
       invariants,
       phases: Object.fromEntries(Object.entries(windows).map(([k, w]) => [k, { ...phaseStats(report, w.from, w.to), seconds: secs(w.to - w.from) }])),
       repairs,
       passed: false,
     };
-    r.passed = r.failures === 0 && r.replayMismatches === 0 && r.ledger.mismatches === 0 && r.ledger.logSuccesses === r.ledger.clientSuccesses &&
+    r.passed =
+      r.failures === 0 &&
+      r.replayMismatches === 0 &&
+      r.ledger.mismatches === 0 &&
+      r.ledger.logSuccesses === r.ledger.clientSuccesses &&
       Object.values(r.invariants).every((x) => x.violations === 0 && x.orgs === orgs);
-    log(`zero-downtime ${fmt(orgs)}: ${r.passed ? "PASSED" : "FAILED"}: ${fmt(r.calls)} calls, ${r.failures} failures, ledger mismatches ${r.ledger.mismatches}`);
+    log(
+      `zero-downtime ${fmt(orgs)}: ${r.passed ? "PASSED" : "FAILED"}: ${fmt(r.calls)} calls, ${r.failures} failures, ledger mismatches ${r.ledger.mismatches}`,
+    );
     return r;
   } finally {
     await fleet?.stop().catch(() => undefined);
@@ -592,8 +627,11 @@ interface Machine {
 }
 
 async function machine(server: PgServer): Promise<Machine> {
-  const rows = await sql(server.adminUrl, `SELECT name, setting, unit FROM pg_settings
-    WHERE name IN ('shared_buffers', 'max_connections', 'synchronous_commit', 'fsync', 'work_mem', 'max_wal_size') ORDER BY name`);
+  const rows = await sql(
+    server.adminUrl,
+    `SELECT name, setting, unit FROM pg_settings
+    WHERE name IN ('shared_buffers', 'max_connections', 'synchronous_commit', 'fsync', 'work_mem', 'max_wal_size') ORDER BY name`,
+  );
   const [{ v }] = await sql(server.adminUrl, `SELECT version() AS v`);
   return {
     cores: os.cpus().length,
@@ -636,7 +674,9 @@ function rpcTargets(rpc: BenchRpcResult | undefined): Target[] {
   const p99s = v2.map((c) => c.latencyMs.p99);
   out.push({
     target: "consume_credits_rpc v2 p99 < 5 ms at 8 clients",
-    measured: v2.length ? `p99 ${round(median(p99s), 3)} ms${v2.length > 1 ? ` (median of ${v2.length} rounds: ${p99s.join(", ")})` : ` (p50 ${v2[0].latencyMs.p50} ms, ${fmt(v2[0].tps)} tps)`}` : "not measured",
+    measured: v2.length
+      ? `p99 ${round(median(p99s), 3)} ms${v2.length > 1 ? ` (median of ${v2.length} rounds: ${p99s.join(", ")})` : ` (p50 ${v2[0].latencyMs.p50} ms, ${fmt(v2[0].tps)} tps)`}`
+      : "not measured",
     met: v2.length ? median(p99s) < 5 : null,
   });
   const half = ratios(8, "plpgsql_reference").map((x) => x.tps);
@@ -678,7 +718,10 @@ function targets(sizes: SizeResult[], rpc?: BenchRpcResult): Target[] {
   const big = sizes[sizes.length - 1];
   out.push({
     target: `preview nearly flat in org count (largest/smallest <= ${PREVIEW_FLAT})`,
-    measured: sizes.length > 1 ? `${big.previewSeconds} s at ${fmt(big.orgs)} vs ${base.previewSeconds} s at ${fmt(base.orgs)} (x${round(big.previewSeconds / base.previewSeconds)})` : "one size only",
+    measured:
+      sizes.length > 1
+        ? `${big.previewSeconds} s at ${fmt(big.orgs)} vs ${base.previewSeconds} s at ${fmt(base.orgs)} (x${round(big.previewSeconds / base.previewSeconds)})`
+        : "one size only",
     met: sizes.length > 1 ? big.previewSeconds / base.previewSeconds <= PREVIEW_FLAT : null,
   });
   const h = by(100_000);
@@ -700,11 +743,25 @@ function markdown(r: any): string {
   const L: string[] = [];
   const yes = (m: boolean | null) => (m === null ? "n/a" : m ? "met" : "**missed**");
   L.push(`# guardian-credits bench, ${r.date}${r.mode !== "full" ? ` (${r.mode})` : ""}`, "");
-  L.push(`Generated by \`npm run bench${r.argv.length ? " -- " + r.argv.join(" ") : ""}\` (bench/run.ts). Figures are this machine's, in this run; compare rows of one run, not runs.`, "");
+  L.push(
+    `Generated by \`npm run bench${r.argv.length ? ` -- ${r.argv.join(" ")}` : ""}\` (bench/run.ts). Figures are this machine's, in this run; compare rows of one run, not runs.`,
+    "",
+  );
   const mm: Machine = r.machine;
   L.push("## Machine", "", "| | |", "|---|---|");
-  L.push(`| CPU | ${mm.cores} cores, ${mm.cpuModel} |`, `| memory | ${mm.memoryGb} GB |`, `| PostgreSQL | ${mm.postgres} (${Object.entries(mm.postgresSettings).map(([k, v]) => `${k} ${v}`).join(", ")}) |`);
-  L.push(`| Node | ${mm.node} |`, `| Pulumi CLI | ${mm.pulumiCli} |`, `| load average (1/5/15 min) | start ${mm.loadAverageAtStart.join(" / ")}, end ${mm.loadAverageAtEnd?.join(" / ")} (machine shared with other work) |`, "");
+  L.push(
+    `| CPU | ${mm.cores} cores, ${mm.cpuModel} |`,
+    `| memory | ${mm.memoryGb} GB |`,
+    `| PostgreSQL | ${mm.postgres} (${Object.entries(mm.postgresSettings)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(", ")}) |`,
+  );
+  L.push(
+    `| Node | ${mm.node} |`,
+    `| Pulumi CLI | ${mm.pulumiCli} |`,
+    `| load average (1/5/15 min) | start ${mm.loadAverageAtStart.join(" / ")}, end ${mm.loadAverageAtEnd?.join(" / ")} (machine shared with other work) |`,
+    "",
+  );
 
   if (r.targets?.length) {
     L.push("## Targets", "", "| target | measured | |", "|---|---|---|");
@@ -718,13 +775,18 @@ function markdown(r: any): string {
     const rc = (x: { round?: number }) => (rounds > 1 ? ` ${x.round} |` : "");
     const rh = rounds > 1 ? " round |" : "";
     const rs = rounds > 1 ? "---:|" : "";
-    L.push(`## consume_credits_rpc (pgbench, ${rpc.durationSec} s per case, ${fmt(rpc.orgs)} orgs, as service_role${rounds > 1 ? `, ${rounds} rounds` : ""})`, "");
+    L.push(
+      `## consume_credits_rpc (pgbench, ${rpc.durationSec} s per case, ${fmt(rpc.orgs)} orgs, as service_role${rounds > 1 ? `, ${rounds} rounds` : ""})`,
+      "",
+    );
     L.push(`| case | clients |${rh} tps | p50 ms | p95 ms | p99 ms | max ms |`, `|---|---:|${rs}---:|---:|---:|---:|---:|`);
     for (const c of [...rpc.cases].sort((x, y) => x.case.localeCompare(y.case) || x.clients - y.clients || (x.round ?? 1) - (y.round ?? 1))) {
       L.push(`| ${c.case} | ${c.clients} |${rc(c)} ${fmt(c.tps)} | ${c.latencyMs.p50} | ${c.latencyMs.p95} | ${c.latencyMs.p99} | ${c.latencyMs.max} |`);
     }
     for (const h of rpc.hotOrg) {
-      L.push(`| v2, hot org (all clients on one org) | ${h.clients} |${rc(h)} ${fmt(h.tps)} | ${h.latencyMs.p50} | ${h.latencyMs.p95} | ${h.latencyMs.p99} | ${h.latencyMs.max} |`);
+      L.push(
+        `| v2, hot org (all clients on one org) | ${h.clients} |${rc(h)} ${fmt(h.tps)} | ${h.latencyMs.p50} | ${h.latencyMs.p95} | ${h.latencyMs.p99} | ${h.latencyMs.max} |`,
+      );
     }
     L.push("", "v2 against its baselines (v2 / baseline: latency above 1 = v2 slower, tps below 1 = v2 slower):", "");
     L.push(`| clients | versus |${rh} p50 | p95 | p99 | tps |`, `|---:|---|${rs}---:|---:|---:|---:|`);
@@ -732,9 +794,14 @@ function markdown(r: any): string {
     if (rounds > 1 && rpc.ratioSpread) {
       L.push("", `Over the ${rounds} rounds (median, lowest - highest):`, "");
       L.push("| clients | versus | tps ratio | p99 ratio |", "|---:|---|---|---|");
-      for (const x of rpc.ratioSpread) L.push(`| ${x.clients} | ${x.versus} | ${x.tps.median} (${x.tps.min} - ${x.tps.max}) | ${x.p99.median} (${x.p99.min} - ${x.p99.max}) |`);
+      for (const x of rpc.ratioSpread)
+        L.push(`| ${x.clients} | ${x.versus} | ${x.tps.median} (${x.tps.min} - ${x.tps.max}) | ${x.p99.median} (${x.p99.min} - ${x.p99.max}) |`);
     }
-    L.push("", `Hot org correctness (successes = credits debited = log rows): ${rpc.hotOrg.map((h) => `${h.clients} clients ${h.consistent ? "consistent" : "INCONSISTENT"} (${fmt(h.successes)} successes)`).join("; ")}.`, "");
+    L.push(
+      "",
+      `Hot org correctness (successes = credits debited = log rows): ${rpc.hotOrg.map((h) => `${h.clients} clients ${h.consistent ? "consistent" : "INCONSISTENT"} (${fmt(h.successes)} successes)`).join("; ")}.`,
+      "",
+    );
   }
 
   const S: SizeResult[] = r.sizes ?? [];
@@ -755,22 +822,48 @@ function markdown(r: any): string {
     row("rollback `pulumi up` unified (s)", (s) => `${s.rollback.upSeconds} ${x(s.rollback.upSeconds, base.rollback.upSeconds)}`);
     row("  of which the Rollback provider (s)", (s) => `${s.rollback.providerSeconds}`);
     row("consumer calls idle before (p50/p99/max ms)", (s) => `${s.consumers.idleBefore.p50} / ${s.consumers.idleBefore.p99} / ${s.consumers.idleBefore.max}`);
-    row("during the backfill (p50/p99/max ms)", (s) => `${s.consumers.duringBackfill.p50} / ${s.consumers.duringBackfill.p99} / **${s.consumers.duringBackfill.max}**`);
+    row(
+      "during the backfill (p50/p99/max ms)",
+      (s) => `${s.consumers.duringBackfill.p50} / ${s.consumers.duringBackfill.p99} / **${s.consumers.duringBackfill.max}**`,
+    );
     row("during the whole up (p50/p99/max ms)", (s) => `${s.consumers.duringUp.p50} / ${s.consumers.duringUp.p99} / ${s.consumers.duringUp.max}`);
-    row("during the rollback (p50/p99/max ms)", (s) => `${s.consumers.duringRollback.p50} / ${s.consumers.duringRollback.p99} / ${s.consumers.duringRollback.max}`);
+    row(
+      "during the rollback (p50/p99/max ms)",
+      (s) => `${s.consumers.duringRollback.p50} / ${s.consumers.duringRollback.p99} / ${s.consumers.duringRollback.max}`,
+    );
     row("p99 during backfill / p99 idle", (s) => `x${round(s.consumers.duringBackfill.p99 / s.consumers.idleBefore.p99)}`);
     row("longest lock wait of a consumer, backfill (ms, holder)", (s) => `${s.lockWaits.duringBackfill.maxMs} ${s.lockWaits.duringBackfill.blocker ?? ""}`);
     row("longest lock wait of a consumer, whole up (ms, holder)", (s) => `${s.lockWaits.duringUp.maxMs} ${s.lockWaits.duringUp.blocker ?? ""}`);
     row("longest lock wait of a consumer, rollback (ms, holder)", (s) => `${s.lockWaits.duringRollback.maxMs} ${s.lockWaits.duringRollback.blocker ?? ""}`);
-    row("longest consumer call the server saw running, backfill (ms, wait)", (s) => `${s.lockWaits.duringBackfill.longestRunningMs} ${s.lockWaits.duringBackfill.longestRunningWait ?? ""}`);
-    row("longest consumer call the server saw running, rollback (ms, wait)", (s) => `${s.lockWaits.duringRollback.longestRunningMs} ${s.lockWaits.duringRollback.longestRunningWait ?? ""}`);
-    row("longest stall of the bench's own event loop, backfill / up / rollback (ms)", (s) => `${s.clientLagMs.duringBackfill} / ${s.clientLagMs.duringUp} / ${s.clientLagMs.duringRollback}`);
-    row("during the backfill: checkpoints, buffers written by them / by backends", (s) => `${s.server.duringBackfill.checkpoints}, ${fmt(s.server.duringBackfill.buffersCheckpoint)} / ${fmt(s.server.duringBackfill.buffersBackend)}`);
+    row(
+      "longest consumer call the server saw running, backfill (ms, wait)",
+      (s) => `${s.lockWaits.duringBackfill.longestRunningMs} ${s.lockWaits.duringBackfill.longestRunningWait ?? ""}`,
+    );
+    row(
+      "longest consumer call the server saw running, rollback (ms, wait)",
+      (s) => `${s.lockWaits.duringRollback.longestRunningMs} ${s.lockWaits.duringRollback.longestRunningWait ?? ""}`,
+    );
+    row(
+      "longest stall of the bench's own event loop, backfill / up / rollback (ms)",
+      (s) => `${s.clientLagMs.duringBackfill} / ${s.clientLagMs.duringUp} / ${s.clientLagMs.duringRollback}`,
+    );
+    row(
+      "during the backfill: checkpoints, buffers written by them / by backends",
+      (s) => `${s.server.duringBackfill.checkpoints}, ${fmt(s.server.duringBackfill.buffersCheckpoint)} / ${fmt(s.server.duringBackfill.buffersBackend)}`,
+    );
     row("during the backfill: autovacuum at work on", (s) => s.server.duringBackfill.autovacuum.join(", ") || "nothing");
     row("consumer calls failed", (s) => `${s.consumers.failures}`);
     row("`up` needed the INVALID-index repair", (s) => (s.repairs.length ? `**yes** (${s.repairs.length})` : "no"));
     L.push("", "Where each `pulumi up` (multi) spends its time (seconds per step, from engine events; steps over 0.5 s):", "");
-    const names = [...new Set(S.flatMap((s) => Object.entries(s.upStages).filter(([, v]) => v >= 0.5).map(([k]) => k)))];
+    const names = [
+      ...new Set(
+        S.flatMap((s) =>
+          Object.entries(s.upStages)
+            .filter(([, v]) => v >= 0.5)
+            .map(([k]) => k),
+        ),
+      ),
+    ];
     L.push(`| step | ${S.map((s) => fmt(s.orgs)).join(" | ")} |`, `|---|${S.map(() => "---:").join("|")}|`);
     for (const n of names) L.push(`| ${n} | ${S.map((s) => s.upStages[n] ?? "").join(" | ")} |`);
     L.push("");
@@ -781,15 +874,20 @@ function markdown(r: any): string {
     L.push("## Zero downtime at scale (seed -> up multi -> up unified -> up multi, consumers on disjoint orgs)", "");
     for (const z of Z) {
       L.push(`### ${fmt(z.orgs)} orgs, ${z.consumers} consumers: ${z.passed ? "passed" : "**FAILED**"}`, "");
-      L.push(`${fmt(z.calls)} calls (${fmt(z.twoArg)} two-argument, ${fmt(z.fourArg)} four-argument), ${fmt(z.successes)} successes, ` +
-        `${fmt(z.refusals)} genuine refusals, ${fmt(z.replays)} key replays (${z.replayMismatches} mismatched), ` +
-        `${fmt(z.fourArgRefusedWithoutV2)} four-argument calls refused while v2 was absent, **${z.failures} failures**; ` +
-        `log: ${fmt(z.ledger.logSuccesses)} success rows for ${fmt(z.ledger.clientSuccesses)} successes seen, ${z.ledger.mismatches} per-org mismatches.`, "");
+      L.push(
+        `${fmt(z.calls)} calls (${fmt(z.twoArg)} two-argument, ${fmt(z.fourArg)} four-argument), ${fmt(z.successes)} successes, ` +
+          `${fmt(z.refusals)} genuine refusals, ${fmt(z.replays)} key replays (${z.replayMismatches} mismatched), ` +
+          `${fmt(z.fourArgRefusedWithoutV2)} four-argument calls refused while v2 was absent, **${z.failures} failures**; ` +
+          `log: ${fmt(z.ledger.logSuccesses)} success rows for ${fmt(z.ledger.clientSuccesses)} successes seen, ${z.ledger.mismatches} per-org mismatches.`,
+        "",
+      );
       L.push("| invariant | orgs | violations |", "|---|---:|---:|");
       for (const [k, v] of Object.entries(z.invariants)) L.push(`| ${k} | ${fmt(v.orgs)} | ${v.violations} |`);
       L.push("", "| phase | s | calls | four-arg | refused w/o v2 | p50 ms | p99 ms | max ms |", "|---|---:|---:|---:|---:|---:|---:|---:|");
       for (const [k, p] of Object.entries(z.phases)) {
-        L.push(`| ${k} | ${p.seconds} | ${fmt(p.calls)} | ${fmt(p.fourArg)} | ${fmt(p.refusedWithoutV2)} | ${p.latency.p50} | ${p.latency.p99} | ${p.latency.max} |`);
+        L.push(
+          `| ${k} | ${p.seconds} | ${fmt(p.calls)} | ${fmt(p.fourArg)} | ${fmt(p.refusedWithoutV2)} | ${p.latency.p50} | ${p.latency.p99} | ${p.latency.max} |`,
+        );
       }
       if (z.failureSamples.length) L.push("", "Failures:", ...z.failureSamples.map((f) => `- ${f}`));
       if (z.repairs.length) L.push("", "Repairs the bench made for `up` to complete:", ...z.repairs.map((f) => `- ${f}`));
@@ -812,7 +910,9 @@ async function main(argv: string[], a: Args) {
     machine: await machine(server),
     notes: [] as string[],
   };
-  log(`bench: ${result.mode}, ${a.rpcOnly ? `${a.rpcRounds} round(s) of the rpc cases` : `sizes ${a.sizes.map(fmt).join(", ")}, ${a.consumers} consumers`}; ${result.machine.cores} cores, ${result.machine.postgres}`);
+  log(
+    `bench: ${result.mode}, ${a.rpcOnly ? `${a.rpcRounds} round(s) of the rpc cases` : `sizes ${a.sizes.map(fmt).join(", ")}, ${a.consumers} consumers`}; ${result.machine.cores} cores, ${result.machine.postgres}`,
+  );
   if (a.zeroDowntime) {
     result.zeroDowntime = [];
     for (const n of a.sizes) result.zeroDowntime.push(await zeroDowntimeSize(server, n, a));
@@ -824,9 +924,13 @@ async function main(argv: string[], a: Args) {
       const at = (c: string) => rpc.cases.find((y) => y.case === c && y.clients === x.clients && y.round === x.round)!;
       const [v2, b] = [at("v2"), at(x.versus)];
       return {
-        clients: x.clients, round: x.round, versus: x.versus,
-        p50: round(v2.latencyMs.p50 / b.latencyMs.p50), p95: round(v2.latencyMs.p95 / b.latencyMs.p95),
-        p99: round(v2.latencyMs.p99 / b.latencyMs.p99), tps: round(v2.tps / b.tps),
+        clients: x.clients,
+        round: x.round,
+        versus: x.versus,
+        p50: round(v2.latencyMs.p50 / b.latencyMs.p50),
+        p95: round(v2.latencyMs.p95 / b.latencyMs.p95),
+        p99: round(v2.latencyMs.p99 / b.latencyMs.p99),
+        tps: round(v2.tps / b.tps),
       };
     });
     result.sizes = [];
@@ -838,26 +942,32 @@ async function main(argv: string[], a: Args) {
       const c = z.consumers.duringBackfill;
       if (c.max > 100) {
         const w = z.lockWaits.duringBackfill;
-        result.notes.push(`${fmt(z.orgs)} orgs: the slowest consumer call during the backfill took ${c.max} ms (p99 ${c.p99} ms). ` +
-          `Longest lock wait of a consumer then: ${w.maxMs} ms (held by ${w.blocker ?? "nobody"}); longest call the server saw running: ` +
-          `${w.longestRunningMs} ms, waiting on ${w.longestRunningWait ?? "?"}; the bench's event loop stalled at most ${z.clientLagMs.duringBackfill} ms.`);
+        result.notes.push(
+          `${fmt(z.orgs)} orgs: the slowest consumer call during the backfill took ${c.max} ms (p99 ${c.p99} ms). ` +
+            `Longest lock wait of a consumer then: ${w.maxMs} ms (held by ${w.blocker ?? "nobody"}); longest call the server saw running: ` +
+            `${w.longestRunningMs} ms, waiting on ${w.longestRunningWait ?? "?"}; the bench's event loop stalled at most ${z.clientLagMs.duringBackfill} ms.`,
+        );
       }
     }
   }
 
   const repaired = [...(result.sizes ?? []), ...(result.zeroDowntime ?? [])].filter((x: any) => x.repairs?.length);
   if (repaired.length) {
-    result.notes.push(`DEFECT: at ${repaired.map((x: any) => fmt(x.orgs)).join(", ")} orgs the first \`pulumi up\` failed: ${LOG_INDEX} was left INVALID ` +
-      "and the provider did not rebuild it (providers/sqlObject.ts drops an INVALID index before building; test/interrupted-index.test.ts). " +
-      "The bench dropped it and ran `up` again; its figures are those of the run that completed.");
+    result.notes.push(
+      `DEFECT: at ${repaired.map((x: any) => fmt(x.orgs)).join(", ")} orgs the first \`pulumi up\` failed: ${LOG_INDEX} was left INVALID ` +
+        "and the provider did not rebuild it (providers/sqlObject.ts drops an INVALID index before building; test/interrupted-index.test.ts). " +
+        "The bench dropped it and ran `up` again; its figures are those of the run that completed.",
+    );
   }
   result.machine.loadAverageAtEnd = os.loadavg().map((x) => round(x));
-  result.notes.push(`Load average (1 min) ${result.machine.loadAverageAtStart[0]} at the start, ${result.machine.loadAverageAtEnd[0]} at the end: ` +
-    "the machine is shared, and other work on it takes CPU and disk from both the migration and the consumers. Compare the rows of one run.");
+  result.notes.push(
+    `Load average (1 min) ${result.machine.loadAverageAtStart[0]} at the start, ${result.machine.loadAverageAtEnd[0]} at the end: ` +
+      "the machine is shared, and other work on it takes CPU and disk from both the migration and the consumers. Compare the rows of one run.",
+  );
 
   fs.mkdirSync(a.out, { recursive: true });
   const base = path.join(a.out, `${result.date}${result.mode === "full" ? "" : `.${result.mode}`}`);
-  fs.writeFileSync(`${base}.json`, JSON.stringify(result, null, 2) + "\n");
+  fs.writeFileSync(`${base}.json`, `${JSON.stringify(result, null, 2)}\n`);
   fs.writeFileSync(`${base}.md`, markdown(result));
   log(`bench: wrote ${path.relative(process.cwd(), base)}.json and .md`);
   if (a.json) printJson(result);

@@ -45,7 +45,7 @@ if (require.main === module) {
   const [url = "postgres://postgres@127.0.0.1:5432/postgres", ...rest] = process.argv.slice(2);
   const sizes = rest.length ? rest.map(Number) : [100_000];
   process.stderr.write(`bench seed: ${redactUrl(url)}, sizes ${sizes.join(", ")}\n`);
-  benchSeed(url, sizes, (l) => process.stderr.write(l + "\n"))
+  benchSeed(url, sizes, (l) => process.stderr.write(`${l}\n`))
     .then((r) => console.log(JSON.stringify(r, null, 2)))
     .catch((e) => {
       console.error(`bench seed: ${e.message}`);

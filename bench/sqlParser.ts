@@ -38,7 +38,7 @@ export const COMMAND = command({
 const CANDIDATES = ["libpg-query", "pgsql-parser", "@pgsql/parser", "@supabase/pg-parser"];
 
 /** Runs in the child process: argv = [package path, files.json]. Prints one JSON line. */
-const CHILD = String.raw`
+const CHILD = `
 const [pkg, filesJson] = process.argv.slice(1);
 const files = Object.entries(JSON.parse(require("fs").readFileSync(filesJson, "utf8")));
 const ms = (a) => Number(process.hrtime.bigint() - a) / 1e6;
@@ -93,7 +93,7 @@ async function main(argv: string[]): Promise<number> {
   const cli = runCommandLine(COMMAND, argv);
   if ("exitCode" in cli) return cli.exitCode;
   const { candidatesDir, runs, json } = cli.values;
-  const log = (s: string) => (json ? process.stderr : process.stdout).write(s + "\n");
+  const log = (s: string) => (json ? process.stderr : process.stdout).write(`${s}\n`);
 
   // Every SQL file of the project, rendered as the components apply it.
   const files: Record<string, string> = {};
@@ -131,7 +131,9 @@ async function main(argv: string[]): Promise<number> {
     const perFile = Object.keys(files).map((f, i) => ({ file: f, ms: median(samples.map((s) => s.perFile[i][1])) }));
     const sorted = [...perFile].sort((a, b) => a.ms - b.ms);
     const r = {
-      name, version, runs,
+      name,
+      version,
+      runs,
       requireMs: round(median(samples.map((s) => s.requireMs))),
       loadMs: round(median(samples.map((s) => s.loadMs))),
       firstParseMs: round(median(samples.map((s) => s.firstParseMs))),
@@ -143,8 +145,10 @@ async function main(argv: string[]): Promise<number> {
       slowestFile: { file: sorted[sorted.length - 1].file, ms: round(sorted[sorted.length - 1].ms, 2) },
     };
     results.push(r);
-    log(`${name}@${version}: first parse ${r.firstParseMs} ms (require ${r.requireMs}, loaded ${r.loadMs}), +${r.rssAfterLoadMb} MB RSS; ` +
-      `${Object.keys(files).length} files: ${r.allFilesColdMs} ms cold, ${r.allFilesWarmMs} ms warm, median file ${r.medianFileMs} ms, slowest ${r.slowestFile.file} ${r.slowestFile.ms} ms`);
+    log(
+      `${name}@${version}: first parse ${r.firstParseMs} ms (require ${r.requireMs}, loaded ${r.loadMs}), +${r.rssAfterLoadMb} MB RSS; ` +
+        `${Object.keys(files).length} files: ${r.allFilesColdMs} ms cold, ${r.allFilesWarmMs} ms warm, median file ${r.medianFileMs} ms, slowest ${r.slowestFile.file} ${r.slowestFile.ms} ms`,
+    );
   }
   fs.rmSync(tmp, { recursive: true, force: true });
 
@@ -165,13 +169,18 @@ async function main(argv: string[]): Promise<number> {
   }
   const programMs = Number(process.hrtime.bigint() - t1) / 1e6;
   const program = { loadMs: round(loadMs), functionFiles: CREDIT_FUNCTIONS.length, policyFiles: policies, readMs: round(programMs) };
-  log(`program (lib/pgsql.ts): parser loaded in ${program.loadMs} ms; ${program.functionFiles} function files and ${program.policyFiles} policy files read (first time, loadSql included) in ${program.readMs} ms`);
+  log(
+    `program (lib/pgsql.ts): parser loaded in ${program.loadMs} ms; ${program.functionFiles} function files and ${program.policyFiles} policy files read (first time, loadSql included) in ${program.readMs} ms`,
+  );
 
   if (json) printJson({ node: process.version, cpus: os.cpus().length, files: Object.keys(files).length, candidates: results, program });
   return failed ? 1 : 0;
 }
 
-main(process.argv.slice(2)).then((code) => process.exit(code), (e) => {
-  console.error(e);
-  process.exit(1);
-});
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (e) => {
+    console.error(e);
+    process.exit(1);
+  },
+);

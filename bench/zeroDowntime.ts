@@ -116,15 +116,17 @@ interface Witness {
 }
 
 async function witness(w: Client): Promise<Witness> {
-  const r = (await w.query(
-    `SELECT to_regprocedure('${V2}') IS NOT NULL AS present, to_regclass('guardian.migration_journal') IS NOT NULL AS journal`,
-  )).rows[0];
+  const r = (await w.query(`SELECT to_regprocedure('${V2}') IS NOT NULL AS present, to_regclass('guardian.migration_journal') IS NOT NULL AS journal`)).rows[0];
   let marker = 0;
   if (r.journal) {
-    marker = Number((await w.query(
-      `SELECT coalesce(max(id), 0)::bigint AS m FROM guardian.migration_journal
+    marker = Number(
+      (
+        await w.query(
+          `SELECT coalesce(max(id), 0)::bigint AS m FROM guardian.migration_journal
         WHERE step = 'rollback' OR (step = 'apply' AND object_name = 'function ${V2}')`,
-    )).rows[0].m);
+        )
+      ).rows[0].m,
+    );
   }
   return { present: r.present, marker };
 }
@@ -142,8 +144,18 @@ export class ConsumerFleet {
   private inFlight = 0;
   private idle: (() => void) | undefined;
   readonly report: FleetReport = {
-    calls: 0, twoArg: 0, fourArg: 0, successes: 0, refusals: 0, replays: 0, replayMismatches: [],
-    fourArgRefusedWithoutV2: 0, failures: [], failureCount: 0, perOrg: new Map(), latencies: [],
+    calls: 0,
+    twoArg: 0,
+    fourArg: 0,
+    successes: 0,
+    refusals: 0,
+    replays: 0,
+    replayMismatches: [],
+    fourArgRefusedWithoutV2: 0,
+    failures: [],
+    failureCount: 0,
+    perOrg: new Map(),
+    latencies: [],
   };
   private readonly rnd: () => number;
 
@@ -269,7 +281,8 @@ export class ConsumerFleet {
     if (replay) {
       rep.replays++;
       if (JSON.stringify(result) !== JSON.stringify(k.lastKey!.result)) {
-        if (rep.replayMismatches.length < 20) rep.replayMismatches.push(`${org} key ${key}: first ${JSON.stringify(k.lastKey!.result)}, replay ${JSON.stringify(result)}`);
+        if (rep.replayMismatches.length < 20)
+          rep.replayMismatches.push(`${org} key ${key}: first ${JSON.stringify(k.lastKey!.result)}, replay ${JSON.stringify(result)}`);
       }
       return;
     }
@@ -286,8 +299,8 @@ export class ConsumerFleet {
     }
     // v2: INSUFFICIENT_CREDITS with the short pool's figures; v1: 'Insufficient credits' with its own.
     const genuineV2 = result?.error_code === "INSUFFICIENT_CREDITS" && Number(result.available) < Number(result.required);
-    const genuineV1 = result?.error === "Insufficient credits" && result.error_code === undefined &&
-      Number(result.remaining_credits) < Number(result.required_credits);
+    const genuineV1 =
+      result?.error === "Insufficient credits" && result.error_code === undefined && Number(result.remaining_credits) < Number(result.required_credits);
     if (genuineV2 || genuineV1) {
       rep.refusals++;
       t.refusals++;
@@ -302,9 +315,13 @@ export class ConsumerFleet {
 
 /** The contract's allocation rule, in TypeScript (test/helpers/allocation.ts has the same; kept here so the bench
  *  does not import from test/). */
-export function expectedAvailable(planName: string | null, totalCredits: number, creditsRemaining: number): { total: Record<string, number>; available: Record<string, number> } {
+export function expectedAvailable(
+  planName: string | null,
+  totalCredits: number,
+  creditsRemaining: number,
+): { total: Record<string, number>; available: Record<string, number> } {
   const key = (planName ?? "").trim().toLowerCase();
-  const plan = Object.prototype.hasOwnProperty.call(DEFAULT_PLANS, key) ? DEFAULT_PLANS[key] : undefined;
+  const plan = Object.hasOwn(DEFAULT_PLANS, key) ? DEFAULT_PLANS[key] : undefined;
   if (plan) {
     const p = { ai: plan.ai, whatsapp: plan.whatsapp, email: plan.email, sms: plan.sms };
     return { total: { ...p }, available: { ...p } };
@@ -370,8 +387,10 @@ export async function checkMulti(url: string): Promise<{ orgs: number; violation
           const have = Number(o[`${p}_available`]) + Number(o[`${p}_consumed`]);
           if (o[`${p}_total`] !== want.total[p] || have !== want.available[p]) {
             if (violations.length < 20) {
-              violations.push(`${o.organization_id} (${JSON.stringify(o.plan_name)}, epoch ${o.allocation_epoch}) ${p}: total ${o[`${p}_total`]} ` +
-                `(expected ${want.total[p]}), available ${o[`${p}_available`]} + consumed ${o[`${p}_consumed`]} = ${have} (expected ${want.available[p]})`);
+              violations.push(
+                `${o.organization_id} (${JSON.stringify(o.plan_name)}, epoch ${o.allocation_epoch}) ${p}: total ${o[`${p}_total`]} ` +
+                  `(expected ${want.total[p]}), available ${o[`${p}_available`]} + consumed ${o[`${p}_consumed`]} = ${have} (expected ${want.available[p]})`,
+              );
             }
           }
         }
@@ -417,7 +436,9 @@ export async function checkUnifiedAfterRollback(url: string, backupSchema: strin
         const want = Math.max(0, Number(o.backup_value) - Number(o.before_flip)) - Number(o.after_flip);
         if (o.credit_model !== "unified" || o.backup_value === null || o.credits_remaining !== want) {
           if (violations.length < 20) {
-            violations.push(`${o.organization_id}: ${o.credit_model}, credits_remaining ${o.credits_remaining}, expected max(0, ${o.backup_value} - ${o.before_flip}) - ${o.after_flip} = ${want}`);
+            violations.push(
+              `${o.organization_id}: ${o.credit_model}, credits_remaining ${o.credits_remaining}, expected max(0, ${o.backup_value} - ${o.before_flip}) - ${o.after_flip} = ${want}`,
+            );
           }
         }
       }
@@ -433,19 +454,29 @@ export async function checkUnifiedAfterRollback(url: string, backupSchema: strin
  * and credits_consumed of the successes sums to their unified cost. `sinceLogId`: the largest log id before the fleet
  * started. Returns the mismatches (at most 20) and the totals on both sides.
  */
-export async function checkLedger(url: string, report: FleetReport, sinceLogId: number): Promise<{
-  mismatches: string[]; logSuccesses: number; logRefusals: number; clientSuccesses: number; clientRefusals: number;
+export async function checkLedger(
+  url: string,
+  report: FleetReport,
+  sinceLogId: number,
+): Promise<{
+  mismatches: string[];
+  logSuccesses: number;
+  logRefusals: number;
+  clientSuccesses: number;
+  clientRefusals: number;
 }> {
   const c = await connect(url);
   try {
-    const rows = (await c.query(
-      `SELECT organization_id::text AS org,
+    const rows = (
+      await c.query(
+        `SELECT organization_id::text AS org,
               count(*) FILTER (WHERE success)::int AS successes,
               count(*) FILTER (WHERE NOT success)::int AS refusals,
               coalesce(sum(credits_consumed) FILTER (WHERE success), 0)::bigint AS cost
          FROM public.credit_consumption_logs WHERE id > $1 GROUP BY 1`,
-      [sinceLogId],
-    )).rows;
+        [sinceLogId],
+      )
+    ).rows;
     const mismatches: string[] = [];
     const seen = new Set<string>();
     let logSuccesses = 0;
@@ -457,13 +488,16 @@ export async function checkLedger(url: string, report: FleetReport, sinceLogId: 
       const t = report.perOrg.get(r.org) ?? { successes: 0, unifiedCost: 0, refusals: 0 };
       if (t.successes !== r.successes || t.refusals !== r.refusals || t.unifiedCost !== Number(r.cost)) {
         if (mismatches.length < 20) {
-          mismatches.push(`${r.org}: client saw ${t.successes} successes (cost ${t.unifiedCost}) and ${t.refusals} refusals; ` +
-            `the log has ${r.successes} successes (credits_consumed ${r.cost}) and ${r.refusals} refusals`);
+          mismatches.push(
+            `${r.org}: client saw ${t.successes} successes (cost ${t.unifiedCost}) and ${t.refusals} refusals; ` +
+              `the log has ${r.successes} successes (credits_consumed ${r.cost}) and ${r.refusals} refusals`,
+          );
         }
       }
     }
     for (const [org, t] of report.perOrg) {
-      if (!seen.has(org) && (t.successes || t.refusals) && mismatches.length < 20) mismatches.push(`${org}: client saw ${t.successes} successes, the log has none`);
+      if (!seen.has(org) && (t.successes || t.refusals) && mismatches.length < 20)
+        mismatches.push(`${org}: client saw ${t.successes} successes, the log has none`);
     }
     return { mismatches, logSuccesses, logRefusals, clientSuccesses: report.successes, clientRefusals: report.refusals };
   } finally {
@@ -485,10 +519,12 @@ export async function maxLogId(url: string): Promise<number> {
 export async function fleetOrgs(url: string, limit?: number): Promise<string[]> {
   const c = await connect(url);
   try {
-    return (await c.query(
-      `SELECT organization_id::text AS id FROM public.organization_credits
+    return (
+      await c.query(
+        `SELECT organization_id::text AS id FROM public.organization_credits
         WHERE NOT (is_trial AND cycle_end_date < now()) ORDER BY organization_id ${limit ? `LIMIT ${Math.floor(limit)}` : ""}`,
-    )).rows.map((r: any) => r.id);
+      )
+    ).rows.map((r: any) => r.id);
   } finally {
     await c.end();
   }
@@ -506,7 +542,10 @@ export function phaseStats(report: FleetReport, from: number, to: number) {
 }
 
 export function latencySummary(calls: CallRecord[], from = -Infinity, to = Infinity): { calls: number; p50: number; p95: number; p99: number; max: number } {
-  const ms = calls.filter((c) => c.at >= from && c.at <= to).map((c) => c.ms).sort((a, b) => a - b);
+  const ms = calls
+    .filter((c) => c.at >= from && c.at <= to)
+    .map((c) => c.ms)
+    .sort((a, b) => a - b);
   const r = (x: number) => Math.round(x * 100) / 100;
   return { calls: ms.length, p50: r(percentile(ms, 50)), p95: r(percentile(ms, 95)), p99: r(percentile(ms, 99)), max: r(ms[ms.length - 1] ?? NaN) };
 }

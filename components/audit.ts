@@ -19,7 +19,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { loadSql, sha256 } from "../lib/sql";
-import { functionProbe, GuardianContext, sqlFileObject, sqlTextObject } from "./sqlFile";
+import { functionProbe, type GuardianContext, sqlFileObject, sqlTextObject } from "./sqlFile";
 import type { SqlObject } from "../providers/sqlObject";
 
 export interface AuditArgs {
@@ -108,37 +108,52 @@ export class Audit extends pulumi.ComponentResource {
     const eraseSig = "guardian.erase_user(uuid)";
     this.exitFunctions = [purgeSig, eraseSig];
 
-    this.appendOnly = sqlFileObject(`${name}-append-only`, ctx, {
-      file: AUDIT_FILES.appendOnly,
-      kind: "trigger",
-      objectName: "guardian.audit_append_only",
-      probeSql: APPEND_ONLY_PROBE,
-      meta: {
-        tables: APPEND_ONLY_TABLES,
-        refuses: ["UPDATE", "DELETE", "TRUNCATE"],
-        unlessSetting: AUDIT_MAINTENANCE_SETTING,
-        privilegesRevokedFrom: ["PUBLIC", "anon", "authenticated", "service_role"],
+    this.appendOnly = sqlFileObject(
+      `${name}-append-only`,
+      ctx,
+      {
+        file: AUDIT_FILES.appendOnly,
+        kind: "trigger",
+        objectName: "guardian.audit_append_only",
+        probeSql: APPEND_ONLY_PROBE,
+        meta: {
+          tables: APPEND_ONLY_TABLES,
+          refuses: ["UPDATE", "DELETE", "TRUNCATE"],
+          unlessSetting: AUDIT_MAINTENANCE_SETTING,
+          privilegesRevokedFrom: ["PUBLIC", "anon", "authenticated", "service_role"],
+        },
       },
-    }, { parent: this });
+      { parent: this },
+    );
 
     const purgeFile = loadSql(AUDIT_FILES.purge);
     const purgeSql = renderPurgeSql(purgeFile.text, this.retentionDays);
-    this.purge = sqlTextObject(`${name}-purge`, ctx, {
-      sql: purgeSql,
-      sqlFile: purgeFile.file,
-      kind: "function",
-      objectName: purgeSig,
-      probeSql: functionProbe(purgeSig),
-      meta: { ...serviceOnly, retentionDays: this.retentionDays },
-    }, { parent: this, dependsOn: [this.appendOnly] });
+    this.purge = sqlTextObject(
+      `${name}-purge`,
+      ctx,
+      {
+        sql: purgeSql,
+        sqlFile: purgeFile.file,
+        kind: "function",
+        objectName: purgeSig,
+        probeSql: functionProbe(purgeSig),
+        meta: { ...serviceOnly, retentionDays: this.retentionDays },
+      },
+      { parent: this, dependsOn: [this.appendOnly] },
+    );
 
-    this.erasure = sqlFileObject(`${name}-erasure`, ctx, {
-      file: AUDIT_FILES.erasure,
-      kind: "function",
-      objectName: eraseSig,
-      probeSql: functionProbe(eraseSig),
-      meta: serviceOnly,
-    }, { parent: this, dependsOn: [this.appendOnly] });
+    this.erasure = sqlFileObject(
+      `${name}-erasure`,
+      ctx,
+      {
+        file: AUDIT_FILES.erasure,
+        kind: "function",
+        objectName: eraseSig,
+        probeSql: functionProbe(eraseSig),
+        meta: serviceOnly,
+      },
+      { parent: this, dependsOn: [this.appendOnly] },
+    );
 
     this.sqlSha256 = {
       [AUDIT_FILES.appendOnly]: loadSql(AUDIT_FILES.appendOnly).sha256,

@@ -3,7 +3,7 @@ import type { BackfillPlan } from "../lib/facts";
 import { loadSql, sha256 } from "../lib/sql";
 import { BackfillRun } from "../providers/backfill";
 import type { Backup } from "./backup";
-import { connection, functionProbe, GuardianContext, sqlFileObject } from "./sqlFile";
+import { connection, functionProbe, type GuardianContext, sqlFileObject } from "./sqlFile";
 
 export type { BackfillPlan };
 

@@ -4,7 +4,7 @@ import { redactUrl } from "../lib/db";
 import { loadSql } from "../lib/sql";
 import { BackupSnapshot } from "../providers/backup";
 import { BackupRestoreCheck } from "../providers/restoreCheck";
-import { connection, GuardianContext } from "./sqlFile";
+import { connection, type GuardianContext } from "./sqlFile";
 
 /** The tables a backup holds, with their primary keys. */
 export const BACKUP_TABLES = [

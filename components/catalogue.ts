@@ -6,11 +6,9 @@
  * Retained on delete (no dropSql): catalogue rows are referenced by the consumption log, and rollback keeps them.
  */
 import * as pulumi from "@pulumi/pulumi";
-import {
-  actionCatalogueProbe, actionCatalogueSql, planCatalogueProbe, planCatalogueSql, priceChanges,
-} from "../lib/catalogueSql";
+import { actionCatalogueProbe, actionCatalogueSql, planCatalogueProbe, planCatalogueSql, priceChanges } from "../lib/catalogueSql";
 import { sha256 } from "../lib/sql";
-import { GuardianContext, sqlTextObject } from "./sqlFile";
+import { type GuardianContext, sqlTextObject } from "./sqlFile";
 
 export const ACTIONS_SOURCE = "(generated from guardian:actions)";
 export const PLANS_SOURCE = "(generated from guardian:plans, guardian:split, guardian:providerCosts)";
@@ -47,22 +45,32 @@ export class Catalogue extends pulumi.ComponentResource {
     const changes = setPrices && ctx.discovery ? priceChanges(ctx.discovery.livePrices, ctx.config) : [];
     const plansSql = planCatalogueSql(ctx.config);
 
-    const actions = sqlTextObject(`${name}-actions`, ctx, {
-      kind: "catalogue",
-      objectName: "public.credit_actions",
-      sqlFile: ACTIONS_SOURCE,
-      sql: actionsSql,
-      probeSql: actionCatalogueProbe(ctx.config, { setPrices }),
-      // Shown in preview: each live price the config changes, "live -> config".
-      ...(changes.length ? { meta: { priceChanges: Object.fromEntries(changes.map((c) => [c.action, `${c.live} -> ${c.config}`])) } } : {}),
-    }, { parent: this });
-    const plans = sqlTextObject(`${name}-plans`, ctx, {
-      kind: "catalogue",
-      objectName: "guardian.plan_catalogue",
-      sqlFile: PLANS_SOURCE,
-      sql: plansSql,
-      probeSql: planCatalogueProbe(),
-    }, { parent: this });
+    const actions = sqlTextObject(
+      `${name}-actions`,
+      ctx,
+      {
+        kind: "catalogue",
+        objectName: "public.credit_actions",
+        sqlFile: ACTIONS_SOURCE,
+        sql: actionsSql,
+        probeSql: actionCatalogueProbe(ctx.config, { setPrices }),
+        // Shown in preview: each live price the config changes, "live -> config".
+        ...(changes.length ? { meta: { priceChanges: Object.fromEntries(changes.map((c) => [c.action, `${c.live} -> ${c.config}`])) } } : {}),
+      },
+      { parent: this },
+    );
+    const plans = sqlTextObject(
+      `${name}-plans`,
+      ctx,
+      {
+        kind: "catalogue",
+        objectName: "guardian.plan_catalogue",
+        sqlFile: PLANS_SOURCE,
+        sql: plansSql,
+        probeSql: planCatalogueProbe(),
+      },
+      { parent: this },
+    );
 
     this.sqlSha256 = pulumi.output<Record<string, string>>({ [ACTIONS_SOURCE]: sha256(actionsSql), [PLANS_SOURCE]: sha256(plansSql) });
     this.actionTypes = pulumi.output(Object.keys(ctx.config.actions).sort());

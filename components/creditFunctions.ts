@@ -7,9 +7,9 @@
  * recorded definition), which runs before these deletes.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { functionMeta, FunctionMeta } from "../lib/functionMeta";
+import { functionMeta, type FunctionMeta } from "../lib/functionMeta";
 import { loadSql, sha256 } from "../lib/sql";
-import { functionProbe, GuardianContext, shapeOf, sqlFileObject } from "./sqlFile";
+import { functionProbe, type GuardianContext, shapeOf, sqlFileObject } from "./sqlFile";
 
 /** One function file: its signature (the object's identity), the role of its child, and how to drop it. */
 export interface FunctionSpec {
@@ -86,15 +86,20 @@ export class CreditFunctions extends pulumi.ComponentResource {
     // database is never switched in, and v1 keeps serving.
     const trialCalls = loadSql("verification/trial_calls.sql").text;
     const declare = (spec: FunctionSpec, meta: FunctionMeta, dependsOn: pulumi.Resource[], checkSql?: string) =>
-      sqlFileObject(`${name}-${spec.role}`, ctx, {
-        file: spec.file,
-        kind: "function",
-        objectName: spec.signature,
-        probeSql: functionProbe(spec.signature),
-        dropSql: spec.dropSql,
-        meta: { ...meta },
-        checkSql,
-      }, { parent: this, dependsOn });
+      sqlFileObject(
+        `${name}-${spec.role}`,
+        ctx,
+        {
+          file: spec.file,
+          kind: "function",
+          objectName: spec.signature,
+          probeSql: functionProbe(spec.signature),
+          dropSql: spec.dropSql,
+          meta: { ...meta },
+          checkSql,
+        },
+        { parent: this, dependsOn },
+      );
     const helper = declare(helperSpec, metas[0], []);
     const debit = declare(debitSpec, metas[1], [helper]);
     // v2 first, then the batch function (its trial calls also call v2).
@@ -105,7 +110,14 @@ export class CreditFunctions extends pulumi.ComponentResource {
 
     const shas: Record<string, string> = Object.fromEntries(CREDIT_FUNCTIONS.map((s) => [s.file, loadSql(s.file, shapeOf(ctx)).sha256]));
     this.sqlSha256 = pulumi.output(shas);
-    this.combinedSqlSha256 = pulumi.output(sha256(Object.keys(shas).sort().map((f) => `${shas[f]}  ${f}\n`).join("")));
+    this.combinedSqlSha256 = pulumi.output(
+      sha256(
+        Object.keys(shas)
+          .sort()
+          .map((f) => `${shas[f]}  ${f}\n`)
+          .join(""),
+      ),
+    );
     this.functionSignatures = pulumi.output(CREDIT_FUNCTIONS.map((s) => s.signature));
     this.functionMeta = pulumi.output(Object.fromEntries(CREDIT_FUNCTIONS.map((s, i) => [s.signature, metas[i]])));
     this.appliedFingerprints = pulumi

@@ -7,7 +7,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { loadSql, sha256 } from "../lib/sql";
-import { GuardianContext, sqlFileObject } from "./sqlFile";
+import { type GuardianContext, sqlFileObject } from "./sqlFile";
 
 /** One SQL file of the credit schema and how to tell it is applied. */
 export interface SchemaObjectSpec {
@@ -22,41 +22,64 @@ export interface SchemaObjectSpec {
 }
 
 export const GUARDIAN_TABLES = [
-  "allocation_split", "backfill_anomalies", "backups", "idempotency_keys", "migration_journal", "plan_catalogue", "provider_costs",
+  "allocation_split",
+  "backfill_anomalies",
+  "backups",
+  "idempotency_keys",
+  "migration_journal",
+  "plan_catalogue",
+  "provider_costs",
 ];
 
 /** The Phase 3.5 columns, constraints and indexes per table, as the files under sql/schema/ create them. */
 export const ADDITIVE_COLUMNS: Record<string, { columns: string[]; constraints: string[]; indexes: string[] }> = {
   organization_credits: {
     columns: [
-      "ai_credits_total", "ai_credits_available", "whatsapp_credits_total", "whatsapp_credits_available",
-      "email_credits_total", "email_credits_available", "sms_credits_total", "sms_credits_available",
-      "credit_model", "allocation_epoch",
+      "ai_credits_total",
+      "ai_credits_available",
+      "whatsapp_credits_total",
+      "whatsapp_credits_available",
+      "email_credits_total",
+      "email_credits_available",
+      "sms_credits_total",
+      "sms_credits_available",
+      "credit_model",
+      "allocation_epoch",
     ],
     constraints: [
-      "organization_credits_ai_credits_available_nonnegative", "organization_credits_whatsapp_credits_available_nonnegative",
-      "organization_credits_email_credits_available_nonnegative", "organization_credits_sms_credits_available_nonnegative",
-      "organization_credits_credit_model_known", "organization_credits_allocation_epoch_nonnegative",
+      "organization_credits_ai_credits_available_nonnegative",
+      "organization_credits_whatsapp_credits_available_nonnegative",
+      "organization_credits_email_credits_available_nonnegative",
+      "organization_credits_sms_credits_available_nonnegative",
+      "organization_credits_credit_model_known",
+      "organization_credits_allocation_epoch_nonnegative",
     ],
     indexes: [],
   },
   credit_actions: {
     columns: ["ai_credits_required", "whatsapp_credits_required", "email_credits_required", "sms_credits_required"],
     constraints: [
-      "credit_actions_ai_credits_required_nonnegative", "credit_actions_whatsapp_credits_required_nonnegative",
-      "credit_actions_email_credits_required_nonnegative", "credit_actions_sms_credits_required_nonnegative",
+      "credit_actions_ai_credits_required_nonnegative",
+      "credit_actions_whatsapp_credits_required_nonnegative",
+      "credit_actions_email_credits_required_nonnegative",
+      "credit_actions_sms_credits_required_nonnegative",
     ],
     indexes: [],
   },
   credit_consumption_logs: {
     columns: [
-      "quantity", "ai_consumed", "whatsapp_consumed", "email_consumed", "sms_consumed", "user_id", "idempotency_key",
-      "credit_model", "allocation_epoch", "error_code",
+      "quantity",
+      "ai_consumed",
+      "whatsapp_consumed",
+      "email_consumed",
+      "sms_consumed",
+      "user_id",
+      "idempotency_key",
+      "credit_model",
+      "allocation_epoch",
+      "error_code",
     ],
-    constraints: [
-      "credit_consumption_logs_quantity_range", "credit_consumption_logs_pools_consumed_nonnegative",
-      "credit_consumption_logs_credit_model_known",
-    ],
+    constraints: ["credit_consumption_logs_quantity_range", "credit_consumption_logs_pools_consumed_nonnegative", "credit_consumption_logs_credit_model_known"],
     indexes: ["credit_consumption_logs_org_epoch_success_idx"],
   },
 };
@@ -97,13 +120,41 @@ HAVING count(*) = ${spec.columns.length}`;
 /** The credit schema's files in the order they are applied (tests and the bench apply the same list). */
 export const CREDIT_SCHEMA_OBJECTS: SchemaObjectSpec[] = [
   { role: "guardian-schema", file: "schema/01_guardian_schema.sql", kind: "schema", objectName: "guardian", probeSql: guardianSchemaProbe() },
-  { role: "organization-credits", file: "schema/02_organization_credits.sql", kind: "columns", objectName: "public.organization_credits", probeSql: columnsProbe("organization_credits") },
-  { role: "credit-actions", file: "schema/03_credit_actions.sql", kind: "columns", objectName: "public.credit_actions", probeSql: columnsProbe("credit_actions") },
-  { role: "consumption-logs", file: "schema/04_credit_consumption_logs.sql", kind: "columns", objectName: "public.credit_consumption_logs", probeSql: columnsProbe("credit_consumption_logs") },
-  { role: "validate-constraints", file: "schema/05_validate_constraints.sql", kind: "constraints", objectName: "Phase 3.5 CHECK constraints", probeSql: validatedProbe() },
   {
-    role: "consumption-log-index", file: "schema/06_consumption_log_index.sql", kind: "index",
-    objectName: "public.credit_consumption_logs_org_epoch_success_idx", probeSql: indexProbe("credit_consumption_logs"), transaction: false,
+    role: "organization-credits",
+    file: "schema/02_organization_credits.sql",
+    kind: "columns",
+    objectName: "public.organization_credits",
+    probeSql: columnsProbe("organization_credits"),
+  },
+  {
+    role: "credit-actions",
+    file: "schema/03_credit_actions.sql",
+    kind: "columns",
+    objectName: "public.credit_actions",
+    probeSql: columnsProbe("credit_actions"),
+  },
+  {
+    role: "consumption-logs",
+    file: "schema/04_credit_consumption_logs.sql",
+    kind: "columns",
+    objectName: "public.credit_consumption_logs",
+    probeSql: columnsProbe("credit_consumption_logs"),
+  },
+  {
+    role: "validate-constraints",
+    file: "schema/05_validate_constraints.sql",
+    kind: "constraints",
+    objectName: "Phase 3.5 CHECK constraints",
+    probeSql: validatedProbe(),
+  },
+  {
+    role: "consumption-log-index",
+    file: "schema/06_consumption_log_index.sql",
+    kind: "index",
+    objectName: "public.credit_consumption_logs_org_epoch_success_idx",
+    probeSql: indexProbe("credit_consumption_logs"),
+    transaction: false,
   },
 ];
 
@@ -159,7 +210,14 @@ export class CreditSchema extends pulumi.ComponentResource {
 
     const shas: Record<string, string> = Object.fromEntries(CREDIT_SCHEMA_OBJECTS.map((s) => [s.file, loadSql(s.file).sha256]));
     this.sqlSha256 = pulumi.output(shas);
-    this.combinedSqlSha256 = pulumi.output(sha256(Object.keys(shas).sort().map((f) => `${shas[f]}  ${f}\n`).join("")));
+    this.combinedSqlSha256 = pulumi.output(
+      sha256(
+        Object.keys(shas)
+          .sort()
+          .map((f) => `${shas[f]}  ${f}\n`)
+          .join(""),
+      ),
+    );
     this.schemaName = pulumi.output("guardian");
     this.columns = pulumi.output(Object.fromEntries(Object.entries(ADDITIVE_COLUMNS).map(([t, s]) => [t, s.columns])));
     this.appliedFingerprints = pulumi

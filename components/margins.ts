@@ -16,7 +16,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { describeMargin, marginFindings, planMargins, type PlanMargin } from "../lib/margins";
 import { loadSql } from "../lib/sql";
-import { GuardianContext, sqlFileObject } from "./sqlFile";
+import { type GuardianContext, sqlFileObject } from "./sqlFile";
 import type { SqlObject } from "../providers/sqlObject";
 
 export interface MarginsArgs {
@@ -66,20 +66,25 @@ export class Margins extends pulumi.ComponentResource {
       pulumi.log.warn(`margin below target (${gate}): ${describeMargin(m, this.marginTarget)}`, this);
     }
 
-    this.view = sqlFileObject(`${name}-view`, args.ctx, {
-      file: MARGINS_FILE,
-      kind: "view",
-      objectName: "public.plan_margins",
-      probeSql: MARGINS_PROBE,
-      dropSql: "DROP VIEW IF EXISTS public.action_margins; DROP VIEW IF EXISTS public.plan_margins;",
-      meta: {
-        kind: "plan-margins",
-        plans: config.plans,
-        providerCosts: config.providerCosts,
-        marginTarget: config.marginTarget,
-        marginGate: config.marginGate,
+    this.view = sqlFileObject(
+      `${name}-view`,
+      args.ctx,
+      {
+        file: MARGINS_FILE,
+        kind: "view",
+        objectName: "public.plan_margins",
+        probeSql: MARGINS_PROBE,
+        dropSql: "DROP VIEW IF EXISTS public.action_margins; DROP VIEW IF EXISTS public.plan_margins;",
+        meta: {
+          kind: "plan-margins",
+          plans: config.plans,
+          providerCosts: config.providerCosts,
+          marginTarget: config.marginTarget,
+          marginGate: config.marginGate,
+        },
       },
-    }, { parent: this });
+      { parent: this },
+    );
 
     this.registerOutputs({
       view: this.view,

@@ -1,7 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { loadSql, sha256 } from "../lib/sql";
 import { RollbackRun } from "../providers/rollback";
-import { connection, GuardianContext } from "./sqlFile";
+import { connection, type GuardianContext } from "./sqlFile";
 
 export interface RollbackArgs {
   ctx: GuardianContext;
@@ -52,7 +52,11 @@ export class Rollback extends pulumi.ComponentResource {
           safeV1: files.safeV1.text,
         },
         rollbackFunction: args.ctx.config.rollback.function,
-        sqlSha256: sha256(Object.values(files).map((f) => f.sha256).join("")),
+        sqlSha256: sha256(
+          Object.values(files)
+            .map((f) => f.sha256)
+            .join(""),
+        ),
         batchSize: args.batchSize,
         lockTimeoutMs: args.ctx.config.ddl.lockTimeoutMs,
         retries: args.ctx.config.ddl.retries,

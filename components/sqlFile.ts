@@ -2,11 +2,11 @@
  * Declares a SqlObject from a file under sql/. Components use this so that every database object carries its file,
  * its sha256 (preview shows a change as a change) and a probe that tells whether it is there.
  */
-import * as pulumi from "@pulumi/pulumi";
+import type * as pulumi from "@pulumi/pulumi";
 import type { GuardianConfig } from "../lib/config";
 import type { TlsSettings } from "../lib/pgConnection";
 import type { Discovery } from "../lib/preflight";
-import { DatabaseShape, SEED_SHAPE } from "../lib/shape";
+import { type DatabaseShape, SEED_SHAPE } from "../lib/shape";
 import { loadSql, sha256 } from "../lib/sql";
 import { SqlObject } from "../providers/sqlObject";
 

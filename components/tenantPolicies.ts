@@ -29,11 +29,11 @@
 import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
-import { ExecutedSql, executedStatements, Node, quoteIdent, roleName, SqlParseError, unwrap } from "../lib/pgsql";
-import { loadSql, sha256, SQL_ROOT, SqlFile } from "../lib/sql";
-import { SqlObject } from "../providers/sqlObject";
-import { TENANT_TABLES, TenantTable } from "../lib/tenantTables";
-import { GuardianContext, shapeOf, sqlTextObject } from "./sqlFile";
+import { type ExecutedSql, executedStatements, type Node, quoteIdent, roleName, SqlParseError, unwrap } from "../lib/pgsql";
+import { loadSql, sha256, SQL_ROOT, type SqlFile } from "../lib/sql";
+import type { SqlObject } from "../providers/sqlObject";
+import { TENANT_TABLES, type TenantTable } from "../lib/tenantTables";
+import { type GuardianContext, shapeOf, sqlTextObject } from "./sqlFile";
 
 export const TENANCY_DIR = "tenancy";
 export const POLICY_COMMANDS = ["select", "insert", "update", "delete"] as const;
@@ -81,11 +81,17 @@ export function policyFacts(file: SqlFile, table: string, command: PolicyCommand
   const creates = executed.statements.filter((s) => s.type === "CreatePolicyStmt");
   const dynamic = executed.unreadable.filter((u) => /\bCREATE\s+POLICY\b/i.test(u.text));
   if (dynamic.length) {
-    throw new Error(`${where}: line ${dynamic[0].line} builds a policy at run time (${dynamic[0].text}); write the CREATE POLICY as a statement so the program can read it`);
+    throw new Error(
+      `${where}: line ${dynamic[0].line} builds a policy at run time (${dynamic[0].text}); write the CREATE POLICY as a statement so the program can read it`,
+    );
   }
   if (creates.length !== 1) {
-    const found = creates.length ? `found ${creates.length}: ${creates.map((c) => `${quoteIdent(c.stmt.policy_name ?? "")} (line ${c.line})`).join(", ")}` : "found none";
-    throw new Error(`${where}: expected exactly one "CREATE POLICY <name> ON ${table} [AS PERMISSIVE|RESTRICTIVE] FOR ${command.toUpperCase()} TO <roles> ...", ${found}`);
+    const found = creates.length
+      ? `found ${creates.length}: ${creates.map((c) => `${quoteIdent(c.stmt.policy_name ?? "")} (line ${c.line})`).join(", ")}`
+      : "found none";
+    throw new Error(
+      `${where}: expected exactly one "CREATE POLICY <name> ON ${table} [AS PERMISSIVE|RESTRICTIVE] FOR ${command.toUpperCase()} TO <roles> ...", ${found}`,
+    );
   }
   const p = creates[0].stmt;
   const on = [p.table?.schemaname, p.table?.relname].filter(Boolean).join(".");
@@ -112,7 +118,9 @@ export function tableFiles(table: string, dirEntries = fs.readdirSync(path.join(
   for (const what of [...POLICY_COMMANDS, "rls"] as const) {
     const found = dirEntries.filter((f) => new RegExp(`^\\d\\d_${bare}_${what}\\.sql$`).test(f));
     if (found.length !== 1) {
-      throw new Error(`sql/${TENANCY_DIR}: expected exactly one file NN_${bare}_${what}.sql for table "${table}", found ${found.length ? found.join(", ") : "none"}`);
+      throw new Error(
+        `sql/${TENANCY_DIR}: expected exactly one file NN_${bare}_${what}.sql for table "${table}", found ${found.length ? found.join(", ") : "none"}`,
+      );
     }
     out[what] = `${TENANCY_DIR}/${found[0]}`;
   }
@@ -121,11 +129,13 @@ export function tableFiles(table: string, dirEntries = fs.readdirSync(path.join(
 
 /** Files under sql/tenancy that no table of TENANT_TABLES (nor the helpers and grants) accounts for. */
 export function unwiredFiles(dirEntries: string[]): string[] {
-  const known = new RegExp(`^(00_helpers|01_roles_grants|\\d\\d_(${TENANT_TABLES.map((t) => t.table.split(".").pop()).join("|")})_(${POLICY_COMMANDS.join("|")}|rls))\\.sql$`);
+  const known = new RegExp(
+    `^(00_helpers|01_roles_grants|\\d\\d_(${TENANT_TABLES.map((t) => t.table.split(".").pop()).join("|")})_(${POLICY_COMMANDS.join("|")}|rls))\\.sql$`,
+  );
   return dirEntries.filter((f) => f.endsWith(".sql") && !known.test(f));
 }
 
-const q = (s: string) => "'" + s.replace(/'/g, "''") + "'";
+const q = (s: string) => `'${s.replace(/'/g, "''")}'`;
 
 /** Drops every policy of `table` applying to `command` (or FOR ALL) that the program did not write. */
 export function ownPoliciesSql(table: string, command: PolicyCommand): string {
@@ -217,7 +227,9 @@ export class TenantPolicies extends pulumi.ComponentResource {
     const entries = fs.readdirSync(path.join(SQL_ROOT, TENANCY_DIR));
     const unwired = unwiredFiles(entries);
     if (unwired.length) {
-      throw new Error(`sql/${TENANCY_DIR}: ${unwired.join(", ")} belong to no table of TENANT_TABLES (components/tenantPolicies.ts); add the table there or remove the file`);
+      throw new Error(
+        `sql/${TENANCY_DIR}: ${unwired.join(", ")} belong to no table of TENANT_TABLES (components/tenantPolicies.ts); add the table there or remove the file`,
+      );
     }
     const applied: SqlFile[] = [];
     const load = (file: string) => {
@@ -227,26 +239,36 @@ export class TenantPolicies extends pulumi.ComponentResource {
     };
 
     const helpersFile = load(`${TENANCY_DIR}/00_helpers.sql`);
-    const helpers = sqlTextObject(`${name}-helpers`, ctx, {
-      kind: "function",
-      objectName: HELPERS.join(", "),
-      sql: helpersFile.text,
-      sqlFile: helpersFile.file,
-      probeSql: helpersProbe(),
-      // Retained: other SQL may call them, and dropping them could only break a policy that still uses them.
-      meta: { securityDefiner: true, searchPath: "pg_catalog, pg_temp", executeRoles: ["authenticated", "service_role"] },
-    }, { parent: this });
+    const helpers = sqlTextObject(
+      `${name}-helpers`,
+      ctx,
+      {
+        kind: "function",
+        objectName: HELPERS.join(", "),
+        sql: helpersFile.text,
+        sqlFile: helpersFile.file,
+        probeSql: helpersProbe(),
+        // Retained: other SQL may call them, and dropping them could only break a policy that still uses them.
+        meta: { securityDefiner: true, searchPath: "pg_catalog, pg_temp", executeRoles: ["authenticated", "service_role"] },
+      },
+      { parent: this },
+    );
 
     const grantsFile = load(`${TENANCY_DIR}/01_roles_grants.sql`);
-    const grants = sqlTextObject(`${name}-grants`, ctx, {
-      kind: "grants",
-      objectName: "Data API privileges on the credit tables",
-      sql: grantsFile.text,
-      sqlFile: grantsFile.file,
-      probeSql: grantsProbe(),
-      // Retained: re-granting anon and authenticated on destroy would reopen the tables.
-      meta: { roles: ["anon", "authenticated"], tables: GRANTED_TABLES },
-    }, { parent: this, dependsOn: [helpers] });
+    const grants = sqlTextObject(
+      `${name}-grants`,
+      ctx,
+      {
+        kind: "grants",
+        objectName: "Data API privileges on the credit tables",
+        sql: grantsFile.text,
+        sqlFile: grantsFile.file,
+        probeSql: grantsProbe(),
+        // Retained: re-granting anon and authenticated on destroy would reopen the tables.
+        meta: { roles: ["anon", "authenticated"], tables: GRANTED_TABLES },
+      },
+      { parent: this, dependsOn: [helpers] },
+    );
 
     const foreign = ctx.discovery?.foreignPolicies ?? [];
     const policyObjects: SqlObject[] = [];
@@ -261,33 +283,51 @@ export class TenantPolicies extends pulumi.ComponentResource {
         const replaces = foreign
           .filter((p) => `public.${p.table}` === t.table && (p.command === command.toUpperCase() || p.command === "ALL"))
           .map((p) => p.name);
-        policyObjects.push(sqlTextObject(`${name}-${bare}-${command}`, ctx, {
-          kind: "policy",
-          objectName: `${t.table}/${command}`,
-          sql: ownPoliciesSql(t.table, command) + f.text,
-          sqlFile: f.file,
-          probeSql: policyProbe(t.table, command, facts.policyName),
-          dropSql: `DROP POLICY IF EXISTS ${quoteIdent(facts.policyName)} ON ${t.table}`,
-          meta: {
-            table: t.table, command, roles: facts.roles, policyName: facts.policyName, permissive: facts.permissive,
-            ...(replaces.length ? { replacesPolicies: replaces } : {}),
-          },
-        }, { parent: this, dependsOn: [grants] }));
+        policyObjects.push(
+          sqlTextObject(
+            `${name}-${bare}-${command}`,
+            ctx,
+            {
+              kind: "policy",
+              objectName: `${t.table}/${command}`,
+              sql: ownPoliciesSql(t.table, command) + f.text,
+              sqlFile: f.file,
+              probeSql: policyProbe(t.table, command, facts.policyName),
+              dropSql: `DROP POLICY IF EXISTS ${quoteIdent(facts.policyName)} ON ${t.table}`,
+              meta: {
+                table: t.table,
+                command,
+                roles: facts.roles,
+                policyName: facts.policyName,
+                permissive: facts.permissive,
+                ...(replaces.length ? { replacesPolicies: replaces } : {}),
+              },
+            },
+            { parent: this, dependsOn: [grants] },
+          ),
+        );
         policyNames.push(`${t.table}/${command}`);
       }
     }
     for (const { t, files } of plans) {
       const bare = t.table.split(".").pop()!;
       const f = load(files.rls);
-      rlsObjects.push(sqlTextObject(`${name}-${bare}-rls`, ctx, {
-        kind: "rls",
-        objectName: t.table,
-        sql: f.text,
-        sqlFile: f.file,
-        probeSql: rlsProbe(t.table),
-        // Retained: disabling RLS would hand every row to whoever still holds a privilege.
-        meta: { table: t.table, tenantData: t.tenantData },
-      }, { parent: this, dependsOn: policyObjects.filter((_, i) => policyNames[i].startsWith(`${t.table}/`)) }));
+      rlsObjects.push(
+        sqlTextObject(
+          `${name}-${bare}-rls`,
+          ctx,
+          {
+            kind: "rls",
+            objectName: t.table,
+            sql: f.text,
+            sqlFile: f.file,
+            probeSql: rlsProbe(t.table),
+            // Retained: disabling RLS would hand every row to whoever still holds a privilege.
+            meta: { table: t.table, tenantData: t.tenantData },
+          },
+          { parent: this, dependsOn: policyObjects.filter((_, i) => policyNames[i].startsWith(`${t.table}/`)) },
+        ),
+      );
     }
 
     const fileShas: Record<string, string> = Object.fromEntries(applied.map((f) => [f.file, f.sha256]));

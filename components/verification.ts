@@ -2,7 +2,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { loadSql } from "../lib/sql";
 import { ISOLATION_TABLES } from "../lib/isolation";
 import { VerificationRun } from "../providers/verification";
-import { connection, GuardianContext, shapeOf } from "./sqlFile";
+import { connection, type GuardianContext, shapeOf } from "./sqlFile";
 import type { CreditModel } from "../lib/config";
 
 export interface VerificationArgs {
@@ -25,7 +25,11 @@ export class Verification extends pulumi.ComponentResource {
     const run = new VerificationRun(
       `${name}-run`,
       {
-        ...connection(args.ctx), model: args.model, sql: f.text, sqlSha256: f.sha256, upstream: args.upstream,
+        ...connection(args.ctx),
+        model: args.model,
+        sql: f.text,
+        sqlSha256: f.sha256,
+        upstream: args.upstream,
         trialCallsSql: loadSql("verification/trial_calls.sql").text,
         profileRoleColumn: shapeOf(args.ctx).profileRoleColumn,
         isolationTables: ISOLATION_TABLES,

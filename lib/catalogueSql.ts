@@ -11,7 +11,7 @@
  * Output is deterministic (keys sorted, pools in POOLS order, no timestamps): its sha256 changes only when the config
  * does, so preview shows a catalogue change as a change and nothing else.
  */
-import { GuardianConfig, POOLS } from "./config";
+import { type GuardianConfig, POOLS } from "./config";
 
 export type ActionsConfig = Pick<GuardianConfig, "actions">;
 export type PlansConfig = Pick<GuardianConfig, "plans" | "split" | "providerCosts">;
@@ -19,7 +19,7 @@ export type PlansConfig = Pick<GuardianConfig, "plans" | "split" | "providerCost
 /** A SQL string literal (standard_conforming_strings: only the quote is doubled). */
 export function sqlString(s: string): string {
   if (s.includes("\u0000")) throw new Error(`a SQL string cannot contain a NUL character: ${JSON.stringify(s)}`);
-  return "'" + s.replace(/'/g, "''") + "'";
+  return `'${s.replace(/'/g, "''")}'`;
 }
 
 /** A SQL numeric literal for a finite, validated number. */
@@ -51,13 +51,18 @@ export function insertCost(a: GuardianConfig["actions"][string]): number {
  */
 export function actionCatalogueSql(config: ActionsConfig, opts: { setPrices: boolean } = { setPrices: true }): string {
   const names = sortedKeys(config.actions);
-  const header = `-- generated from guardian:actions: ${names.length} action(s); credits required per pool, per unit; ` +
+  const header =
+    `-- generated from guardian:actions: ${names.length} action(s); credits required per pool, per unit; ` +
     `live credits_cost kept unless guardian:actions sets creditsCost${opts.setPrices ? "" : " (prices not set in the unified model)"}.\n`;
-  if (names.length === 0) return header + "SELECT 1 WHERE false; -- no action configured\n";
+  if (names.length === 0) return `${header}SELECT 1 WHERE false; -- no action configured\n`;
   const rows = names.map((n) => {
     const a = config.actions[n];
-    const values = [sqlString(n), sqlNumber(insertCost(a)), ...POOLS.map((p) => sqlNumber(a[p])),
-      a.description === undefined ? "NULL" : sqlString(a.description)];
+    const values = [
+      sqlString(n),
+      sqlNumber(insertCost(a)),
+      ...POOLS.map((p) => sqlNumber(a[p])),
+      a.description === undefined ? "NULL" : sqlString(a.description),
+    ];
     return `  (${values.join(", ")})`;
   });
   const cols = ["action_type", ...ACTION_COLUMNS, "description"];
@@ -70,7 +75,8 @@ export function actionCatalogueSql(config: ActionsConfig, opts: { setPrices: boo
     `       IS DISTINCT FROM (${REQUIRED_COLUMNS.map((c) => `EXCLUDED.${c}`).join(", ")}, coalesce(EXCLUDED.description, a.description));\n`;
   const priced = names.filter((n) => config.actions[n].creditsCost !== undefined);
   if (opts.setPrices && priced.length) {
-    sql += `-- prices set by guardian:actions.<action>.creditsCost:\n` +
+    sql +=
+      `-- prices set by guardian:actions.<action>.creditsCost:\n` +
       `UPDATE public.credit_actions AS a SET credits_cost = v.cost\n  FROM (VALUES\n` +
       priced.map((n) => `    (${sqlString(n)}, ${sqlNumber(config.actions[n].creditsCost!)})`).join(",\n") +
       `\n  ) AS v(action_type, cost)\n WHERE a.action_type = v.action_type AND a.credits_cost IS DISTINCT FROM v.cost;\n`;
@@ -95,9 +101,7 @@ export function priceChanges(live: Record<string, number>, config: ActionsConfig
 /** Makes the plan catalogue, the split and the provider costs in schema guardian equal to the config. */
 export function planCatalogueSql(config: PlansConfig): string {
   const plans = sortedKeys(config.plans);
-  const parts: string[] = [
-    `-- generated from guardian:plans (${plans.length} plan(s)), guardian:split and guardian:providerCosts.\n`,
-  ];
+  const parts: string[] = [`-- generated from guardian:plans (${plans.length} plan(s)), guardian:split and guardian:providerCosts.\n`];
   if (plans.length) {
     const rows = plans.map((n) => {
       const p = config.plans[n];
@@ -110,9 +114,7 @@ export function planCatalogueSql(config: PlansConfig): string {
         ` WHERE (${cols.map((c) => `p.${c}`).join(", ")}) IS DISTINCT FROM (${cols.map((c) => `EXCLUDED.${c}`).join(", ")});\n`,
     );
   }
-  parts.push(
-    `DELETE FROM guardian.plan_catalogue WHERE plan_name <> ALL (ARRAY[${plans.map(sqlString).join(", ")}]::text[]);\n`,
-  );
+  parts.push(`DELETE FROM guardian.plan_catalogue WHERE plan_name <> ALL (ARRAY[${plans.map(sqlString).join(", ")}]::text[]);\n`);
   parts.push(
     `INSERT INTO guardian.allocation_split AS s (singleton, ${POOLS.join(", ")})\n` +
       `VALUES (true, ${POOLS.map((k) => sqlNumber(config.split[k])).join(", ")})\n` +
@@ -133,9 +135,8 @@ export function planCatalogueSql(config: PlansConfig): string {
 export function actionCatalogueProbe(config: ActionsConfig, opts: { setPrices: boolean } = { setPrices: true }): string {
   const names = sortedKeys(config.actions);
   const priced = names.filter((n) => config.actions[n].creditsCost !== undefined);
-  const cost = opts.setPrices && priced.length
-    ? `CASE WHEN action_type = ANY (ARRAY[${priced.map(sqlString).join(", ")}]::text[]) THEN credits_cost END, `
-    : "";
+  const cost =
+    opts.setPrices && priced.length ? `CASE WHEN action_type = ANY (ARRAY[${priced.map(sqlString).join(", ")}]::text[]) THEN credits_cost END, ` : "";
   return `SELECT md5(coalesce(string_agg(concat_ws(':', action_type, ${cost}${REQUIRED_COLUMNS.join(", ")}), ',' ORDER BY action_type), '')) AS fingerprint
   FROM public.credit_actions
  WHERE action_type = ANY (ARRAY[${names.map(sqlString).join(", ")}]::text[])
@@ -160,6 +161,6 @@ export function planCatalogueProbe(): string {
  * name is never guessed from a substring ("ai_email_generation" is not an e-mail action because it contains "email").
  */
 export function findUnmappedActions(dbActionTypes: string[], config: ActionsConfig): string[] {
-  const mapped = (t: string) => Object.prototype.hasOwnProperty.call(config.actions, t);
+  const mapped = (t: string) => Object.hasOwn(config.actions, t);
   return [...new Set(dbActionTypes.filter((t) => !mapped(t)))].sort();
 }

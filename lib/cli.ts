@@ -370,7 +370,7 @@ export function usageLine<O extends Options>(cmd: Command<O>): string {
     const s = optionSyntax(key, spec);
     parts.push(spec.type === "string" && spec.required ? s : `[${s}]`);
   }
-  return `npm run ${cmd.name} --${parts.length ? " " + parts.join(" ") : ""}`;
+  return `npm run ${cmd.name} --${parts.length ? ` ${parts.join(" ")}` : ""}`;
 }
 
 export function helpText<O extends Options>(cmd: Command<O>): string {
@@ -382,7 +382,8 @@ export function helpText<O extends Options>(cmd: Command<O>): string {
     if (spec.type === "string") {
       if (spec.required) right += " (required)";
       else if (spec.defaultText !== undefined) right += ` (default: ${spec.defaultText})`;
-      else if (spec.default !== undefined && typeof spec.default !== "function") right += ` (default: ${Array.isArray(spec.default) ? spec.default.join(",") : String(spec.default)})`;
+      else if (spec.default !== undefined && typeof spec.default !== "function")
+        right += ` (default: ${Array.isArray(spec.default) ? spec.default.join(",") : String(spec.default)})`;
     }
     return [left, right];
   });
@@ -402,7 +403,7 @@ export function helpText<O extends Options>(cmd: Command<O>): string {
   }
   if (cmd.exitCodes?.length) L.push("", "exit codes:", ...cmd.exitCodes.map((e) => `  ${e}`));
   if (cmd.notes?.length) L.push("", ...cmd.notes);
-  return L.join("\n") + "\n";
+  return `${L.join("\n")}\n`;
 }
 
 function wrap(text: string, width: number): string[] {
@@ -454,5 +455,5 @@ export function runCommandLine<O extends Options>(
 
 /** One JSON document on stdout. */
 export function printJson(doc: unknown): void {
-  process.stdout.write(JSON.stringify(doc, null, 2) + "\n");
+  process.stdout.write(`${JSON.stringify(doc, null, 2)}\n`);
 }

@@ -5,7 +5,7 @@
  *   guardian:backfill.batchSize: expected a positive integer, got 0
  */
 import { z } from "zod";
-import { SSL_MODES, TlsSettings } from "./pgConnection";
+import { SSL_MODES, type TlsSettings } from "./pgConnection";
 import { GuardianRefusal } from "./errors";
 
 export const POOLS = ["ai", "whatsapp", "email", "sms"] as const;
@@ -16,9 +16,6 @@ export type CreditModel = (typeof CREDIT_MODELS)[number];
 export type Pool = (typeof POOLS)[number];
 
 const nonNegInt = z.number().int().min(0);
-const poolAmounts = z
-  .object({ ai: nonNegInt.default(0), whatsapp: nonNegInt.default(0), email: nonNegInt.default(0), sms: nonNegInt.default(0) })
-  .strict();
 export type PoolAmounts = Record<Pool, number>;
 
 export const planSchema = z
@@ -67,7 +64,13 @@ export const DEFAULT_SPLIT: Record<Pool, number> = { ai: 0.4, whatsapp: 0.3, ema
  *  one it is inserted with where the live catalogue lacks it); it documents, and sets no price: defaults keep every
  *  live credits_cost as it is. */
 const a = (unifiedCost: number, pools: Partial<PoolAmounts>, description: string): Action & { unifiedCost: number } => ({
-  ai: 0, whatsapp: 0, email: 0, sms: 0, ...pools, description, unifiedCost,
+  ai: 0,
+  whatsapp: 0,
+  email: 0,
+  sms: 0,
+  ...pools,
+  description,
+  unifiedCost,
 });
 /** The live catalogue with its Phase 3.5 pool costs, plus an explicit mapping for every legacy action type real
  *  callers send. The mapping is by name, never by substring: ai_email_generation is an AI action.
@@ -131,7 +134,10 @@ export const configSchema = z
         message: "shares must sum to at most 1",
       }),
     /** Merged with DEFAULT_ACTIONS action by action (see there). */
-    actions: z.record(identifier, actionSchema).default({}).transform((given) => ({ ...DEFAULT_ACTIONS, ...given })),
+    actions: z
+      .record(identifier, actionSchema)
+      .default({})
+      .transform((given) => ({ ...DEFAULT_ACTIONS, ...given })),
     providerCosts: z
       .object({ ai: z.number().min(0), whatsapp: z.number().min(0), email: z.number().min(0), sms: z.number().min(0) })
       .strict()
@@ -168,7 +174,10 @@ export const configSchema = z
         /** organization_credits column telling trials; null: none, trials by plan name (default: is_trial if present). */
         trialColumn: identifier.nullable().optional(),
         /** Plan names (trim + lower-case) that are trials when there is no trial column. */
-        trialPlans: z.array(z.string().regex(/^[a-z0-9_]+$/, "plan names are lower-case [a-z0-9_]")).min(1).default(["trial_14"]),
+        trialPlans: z
+          .array(z.string().regex(/^[a-z0-9_]+$/, "plan names are lower-case [a-z0-9_]"))
+          .min(1)
+          .default(["trial_14"]),
       })
       .strict()
       .default({ trialPlans: ["trial_14"] }),
@@ -230,7 +239,7 @@ export function isPostgresUrl(s: string): boolean {
 function describe(v: unknown): string {
   if (v === undefined) return "nothing";
   const s = JSON.stringify(v);
-  return s === undefined ? String(v) : s.length > 60 ? s.slice(0, 57) + "..." : s;
+  return s === undefined ? String(v) : s.length > 60 ? `${s.slice(0, 57)}...` : s;
 }
 
 function valueAt(obj: unknown, path: PropertyKey[]): unknown {
@@ -242,8 +251,7 @@ function valueAt(obj: unknown, path: PropertyKey[]): unknown {
 /** Keys whose values are secrets: their values never appear in an error. */
 const SECRET_KEYS = new Set(["databaseUrl", "tls.rootCertPem"]);
 const isSecretPath = (path: PropertyKey[]) =>
-  SECRET_KEYS.has(String(path[0] ?? "")) || SECRET_KEYS.has(path.slice(0, 2).map(String).join(".")) ||
-  (path.length === 1 && path[0] === "tls");
+  SECRET_KEYS.has(String(path[0] ?? "")) || SECRET_KEYS.has(path.slice(0, 2).map(String).join(".")) || (path.length === 1 && path[0] === "tls");
 
 /**
  * Validates raw stack config (keys without the `guardian:` prefix; structured values as parsed objects or JSON strings).
@@ -255,7 +263,7 @@ export function parseConfig(raw: Record<string, unknown>): GuardianConfig {
   for (const [k, v] of Object.entries(raw)) {
     if (v === undefined) continue;
     // Pulumi hands structured config over as JSON text.
-    if (typeof v === "string" && /^[\[{]/.test(v.trim())) {
+    if (typeof v === "string" && /^[[{]/.test(v.trim())) {
       try {
         input[k] = JSON.parse(v);
       } catch {
@@ -272,12 +280,12 @@ export function parseConfig(raw: Record<string, unknown>): GuardianConfig {
     for (const issue of r.error.issues) {
       const key = issue.path.length ? issue.path.map(String).join(".") : "(root)";
       const top = String(issue.path[0] ?? "");
-      let msg = issue.message;
+      const msg = issue.message;
       if (issue.code === "unrecognized_keys") {
         const keys = (issue as any).keys as string[];
         for (const uk of keys) {
           const where = issue.path.length ? `${key}.${uk}` : uk;
-          const pools = issue.path.length && ["split", "providerCosts"].includes(top) || /^(plans|actions)\./.test(key);
+          const pools = (issue.path.length && ["split", "providerCosts"].includes(top)) || /^(plans|actions)\./.test(key);
           const hint = pools ? ` (pools are ${POOLS.join(", ")})` : didYouMean(where);
           problems.push(`guardian:${where}: unknown key${hint}`);
         }

@@ -5,7 +5,7 @@
  * Connections follow lib/pgConnection.ts (one TLS rule, libpq's), which the dynamic providers use too.
  */
 import type { Client, ClientConfig } from "pg";
-import { connectClient, TlsConfigError, TlsSettings } from "./pgConnection";
+import { connectClient, TlsConfigError, type TlsSettings } from "./pgConnection";
 
 /**
  * Query parameters of a connection string whose values are secrets, or name where one is kept: `password` (which `pg`

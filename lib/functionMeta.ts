@@ -18,7 +18,19 @@
  * ("Reports"."Monthly Sum"(integer)). A function or type written without a schema is taken as public when matching a
  * GRANT, REVOKE or ALTER to a CREATE (public.f(uuid) and f(uuid) are one function).
  */
-import { executedStatements, Node, nameParts, parseSql, RawStmt, roleName, settingValues, showName, showSearchPathSql, typeName, unwrap } from "./pgsql";
+import {
+  executedStatements,
+  type Node,
+  nameParts,
+  parseSql,
+  type RawStmt,
+  roleName,
+  settingValues,
+  showName,
+  showSearchPathSql,
+  typeName,
+  unwrap,
+} from "./pgsql";
 
 export interface FunctionMeta {
   securityDefiner: boolean;
@@ -166,7 +178,10 @@ function matching(created: CreatedFunction[], obj: any, objtype: string): Create
     const name = showName(qualify(parts));
     return created.filter((f) => f.qualifiedName === name && kinds(f));
   }
-  const key = keyOf(parts, (obj?.objargs ?? []).map((t: Node) => typeName(unwrap(t)[1])));
+  const key = keyOf(
+    parts,
+    (obj?.objargs ?? []).map((t: Node) => typeName(unwrap(t)[1])),
+  );
   return created.filter((f) => f.key === key && kinds(f));
 }
 
@@ -220,7 +235,10 @@ function signatureObject(signature: string): any {
 
 function keyOfSignature(signature: string): string {
   const o = signatureObject(signature);
-  return keyOf(nameParts(o.objname), (o.objargs ?? []).map((t: Node) => typeName(unwrap(t)[1])));
+  return keyOf(
+    nameParts(o.objname),
+    (o.objargs ?? []).map((t: Node) => typeName(unwrap(t)[1])),
+  );
 }
 
 /** "public.F(uuid, text, int)" -> "public.f(uuid,text,integer)". */

@@ -30,27 +30,38 @@ export interface Subject {
  * violation; a super_admin's rows are reported (it reads all by design).
  */
 export async function isolationMatrix(
-  c: Pick<Client, "query">, roleColumn: string, tables: { table: string; orgColumn: string | null }[],
+  c: Pick<Client, "query">,
+  roleColumn: string,
+  tables: { table: string; orgColumn: string | null }[],
 ): Promise<{ matrix: IsolationMatrix; violations: string[] }> {
   const CAP = 10000;
   const violations: string[] = [];
   if (!/^[a-z_][a-z0-9_]*$/.test(roleColumn)) throw new Error(`verification: profile role column "${roleColumn}" is not a plain identifier`);
   const subjects: Subject[] = [{ name: "anon", role: "anon" }];
-  const members = (await c.query(
-    `SELECT DISTINCT ON (p.organization_id) p.id::text AS id, p.organization_id::text AS org
+  const members = (
+    await c.query(
+      `SELECT DISTINCT ON (p.organization_id) p.id::text AS id, p.organization_id::text AS org
        FROM public.profiles p
       WHERE p.organization_id IS NOT NULL AND p.${roleColumn} IS DISTINCT FROM 'super_admin'
-      ORDER BY p.organization_id, p.id LIMIT 2`)).rows;
-  members.forEach((m: any, i: number) => subjects.push({ name: `member${i + 1}`, role: "authenticated", sub: m.id, org: m.org }));
-  const admin = (await c.query(
-    `SELECT p.id::text AS id, p.organization_id::text AS org FROM public.profiles p WHERE p.${roleColumn} = 'super_admin' ORDER BY p.id LIMIT 1`)).rows[0];
+      ORDER BY p.organization_id, p.id LIMIT 2`,
+    )
+  ).rows;
+  for (const [i, m] of (members as { id: string; org: string }[]).entries())
+    subjects.push({ name: `member${i + 1}`, role: "authenticated", sub: m.id, org: m.org });
+  const admin = (
+    await c.query(`SELECT p.id::text AS id, p.organization_id::text AS org FROM public.profiles p WHERE p.${roleColumn} = 'super_admin' ORDER BY p.id LIMIT 1`)
+  ).rows[0];
   if (admin) subjects.push({ name: "super_admin", role: "authenticated", sub: admin.id, org: admin.org });
   // A signed-in user with no profile: an auth user without one if there is such a user, else an id nobody has.
-  const lone = (await c.query(
-    `SELECT u.id::text AS id FROM auth.users u WHERE NOT EXISTS (SELECT 1 FROM public.profiles p WHERE p.id = u.id) ORDER BY u.id LIMIT 1`)).rows[0];
+  const lone = (
+    await c.query(`SELECT u.id::text AS id FROM auth.users u WHERE NOT EXISTS (SELECT 1 FROM public.profiles p WHERE p.id = u.id) ORDER BY u.id LIMIT 1`)
+  ).rows[0];
   subjects.push({ name: "no_profile", role: "authenticated", sub: lone?.id ?? "00000000-0000-4000-8000-0000000000aa", org: null });
 
-  const matrix: IsolationMatrix = { subjects: Object.fromEntries(subjects.map((s) => [s.name, { role: s.role, user: s.sub ?? null, organization: s.org ?? null }])), tables: {} };
+  const matrix: IsolationMatrix = {
+    subjects: Object.fromEntries(subjects.map((s) => [s.name, { role: s.role, user: s.sub ?? null, organization: s.org ?? null }])),
+    tables: {},
+  };
   for (const t of tables) {
     const row: IsolationMatrix["tables"][string] = {};
     for (const s of subjects) {
@@ -60,17 +71,25 @@ export async function isolationMatrix(
         await c.query(`SET LOCAL ROLE ${s.role}`);
         const visible = Number((await c.query(`SELECT count(*)::int AS n FROM (SELECT 1 FROM ${t.table} LIMIT ${CAP}) x`)).rows[0].n);
         const other = t.orgColumn
-          ? Number((await c.query(
-            `SELECT count(*)::int AS n FROM (SELECT 1 FROM ${t.table} WHERE ${t.orgColumn} IS DISTINCT FROM $1::uuid LIMIT ${CAP}) x`, [s.org ?? null])).rows[0].n)
+          ? Number(
+              (
+                await c.query(`SELECT count(*)::int AS n FROM (SELECT 1 FROM ${t.table} WHERE ${t.orgColumn} IS DISTINCT FROM $1::uuid LIMIT ${CAP}) x`, [
+                  s.org ?? null,
+                ])
+              ).rows[0].n,
+            )
           : null;
         row[s.name] = { visible, otherOrganizations: other };
-        const leak = s.name !== "super_admin" && ((s.role === "anon" && visible > 0) || (other !== null && other > 0) ||
-          (s.name === "no_profile" && visible > 0));
+        const leak =
+          s.name !== "super_admin" && ((s.role === "anon" && visible > 0) || (other !== null && other > 0) || (s.name === "no_profile" && visible > 0));
         if (leak) {
-          violations.push(`tenant isolation: ${s.name} (${s.role}${s.sub ? ` ${s.sub}` : ""}) reads ${t.orgColumn ? `${other} row(s) of other organizations` : `${visible} row(s)`} of ${t.table}`);
+          violations.push(
+            `tenant isolation: ${s.name} (${s.role}${s.sub ? ` ${s.sub}` : ""}) reads ${t.orgColumn ? `${other} row(s) of other organizations` : `${visible} row(s)`} of ${t.table}`,
+          );
         }
       } catch (e: any) {
-        if (e.code === "42501" && /permission denied for (table|relation|schema)/.test(e.message)) row[s.name] = { visible: 0, otherOrganizations: 0, denied: true };
+        if (e.code === "42501" && /permission denied for (table|relation|schema)/.test(e.message))
+          row[s.name] = { visible: 0, otherOrganizations: 0, denied: true };
         else {
           row[s.name] = { error: e.message };
           violations.push(`tenant isolation: could not read ${t.table} as ${s.name}: ${e.message}`);
@@ -83,4 +102,3 @@ export async function isolationMatrix(
   }
   return { matrix, violations };
 }
-

@@ -43,7 +43,10 @@ export function roundTo(x: number, digits: number): number {
 export function planMargins(config: MarginInputs): PlanMargin[] {
   return Object.entries(config.plans).map(([plan, p]) => {
     const poolCostEur = Object.fromEntries(POOLS.map((pool) => [pool, roundTo(p[pool] * config.providerCosts[pool], 6)])) as Record<Pool, number>;
-    const costEur = roundTo(POOLS.reduce((s, pool) => s + p[pool] * config.providerCosts[pool], 0), 6);
+    const costEur = roundTo(
+      POOLS.reduce((s, pool) => s + p[pool] * config.providerCosts[pool], 0),
+      6,
+    );
     const base = { plan, priceEur: p.priceEur, poolCostEur, costEur };
     if (p.priceEur === null || p.priceEur === 0) {
       return {
@@ -87,5 +90,7 @@ export function marginFindings(config: MarginInputs): string[] {
 
 /** Names of the comparable plans whose margin is below the target. */
 export function plansBelowTarget(config: MarginInputs): string[] {
-  return planMargins(config).filter((m) => m.belowTarget).map((m) => m.plan);
+  return planMargins(config)
+    .filter((m) => m.belowTarget)
+    .map((m) => m.plan);
 }

@@ -91,12 +91,14 @@ export function resolveTls(url: string, tls: TlsSettings | undefined, env: Recor
   let urlMode: SslMode | undefined;
   const sslmode = param("sslmode");
   if (sslmode !== undefined) {
-    if (sslmode === "no-verify") urlMode = "require"; // pg's alias
+    if (sslmode === "no-verify")
+      urlMode = "require"; // pg's alias
     else if (isMode(sslmode)) urlMode = sslmode;
     else throw new TlsConfigError(`sslmode=${sslmode} in guardian:databaseUrl is not a TLS mode (${SSL_MODES.join(", ")})`);
   } else {
     const ssl = param("ssl");
-    if (ssl === "true" || ssl === "1") urlMode = "verify-full"; // what pg means by ssl=true
+    if (ssl === "true" || ssl === "1")
+      urlMode = "verify-full"; // what pg means by ssl=true
     else if (ssl === "no-verify") urlMode = "require";
     else if (ssl === "false" || ssl === "0") urlMode = "disable";
   }
@@ -124,13 +126,11 @@ export function resolveTls(url: string, tls: TlsSettings | undefined, env: Recor
   }
 
   let ca = tls?.ca;
-  let caFrom = tls?.ca ? tls.caFrom ?? "guardian:tls.rootCert" : undefined;
+  let caFrom = tls?.ca ? (tls.caFrom ?? "guardian:tls.rootCert") : undefined;
   let systemRoots = false;
   const rootcert = param("sslrootcert");
   if (rootcert !== undefined && ca !== undefined) {
-    throw new TlsConfigError(
-      `guardian:databaseUrl names sslrootcert=${rootcert} and ${caFrom} gives a root certificate too: keep one of them`,
-    );
+    throw new TlsConfigError(`guardian:databaseUrl names sslrootcert=${rootcert} and ${caFrom} gives a root certificate too: keep one of them`);
   }
   let caFile: string | undefined;
   if (rootcert !== undefined) {
@@ -207,7 +207,11 @@ export function sslOptions(r: ResolvedTls, encrypted: boolean): false | Record<s
 /**
  * The attempts connectClient() makes, in order: for prefer, TLS then plain; for allow, plain then TLS; otherwise one.
  */
-export function clientConfigs(url: string, tls: TlsSettings | undefined, extra: Partial<ClientConfig> = {}): { configs: ClientConfig[]; resolved: ResolvedTls } {
+export function clientConfigs(
+  url: string,
+  tls: TlsSettings | undefined,
+  extra: Partial<ClientConfig> = {},
+): { configs: ClientConfig[]; resolved: ResolvedTls } {
   const r = resolveTls(url, tls);
   const order: boolean[] = r.mode === "disable" ? [false] : r.mode === "prefer" ? [true, false] : r.mode === "allow" ? [false, true] : [true];
   return {
@@ -246,19 +250,25 @@ export function explainTlsError(err: any, r: Pick<ResolvedTls, "mode" | "modeFro
     `(Supabase: the dashboard's Database settings, SSL Configuration, Download certificate)`;
   if (CHAIN_ERRORS.has(code)) {
     const against = r.caFrom ? `the root certificate of ${r.caFrom}` : "any root certificate this machine trusts (no guardian:tls.rootCert was given)";
-    return `TLS: the server's certificate does not verify against ${against} (${code}: ${msg}; ${how}): ${giveCa}. ` +
-      `(sslmode=require would encrypt without verifying the certificate.)`;
+    return (
+      `TLS: the server's certificate does not verify against ${against} (${code}: ${msg}; ${how}): ${giveCa}. ` +
+      `(sslmode=require would encrypt without verifying the certificate.)`
+    );
   }
   if (code === "ERR_TLS_CERT_ALTNAME_INVALID") {
-    return `TLS: the server's certificate does not name the host ${r.host ?? "connected to"} (${msg}; ${how}): connect by a ` +
-      `name the certificate carries, or set guardian:tls.mode to verify-ca (the chain is still verified against guardian:tls.rootCert)`;
+    return (
+      `TLS: the server's certificate does not name the host ${r.host ?? "connected to"} (${msg}; ${how}): connect by a ` +
+      `name the certificate carries, or set guardian:tls.mode to verify-ca (the chain is still verified against guardian:tls.rootCert)`
+    );
   }
   if (code === "CERT_HAS_EXPIRED" || code === "CERT_NOT_YET_VALID") {
     return `TLS: the server's certificate is not valid now (${code}: ${msg}; ${how}): renew the server's certificate`;
   }
   if (/The server does not support SSL connections/.test(msg)) {
-    return `TLS: the server does not accept TLS connections, but ${how} requires TLS: enable ssl on the server, ` +
-      `or set guardian:tls.mode to prefer (or disable) if an unencrypted connection is acceptable`;
+    return (
+      `TLS: the server does not accept TLS connections, but ${how} requires TLS: enable ssl on the server, ` +
+      `or set guardian:tls.mode to prefer (or disable) if an unencrypted connection is acceptable`
+    );
   }
   if (/There was an error establishing an SSL connection/.test(msg)) {
     return `TLS: the server answered the TLS request with something other than yes or no (${how}): is this a PostgreSQL server?`;

@@ -49,7 +49,12 @@ export function serverHosts(url: string): string[] {
     throw new ScratchRefusal(`not a connection URL: ${redactUrl(url)}`);
   }
   const h = host || process.env.PGHOST || "localhost";
-  return h.split(",").map((x) => x.trim().replace(/^\[(.*)\]$/, "$1").toLowerCase());
+  return h.split(",").map((x) =>
+    x
+      .trim()
+      .replace(/^\[(.*)\]$/, "$1")
+      .toLowerCase(),
+  );
 }
 
 /** A host on this machine: a Unix-socket directory, localhost, or a loopback address. */
@@ -94,7 +99,7 @@ export interface PgServer {
 
 function withDatabase(url: string, db: string): string {
   const u = new URL(url);
-  u.pathname = "/" + db;
+  u.pathname = `/${db}`;
   return u.toString();
 }
 

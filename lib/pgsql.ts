@@ -37,7 +37,9 @@ export class SqlParseError extends Error {
 
 function notLoaded(e: unknown): never {
   if (e instanceof Error && /not initialized|loadModule/.test(e.message)) {
-    throw new Error("the SQL parser is not loaded yet: await loadSqlParser() (lib/pgsql.ts) once before reading SQL, e.g. at the start of the program or in the test's beforeAll");
+    throw new Error(
+      "the SQL parser is not loaded yet: await loadSqlParser() (lib/pgsql.ts) once before reading SQL, e.g. at the start of the program or in the test's beforeAll",
+    );
   }
   throw e;
 }
@@ -185,7 +187,11 @@ export function executedStatements(sql: string): ExecutedSql {
     for (const [k, v] of Object.entries(node as Record<string, any>)) {
       if (k === "PLpgSQL_stmt_execsql") {
         visit(v.sqlstmt?.PLpgSQL_expr?.query ?? "", "do", line);
-      } else if (k === "PLpgSQL_stmt_dynexecute" || k === "PLpgSQL_stmt_dynfors" || ((k === "PLpgSQL_stmt_return_query" || k === "PLpgSQL_stmt_open") && v.dynquery)) {
+      } else if (
+        k === "PLpgSQL_stmt_dynexecute" ||
+        k === "PLpgSQL_stmt_dynfors" ||
+        ((k === "PLpgSQL_stmt_return_query" || k === "PLpgSQL_stmt_open") && v.dynquery)
+      ) {
         const expr: string = (k === "PLpgSQL_stmt_dynexecute" || k === "PLpgSQL_stmt_dynfors" ? v.query : v.dynquery)?.PLpgSQL_expr?.query ?? "";
         const constant = constantString(expr);
         if (constant !== undefined) visit(constant, "execute", line);
@@ -236,9 +242,18 @@ export function quoteIdent(id: string): string {
 
 /** PostgreSQL's internal type names (pg_catalog.int4) as format_type() shows them. */
 const TYPE_NAMES: Record<string, string> = {
-  int2: "smallint", int4: "integer", int8: "bigint", float4: "real", float8: "double precision", bool: "boolean",
-  varchar: "character varying", bpchar: "character", timestamptz: "timestamp with time zone",
-  timestamp: "timestamp without time zone", timetz: "time with time zone", time: "time without time zone",
+  int2: "smallint",
+  int4: "integer",
+  int8: "bigint",
+  float4: "real",
+  float8: "double precision",
+  bool: "boolean",
+  varchar: "character varying",
+  bpchar: "character",
+  timestamptz: "timestamp with time zone",
+  timestamp: "timestamp without time zone",
+  timetz: "time with time zone",
+  time: "time without time zone",
   varbit: "bit varying",
 };
 

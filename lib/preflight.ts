@@ -29,11 +29,11 @@ import * as crypto from "crypto";
 import type { Client } from "pg";
 import { BASELINE_TABLES } from "./baseline";
 import { findUnmappedActions } from "./catalogueSql";
-import { GuardianConfig, tlsSettings } from "./config";
+import { type GuardianConfig, tlsSettings } from "./config";
 import { connect, redactUrl } from "./db";
-import { resolveTls, TlsSettings } from "./pgConnection";
-import { DatabaseShape, discoverShape } from "./shape";
-import { v1Facts, V1Facts } from "./v1";
+import { resolveTls, type TlsSettings } from "./pgConnection";
+import { type DatabaseShape, discoverShape } from "./shape";
+import { v1Facts, type V1Facts } from "./v1";
 import { GuardianRefusal } from "./errors";
 
 /** What the program found in the database, read-only, for the components and for preview. */
@@ -114,8 +114,10 @@ interface LockHolder {
 
 function describeHolder(h: LockHolder, limit: number): string {
   const who = [`user ${h.usename ?? "?"}`, h.application_name ? `application "${h.application_name}"` : "", h.state ?? ""].filter(Boolean).join(", ");
-  return `pid ${h.pid} (${who}) has held a transaction open for ${h.age_s} s (limit ${limit} s) with locks on ${h.locks}; ` +
-    `the migration's DDL would wait behind it: end that transaction or run again when it is done`;
+  return (
+    `pid ${h.pid} (${who}) has held a transaction open for ${h.age_s} s (limit ${limit} s) with locks on ${h.locks}; ` +
+    `the migration's DDL would wait behind it: end that transaction or run again when it is done`
+  );
 }
 
 async function gateServer(c: Client, report: PreflightReport, fail: (g: Gate, m: string) => void): Promise<void> {
@@ -172,9 +174,12 @@ async function gateLocks(c: Client, limit: number, report: PreflightReport, fail
   const hidden = rows.length - visible.length;
   if (hidden > 0) {
     // Without pg_read_all_stats another role's transaction start is not visible: say so rather than guess.
-    report.notes.push(`locks: ${hidden} session(s) of other roles hold locks on the credit tables; their age is not visible to this role (grant it pg_read_all_stats to check)`);
+    report.notes.push(
+      `locks: ${hidden} session(s) of other roles hold locks on the credit tables; their age is not visible to this role (grant it pg_read_all_stats to check)`,
+    );
   }
-  if (visible.length === 0) report.notes.push(`locks: no transaction older than ${limit} s holds a lock on ${BASELINE_TABLES.map((t) => `public.${t}`).join(", ")}`);
+  if (visible.length === 0)
+    report.notes.push(`locks: no transaction older than ${limit} s holds a lock on ${BASELINE_TABLES.map((t) => `public.${t}`).join(", ")}`);
 }
 
 /** Key (class) of the session gate's advisory lock: "GU". The object key is random per run. */
@@ -203,8 +208,10 @@ export function sessionAdvice(url: string): string {
     const u = new URL(url);
     u.port = "5432";
     const ref = /^postgres\.(.+)$/.exec(user)?.[1];
-    return `connect through Supabase's session pooler instead: ${redactUrl(u.toString())} (port 5432, not ${port || "6543"})` +
-      (ref ? `, or directly to db.${ref}.supabase.co:5432 (IPv6 only unless the project has the IPv4 add-on)` : "");
+    return (
+      `connect through Supabase's session pooler instead: ${redactUrl(u.toString())} (port 5432, not ${port || "6543"})` +
+      (ref ? `, or directly to db.${ref}.supabase.co:5432 (IPv6 only unless the project has the IPv4 add-on)` : "")
+    );
   }
   return `connect through a session-mode pooler (PgBouncer: pool_mode = session) or directly to PostgreSQL instead. ${supabase}`;
 }
@@ -248,25 +255,39 @@ async function gateSession(
     const after = (await c.query(probe)).rows[0];
     const kept = after.setting === token && after.locked && after.pid === before.pid;
     if (statementMode !== undefined) {
-      fail("session", `the connection goes through a pooler that refuses transactions (${statementMode}): statement pooling. ` +
-        `The migration needs one session throughout. ${sessionAdvice(url)}`);
+      fail(
+        "session",
+        `the connection goes through a pooler that refuses transactions (${statementMode}): statement pooling. ` +
+          `The migration needs one session throughout. ${sessionAdvice(url)}`,
+      );
     } else if (!kept) {
       const what = [
         after.setting !== token ? "a session setting (SET) made in one transaction was gone in the next" : "",
         !after.locked ? "a session advisory lock taken in one transaction was no longer held in the next" : "",
         after.pid !== before.pid ? `the backend changed (pid ${before.pid}, then ${after.pid})` : "",
         otherSaw && otherSaw.setting === token ? "and another connection saw that setting" : "",
-      ].filter(Boolean).join("; ");
-      fail("session", `the connection goes through a pooler in transaction mode: ${what}. The migration needs one session ` +
-        `throughout (session advisory locks, SET lock_timeout, CREATE INDEX CONCURRENTLY). ${sessionAdvice(url)}`);
+      ]
+        .filter(Boolean)
+        .join("; ");
+      fail(
+        "session",
+        `the connection goes through a pooler in transaction mode: ${what}. The migration needs one session ` +
+          `throughout (session advisory locks, SET lock_timeout, CREATE INDEX CONCURRENTLY). ${sessionAdvice(url)}`,
+      );
     } else {
-      report.notes.push(`session: a session setting and an advisory lock survive from one transaction to the next (backend pid ${after.pid} throughout${otherSaw ? `, a second connection on pid ${otherSaw.pid}` : ""}): no transaction-mode pooler in between`);
+      report.notes.push(
+        `session: a session setting and an advisory lock survive from one transaction to the next (backend pid ${after.pid} throughout${otherSaw ? `, a second connection on pid ${otherSaw.pid}` : ""}): no transaction-mode pooler in between`,
+      );
     }
   } finally {
     // Leave nothing behind on whichever server connection holds them (a pooler hands them to others).
     for (const cl of [other, c]) {
       if (!cl) continue;
-      await cl.query(`SET client_min_messages = error; SELECT pg_advisory_unlock(${SESSION_LOCK_CLASS}, ${key}); RESET guardian.session_probe; RESET client_min_messages`).catch(() => undefined);
+      await cl
+        .query(
+          `SET client_min_messages = error; SELECT pg_advisory_unlock(${SESSION_LOCK_CLASS}, ${key}); RESET guardian.session_probe; RESET client_min_messages`,
+        )
+        .catch(() => undefined);
     }
     if (other) {
       await other.query("COMMIT").catch(() => undefined);
@@ -319,9 +340,12 @@ function describeTls(c: Client, url: string, tls: TlsSettings | undefined): stri
   if (!stream?.encrypted) {
     return `not encrypted (sslmode ${r.mode} from ${r.modeFrom}${r.mode === "prefer" || r.mode === "allow" ? "; the server offered no TLS" : ""})`;
   }
-  const verified = r.mode === "verify-full" ? `certificate and host name verified against ${r.caFrom ?? "the system's root certificates"}`
-    : r.mode === "verify-ca" || (r.mode === "require" && r.ca) ? `certificate verified against ${r.caFrom}, host name not checked`
-    : "certificate not verified";
+  const verified =
+    r.mode === "verify-full"
+      ? `certificate and host name verified against ${r.caFrom ?? "the system's root certificates"}`
+      : r.mode === "verify-ca" || (r.mode === "require" && r.ca)
+        ? `certificate verified against ${r.caFrom}, host name not checked`
+        : "certificate not verified";
   return `${stream.getProtocol?.() ?? "TLS"}, ${verified} (sslmode ${r.mode} from ${r.modeFrom})`;
 }
 
@@ -347,8 +371,7 @@ export async function preflight(config: GuardianConfig, opts: PreflightOptions =
 
   let c: Client;
   let tls: TlsSettings | undefined;
-  const open = (name: string) =>
-    connect(config.databaseUrl, { connectionTimeoutMillis: opts.connectTimeoutMs ?? 10000, application_name: name, tls });
+  const open = (name: string) => connect(config.databaseUrl, { connectionTimeoutMillis: opts.connectTimeoutMs ?? 10000, application_name: name, tls });
   try {
     tls = opts.tls ?? tlsSettings(config);
     c = await open("guardian-credits:preflight");

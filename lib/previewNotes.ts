@@ -24,8 +24,10 @@ export function discoveryLines(d: Discovery, config: GuardianConfig, multi: bool
   }
   const flat = (x: string | null) => (x ?? "-").replace(/\s+/g, " ");
   for (const p of d.foreignPolicies) {
-    out.push(`tenant isolation: policy "${p.name}" on public.${p.table} (${p.command}, ${p.permissive.toLowerCase()}, ${p.roles}, USING ${flat(p.using)}${p.check ? `, WITH CHECK ${flat(p.check)}` : ""}) ` +
-      `was not written by this program: it is recorded in the backup and dropped when the program's own policy for ${p.command === "ALL" ? "every command" : p.command} is created`);
+    out.push(
+      `tenant isolation: policy "${p.name}" on public.${p.table} (${p.command}, ${p.permissive.toLowerCase()}, ${p.roles}, USING ${flat(p.using)}${p.check ? `, WITH CHECK ${flat(p.check)}` : ""}) ` +
+        `was not written by this program: it is recorded in the backup and dropped when the program's own policy for ${p.command === "ALL" ? "every command" : p.command} is created`,
+    );
   }
   if (multi && d.v1) {
     for (const c of d.v1.behaviourChanges) out.push(`consume_credits_rpc v1 -> v2, for callers: ${c}`);
@@ -35,13 +37,20 @@ export function discoveryLines(d: Discovery, config: GuardianConfig, multi: bool
 
 /** In the unified model: what a rollback would restore, from the latest verified backup (nothing when none). */
 export async function rollbackPreview(c: Client, config: GuardianConfig): Promise<string[]> {
-  const has = (await c.query(`SELECT to_regclass('guardian.backups') IS NOT NULL AND to_regprocedure('public.consume_credits_rpc(uuid,text,integer,text)') IS NOT NULL AS p`)).rows[0].p;
+  const has = (
+    await c.query(
+      `SELECT to_regclass('guardian.backups') IS NOT NULL AND to_regprocedure('public.consume_credits_rpc(uuid,text,integer,text)') IS NOT NULL AS p`,
+    )
+  ).rows[0].p;
   if (!has) return [];
-  const bk = (await c.query(
-    `SELECT b.backup_id, f ->> 'definition' AS def, f ->> 'acl' AS acl
+  const bk = (
+    await c.query(
+      `SELECT b.backup_id, f ->> 'definition' AS def, f ->> 'acl' AS acl
        FROM guardian.backups b CROSS JOIN LATERAL jsonb_array_elements(b.functions) f
       WHERE b.restore_verified AND f ->> 'signature' = 'consume_credits_rpc(uuid,text)' AND to_regnamespace(b.schema_name) IS NOT NULL
-      ORDER BY b.created_at DESC LIMIT 1`)).rows[0];
+      ORDER BY b.created_at DESC LIMIT 1`,
+    )
+  ).rows[0];
   if (!bk) return [];
   if (config.rollback.function === "safe") {
     return [`rollback: consume_credits_rpc(uuid,text) becomes the safe unified function (guardian:rollback.function = safe), not backup ${bk.backup_id}'s v1`];

@@ -34,7 +34,12 @@ import { GuardianRefusal } from "./errors";
 export const RESTORE_ORDER = ["organizations", "organization_credits", "credit_actions", "credit_consumption_logs"];
 
 /** The files of sql/schema/ that add the Phase 3.5 columns (components/creditSchema.ts applies the same files). */
-const PHASE35_SCHEMA_FILES = ["schema/01_guardian_schema.sql", "schema/02_organization_credits.sql", "schema/03_credit_actions.sql", "schema/04_credit_consumption_logs.sql"];
+const PHASE35_SCHEMA_FILES = [
+  "schema/01_guardian_schema.sql",
+  "schema/02_organization_credits.sql",
+  "schema/03_credit_actions.sql",
+  "schema/04_credit_consumption_logs.sql",
+];
 
 export interface ManifestTable {
   file: string;
@@ -71,7 +76,10 @@ export interface RestoreResult {
 }
 
 export class RestoreError extends GuardianRefusal {
-  constructor(message: string, public readonly problems: string[] = []) {
+  constructor(
+    message: string,
+    public readonly problems: string[] = [],
+  ) {
     super(problems.length ? `${message}:\n  - ${problems.join("\n  - ")}` : message, "RestoreError");
   }
 }
@@ -109,7 +117,9 @@ export function exportPermissionProblems(exportDir: string, manifest: Pick<Manif
   const out: string[] = [];
   const mode = (p: string) => (fs.statSync(p).mode & 0o777).toString(8).padStart(4, "0");
   if (fs.statSync(exportDir).mode & 0o077) {
-    out.push(`export folder ${exportDir} is open to group or others (mode ${mode(exportDir)}); a backup export holds every tenant's data: chmod 700 ${exportDir}`);
+    out.push(
+      `export folder ${exportDir} is open to group or others (mode ${mode(exportDir)}); a backup export holds every tenant's data: chmod 700 ${exportDir}`,
+    );
   }
   const files = [path.join(exportDir, "manifest.json"), ...Object.values(manifest.tables).map((m) => path.join(exportDir, m.file))];
   for (const f of files) {
@@ -140,10 +150,9 @@ function fieldsInFirstLine(file: string): number {
 }
 
 async function columnCount(c: Client, table: string): Promise<number> {
-  const r = await c.query(
-    `SELECT count(*)::int AS n FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped`,
-    [`public.${table}`],
-  );
+  const r = await c.query(`SELECT count(*)::int AS n FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped`, [
+    `public.${table}`,
+  ]);
   return r.rows[0].n;
 }
 
@@ -241,7 +250,9 @@ export async function restoreExport(exportDir: string, targetUrl: string, opts: 
               last = Date.now();
               const rate = lines / Math.max(0.001, (last - t0) / 1000);
               const eta = rate > 0 ? (total - lines) / rate : 0;
-              say(`loading ${t}: ${lines.toLocaleString("en-US")}/${total.toLocaleString("en-US")} rows (${total ? Math.floor((100 * lines) / total) : 100}%), ${Math.round(rate).toLocaleString("en-US")} rows/s, ETA ${eta.toFixed(0)} s`);
+              say(
+                `loading ${t}: ${lines.toLocaleString("en-US")}/${total.toLocaleString("en-US")} rows (${total ? Math.floor((100 * lines) / total) : 100}%), ${Math.round(rate).toLocaleString("en-US")} rows/s, ETA ${eta.toFixed(0)} s`,
+              );
             }
             cb(null, chunk);
           },
@@ -261,8 +272,16 @@ export async function restoreExport(exportDir: string, targetUrl: string, opts: 
       const m = manifest.tables[t];
       const r = (await c.query(ROW_CHECKSUM(`public.${t}`))).rows[0];
       const rows = Number(r.n);
-      tables[t] = { rows, expectedRows: Number(m.rows), checksum: r.checksum, expectedChecksum: String(m.checksum), ok: rows === Number(m.rows) && r.checksum === String(m.checksum) };
-      say(`${t}: ${rows.toLocaleString("en-US")} rows, checksum ${tables[t].ok ? "equal to the manifest's" : `${r.checksum} DIFFERS from the manifest's ${m.checksum}`}`);
+      tables[t] = {
+        rows,
+        expectedRows: Number(m.rows),
+        checksum: r.checksum,
+        expectedChecksum: String(m.checksum),
+        ok: rows === Number(m.rows) && r.checksum === String(m.checksum),
+      };
+      say(
+        `${t}: ${rows.toLocaleString("en-US")} rows, checksum ${tables[t].ok ? "equal to the manifest's" : `${r.checksum} DIFFERS from the manifest's ${m.checksum}`}`,
+      );
     }
     const ok = Object.values(tables).every((x) => x.ok);
     return { backupId: manifest.backupId, database: redactUrl(targetUrl), phase35Columns, tables, ok, durationMs: Date.now() - started };

@@ -40,9 +40,10 @@ export const REQUIRED_FUNCTIONS = ["auth.role()"];
 const IDENT = /^[a-z_][a-z0-9_]{0,62}$/;
 
 export function describeShape(s: DatabaseShape): string {
-  const trial = "column" in s.trial
-    ? `trials by organization_credits.${s.trial.column}`
-    : `trials by plan name (${s.trial.plans.join(", ")}) and cycle_end_date: organization_credits has no is_trial`;
+  const trial =
+    "column" in s.trial
+      ? `trials by organization_credits.${s.trial.column}`
+      : `trials by plan name (${s.trial.plans.join(", ")}) and cycle_end_date: organization_credits has no is_trial`;
   return `shape: profile role column profiles.${s.profileRoleColumn}; ${trial}`;
 }
 
@@ -101,10 +102,7 @@ export async function discoverShape(c: Client, o: ShapeOverrides): Promise<Shape
     const missing = need.filter((x) => !got.has(x));
     for (const m of missing) problems.push(`column public.${t}.${m} is missing (the program's SQL reads it)`);
   }
-  const fns = await c.query<{ f: string; ok: boolean }>(
-    `SELECT f, to_regprocedure(f) IS NOT NULL AS ok FROM unnest($1::text[]) f`,
-    [REQUIRED_FUNCTIONS],
-  );
+  const fns = await c.query<{ f: string; ok: boolean }>(`SELECT f, to_regprocedure(f) IS NOT NULL AS ok FROM unnest($1::text[]) f`, [REQUIRED_FUNCTIONS]);
   for (const r of fns.rows) if (!r.ok) problems.push(`function ${r.f} is missing (the program's SQL calls it)`);
 
   const profiles = have.get("profiles") ?? new Set<string>();
@@ -120,9 +118,11 @@ export async function discoverShape(c: Client, o: ShapeOverrides): Promise<Shape
     const candidates = ["role", "user_role"].filter((x) => profiles.has(x));
     if (candidates.length === 1) roleColumn = candidates[0];
     else if (have.has("profiles")) {
-      problems.push(candidates.length === 0
-        ? "public.profiles has neither a role nor a user_role column: set guardian:schema.profileRoleColumn to the column that holds super_admin"
-        : "public.profiles has both role and user_role: set guardian:schema.profileRoleColumn to the one that holds super_admin");
+      problems.push(
+        candidates.length === 0
+          ? "public.profiles has neither a role nor a user_role column: set guardian:schema.profileRoleColumn to the column that holds super_admin"
+          : "public.profiles has both role and user_role: set guardian:schema.profileRoleColumn to the one that holds super_admin",
+      );
     }
   }
 
@@ -143,7 +143,9 @@ export async function discoverShape(c: Client, o: ShapeOverrides): Promise<Shape
       [trial.column],
     );
     if (t.rows[0] && t.rows[0].ty !== "boolean") {
-      problems.push(`public.organization_credits.${trial.column} is ${t.rows[0].ty}, not boolean: it cannot tell trials (set guardian:schema.trialColumn to null to use trial plan names)`);
+      problems.push(
+        `public.organization_credits.${trial.column} is ${t.rows[0].ty}, not boolean: it cannot tell trials (set guardian:schema.trialColumn to null to use trial plan names)`,
+      );
     }
   }
   for (const x of [roleColumn, trial && "column" in trial ? trial.column : undefined]) {

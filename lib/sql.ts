@@ -5,7 +5,7 @@
 import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
-import { DatabaseShape, renderSql, SEED_SHAPE, unrenderedTokens } from "./shape";
+import { type DatabaseShape, renderSql, SEED_SHAPE, unrenderedTokens } from "./shape";
 
 export const SQL_ROOT = path.resolve(__dirname, "..", "sql");
 
@@ -34,7 +34,8 @@ export function loadSql(file: string, shape: DatabaseShape = SEED_SHAPE): SqlFil
   }
   const text = renderSql(raw, shape);
   const left = unrenderedTokens(text);
-  if (left.length) throw new Error(`SQL file "sql/${file}": unknown token(s) ${left.join(", ")} (lib/shape.ts renders {{profile_role:<alias>}} and {{is_trial:<alias>}})`);
+  if (left.length)
+    throw new Error(`SQL file "sql/${file}": unknown token(s) ${left.join(", ")} (lib/shape.ts renders {{profile_role:<alias>}} and {{is_trial:<alias>}})`);
   return { file, text, sha256: sha256(text) };
 }
 
@@ -69,7 +70,16 @@ export function locate(text: string, position: number): { line: number; column: 
  */
 export function describeSqlError(err: unknown, file: string, text: string): { message: string; code: string; line?: number; column?: number } | undefined {
   if (!err || typeof err !== "object" || !("code" in err)) return undefined;
-  const e = err as { code: unknown; message?: string; position?: string; internalPosition?: string; internalQuery?: string; where?: string; detail?: string; hint?: string };
+  const e = err as {
+    code: unknown;
+    message?: string;
+    position?: string;
+    internalPosition?: string;
+    internalQuery?: string;
+    where?: string;
+    detail?: string;
+    hint?: string;
+  };
   if (typeof e.code !== "string") return undefined;
   const parts = [`sql/${file}`];
   let line: number | undefined;

@@ -80,7 +80,10 @@ export async function readHistory(stack: Stack): Promise<HistoryEntry[]> {
       dirty: env["git.dirty"] === "true",
       environment: env,
       config,
-      secretKeys: Object.entries(config).filter(([, v]) => v.secret).map(([k]) => k).sort(),
+      secretKeys: Object.entries(config)
+        .filter(([, v]) => v.secret)
+        .map(([k]) => k)
+        .sort(),
     };
   });
 }
@@ -92,7 +95,12 @@ export function describeEntry(e: HistoryEntry): string {
 }
 
 function firstLine(s: string): string {
-  return String(s).split("\n").map((l) => l.trim()).find((l) => l && !/^(code|stdout|stderr):\s*$/.test(l) && !/^code: -?\d+$/.test(l)) ?? String(s);
+  return (
+    String(s)
+      .split("\n")
+      .map((l) => l.trim())
+      .find((l) => l && !/^(code|stdout|stderr):\s*$/.test(l) && !/^code: -?\d+$/.test(l)) ?? String(s)
+  );
 }
 
 /**
@@ -103,10 +111,14 @@ function firstLine(s: string): string {
 export function cliError(e: unknown): string {
   const err = e as any;
   const text = `${err?.commandResult?.stderr ?? ""}\n${err?.commandResult?.stdout ?? ""}`;
-  const lines = text.split("\n").map((l) => l.trim()).filter((l) => /^error:/.test(l));
+  const lines = text
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => /^error:/.test(l));
   // Skip the summary line and the by-products of an aborted run (the program's gRPC channel closing after the engine
   // stopped on a resource's error), so the resource's own error is the one reported.
-  const byProduct = /^error: ((update|preview|refresh|destroy) failed|Error: Channel has been shut down|.*14 UNAVAILABLE|Running program .* failed with an unhandled exception:?)$/;
+  const byProduct =
+    /^error: ((update|preview|refresh|destroy) failed|Error: Channel has been shut down|.*14 UNAVAILABLE|Running program .* failed with an unhandled exception:?)$/;
   const cause = lines.find((l) => !byProduct.test(l));
   return cause ?? lines[0] ?? firstLine(err?.message ?? String(e));
 }
@@ -222,7 +234,7 @@ export function isLockedError(e: unknown): boolean {
 }
 
 export function lockRefusal(stackName: string, holders: LockHolder[], detail?: string): RollbackRefusal {
-  const who = holders.length ? holders.map((h) => h.description).join("; ") : detail ?? "another update";
+  const who = holders.length ? holders.map((h) => h.description).join("; ") : (detail ?? "another update");
   return new RollbackRefusal(
     `rollback refused: stack ${stackName} is locked by another update (${who}). ` +
       `Wait for it to finish; if no update is running, \`pulumi cancel --stack ${stackName}\` removes a stale lock.`,
@@ -265,9 +277,10 @@ export async function writeConfigFile(stack: Stack, file: string, current: Confi
   if (removed.length) await pulumiCli(stack, ["config", "rm-all", "--stack", stack.name, "--config-file", file, ...removed]);
   const values: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(target)) {
-    values[k] = v.secret || (v as any).objectValue === undefined
-      ? { value: v.value, secret: !!v.secret }
-      : { value: v.value, objectValue: (v as any).objectValue, secret: false };
+    values[k] =
+      v.secret || (v as any).objectValue === undefined
+        ? { value: v.value, secret: !!v.secret }
+        : { value: v.value, objectValue: (v as any).objectValue, secret: false };
   }
   if (Object.keys(values).length) {
     await pulumiCli(stack, ["config", "set-all", "--stack", stack.name, "--config-file", file, "--json", JSON.stringify(values)]);

@@ -39,7 +39,7 @@ import { MARGINS_FILE } from "../components/margins";
 import { ownPoliciesSql, POLICY_COMMANDS, tableFiles, TENANCY_DIR } from "../components/tenantPolicies";
 import { actionCatalogueSql, planCatalogueSql } from "./catalogueSql";
 import type { GuardianConfig } from "./config";
-import { DatabaseShape, describeShape } from "./shape";
+import { type DatabaseShape, describeShape } from "./shape";
 import { loadSql, sha256, SQL_ROOT } from "./sql";
 import { TENANT_TABLES } from "./tenantTables";
 
@@ -68,15 +68,24 @@ export function migrationParts(config: GuardianConfig, shape: DatabaseShape): Mi
       const names = ADDITIVE_COLUMNS.credit_consumption_logs.indexes.join(", ");
       parts.push({
         step: "credit schema",
-        source: `sql/${s.file} (plain CREATE INDEX: the program builds it CONCURRENTLY outside a transaction; a Supabase ` +
+        source:
+          `sql/${s.file} (plain CREATE INDEX: the program builds it CONCURRENTLY outside a transaction; a Supabase ` +
           `migration runs in one, so here the build locks public.credit_consumption_logs against writes while it runs; ${names})`,
         sql: plainIndexSql(text, s.file),
       });
     } else parts.push({ step: "credit schema", source: `sql/${s.file}`, sql: text });
   }
 
-  parts.push({ step: "catalogue", source: "generated from guardian:actions (lib/catalogueSql.ts, prices as in the multi model)", sql: actionCatalogueSql(config, { setPrices: true }) });
-  parts.push({ step: "catalogue", source: "generated from guardian:plans, guardian:split, guardian:providerCosts (lib/catalogueSql.ts)", sql: planCatalogueSql(config) });
+  parts.push({
+    step: "catalogue",
+    source: "generated from guardian:actions (lib/catalogueSql.ts, prices as in the multi model)",
+    sql: actionCatalogueSql(config, { setPrices: true }),
+  });
+  parts.push({
+    step: "catalogue",
+    source: "generated from guardian:plans, guardian:split, guardian:providerCosts (lib/catalogueSql.ts)",
+    sql: planCatalogueSql(config),
+  });
 
   file("audit", AUDIT_FILES.appendOnly);
   parts.push({
@@ -121,7 +130,11 @@ export interface MigrationFile {
   sqlSha256: string;
 }
 
-const comment = (s: string) => s.split("\n").map((l) => (l ? `-- ${l}` : "--")).join("\n");
+const comment = (s: string) =>
+  s
+    .split("\n")
+    .map((l) => (l ? `-- ${l}` : "--"))
+    .join("\n");
 
 /** The migration file's text. `shapeSource` and `configSource` say where the shape and the config came from. */
 export function supabaseMigration(config: GuardianConfig, shape: DatabaseShape, o: { shapeSource: string; configSource: string }): MigrationFile {
@@ -199,7 +212,10 @@ export interface WriteResult {
 export function writeSupabaseMigration(dir: string, text: string, version = migrationVersion()): WriteResult {
   if (!/^\d{14}$/.test(version)) throw new Error(`migration version "${version}": expected YYYYMMDDHHMMSS`);
   fs.mkdirSync(dir, { recursive: true });
-  const migrations = fs.readdirSync(dir).filter((f) => /^\d+_.*\.sql$/.test(f)).sort();
+  const migrations = fs
+    .readdirSync(dir)
+    .filter((f) => /^\d+_.*\.sql$/.test(f))
+    .sort();
   const ours = migrations.filter((f) => f.endsWith(MIGRATION_SUFFIX));
   const latest = ours[ours.length - 1];
   if (latest && fs.readFileSync(path.join(dir, latest), "utf8") === text) return { file: path.join(dir, latest), written: false };

@@ -20,4 +20,3 @@ export const TENANT_TABLES: readonly TenantTable[] = [
   { table: "public.credit_consumption_logs", tenantData: true, orgColumn: "organization_id" },
   { table: "guardian.migration_journal", tenantData: true, orgColumn: "organization_id" },
 ];
-

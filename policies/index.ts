@@ -15,14 +15,14 @@
  * directory). The rules themselves are in rules.ts; they read SQL with PostgreSQL's own parser (lib/pgsql.ts), which the
  * validators load once (asynchronously) before their first check.
  */
-import { PolicyPack, ReportViolation, StackValidationArgs } from "@pulumi/policy";
+import { PolicyPack, type ReportViolation, type StackValidationArgs } from "@pulumi/policy";
 import {
   BACKFILL,
   backfillProblems,
   loadSqlParser,
   marginsResources,
   marginViolations,
-  Res,
+  type Res,
   securityDefinerProblems,
   splitProblems,
   SQL_OBJECT,
@@ -55,7 +55,8 @@ new PolicyPack("guardian-credits", {
     },
     {
       name: "security-definer-pins-search-path",
-      description: "SECURITY DEFINER functions pin a search_path ending with pg_temp, revoke EXECUTE from PUBLIC and from anon explicitly, and grant nothing to anon or PUBLIC.",
+      description:
+        "SECURITY DEFINER functions pin a search_path ending with pg_temp, revoke EXECUTE from PUBLIC and from anon explicitly, and grant nothing to anon or PUBLIC.",
       enforcementLevel: "mandatory",
       validateResource: async (args, report) => {
         if (args.type !== SQL_OBJECT) return;

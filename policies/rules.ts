@@ -10,7 +10,7 @@
 import { createdFunctions } from "../lib/functionMeta";
 import { POOLS, type Pool } from "../lib/config";
 import { planMargins as computeMargins } from "../lib/margins";
-import { ExecutedSql, executedStatements, parseSql, RawStmt, settingValues, SqlParseError, unwrap } from "../lib/pgsql";
+import { type ExecutedSql, executedStatements, parseSql, type RawStmt, settingValues, SqlParseError, unwrap } from "../lib/pgsql";
 
 /** The rules read SQL with PostgreSQL's parser: await this once before calling them (index.ts does, per validation). */
 export { loadSqlParser } from "../lib/pgsql";
@@ -39,7 +39,10 @@ export interface Violation {
 
 /** "organizations" and "public.organizations" are the same table; other schemas keep their prefix. */
 export function normaliseTable(t: unknown): string {
-  const s = String(t ?? "").trim().toLowerCase().replace(/"/g, "");
+  const s = String(t ?? "")
+    .trim()
+    .toLowerCase()
+    .replace(/"/g, "");
   return s.startsWith("public.") ? s.slice("public.".length) : s;
 }
 
@@ -57,8 +60,7 @@ function rowSecuritySwitches(executed: ExecutedSql): { subtype: string; table: s
   return out;
 }
 
-const sqlObjects = (resources: Res[], kind?: string) =>
-  resources.filter((r) => r.type === SQL_OBJECT && (kind === undefined || r.props?.kind === kind));
+const sqlObjects = (resources: Res[], kind?: string) => resources.filter((r) => r.type === SQL_OBJECT && (kind === undefined || r.props?.kind === kind));
 
 // ---------------------------------------------------------------------------------------------------------------
 // tenant-tables-have-rls
@@ -74,7 +76,10 @@ export function tenantTablesHaveRls(resources: Res[]): Violation[] {
   for (const r of rls) if (r.props.meta?.tenantData === true) tenant.add(normaliseTable(r.props.meta.table));
 
   for (const t of [...tenant].sort()) {
-    const missing = [!rlsTables.has(t) && "no rls resource (SqlObject kind \"rls\", meta.table)", !policyTables.has(t) && "no policy resource (SqlObject kind \"policy\", meta.table)"].filter(Boolean);
+    const missing = [
+      !rlsTables.has(t) && 'no rls resource (SqlObject kind "rls", meta.table)',
+      !policyTables.has(t) && 'no policy resource (SqlObject kind "policy", meta.table)',
+    ].filter(Boolean);
     if (missing.length) out.push({ message: `table ${t} holds tenant data but has ${missing.join(" and ")}` });
   }
   for (const r of rls) {
@@ -186,9 +191,11 @@ function showSearchPath(path: string[] | null): string {
 /** Why a pinned search_path is not safe, in words an operator can act on. */
 function pgTempProblem(path: string[] | null): string {
   const empty = path !== null && path.length === 1 && path[0] === "";
-  return `does not end with pg_temp${empty ? " (an empty search_path still searches the temporary schema first)" : ""}: ` +
+  return (
+    `does not end with pg_temp${empty ? " (an empty search_path still searches the temporary schema first)" : ""}: ` +
     "PostgreSQL searches the caller's temporary schema first for tables and types unless pg_temp is named, so the caller's " +
-    "objects can stand in for the function's (SET search_path = pg_catalog, pg_temp)";
+    "objects can stand in for the function's (SET search_path = pg_catalog, pg_temp)"
+  );
 }
 
 export function securityDefinerProblems(r: Pick<Res, "props" | "name">): string[] {
@@ -201,25 +208,34 @@ export function securityDefinerProblems(r: Pick<Res, "props" | "name">): string[
     definers = analyzeFunctions(sql).filter((f) => f.securityDefiner);
     // SQL built at run time (EXECUTE format(...) in a DO block) that mentions SECURITY DEFINER: cannot be checked.
     for (const u of executedStatements(sql).unreadable.filter((x) => /\bsecurity\s+definer\b/i.test(x.text))) {
-      out.push(`${where}: says SECURITY DEFINER outside a CREATE FUNCTION the policy can read (line ${u.line}: ${u.text}); declare the function with a literal CREATE FUNCTION`);
+      out.push(
+        `${where}: says SECURITY DEFINER outside a CREATE FUNCTION the policy can read (line ${u.line}: ${u.text}); declare the function with a literal CREATE FUNCTION`,
+      );
     }
   } catch (e) {
     if (!(e instanceof SqlParseError)) throw e;
     out.push(`${where}: its SQL does not parse (${e.message}), so its SECURITY DEFINER functions cannot be checked`);
   }
   for (const f of definers) {
-    if (!f.pinsSearchPath) out.push(`${where}: SECURITY DEFINER function ${f.name} does not pin search_path (add SET search_path = pg_catalog, pg_temp to its definition)`);
+    if (!f.pinsSearchPath)
+      out.push(`${where}: SECURITY DEFINER function ${f.name} does not pin search_path (add SET search_path = pg_catalog, pg_temp to its definition)`);
     else if (!searchPathEndsWithPgTemp(f.searchPath)) {
       out.push(`${where}: SECURITY DEFINER function ${f.name} pins search_path = ${showSearchPath(f.searchPath)}, which ${pgTempProblem(f.searchPath)}`);
     }
-    if (!f.revokedFromPublic) out.push(`${where}: SECURITY DEFINER function ${f.name} stays executable by PUBLIC (no REVOKE EXECUTE ... FROM PUBLIC after its CREATE)`);
-    if (!f.revokedFromAnon) out.push(`${where}: SECURITY DEFINER function ${f.name} does not revoke EXECUTE from anon explicitly (Supabase's default privileges grant new functions to anon, which a REVOKE ... FROM PUBLIC leaves in place: add REVOKE EXECUTE ON FUNCTION ... FROM anon after its CREATE)`);
+    if (!f.revokedFromPublic)
+      out.push(`${where}: SECURITY DEFINER function ${f.name} stays executable by PUBLIC (no REVOKE EXECUTE ... FROM PUBLIC after its CREATE)`);
+    if (!f.revokedFromAnon)
+      out.push(
+        `${where}: SECURITY DEFINER function ${f.name} does not revoke EXECUTE from anon explicitly (Supabase's default privileges grant new functions to anon, which a REVOKE ... FROM PUBLIC leaves in place: add REVOKE EXECUTE ON FUNCTION ... FROM anon after its CREATE)`,
+      );
     for (const g of f.grantedTo) out.push(`${where}: SECURITY DEFINER function ${f.name} is granted EXECUTE to ${g}`);
   }
   if (p.kind === "function") {
     const meta = p.meta ?? {};
     if (definers.length > 0 && meta.securityDefiner !== true) {
-      out.push(`${where}: meta.securityDefiner is ${JSON.stringify(meta.securityDefiner)} but the SQL declares SECURITY DEFINER (${definers.map((f) => f.name).join(", ")})`);
+      out.push(
+        `${where}: meta.securityDefiner is ${JSON.stringify(meta.securityDefiner)} but the SQL declares SECURITY DEFINER (${definers.map((f) => f.name).join(", ")})`,
+      );
     }
     if (meta.securityDefiner === true && typeof meta.searchPath !== "string") {
       out.push(`${where}: meta.securityDefiner is true but meta.searchPath is ${JSON.stringify(meta.searchPath)}, not a pinned search_path`);
@@ -245,7 +261,9 @@ export function backfillProblems(r: Res): string[] {
     out.push(`backfill ${r.name} does not depend on a Backup resource (pass the backup in dependsOn or use its backupId as an input)`);
   }
   if (r.props.requireVerifiedBackup !== true) {
-    out.push(`backfill ${r.name}: input requireVerifiedBackup is ${JSON.stringify(r.props.requireVerifiedBackup)}, expected true (the backfill must refuse to run without a verified restore)`);
+    out.push(
+      `backfill ${r.name}: input requireVerifiedBackup is ${JSON.stringify(r.props.requireVerifiedBackup)}, expected true (the backfill must refuse to run without a verified restore)`,
+    );
   }
   return out;
 }
@@ -256,7 +274,8 @@ export function splitProblems(split: unknown, name: string): string[] {
   }
   const s = split as Record<string, unknown>;
   const out: string[] = [];
-  for (const k of Object.keys(s)) if (!(POOLS as readonly string[]).includes(k)) out.push(`backfill ${name}: split.${k} is not a pool (pools are ${POOLS.join(", ")})`);
+  for (const k of Object.keys(s))
+    if (!(POOLS as readonly string[]).includes(k)) out.push(`backfill ${name}: split.${k} is not a pool (pools are ${POOLS.join(", ")})`);
   let sum = 0;
   for (const pool of POOLS) {
     const v = s[pool];
@@ -319,11 +338,18 @@ export function planMargins(meta: any): { margins: PlanMargin[]; problems: strin
     }
     const missing = [...pools].filter((pool) => typeof plan[pool] !== "number");
     for (const pool of missing) problems.push(`plan ${name} states no ${pool} allocation; a margin that leaves a pool out is false`);
-    priced[name] = { priceEur: price, ...(Object.fromEntries(POOLS.map((pool) => [pool, typeof plan[pool] === "number" ? plan[pool] : 0])) as Record<Pool, number>) };
+    priced[name] = {
+      priceEur: price,
+      ...(Object.fromEntries(POOLS.map((pool) => [pool, typeof plan[pool] === "number" ? plan[pool] : 0])) as Record<Pool, number>),
+    };
   }
   const providerCosts = Object.fromEntries(POOLS.map((pool) => [pool, typeof costs[pool] === "number" ? (costs[pool] as number) : 0])) as Record<Pool, number>;
   const margins = computeMargins({ plans: priced, providerCosts, marginTarget: 0.82 }).map((m) => ({
-    plan: m.plan, priceEur: m.priceEur!, costEur: m.costEur, marginPct: m.marginPct!, costPerPool: m.poolCostEur,
+    plan: m.plan,
+    priceEur: m.priceEur!,
+    costEur: m.costEur,
+    marginPct: m.marginPct!,
+    costPerPool: m.poolCostEur,
   }));
   return { margins, problems, skipped };
 }
@@ -333,9 +359,13 @@ export function marginViolations(meta: any): string[] {
   const { margins, problems } = planMargins(meta);
   const below = margins
     .filter((m) => m.marginPct < target * 100 - 1e-9)
-    .map((m) =>
-      `plan ${m.plan}: margin ${m.marginPct.toFixed(1)}% is below the target ${(target * 100).toFixed(1)}% ` +
-      `(price ${eur(m.priceEur)}, cost ${eur(m.costEur)}: ${Object.entries(m.costPerPool).map(([p, c]) => `${p} ${eur(c)}`).join(" + ")})`);
+    .map(
+      (m) =>
+        `plan ${m.plan}: margin ${m.marginPct.toFixed(1)}% is below the target ${(target * 100).toFixed(1)}% ` +
+        `(price ${eur(m.priceEur)}, cost ${eur(m.costEur)}: ${Object.entries(m.costPerPool)
+          .map(([p, c]) => `${p} ${eur(c)}`)
+          .join(" + ")})`,
+    );
   return [...problems, ...below];
 }
 

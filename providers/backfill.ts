@@ -16,8 +16,17 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import {
-  connectionChanged, connectionFailures, connectionProps, diffOf, journalSql, lockPolicy, Provider, recordConnection, ResourceArgs,
-  retriedTransaction, withConnection,
+  connectionChanged,
+  connectionFailures,
+  connectionProps,
+  diffOf,
+  journalSql,
+  lockPolicy,
+  type Provider,
+  recordConnection,
+  type ResourceArgs,
+  retriedTransaction,
+  withConnection,
 } from "./kernel";
 import type { Connection } from "./kernel";
 import { walkPages, walkPlan } from "./pageWalk";
@@ -81,7 +90,9 @@ async function run(inputs: BackfillInputs): Promise<BackfillOutputs> {
   const say = (s: string) => console.log(`backfill: ${s}`);
   const fmt = (n: number) => Math.round(n).toLocaleString("en-US");
   return withConnection(inputs, APP, async (c) => {
-    const verified = await c.query<{ restore_verified: boolean | null }>(`SELECT restore_verified FROM guardian.backups WHERE backup_id = $1`, [inputs.backupId]);
+    const verified = await c.query<{ restore_verified: boolean | null }>(`SELECT restore_verified FROM guardian.backups WHERE backup_id = $1`, [
+      inputs.backupId,
+    ]);
     if (inputs.requireVerifiedBackup && verified.rows[0]?.restore_verified !== true) {
       throw new Error(`backfill refused: guardian.backups does not record a verified restore for ${inputs.backupId}`);
     }
@@ -127,14 +138,24 @@ async function run(inputs: BackfillInputs): Promise<BackfillOutputs> {
       if (flipped > 0 && inputs.pauseMs > 0) await new Promise((res) => setTimeout(res, inputs.pauseMs));
       return { locked: Number(r.locked), tablePages: Number(r.table_pages) };
     };
-    await walkPages(c, "unified", inputs.batchSize, plan, batch, (pass, left) => {
-      say(`pass ${pass} flipped ${fmt(flippedThisPass)}; ${fmt(left)} still unified (written meanwhile), another pass`);
-      flippedThisPass = 0;
-    }, "backfill");
+    await walkPages(
+      c,
+      "unified",
+      inputs.batchSize,
+      plan,
+      batch,
+      (pass, left) => {
+        say(`pass ${pass} flipped ${fmt(flippedThisPass)}; ${fmt(left)} still unified (written meanwhile), another pass`);
+        flippedThisPass = 0;
+      },
+      "backfill",
+    );
     const durationMs = Date.now() - started;
     const rate = done / Math.max(0.001, durationMs / 1000);
-    say(`done: ${fmt(done)} orgs in ${batches} batches, ${(durationMs / 1000).toFixed(1)} s (${fmt(rate)} orgs/s)` +
-      (clamped.length ? `; ${clamped.length} negative balance(s) counted as 0: ${clamped.slice(0, 5).join(", ")}` : ""));
+    say(
+      `done: ${fmt(done)} orgs in ${batches} batches, ${(durationMs / 1000).toFixed(1)} s (${fmt(rate)} orgs/s)` +
+        (clamped.length ? `; ${clamped.length} negative balance(s) counted as 0: ${clamped.slice(0, 5).join(", ")}` : ""),
+    );
     return {
       ...inputs,
       rowsBackfilled: done,
@@ -153,7 +174,8 @@ async function run(inputs: BackfillInputs): Promise<BackfillOutputs> {
 export const backfillProvider: Provider<BackfillInputs, BackfillOutputs> = {
   async check(_olds, news) {
     const failures: pulumi.dynamic.CheckFailure[] = [];
-    if (!Number.isInteger(news.batchSize) || news.batchSize < 1) failures.push({ property: "batchSize", reason: `expected a positive integer, got ${news.batchSize}` });
+    if (!Number.isInteger(news.batchSize) || news.batchSize < 1)
+      failures.push({ property: "batchSize", reason: `expected a positive integer, got ${news.batchSize}` });
     failures.push(...connectionFailures(news));
     return { inputs: news, failures };
   },
@@ -174,8 +196,8 @@ export const backfillProvider: Provider<BackfillInputs, BackfillOutputs> = {
   },
 
   async update(_id, olds, news) {
-    const onlyConnection = Number(news.pendingOrgs) === 0 && olds.batchSqlSha256 === news.batchSqlSha256 &&
-      olds.rulesSha256 === news.rulesSha256 && olds.backupId === news.backupId;
+    const onlyConnection =
+      Number(news.pendingOrgs) === 0 && olds.batchSqlSha256 === news.batchSqlSha256 && olds.rulesSha256 === news.rulesSha256 && olds.backupId === news.backupId;
     if (onlyConnection) return { outs: recordConnection(olds, news) };
     const outs = await run(news);
     // Keep the totals of the first run visible: a resumed or empty re-run adds to them.
@@ -211,8 +233,13 @@ export class BackfillRun extends pulumi.dynamic.Resource {
       name,
       {
         ...props,
-        rowsBackfilled: undefined, orgsPerRule: undefined, negativeBalanceOrgs: undefined, durationMs: undefined,
-        orgsPerSecond: undefined, finishedAt: undefined, batches: undefined,
+        rowsBackfilled: undefined,
+        orgsPerRule: undefined,
+        negativeBalanceOrgs: undefined,
+        durationMs: undefined,
+        orgsPerSecond: undefined,
+        finishedAt: undefined,
+        batches: undefined,
       },
       { ...opts, additionalSecretOutputs: secretOutputs },
       "guardian",

@@ -17,7 +17,18 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { Submittable } from "pg";
 import type { Readable } from "stream";
-import { connectionChanged, connectionFailures, connectionProps, diffOf, journal, Provider, recordConnection, ResourceArgs, transaction, withConnection } from "./kernel";
+import {
+  connectionChanged,
+  connectionFailures,
+  connectionProps,
+  diffOf,
+  journal,
+  type Provider,
+  recordConnection,
+  type ResourceArgs,
+  transaction,
+  withConnection,
+} from "./kernel";
 import type { Connection } from "./kernel";
 
 export interface BackupInputs extends Connection {
@@ -64,7 +75,8 @@ export const backupProvider: Provider<BackupInputs, BackupOutputs> = {
         failures.push({ property: "tables", reason: `invalid table or key name ${JSON.stringify(t)}` });
       }
     }
-    if (typeof news.exportRoot !== "string" || !news.exportRoot.startsWith("/")) failures.push({ property: "exportRoot", reason: "exportRoot must be an absolute path" });
+    if (typeof news.exportRoot !== "string" || !news.exportRoot.startsWith("/"))
+      failures.push({ property: "exportRoot", reason: "exportRoot must be an absolute path" });
     failures.push(...connectionFailures(news));
     return { inputs: news, failures };
   },
@@ -169,7 +181,9 @@ export const backupProvider: Provider<BackupInputs, BackupOutputs> = {
             for (let i = 0; i < chunk.length; i++) if (chunk[i] === 10) lines++;
             if (Date.now() - lastReport > 2000) {
               lastReport = Date.now();
-              say(`exporting ${t.name}: ${lines.toLocaleString("en-US")}/${total.toLocaleString("en-US")} rows (${total ? Math.floor((100 * lines) / total) : 100}%)`);
+              say(
+                `exporting ${t.name}: ${lines.toLocaleString("en-US")}/${total.toLocaleString("en-US")} rows (${total ? Math.floor((100 * lines) / total) : 100}%)`,
+              );
             }
             cb(null, chunk);
           },
@@ -194,17 +208,26 @@ export const backupProvider: Provider<BackupInputs, BackupOutputs> = {
           inputs.tables.map((t) => [
             t.name,
             {
-              file: `${t.name}.copy`, key: t.key, rows: rowCounts[t.name], bytes: bytes[t.name], sha256: fileSha256[t.name],
-              checksum: checksums[t.name], mode: modeOf(path.join(exportDir, `${t.name}.copy`)),
+              file: `${t.name}.copy`,
+              key: t.key,
+              rows: rowCounts[t.name],
+              bytes: bytes[t.name],
+              sha256: fileSha256[t.name],
+              checksum: checksums[t.name],
+              mode: modeOf(path.join(exportDir, `${t.name}.copy`)),
             },
           ]),
         ),
         functions: functionsCaptured,
         // As set on disk (read back, not assumed); the restore check refuses an export readable by group or others.
-        permissions: { directory: modeOf(exportDir), manifest: EXPORT_FILE_MODE.toString(8).padStart(4, "0"), files: EXPORT_FILE_MODE.toString(8).padStart(4, "0") },
+        permissions: {
+          directory: modeOf(exportDir),
+          manifest: EXPORT_FILE_MODE.toString(8).padStart(4, "0"),
+          files: EXPORT_FILE_MODE.toString(8).padStart(4, "0"),
+        },
       };
       const manifestPath = path.join(exportDir, "manifest.json");
-      fs.writeFileSync(manifestPath, JSON.stringify(manifest, null, 2) + "\n", { mode: EXPORT_FILE_MODE });
+      fs.writeFileSync(manifestPath, `${JSON.stringify(manifest, null, 2)}\n`, { mode: EXPORT_FILE_MODE });
       fs.chmodSync(manifestPath, EXPORT_FILE_MODE);
       for (const p of [exportDir, manifestPath, ...inputs.tables.map((t) => path.join(exportDir, `${t.name}.copy`))]) {
         const want = p === exportDir ? EXPORT_DIR_MODE : EXPORT_FILE_MODE;
@@ -215,8 +238,17 @@ export const backupProvider: Provider<BackupInputs, BackupOutputs> = {
       const durationMs = Date.now() - started;
       say(`done in ${(durationMs / 1000).toFixed(1)} s`);
       const outs: BackupOutputs = {
-        ...inputs, backupId, schemaName: backupId, exportDir, manifestPath, rowCounts, checksums, fileSha256,
-        functionsCaptured, createdAt, durationMs,
+        ...inputs,
+        backupId,
+        schemaName: backupId,
+        exportDir,
+        manifestPath,
+        rowCounts,
+        checksums,
+        fileSha256,
+        functionsCaptured,
+        createdAt,
+        durationMs,
       };
       return { id: backupId, outs };
     });
@@ -253,8 +285,16 @@ export class BackupSnapshot extends pulumi.dynamic.Resource {
       name,
       {
         ...props,
-        backupId: undefined, schemaName: undefined, exportDir: undefined, manifestPath: undefined, rowCounts: undefined,
-        checksums: undefined, fileSha256: undefined, functionsCaptured: undefined, createdAt: undefined, durationMs: undefined,
+        backupId: undefined,
+        schemaName: undefined,
+        exportDir: undefined,
+        manifestPath: undefined,
+        rowCounts: undefined,
+        checksums: undefined,
+        fileSha256: undefined,
+        functionsCaptured: undefined,
+        createdAt: undefined,
+        durationMs: undefined,
       },
       { ...opts, retainOnDelete: true, additionalSecretOutputs: secretOutputs },
       "guardian",

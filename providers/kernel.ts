@@ -239,7 +239,11 @@ export async function transaction<T>(c: Db, opts: TxOptions, fn: (tx: Tx) => Pro
 
 /** transaction() with lock_timeout = the policy's, retried on a lock conflict as the policy says. */
 export async function retriedTransaction<T>(
-  c: Db, policy: LockPolicy, label: string, opts: Omit<TxOptions, "lockTimeoutMs">, fn: (tx: Tx, attempt: number) => Promise<T>,
+  c: Db,
+  policy: LockPolicy,
+  label: string,
+  opts: Omit<TxOptions, "lockTimeoutMs">,
+  fn: (tx: Tx, attempt: number) => Promise<T>,
 ): Promise<T> {
   const { lockTimeoutMs } = lockPolicy(policy, label);
   return withLockRetries(policy, label, (attempt) => transaction(c, { ...opts, lockTimeoutMs }, (tx) => fn(tx, attempt)));
@@ -266,7 +270,7 @@ export interface JournalEntry {
 
 /** A string as a SQL literal whatever standard_conforming_strings says, with no `$` (safe inside a DO block). */
 function literal(s: string): string {
-  return "E'" + s.replace(/\\/g, "\\\\").replace(/'/g, "''").replace(/\$/g, "\\x24") + "'";
+  return `E'${s.replace(/\\/g, "\\\\").replace(/'/g, "''").replace(/\$/g, "\\x24")}'`;
 }
 
 /**
@@ -274,11 +278,10 @@ function literal(s: string): string {
  * guardian.migration_journal does not exist yet (steps that may run before the internal schema is created).
  */
 export function journalSql(entry: JournalEntry, opts: { optional?: boolean } = {}): string {
-  const insert = `INSERT INTO guardian.migration_journal (step, object_name, details) ` +
+  const insert =
+    `INSERT INTO guardian.migration_journal (step, object_name, details) ` +
     `VALUES (${literal(entry.step)}, ${literal(entry.objectName)}, ${literal(JSON.stringify(entry.details))}::jsonb)`;
-  return opts.optional
-    ? `DO $j$ BEGIN IF to_regclass('guardian.migration_journal') IS NOT NULL THEN ${insert}; END IF; END $j$`
-    : insert;
+  return opts.optional ? `DO $j$ BEGIN IF to_regclass('guardian.migration_journal') IS NOT NULL THEN ${insert}; END IF; END $j$` : insert;
 }
 
 /** Writes the journal entry (in the caller's transaction, if one is open). */

@@ -12,9 +12,12 @@ export const TABLE_PAGES_SQL = "pg_relation_size('public.organization_credits') 
 
 /** Rows still in `model`, and how many pages hold about batchSize of them (from the table's density now). */
 export async function walkPlan(c: Db, model: Model, batchSize: number): Promise<{ left: number; pagesPerBatch: number }> {
-  const d = (await c.query<{ pages: string; n: string }>(
-    `SELECT ${TABLE_PAGES_SQL} AS pages,
-            (SELECT count(*) FROM public.organization_credits WHERE credit_model = '${model === "multi" ? "multi" : "unified"}') AS n`)).rows[0];
+  const d = (
+    await c.query<{ pages: string; n: string }>(
+      `SELECT ${TABLE_PAGES_SQL} AS pages,
+            (SELECT count(*) FROM public.organization_credits WHERE credit_model = '${model === "multi" ? "multi" : "unified"}') AS n`,
+    )
+  ).rows[0];
   const pages = Math.max(1, Number(d.pages));
   const left = Number(d.n);
   const perPage = Math.max(1, left / pages);

@@ -15,7 +15,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { Submittable } from "pg";
 import type { Writable } from "stream";
-import { connect, connectionChanged, connectionProps, diffOf, journal, Provider, recordConnection, ResourceArgs, withConnection } from "./kernel";
+import { connect, connectionChanged, connectionProps, diffOf, journal, type Provider, recordConnection, type ResourceArgs, withConnection } from "./kernel";
 import type { Connection } from "./kernel";
 
 export interface RestoreCheckInputs extends Connection {
@@ -75,7 +75,9 @@ export const restoreCheckProvider: Provider<RestoreCheckInputs, RestoreCheckOutp
     }
     for (const f of [inputs.manifestPath, ...Object.values(manifest.tables).map((m) => path.join(dir, m.file))]) {
       if (fs.existsSync(f) && fs.statSync(f).mode & 0o077) {
-        problems.push(`export file ${f} is readable or writable by group or others (mode ${mode(f)}); a backup export holds every tenant's data: chmod 600 ${f}`);
+        problems.push(
+          `export file ${f} is readable or writable by group or others (mode ${mode(f)}); a backup export holds every tenant's data: chmod 600 ${f}`,
+        );
       }
     }
     const scratch = `guardian_restore_check_${crypto.randomBytes(4).toString("hex")}`;
@@ -103,7 +105,9 @@ export const restoreCheckProvider: Provider<RestoreCheckInputs, RestoreCheckOutp
         const original = (await c.query<Sums>(sum.replace("%s", `${inputs.backupId}.${table}`))).rows[0];
         checked[table] = Number(restored.n);
         if (restored.checksum !== original.checksum || Number(restored.n) !== Number(original.n)) {
-          problems.push(`${table}: restored ${restored.n} rows with checksum ${restored.checksum}, backup schema has ${original.n} rows with checksum ${original.checksum}`);
+          problems.push(
+            `${table}: restored ${restored.n} rows with checksum ${restored.checksum}, backup schema has ${original.n} rows with checksum ${original.checksum}`,
+          );
         } else if (original.checksum !== m.checksum) {
           problems.push(`${table}: backup schema checksum ${original.checksum} differs from the manifest's ${m.checksum}`);
         } else {
@@ -131,10 +135,12 @@ export const restoreCheckProvider: Provider<RestoreCheckInputs, RestoreCheckOutp
 
   async read(id, props) {
     return withConnection(props, "restore-check", async (c) => {
-      const r = await c.query<{ restore_verified: boolean | null }>(
-        `SELECT restore_verified FROM guardian.backups WHERE backup_id = $1 AND to_regclass('guardian.backups') IS NOT NULL`,
-        [props.backupId],
-      ).catch(() => ({ rows: [] }));
+      const r = await c
+        .query<{ restore_verified: boolean | null }>(
+          `SELECT restore_verified FROM guardian.backups WHERE backup_id = $1 AND to_regclass('guardian.backups') IS NOT NULL`,
+          [props.backupId],
+        )
+        .catch(() => ({ rows: [] }));
       if (!r.rows.length) return { id: "", props: {} };
       return { id, props: { ...props, restoreVerified: r.rows[0].restore_verified === true } };
     });

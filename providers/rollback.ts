@@ -18,7 +18,17 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { v1Facts } from "../lib/v1";
-import { connectionChanged, connectionProps, diffOf, journal, Provider, recordConnection, ResourceArgs, retriedTransaction, withConnection } from "./kernel";
+import {
+  connectionChanged,
+  connectionProps,
+  diffOf,
+  journal,
+  type Provider,
+  recordConnection,
+  type ResourceArgs,
+  retriedTransaction,
+  withConnection,
+} from "./kernel";
 import type { Connection, Db } from "./kernel";
 import { TABLE_PAGES_SQL, walkPages, walkPlan } from "./pageWalk";
 
@@ -81,29 +91,41 @@ async function rollback(inputs: RollbackInputs): Promise<RollbackOutputs> {
   return withConnection(inputs, "rollback", async (c) => {
     // Every transaction of the rollback: lock_timeout and retries from guardian:ddl.
     const tx = <T>(fn: () => Promise<T>) => retriedTransaction(c, inputs, "rollback", {}, fn);
-    const state = (await c.query<{ v2: boolean; has_model: boolean; trigger: boolean; has_backups: boolean }>(`
+    const state = (
+      await c.query<{ v2: boolean; has_model: boolean; trigger: boolean; has_backups: boolean }>(`
       SELECT to_regprocedure('public.consume_credits_rpc(uuid,text,integer,text)') IS NOT NULL AS v2,
              EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('public.organization_credits')
                         AND attname = 'credit_model' AND NOT attisdropped) AS has_model,
              EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'guardian_allocate_on_write') AS trigger,
-             to_regclass('guardian.backups') IS NOT NULL AS has_backups`)).rows[0];
+             to_regclass('guardian.backups') IS NOT NULL AS has_backups`)
+    ).rows[0];
     const multiOrgs = state.has_model
       ? Number((await c.query<{ n: string }>(`SELECT count(*)::bigint n FROM public.organization_credits WHERE credit_model = 'multi'`)).rows[0].n)
       : 0;
     if (!state.v2 && multiOrgs === 0 && !state.trigger) {
       say("nothing to roll back: the database is in the unified model");
       return {
-        ...inputs, rolledBack: false, backupId: "", orgsReconciled: 0, durationMs: Date.now() - started, v1DefinitionMd5: "",
-        reconcileVerified: false, pricesRestored: 0, functionRestored: "", v1Weaknesses: [],
+        ...inputs,
+        rolledBack: false,
+        backupId: "",
+        orgsReconciled: 0,
+        durationMs: Date.now() - started,
+        v1DefinitionMd5: "",
+        reconcileVerified: false,
+        pricesRestored: 0,
+        functionRestored: "",
+        v1Weaknesses: [],
       };
     }
     if (!state.has_backups) throw new Error("rollback refused: Phase 3.5 objects are present but guardian.backups is missing, so there is no v1 to restore");
-    const bk = (await c.query<V1Backup>(`
+    const bk = (
+      await c.query<V1Backup>(`
       SELECT b.backup_id, f ->> 'def_md5' AS def_md5, f ->> 'definition' AS definition, f ->> 'acl' AS acl
         FROM guardian.backups b CROSS JOIN LATERAL jsonb_array_elements(b.functions) f
        WHERE b.restore_verified AND f ->> 'signature' = 'consume_credits_rpc(uuid,text)'
          AND to_regnamespace(b.schema_name) IS NOT NULL
-       ORDER BY b.created_at DESC LIMIT 1`)).rows[0];
+       ORDER BY b.created_at DESC LIMIT 1`)
+    ).rows[0];
     if (!bk) throw new Error("rollback refused: no verified backup records the v1 consume_credits_rpc(uuid,text)");
     if (!/^guardian_backup_[0-9a-f_]+$/.test(bk.backup_id)) throw new Error(`rollback refused: unexpected backup schema name ${bk.backup_id}`);
     say(`rolling back to the unified model using backup ${bk.backup_id}; ${fmt(multiOrgs)} orgs to reconcile`);
@@ -115,29 +137,41 @@ async function rollback(inputs: RollbackInputs): Promise<RollbackOutputs> {
     let done = 0;
     let last = 0;
     const plan = await walkPlan(c, "multi", inputs.batchSize);
-    await walkPages(c, "multi", inputs.batchSize, plan, async (from, to) => {
-      const b = await tx(async () => {
-        const r = await c.query<{ organization_id: string }>(inputs.sql.lockBatch, [from, to, inputs.batchSize]);
-        const ids = r.rows.map((x) => x.organization_id);
-        if (ids.length) await c.query(reconcile, [ids]);
-        const size = await c.query<{ pages: string }>(`SELECT ${TABLE_PAGES_SQL} AS pages`);
-        return { locked: ids.length, tablePages: Number(size.rows[0].pages) };
-      });
-      done += b.locked;
-      if (Date.now() - last > 2000) {
-        last = Date.now();
-        say(`${fmt(done)}/${fmt(multiOrgs)} orgs reconciled (${Math.floor((100 * done) / Math.max(1, multiOrgs))}%), ${fmt(done / ((Date.now() - started) / 1000))} orgs/s`);
-      }
-      return b;
-    }, (pass, left) => say(`pass ${pass} done; ${fmt(left)} orgs still multi (moved behind the walk by concurrent calls), another pass`), "rollback");
+    await walkPages(
+      c,
+      "multi",
+      inputs.batchSize,
+      plan,
+      async (from, to) => {
+        const b = await tx(async () => {
+          const r = await c.query<{ organization_id: string }>(inputs.sql.lockBatch, [from, to, inputs.batchSize]);
+          const ids = r.rows.map((x) => x.organization_id);
+          if (ids.length) await c.query(reconcile, [ids]);
+          const size = await c.query<{ pages: string }>(`SELECT ${TABLE_PAGES_SQL} AS pages`);
+          return { locked: ids.length, tablePages: Number(size.rows[0].pages) };
+        });
+        done += b.locked;
+        if (Date.now() - last > 2000) {
+          last = Date.now();
+          say(
+            `${fmt(done)}/${fmt(multiOrgs)} orgs reconciled (${Math.floor((100 * done) / Math.max(1, multiOrgs))}%), ${fmt(done / ((Date.now() - started) / 1000))} orgs/s`,
+          );
+        }
+        return b;
+      },
+      (pass, left) => say(`pass ${pass} done; ${fmt(left)} orgs still multi (moved behind the walk by concurrent calls), another pass`),
+      "rollback",
+    );
     const safe = inputs.rollbackFunction === "safe";
     const restored = await tx(async () => {
       // Exact, before v1 takes over: v2 still serves every call under its row lock.
       const chk = (await c.query<ReconcileCheck>(inputs.sql.checkReconcile.split("__BACKUP_SCHEMA__").join(bk.backup_id))).rows[0];
       if (Number(chk.mismatched) > 0 || Number(chk.still_multi) > 0) {
-        throw new Error(`rollback: the reconcile does not hold, nothing was switched (v2 keeps serving): ` +
-          `${chk.mismatched} org(s) differ from backup ${bk.backup_id} minus the consumption since` +
-          `${chk.some_ids ? ` (${chk.some_ids.join(", ")})` : ""}, ${chk.still_multi} still multi`);
+        throw new Error(
+          `rollback: the reconcile does not hold, nothing was switched (v2 keeps serving): ` +
+            `${chk.mismatched} org(s) differ from backup ${bk.backup_id} minus the consumption since` +
+            `${chk.some_ids ? ` (${chk.some_ids.join(", ")})` : ""}, ${chk.still_multi} still multi`,
+        );
       }
       say(`reconcile verified before the switch: ${fmt(Number(chk.checked))} backed-up orgs = backup - consumption since`);
       await c.query(`SELECT set_config('guardian.rollback_backup', $1, true)`, [bk.backup_id]);
@@ -153,20 +187,34 @@ async function rollback(inputs: RollbackInputs): Promise<RollbackOutputs> {
         step: "rollback",
         objectName: bk.backup_id,
         details: {
-          orgsReconciled: done, v1DefinitionMd5: md5, reconcileVerified: true, orgsChecked: Number(chk.checked),
-          pricesRestored: prices, function: safe ? "safe" : "v1",
+          orgsReconciled: done,
+          v1DefinitionMd5: md5,
+          reconcileVerified: true,
+          orgsChecked: Number(chk.checked),
+          pricesRestored: prices,
+          function: safe ? "safe" : "v1",
         },
       });
       return { md5, prices };
     });
     const durationMs = Date.now() - started;
     const weaknesses = safe ? [] : v1Facts(bk.definition, bk.acl).weaknesses;
-    say(`done: ${fmt(done)} orgs reconciled, ${safe ? "the safe unified function installed" : "v1 restored"} (definition md5 ${restored.md5}), ` +
-      `${restored.prices} price(s) restored from the backup, ${(durationMs / 1000).toFixed(1)} s`);
+    say(
+      `done: ${fmt(done)} orgs reconciled, ${safe ? "the safe unified function installed" : "v1 restored"} (definition md5 ${restored.md5}), ` +
+        `${restored.prices} price(s) restored from the backup, ${(durationMs / 1000).toFixed(1)} s`,
+    );
     for (const w of weaknesses) say(`v1 is back, and with it: ${w}`);
     return {
-      ...inputs, rolledBack: true, backupId: bk.backup_id, orgsReconciled: done, durationMs, v1DefinitionMd5: restored.md5,
-      reconcileVerified: true, pricesRestored: restored.prices, functionRestored: safe ? "safe" : "v1", v1Weaknesses: weaknesses,
+      ...inputs,
+      rolledBack: true,
+      backupId: bk.backup_id,
+      orgsReconciled: done,
+      durationMs,
+      v1DefinitionMd5: restored.md5,
+      reconcileVerified: true,
+      pricesRestored: restored.prices,
+      functionRestored: safe ? "safe" : "v1",
+      v1Weaknesses: weaknesses,
     };
   });
 }
@@ -215,8 +263,15 @@ export class RollbackRun extends pulumi.dynamic.Resource {
       name,
       {
         ...props,
-        rolledBack: undefined, backupId: undefined, orgsReconciled: undefined, durationMs: undefined, v1DefinitionMd5: undefined,
-        reconcileVerified: undefined, pricesRestored: undefined, functionRestored: undefined, v1Weaknesses: undefined,
+        rolledBack: undefined,
+        backupId: undefined,
+        orgsReconciled: undefined,
+        durationMs: undefined,
+        v1DefinitionMd5: undefined,
+        reconcileVerified: undefined,
+        pricesRestored: undefined,
+        functionRestored: undefined,
+        v1Weaknesses: undefined,
       },
       { ...opts, additionalSecretOutputs: secretOutputs },
       "guardian",

@@ -21,9 +21,26 @@
  * input, the TLS settings as the `tls` input.
  */
 import * as pulumi from "@pulumi/pulumi";
+import type { Client } from "pg";
 import {
-  connect, connectionChanged, connectionFailures, connectionProps, Db, diffOf, errorCode, errorMessage, journal, lockPolicy,
-  Provider, recordConnection, Recorded, ResourceArgs, retriedTransaction, sqlError, withConnection, withLockRetries,
+  connect,
+  connectionChanged,
+  connectionFailures,
+  connectionProps,
+  type Db,
+  diffOf,
+  errorCode,
+  errorMessage,
+  journal,
+  lockPolicy,
+  type Provider,
+  recordConnection,
+  type Recorded,
+  type ResourceArgs,
+  retriedTransaction,
+  sqlError,
+  withConnection,
+  withLockRetries,
 } from "./kernel";
 import type { Connection } from "./kernel";
 
@@ -73,7 +90,7 @@ type Fingerprint = { fingerprint: unknown };
 
 async function apply(inputs: SqlObjectInputs): Promise<SqlObjectOutputs> {
   const label = `${inputs.kind} ${inputs.objectName}`;
-  let client;
+  let client: Client;
   try {
     client = await connect(inputs, APP);
   } catch (e) {
@@ -128,10 +145,13 @@ async function applyInTransaction(c: Db, inputs: SqlObjectInputs, label: string)
   } catch (e) {
     if (at.stage === "check") {
       const hint = (e as { hint?: string }).hint;
-      throw new Error(`${label}: NOT applied: after sql/${inputs.sqlFile} ran, its check failed: ${errorMessage(e)}` +
-        `${hint ? ` (${hint})` : ""}. The transaction was rolled back: what was there before is unchanged and keeps serving.`);
+      throw new Error(
+        `${label}: NOT applied: after sql/${inputs.sqlFile} ran, its check failed: ${errorMessage(e)}` +
+          `${hint ? ` (${hint})` : ""}. The transaction was rolled back: what was there before is unchanged and keeps serving.`,
+      );
     }
-    if (at.stage === "probe") throw new Error(`${label}: the probe query failed after sql/${inputs.sqlFile} ran: ${errorMessage(e)} [SQLSTATE ${errorCode(e)}]`);
+    if (at.stage === "probe")
+      throw new Error(`${label}: the probe query failed after sql/${inputs.sqlFile} ran: ${errorMessage(e)} [SQLSTATE ${errorCode(e)}]`);
     throw at.stage === "sql" ? sqlError(e, inputs.sqlFile, inputs.sql, label) : e;
   }
 }
@@ -146,9 +166,12 @@ async function applyOutsideTransaction(c: Db, inputs: SqlObjectInputs, label: st
       // leaves an INVALID index of its name, which the planner never uses and `IF NOT EXISTS` would skip: drop it
       // (concurrently too) and build again.
       if (inputs.kind === "index") {
-        const stale = (await c.query<{ name: string }>(
-          `SELECT i.indexrelid::regclass::text AS name FROM pg_index i WHERE i.indexrelid = to_regclass($1) AND NOT i.indisvalid`,
-          [inputs.objectName])).rows[0];
+        const stale = (
+          await c.query<{ name: string }>(
+            `SELECT i.indexrelid::regclass::text AS name FROM pg_index i WHERE i.indexrelid = to_regclass($1) AND NOT i.indisvalid`,
+            [inputs.objectName],
+          )
+        ).rows[0];
         if (stale) {
           console.log(`${label}: dropping the INVALID index an interrupted build left, then building it again`);
           await c.query(`DROP INDEX CONCURRENTLY IF EXISTS ${stale.name}`);
@@ -179,9 +202,13 @@ async function probe(props: Recorded<SqlObjectOutputs>): Promise<string | undefi
 
 /** Whether anything but the connection differs between what was applied and what is declared. */
 function onlyConnectionDiffers(olds: Recorded<SqlObjectOutputs>, news: SqlObjectInputs): boolean {
-  return olds.sqlSha256 === news.sqlSha256 && olds.probeSql === news.probeSql &&
+  return (
+    olds.sqlSha256 === news.sqlSha256 &&
+    olds.probeSql === news.probeSql &&
     (olds.checkSql ?? "") === (news.checkSql ?? "") &&
-    (olds.dropSql ?? "") === (news.dropSql ?? "") && olds.liveFingerprint === olds.appliedFingerprint;
+    (olds.dropSql ?? "") === (news.dropSql ?? "") &&
+    olds.liveFingerprint === olds.appliedFingerprint
+  );
 }
 
 export const sqlObjectProvider: Provider<SqlObjectInputs, SqlObjectOutputs> = {
@@ -202,7 +229,8 @@ export const sqlObjectProvider: Provider<SqlObjectInputs, SqlObjectOutputs> = {
     const replaces = IDENTITY_KEYS.filter((k) => olds[k] !== news[k]);
     const changed: string[] = [];
     if (olds.sqlSha256 !== news.sqlSha256) changed.push("sql");
-    if (olds.probeSql !== news.probeSql || (olds.dropSql ?? "") !== (news.dropSql ?? "") || (olds.checkSql ?? "") !== (news.checkSql ?? "")) changed.push("probeSql");
+    if (olds.probeSql !== news.probeSql || (olds.dropSql ?? "") !== (news.dropSql ?? "") || (olds.checkSql ?? "") !== (news.checkSql ?? ""))
+      changed.push("probeSql");
     if (connectionChanged(olds, news)) changed.push("databaseUrl"); // a rotated secret (or new TLS settings): recorded, no SQL run
     // The live object was edited outside Pulumi (seen by refresh): re-apply the declared SQL.
     if (olds.liveFingerprint !== olds.appliedFingerprint) changed.push("liveFingerprint");

@@ -18,7 +18,16 @@
 import * as pulumi from "@pulumi/pulumi";
 import { isolationMatrix } from "../lib/isolation";
 import {
-  connectionChanged, connectionProps, diffOf, errorMessage, journal, Provider, rolledBack, ResourceArgs, transaction, withConnection,
+  connectionChanged,
+  connectionProps,
+  diffOf,
+  errorMessage,
+  journal,
+  type Provider,
+  rolledBack,
+  type ResourceArgs,
+  transaction,
+  withConnection,
 } from "./kernel";
 import type { Connection } from "./kernel";
 import type { CreditModel } from "../lib/config";
@@ -90,18 +99,26 @@ async function verify(inputs: VerificationInputs): Promise<VerificationOutputs> 
 
     // Every SECURITY DEFINER function in the guarded schemas pins a search_path ending with pg_temp (an empty path
     // still searches the caller's temporary schema first). The program's own: a violation; others: listed, warned.
-    const defs = (await c.query<SecurityDefiner>(
-      `SELECT p.oid::regprocedure::text AS fn, n.nspname AS schema, p.proname AS name, p.pronargs AS nargs,
+    const defs = (
+      await c.query<SecurityDefiner>(
+        `SELECT p.oid::regprocedure::text AS fn, n.nspname AS schema, p.proname AS name, p.pronargs AS nargs,
               (SELECT substr(x, length('search_path=') + 1) FROM unnest(p.proconfig) x WHERE x LIKE 'search_path=%') AS search_path
          FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-        WHERE p.prosecdef AND n.nspname IN ('public', 'guardian', 'guardian_rls') ORDER BY 1`)).rows;
+        WHERE p.prosecdef AND n.nspname IN ('public', 'guardian', 'guardian_rls') ORDER BY 1`,
+      )
+    ).rows;
     const pinned = (sp: string | null) => sp !== null && /(^|,)\s*"?pg_temp"?\s*$/.test(sp);
     const ours = (d: SecurityDefiner) => d.schema !== "public" || d.name === "consume_credits_batch" || (d.name === "consume_credits_rpc" && d.nargs === 4);
     const unpinned = defs.filter((d) => !pinned(d.search_path));
-    for (const d of unpinned.filter(ours)) violations.push(`security definer: ${d.fn} has search_path ${d.search_path === null ? "unset" : `"${d.search_path}"`}, not ending with pg_temp`);
+    for (const d of unpinned.filter(ours))
+      violations.push(`security definer: ${d.fn} has search_path ${d.search_path === null ? "unset" : `"${d.search_path}"`}, not ending with pg_temp`);
     facts.securityDefinerFunctions = defs.length;
-    const warnings = unpinned.filter((d) => !ours(d)).map((d) =>
-      `${d.fn} (not the program's) is SECURITY DEFINER with search_path ${d.search_path === null ? "unset" : `"${d.search_path}"`}: a caller's temporary objects can shadow what it reads`);
+    const warnings = unpinned
+      .filter((d) => !ours(d))
+      .map(
+        (d) =>
+          `${d.fn} (not the program's) is SECURITY DEFINER with search_path ${d.search_path === null ? "unset" : `"${d.search_path}"`}: a caller's temporary objects can shadow what it reads`,
+      );
     facts.securityDefinerWarnings = warnings;
     for (const w of warnings) console.log(`verification (${inputs.model}): warning: ${w}`);
 

@@ -46,7 +46,9 @@ async function main(orgs: number) {
     process.exit(2);
   }
   const cliRoot = spawnSync("bash", [path.join(PROJECT_ROOT, "scripts/setup-pulumi.sh")], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] })
-    .stdout.trim().split("\n").pop()!;
+    .stdout.trim()
+    .split("\n")
+    .pop()!;
   const demoDir = path.join(PROJECT_ROOT, ".guardian", "demo");
   const stateDir = path.join(PROJECT_ROOT, ".guardian", "state");
   fs.mkdirSync(demoDir, { recursive: true });
@@ -68,8 +70,11 @@ async function main(orgs: number) {
   const report = (label: string) => {
     if (!fs.existsSync(path.join(PROJECT_ROOT, "scripts/report.ts"))) return;
     const out = path.join(demoDir, `report-${label}.md`);
-    const r = spawnSync("node", ["-r", "ts-node/register/transpile-only", "scripts/report.ts", "--stack", "dev", "--config-file", configFile, "--out", out],
-      { cwd: PROJECT_ROOT, env, stdio: "inherit" });
+    const r = spawnSync("node", ["-r", "ts-node/register/transpile-only", "scripts/report.ts", "--stack", "dev", "--config-file", configFile, "--out", out], {
+      cwd: PROJECT_ROOT,
+      env,
+      stdio: "inherit",
+    });
     if (r.status !== 0) throw new Error("report failed");
     console.log(`report written: ${path.relative(process.cwd(), out)}`);
   };

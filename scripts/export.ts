@@ -14,10 +14,10 @@
 import * as fs from "fs";
 import * as path from "path";
 import { command, existingFile, jsonFlag, matching, option, postgresUrl, printJson, runCommandLine, text, ValueError } from "../lib/cli";
-import { GuardianConfig, GuardianConfigError, parseConfig } from "../lib/config";
+import { type GuardianConfig, GuardianConfigError, parseConfig } from "../lib/config";
 import { redactUrl, withClient } from "../lib/db";
 import { PROJECT_ROOT } from "../lib/pgserver";
-import { DatabaseShape, discoverShape, SEED_SHAPE } from "../lib/shape";
+import { type DatabaseShape, discoverShape, SEED_SHAPE } from "../lib/shape";
 import { migrationVersion, supabaseMigration, writeSupabaseMigration } from "../lib/supabaseMigration";
 import { GuardianRefusal } from "../lib/errors";
 
@@ -39,15 +39,26 @@ export const COMMAND = command({
     "The consumption-log index is a plain CREATE INDEX (Supabase runs a migration in a transaction).",
   ],
   options: {
-    supabase: option(directory(), { valueName: "DIR", description: "the Supabase migrations folder (created if missing), e.g. supabase/migrations", required: true }),
-    stack: option(text("a stack name"), { valueName: "NAME", description: "read the config from Pulumi.NAME.yaml in the project (its guardian: keys; secrets are not read)" }),
+    supabase: option(directory(), {
+      valueName: "DIR",
+      description: "the Supabase migrations folder (created if missing), e.g. supabase/migrations",
+      required: true,
+    }),
+    stack: option(text("a stack name"), {
+      valueName: "NAME",
+      description: "read the config from Pulumi.NAME.yaml in the project (its guardian: keys; secrets are not read)",
+    }),
     configFile: option(existingFile(), { valueName: "FILE", description: "read the config from this stack settings file" }),
     databaseUrl: option(postgresUrl(), {
       valueName: "URL",
       description: "discover the database's shape there (read-only, as go/no-go does); without it: guardian:schema of the config, else the seed's shape",
       secret: true,
     }),
-    version: option(matching(/^\d{14}$/, "a migration version YYYYMMDDHHMMSS"), { valueName: "YYYYMMDDHHMMSS", description: "the file's version", defaultText: "now, UTC" }),
+    version: option(matching(/^\d{14}$/, "a migration version YYYYMMDDHHMMSS"), {
+      valueName: "YYYYMMDDHHMMSS",
+      description: "the file's version",
+      defaultText: "now, UTC",
+    }),
     json: jsonFlag("the file written (or found unchanged), its version, shape and sha256"),
   },
   conflicts: [{ options: ["stack", "configFile"], reason: "give one" }],
@@ -73,7 +84,11 @@ export function configFromSettings(file: string): Record<string, unknown> {
   const strip = (v: unknown): unknown => {
     if (isSecure(v)) return undefined;
     if (v && typeof v === "object" && !Array.isArray(v)) {
-      return Object.fromEntries(Object.entries(v as Record<string, unknown>).map(([k, x]) => [k, strip(x)]).filter(([, x]) => x !== undefined));
+      return Object.fromEntries(
+        Object.entries(v as Record<string, unknown>)
+          .map(([k, x]) => [k, strip(x)])
+          .filter(([, x]) => x !== undefined),
+      );
     }
     return v;
   };
@@ -115,7 +130,9 @@ export interface ExportResult {
 export async function exportSupabase(o: ExportOptions): Promise<ExportResult> {
   const log = o.log ?? (() => undefined);
   const raw = o.settingsFile ? configFromSettings(o.settingsFile) : {};
-  const configSource = o.settingsFile ? `the guardian: keys of ${path.relative(PROJECT_ROOT, path.resolve(o.settingsFile)) || o.settingsFile}` : "the defaults (no --stack)";
+  const configSource = o.settingsFile
+    ? `the guardian: keys of ${path.relative(PROJECT_ROOT, path.resolve(o.settingsFile)) || o.settingsFile}`
+    : "the defaults (no --stack)";
   let config: GuardianConfig;
   try {
     config = parseConfig({ ...raw, databaseUrl: "postgres://export@localhost/unused", creditModel: "multi" });
@@ -133,17 +150,29 @@ export async function exportSupabase(o: ExportOptions): Promise<ExportResult> {
   } else {
     shape = shapeFromConfig(config);
     const said = config.schema.profileRoleColumn !== undefined || config.schema.trialColumn !== undefined;
-    shapeSource = said ? "guardian:schema of the config, the seed's where it says nothing; not discovered" : "the seed's, not discovered: give --database-url to discover it";
+    shapeSource = said
+      ? "guardian:schema of the config, the seed's where it says nothing; not discovered"
+      : "the seed's, not discovered: give --database-url to discover it";
   }
   const m = supabaseMigration(config, shape, { shapeSource, configSource });
   const version = o.version ?? migrationVersion();
   const w = writeSupabaseMigration(o.dir, m.text, version);
-  log(w.written ? `export: wrote ${path.relative(process.cwd(), w.file)} (${m.parts.length} parts, sql sha256 ${m.sqlSha256.slice(0, 12)})`
-    : `export: unchanged: ${path.relative(process.cwd(), w.file)} already holds this export; nothing written`);
+  log(
+    w.written
+      ? `export: wrote ${path.relative(process.cwd(), w.file)} (${m.parts.length} parts, sql sha256 ${m.sqlSha256.slice(0, 12)})`
+      : `export: unchanged: ${path.relative(process.cwd(), w.file)} already holds this export; nothing written`,
+  );
   log(`export: shape ${shapeSource}; config ${configSource}`);
   if (w.notAfter) log(`export: warning: ${w.notAfter} is not older than version ${version}; Supabase applies migrations in version order`);
   return {
-    file: w.file, written: w.written, version: path.basename(w.file).split("_")[0], shape, shapeSource, configSource, sqlSha256: m.sqlSha256, parts: m.parts.length,
+    file: w.file,
+    written: w.written,
+    version: path.basename(w.file).split("_")[0],
+    shape,
+    shapeSource,
+    configSource,
+    sqlSha256: m.sqlSha256,
+    parts: m.parts.length,
   };
 }
 
@@ -156,7 +185,7 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`export: --stack: ${settingsFile} does not exist (usage: see --help)\n`);
     return 2;
   }
-  const say = (l: string) => (v.json ? process.stderr : process.stdout).write(l + "\n");
+  const say = (l: string) => (v.json ? process.stderr : process.stdout).write(`${l}\n`);
   try {
     const r = await exportSupabase({ dir: v.supabase, settingsFile, databaseUrl: v.databaseUrl, version: v.version, log: say });
     if (v.json) printJson(r);

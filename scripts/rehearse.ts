@@ -27,7 +27,7 @@
  */
 import * as fs from "fs";
 import * as path from "path";
-import { command, existingDir, existingFile, flag, matching, option, postgresUrl, runCommandLine, text, Values } from "../lib/cli";
+import { command, existingDir, existingFile, flag, matching, option, postgresUrl, runCommandLine, text, type Values } from "../lib/cli";
 import { redactUrl } from "../lib/db";
 import { createDatabase, findPgServer, PROJECT_ROOT } from "../lib/pgserver";
 import { rehearsalPassphrase } from "../lib/safeDefaults";
@@ -50,7 +50,11 @@ export const COMMAND = command({
       default: () => process.env.GUARDIAN_EXPORT_ROOT ?? path.join(PROJECT_ROOT, ".guardian", "backups"),
       defaultText: "GUARDIAN_EXPORT_ROOT, else .guardian/backups",
     }),
-    targetUrl: option(postgresUrl(), { valueName: "URL", description: "an empty database to restore into (e.g. the container of rehearsal/docker.ts)", secret: true }),
+    targetUrl: option(postgresUrl(), {
+      valueName: "URL",
+      description: "an empty database to restore into (e.g. the container of rehearsal/docker.ts)",
+      secret: true,
+    }),
     database: option(matching(/^[a-z_][a-z0-9_]{0,62}$/, "a lower-case SQL identifier ([a-z_][a-z0-9_]*, at most 63 characters)"), {
       valueName: "NAME",
       description: "a new scratch database on the server lib/pgserver.ts finds",
@@ -69,7 +73,10 @@ export const COMMAND = command({
     noPolicyPack: flag("preview and up without the policy pack (policies/run-policy-pack)"),
     drop: flag("drop the scratch database at the end"),
   },
-  alternatives: [["export", "exportRoot"], ["targetUrl", "database"]],
+  alternatives: [
+    ["export", "exportRoot"],
+    ["targetUrl", "database"],
+  ],
   conflicts: [
     { options: ["export", "exportRoot"], reason: "give one" },
     { options: ["targetUrl", "database"], reason: "give one" },
@@ -137,7 +144,9 @@ async function main(a: Args) {
   if (!restored.ok) {
     throw new RestoreError(
       `restore of ${restored.backupId} does not match its manifest; the rehearsal stops here`,
-      Object.entries(restored.tables).filter(([, t]) => !t.ok).map(([k, t]) => `${k}: ${t.rows} rows / checksum ${t.checksum}, manifest ${t.expectedRows} / ${t.expectedChecksum}`),
+      Object.entries(restored.tables)
+        .filter(([, t]) => !t.ok)
+        .map(([k, t]) => `${k}: ${t.rows} rows / checksum ${t.checksum}, manifest ${t.expectedRows} / ${t.expectedChecksum}`),
     );
   }
   console.log(`restored ${restored.backupId} into ${restored.database} in ${(restored.durationMs / 1000).toFixed(1)} s; every table equals the manifest`);
@@ -156,10 +165,15 @@ async function main(a: Args) {
   const programDir = linkedProgramDir(path.join(workDir, "program"));
   const settingsFile = path.join(programDir, `Pulumi.${a.stack}.yaml`);
   if (!fs.existsSync(settingsFile)) {
-    fs.writeFileSync(settingsFile, `# Rehearsal settings, from ${path.relative(PROJECT_ROOT, a.settings)} (secrets dropped)\n` + settingsWithoutSecrets(fs.readFileSync(a.settings, "utf8")));
+    fs.writeFileSync(
+      settingsFile,
+      `# Rehearsal settings, from ${path.relative(PROJECT_ROOT, a.settings)} (secrets dropped)\n${settingsWithoutSecrets(fs.readFileSync(a.settings, "utf8"))}`,
+    );
   } else {
     // A rehearsal of this database ran before: its settings (salt, encrypted URL) are kept, not replaced by --settings.
-    console.log(`settings: ${path.relative(process.cwd(), settingsFile)} from the earlier rehearsal of ${dbName} is kept (${path.relative(PROJECT_ROOT, a.settings)} is not read)`);
+    console.log(
+      `settings: ${path.relative(process.cwd(), settingsFile)} from the earlier rehearsal of ${dbName} is kept (${path.relative(PROJECT_ROOT, a.settings)} is not read)`,
+    );
   }
   const stack = await openStack({ stackName: a.stack, workDir: programDir, envVars: env, create: true });
   await stack.setConfig("guardian:databaseUrl", { value: url, secret: true });
@@ -193,7 +207,14 @@ if (require.main === module) {
   if ("exitCode" in cli) process.exit(cli.exitCode);
   main(cli.values).catch((e) => {
     const refused = e instanceof RestoreError;
-    console.error(refused ? e.message : `rehearsal failed: ${String(e?.message ?? e).split("\n").slice(0, 40).join("\n")}`);
+    console.error(
+      refused
+        ? e.message
+        : `rehearsal failed: ${String(e?.message ?? e)
+            .split("\n")
+            .slice(0, 40)
+            .join("\n")}`,
+    );
     process.exit(refused ? 2 : 1);
   });
 }

@@ -22,6 +22,7 @@ import * as path from "path";
 import type { ConfigMap, OutputMap, Stack, UpdateSummary } from "@pulumi/pulumi/automation";
 import { command, existingFile, jsonFlag, option, outputPath, printJson, runCommandLine, text } from "../lib/cli";
 import { GuardianConfigError, parseConfig, POOLS, tlsSettings } from "../lib/config";
+import type { GuardianConfig } from "../lib/config";
 import { connectionSecrets, redactSecrets, redactUrl, withClient } from "../lib/db";
 import { databaseFigures, type DatabaseFigures } from "../lib/report/figures";
 import { compact, renderSvg, ruleOrder } from "../lib/report/svg";
@@ -110,7 +111,14 @@ function crossCheck(outputs: OutputMap, db: DatabaseFigures): OutputCheck[] {
   add("backupId", db.backup?.backupId ?? null);
   add("rollbackBackupId", db.backup?.backupId ?? null);
   add("restoreVerified", db.backup?.restoreVerified ?? null);
-  add("negativeBalanceOrgs", db.anomalies.filter((a) => a.kind === "negative_balance").map((a) => a.organizationId).sort(), sorted);
+  add(
+    "negativeBalanceOrgs",
+    db.anomalies
+      .filter((a) => a.kind === "negative_balance")
+      .map((a) => a.organizationId)
+      .sort(),
+    sorted,
+  );
   return checks;
 }
 
@@ -122,7 +130,7 @@ export async function buildReport(opts: ReportOptions): Promise<Report> {
         })
       : opts.stack;
   const configMap: ConfigMap = await readStackConfig(stack, opts.configFile);
-  let config;
+  let config: GuardianConfig;
   try {
     config = parseConfig(guardianKeys(configMap));
   } catch (e) {
@@ -191,9 +199,13 @@ function projectDir(): string | undefined {
   return fs.existsSync(path.join(process.cwd(), "Pulumi.yaml")) ? process.cwd() : undefined;
 }
 
-
 function firstLine(s: string): string {
-  return String(s).split("\n").find((l) => l.trim() && !/^\s*(code|stdout|stderr):\s*$/.test(l))?.trim() ?? String(s);
+  return (
+    String(s)
+      .split("\n")
+      .find((l) => l.trim() && !/^\s*(code|stdout|stderr):\s*$/.test(l))
+      ?.trim() ?? String(s)
+  );
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -219,20 +231,45 @@ export function renderMarkdown(f: ReportFigures, svgFileName: string): string {
 
   L.push("## Stack and database", "");
   const u = f.lastUpdate;
-  table(["", ""], [
-    ["stack", `\`${f.stack}\``],
-    ["update version", u ? `${u.version} (${u.kind}, ${u.result}, ${u.startTime}; ${f.versionSource === "backend" ? "version recorded by the backend" : "position in `pulumi stack history`, 1 = oldest: this backend records no version numbers"})` : "never updated"],
-    ["changes in that update", u ? Object.entries(u.resourceChanges).map(([k, v]) => `${k} ${v}`).join(", ") || "–" : "–"],
-    ["guardian:creditModel (config)", `\`${f.creditModel}\``],
-    ["guardian:marginGate (config)", `\`${f.marginGate}\``],
-    ["database", `\`${f.database}\``],
-    ["server version", `PostgreSQL ${f.serverVersion}`],
-    ["organizations", `${n(f.orgsTotal)} (${Object.entries(f.orgsByModel).map(([k, v]) => `${k} ${n(v)}`).join(", ") || "none"})`],
-    ["Phase 3.5 columns present", f.migrated ? "yes" : "no"],
-  ]);
+  table(
+    ["", ""],
+    [
+      ["stack", `\`${f.stack}\``],
+      [
+        "update version",
+        u
+          ? `${u.version} (${u.kind}, ${u.result}, ${u.startTime}; ${f.versionSource === "backend" ? "version recorded by the backend" : "position in `pulumi stack history`, 1 = oldest: this backend records no version numbers"})`
+          : "never updated",
+      ],
+      [
+        "changes in that update",
+        u
+          ? Object.entries(u.resourceChanges)
+              .map(([k, v]) => `${k} ${v}`)
+              .join(", ") || "–"
+          : "–",
+      ],
+      ["guardian:creditModel (config)", `\`${f.creditModel}\``],
+      ["guardian:marginGate (config)", `\`${f.marginGate}\``],
+      ["database", `\`${f.database}\``],
+      ["server version", `PostgreSQL ${f.serverVersion}`],
+      [
+        "organizations",
+        `${n(f.orgsTotal)} (${
+          Object.entries(f.orgsByModel)
+            .map(([k, v]) => `${k} ${n(v)}`)
+            .join(", ") || "none"
+        })`,
+      ],
+      ["Phase 3.5 columns present", f.migrated ? "yes" : "no"],
+    ],
+  );
   if (f.outputsCheck.length) {
     L.push("Stack outputs against the database now:", "");
-    table(["output", "stack", "database", "agrees"], f.outputsCheck.map((c) => [c.output, JSON.stringify(c.stack), JSON.stringify(c.database), yes(c.agrees)]));
+    table(
+      ["output", "stack", "database", "agrees"],
+      f.outputsCheck.map((c) => [c.output, JSON.stringify(c.stack), JSON.stringify(c.database), yes(c.agrees)]),
+    );
   }
 
   L.push("## Backup", "");
@@ -240,18 +277,36 @@ export function renderMarkdown(f: ReportFigures, svgFileName: string): string {
   if (!b) {
     L.push("No backup is recorded in `guardian.backups`.", "");
   } else {
-    table(["", ""], [
-      ["backup id", `\`${b.backupId}\``],
-      ["schema", `\`${b.schemaName}\` (${b.schemaPresent ? "present" : "**MISSING**"})`],
-      ["taken at", b.createdAt],
-      ["export", b.exportDir ? `\`${b.exportDir}\`${b.manifestReadable ? "" : " (manifest.json not readable from this machine)"}` : "–"],
-      ["restore check", b.restoreVerified ? `verified${b.verifiedAt ? ` at ${b.verifiedAt}` : ""}` : "**not verified**"],
-    ]);
     table(
-      ["table", "rows in backup schema", "rows recorded", "rows in manifest", "checksum (schema now)", "checksum recorded / manifest", "file sha256 (manifest / now)", "consistent"],
+      ["", ""],
+      [
+        ["backup id", `\`${b.backupId}\``],
+        ["schema", `\`${b.schemaName}\` (${b.schemaPresent ? "present" : "**MISSING**"})`],
+        ["taken at", b.createdAt],
+        ["export", b.exportDir ? `\`${b.exportDir}\`${b.manifestReadable ? "" : " (manifest.json not readable from this machine)"}` : "–"],
+        ["restore check", b.restoreVerified ? `verified${b.verifiedAt ? ` at ${b.verifiedAt}` : ""}` : "**not verified**"],
+      ],
+    );
+    table(
+      [
+        "table",
+        "rows in backup schema",
+        "rows recorded",
+        "rows in manifest",
+        "checksum (schema now)",
+        "checksum recorded / manifest",
+        "file sha256 (manifest / now)",
+        "consistent",
+      ],
       Object.entries(b.tables).map(([t, x]) => [
-        t, n(x.rowsInSchema), n(x.rowsRecorded), n(x.rowsInManifest), full(x.checksumInSchema),
-        `${full(x.checksumRecorded)} / ${full(x.checksumInManifest)}`, `${short(x.fileSha256InManifest)} / ${short(x.fileSha256Now)}`, yes(x.consistent),
+        t,
+        n(x.rowsInSchema),
+        n(x.rowsRecorded),
+        n(x.rowsInManifest),
+        full(x.checksumInSchema),
+        `${full(x.checksumRecorded)} / ${full(x.checksumInManifest)}`,
+        `${short(x.fileSha256InManifest)} / ${short(x.fileSha256Now)}`,
+        yes(x.consistent),
       ]),
     );
   }
@@ -260,13 +315,19 @@ export function renderMarkdown(f: ReportFigures, svgFileName: string): string {
   const rules = ruleOrder(Object.keys(f.orgsPerRule));
   table(
     ["rule", "organizations", "multi (migrated)", "unified"],
-    [...rules.map((r) => [r, n(f.orgsPerRule[r].orgs), n(f.orgsPerRule[r].multi), n(f.orgsPerRule[r].unified)]), ["**all**", n(f.orgsTotal), n(multi), n(f.orgsByModel.unified ?? 0)]],
+    [
+      ...rules.map((r) => [r, n(f.orgsPerRule[r].orgs), n(f.orgsPerRule[r].multi), n(f.orgsPerRule[r].unified)]),
+      ["**all**", n(f.orgsTotal), n(multi), n(f.orgsByModel.unified ?? 0)],
+    ],
   );
   L.push(`Catalogue read from \`${f.catalogueSource}\`. "split" is every other plan name (free, custom, empty, unknown).`, "");
   const split = Object.entries(f.splitPlanNames ?? {});
   if (split.length) {
     L.push("The split rule, per plan name as stored (after trim and lower-case). A name meant as a plan can be mapped in `guardian:plans`:", "");
-    table(["plan name", "organizations", "rule"], split.map(([name, k]) => [`\`${name}\``, n(k), "split"]));
+    table(
+      ["plan name", "organizations", "rule"],
+      split.map(([name, k]) => [`\`${name}\``, n(k), "split"]),
+    );
   }
 
   L.push("## Conservation checks", "");
@@ -278,7 +339,13 @@ export function renderMarkdown(f: ReportFigures, svgFileName: string): string {
       ["rule", "multi orgs", "pool totals = rule", "available + consumed = initial", "failing (first 5)"],
       cons.map((r) => {
         const c = f.conservation[r];
-        return [r, n(c.orgs), `${n(c.totalsConserved)} ${c.totalsConserved === c.orgs ? "✓" : "✗"}`, `${n(c.availableConserved)} ${c.availableConserved === c.orgs ? "✓" : "✗"}`, c.violations.join(", ") || "–"];
+        return [
+          r,
+          n(c.orgs),
+          `${n(c.totalsConserved)} ${c.totalsConserved === c.orgs ? "✓" : "✗"}`,
+          `${n(c.availableConserved)} ${c.availableConserved === c.orgs ? "✓" : "✗"}`,
+          c.violations.join(", ") || "–",
+        ];
       }),
     );
     L.push(
@@ -289,22 +356,40 @@ export function renderMarkdown(f: ReportFigures, svgFileName: string): string {
   }
   L.push("### Anomalies (guardian.backfill_anomalies)", "");
   if (!f.anomalies.length) L.push("None recorded.", "");
-  else table(["organization", "kind", "value", "epoch"], f.anomalies.map((a) => [`\`${a.organizationId}\``, a.kind, n(a.value), n(a.epoch)]));
+  else
+    table(
+      ["organization", "kind", "value", "epoch"],
+      f.anomalies.map((a) => [`\`${a.organizationId}\``, a.kind, n(a.value), n(a.epoch)]),
+    );
 
   L.push("## Function and policy versions", "");
   table(
     ["function", "md5(pg_get_functiondef)", "security definer", "settings", "note"],
-    f.functions.map((x) => [`\`${x.signature}\``, `\`${x.definitionMd5}\``, x.securityDefiner ? "yes" : "no", x.config.join(", ") || "–", x.matchesBackupV1 ? "identical to the definition recorded in the backup (v1)" : ""]),
+    f.functions.map((x) => [
+      `\`${x.signature}\``,
+      `\`${x.definitionMd5}\``,
+      x.securityDefiner ? "yes" : "no",
+      x.config.join(", ") || "–",
+      x.matchesBackupV1 ? "identical to the definition recorded in the backup (v1)" : "",
+    ]),
   );
   L.push(`Policies: ${f.policies.length} on the credit tables, combined md5 \`${f.policiesMd5}\`.`, "");
   table(
     ["table", "policy", "command", "roles", "kind", "md5(qual, with check)"],
     f.policies.map((p) => [p.table, p.policy, p.command, p.roles.join(", "), p.permissive.toLowerCase(), short(p.md5)]),
   );
-  L.push(`Row level security: ${Object.entries(f.rlsEnabled).map(([t, on]) => `${t} ${on ? "on" : "**off**"}`).join(", ")}.`, "");
+  L.push(
+    `Row level security: ${Object.entries(f.rlsEnabled)
+      .map(([t, on]) => `${t} ${on ? "on" : "**off**"}`)
+      .join(", ")}.`,
+    "",
+  );
 
   if (f.v1Weaknesses?.length) {
-    L.push("The installed `consume_credits_rpc(uuid,text)` is v1-shaped, and with it come these weaknesses (set `guardian:rollback.function` to `safe` to keep a locked, caller-checked function instead):", "");
+    L.push(
+      "The installed `consume_credits_rpc(uuid,text)` is v1-shaped, and with it come these weaknesses (set `guardian:rollback.function` to `safe` to keep a locked, caller-checked function instead):",
+      "",
+    );
     for (const w of f.v1Weaknesses) L.push(`- ${w}`);
     L.push("");
   }
@@ -315,44 +400,76 @@ export function renderMarkdown(f: ReportFigures, svgFileName: string): string {
   } else {
     const subj = Object.keys(f.isolation.matrix.subjects);
     L.push(
-      `Each subject reads every guarded table as Supabase would make it (role and JWT claims): ${subj.map((k) => {
-        const x = f.isolation!.matrix.subjects[k];
-        return `${k} (${x.role}${x.user ? `, user \`${x.user}\`` : ""}${x.organization ? `, org \`${x.organization}\`` : ""})`;
-      }).join("; ")}. A cell is rows seen / rows of other organizations among them (capped at 10,000).`,
+      `Each subject reads every guarded table as Supabase would make it (role and JWT claims): ${subj
+        .map((k) => {
+          const x = f.isolation!.matrix.subjects[k];
+          return `${k} (${x.role}${x.user ? `, user \`${x.user}\`` : ""}${x.organization ? `, org \`${x.organization}\`` : ""})`;
+        })
+        .join("; ")}. A cell is rows seen / rows of other organizations among them (capped at 10,000).`,
       "",
     );
-    table(["table", ...subj], Object.entries(f.isolation.matrix.tables).map(([tbl, row]) => [tbl, ...subj.map((k) => {
-      const x = row[k];
-      if (!x) return "–";
-      if (x.denied) return "denied";
-      if (x.error) return `error: ${x.error}`;
-      return `${n(x.visible)} / ${x.otherOrganizations === null || x.otherOrganizations === undefined ? "–" : n(x.otherOrganizations)}`;
-    })]));
-    L.push(f.isolation.violations.length ? `**Isolation violated:** ${f.isolation.violations.join("; ")}.` : "No subject but the super_admin sees a row of another organization; anon sees nothing.", "");
+    table(
+      ["table", ...subj],
+      Object.entries(f.isolation.matrix.tables).map(([tbl, row]) => [
+        tbl,
+        ...subj.map((k) => {
+          const x = row[k];
+          if (!x) return "–";
+          if (x.denied) return "denied";
+          if (x.error) return `error: ${x.error}`;
+          return `${n(x.visible)} / ${x.otherOrganizations === null || x.otherOrganizations === undefined ? "–" : n(x.otherOrganizations)}`;
+        }),
+      ]),
+    );
+    L.push(
+      f.isolation.violations.length
+        ? `**Isolation violated:** ${f.isolation.violations.join("; ")}.`
+        : "No subject but the super_admin sees a row of another organization; anon sees nothing.",
+      "",
+    );
   }
 
   L.push("## Consumption since the migration", "");
   const c = f.consumption;
   if (!c) L.push("No backup, so no migration time to count from.", "");
   else {
-    L.push(`Since the backup (${c.since}): ${n(c.successes)} successful and ${n(c.refusals)} refused calls; successes served by model: ${Object.entries(c.successesByModel).map(([k, v]) => `${k} ${n(v)}`).join(", ") || "none"}; unified cost of the successes ${n(c.unifiedCost)} credits (what a rollback subtracts).`, "");
+    L.push(
+      `Since the backup (${c.since}): ${n(c.successes)} successful and ${n(c.refusals)} refused calls; successes served by model: ${
+        Object.entries(c.successesByModel)
+          .map(([k, v]) => `${k} ${n(v)}`)
+          .join(", ") || "none"
+      }; unified cost of the successes ${n(c.unifiedCost)} credits (what a rollback subtracts).`,
+      "",
+    );
     table(
       ["pool", "successful calls", "credits debited", "refused calls"],
       POOLS.map((p) => [p, n(c.perPool[p].successes), n(c.perPool[p].credits), n(c.perPool[p].refusals)]),
     );
-    if (Object.keys(c.refusalsByCode).length) L.push(`Refusals by code: ${Object.entries(c.refusalsByCode).map(([k, v]) => `${k} ${n(v)}`).join(", ")}.`, "");
+    if (Object.keys(c.refusalsByCode).length)
+      L.push(
+        `Refusals by code: ${Object.entries(c.refusalsByCode)
+          .map(([k, v]) => `${k} ${n(v)}`)
+          .join(", ")}.`,
+        "",
+      );
   }
 
   L.push("## Margin per plan", "");
   table(
     ["plan", "price EUR", "cost EUR (all four pools)", "margin", `target ${(f.margins.target * 100).toFixed(1)}%`],
     f.margins.plans.map((m) => [
-      m.plan, m.priceEur === null ? "custom" : m.priceEur.toFixed(2), m.costEur === null ? "unknown" : m.costEur.toFixed(2),
-      m.marginPct === null ? "n/a" : `${m.marginPct.toFixed(2)}%`, m.belowTarget === null ? "not comparable" : m.belowTarget ? "**below**" : "met",
+      m.plan,
+      m.priceEur === null ? "custom" : m.priceEur.toFixed(2),
+      m.costEur === null ? "unknown" : m.costEur.toFixed(2),
+      m.marginPct === null ? "n/a" : `${m.marginPct.toFixed(2)}%`,
+      m.belowTarget === null ? "not comparable" : m.belowTarget ? "**below**" : "met",
     ]),
   );
   const below = f.margins.plans.filter((m) => m.belowTarget).map((m) => m.plan);
-  L.push(`Source: \`${f.margins.source}\`. ${below.length ? `Below target: ${below.join(", ")} (gate ${f.marginGate}).` : "Every comparable plan meets the target."}`, "");
+  L.push(
+    `Source: \`${f.margins.source}\`. ${below.length ? `Below target: ${below.join(", ")} (gate ${f.marginGate}).` : "Every comparable plan meets the target."}`,
+    "",
+  );
 
   L.push("## Chart", "");
   L.push(`![Credits per rule before and after; margin per plan against target](${svgFileName})`, "");
@@ -413,7 +530,7 @@ export function reportPaths(out: string | undefined, stack: string): { markdown:
   let p = out ?? path.join(".guardian", "reports", file);
   if (out !== undefined && (/[\\/]$/.test(out) || isDirectory(out))) p = path.join(out, file);
   const markdown = path.resolve(p);
-  return { markdown, svg: markdown.replace(/\.md$/i, "") + ".svg" };
+  return { markdown, svg: `${markdown.replace(/\.md$/i, "")}.svg` };
 }
 
 function isDirectory(p: string): boolean {
@@ -433,7 +550,10 @@ export async function main(argv: string[]): Promise<number> {
   const { markdown: out, svg: svgPath } = reportPaths(a.out, a.stack);
   const r = await buildReport({ stack: a.stack, configFile: a.configFile, svgFileName: path.basename(svgPath) });
   const rel = (p: string) => path.relative(process.cwd(), p) || p;
-  for (const [file, content] of [[out, r.markdown], [svgPath, r.svg]] as const) {
+  for (const [file, content] of [
+    [out, r.markdown],
+    [svgPath, r.svg],
+  ] as const) {
     try {
       fs.mkdirSync(path.dirname(file), { recursive: true });
       fs.writeFileSync(file, content);

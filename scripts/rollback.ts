@@ -40,15 +40,38 @@ import * as path from "path";
 import * as readline from "readline";
 import type { ConfigMap, OutputMap, PreviewResult, Stack, UpResult } from "@pulumi/pulumi/automation";
 import {
-  command, existingDir, flag, jsonFlag, option, outputPath, parseCommand, positiveInteger, printJson, runCommandLine, text, Values,
+  command,
+  existingDir,
+  flag,
+  jsonFlag,
+  option,
+  outputPath,
+  parseCommand,
+  positiveInteger,
+  printJson,
+  runCommandLine,
+  text,
+  type Values,
 } from "../lib/cli";
 import { parseConfig, tlsSettings } from "../lib/config";
 import { redactSecrets, redactUrl, withClient } from "../lib/db";
 import { PROJECT_ROOT } from "../lib/pgserver";
-import { addWorktree, GitRepo, hasCommit, repoOf, Worktree } from "../lib/programCheckout";
+import { addWorktree, type GitRepo, hasCommit, repoOf, type Worktree } from "../lib/programCheckout";
 import {
-  cliError, configChanges, configWithSecrets, describeEntry, HistoryEntry, isLockedError, lockRefusal, readConfigFile,
-  readHistory, RollbackRefusal, showValue, stackConfigFile, stackLocks, writeConfigFile,
+  cliError,
+  configChanges,
+  configWithSecrets,
+  describeEntry,
+  type HistoryEntry,
+  isLockedError,
+  lockRefusal,
+  readConfigFile,
+  readHistory,
+  RollbackRefusal,
+  showValue,
+  stackConfigFile,
+  stackLocks,
+  writeConfigFile,
 } from "../lib/stackHistory";
 import { openStack } from "../lib/workspace";
 import { buildReport } from "./report";
@@ -133,7 +156,10 @@ const FUNCTIONS_OF: Record<string, string[]> = { unified: [V1], multi: [BATCH, V
 const fmt = (n: number) => n.toLocaleString("en-US");
 
 class RollbackFailure extends Error {
-  constructor(message: string, readonly partial: Partial<RollbackResult> = {}) {
+  constructor(
+    message: string,
+    readonly partial: Partial<RollbackResult> = {},
+  ) {
     super(message);
     this.name = "RollbackFailure";
   }
@@ -169,7 +195,8 @@ export async function rollbackCommand(opts: RollbackOptions): Promise<RollbackRe
 async function run(opts: RollbackOptions, log: (s: string) => void, cleanups: (() => void)[], result: Partial<RollbackResult>): Promise<RollbackResult> {
   const cwd = path.resolve(opts.cwd ?? PROJECT_ROOT);
   if (!fs.existsSync(path.join(cwd, "Pulumi.yaml"))) throw new RollbackRefusal(`rollback refused: ${cwd} is not a Pulumi project (no Pulumi.yaml)`);
-  if (opts.to !== undefined && !(Number.isInteger(opts.to) && opts.to > 0)) throw new RollbackRefusal(`rollback refused: --to expects a version number (a positive integer), got ${opts.to}`);
+  if (opts.to !== undefined && !(Number.isInteger(opts.to) && opts.to > 0))
+    throw new RollbackRefusal(`rollback refused: --to expects a version number (a positive integer), got ${opts.to}`);
 
   // 1. The stack, its locks, its history, the target.
   let stack: Stack;
@@ -191,7 +218,9 @@ async function run(opts: RollbackOptions, log: (s: string) => void, cleanups: ((
   if (opts.to !== undefined) {
     target = history.find((h) => h.version === opts.to);
     if (!target) {
-      throw new RollbackRefusal(`rollback refused: stack ${stack.name} has no version ${opts.to} (its history holds versions ${history[history.length - 1].version} to ${current.version})`);
+      throw new RollbackRefusal(
+        `rollback refused: stack ${stack.name} has no version ${opts.to} (its history holds versions ${history[history.length - 1].version} to ${current.version})`,
+      );
     }
   } else {
     target = history.slice(1).find((h) => h.kind === "update" && h.result === "succeeded");
@@ -201,9 +230,12 @@ async function run(opts: RollbackOptions, log: (s: string) => void, cleanups: ((
   log(`rollback: stack ${stack.name}, project ${cwd}`);
   log(`  current  ${describeEntry(current)}`);
   log(`  target   ${describeEntry(target)}`);
-  if (target.kind !== "update") throw new RollbackRefusal(`rollback refused: version ${target.version} is a ${target.kind}, not an update: it has no program run to return to`);
+  if (target.kind !== "update")
+    throw new RollbackRefusal(`rollback refused: version ${target.version} is a ${target.kind}, not an update: it has no program run to return to`);
   if (target.result !== "succeeded") {
-    throw new RollbackRefusal(`rollback refused: version ${target.version} ${target.result === "failed" ? "failed" : `ended "${target.result}"`}: only a successful update is a state to return to`);
+    throw new RollbackRefusal(
+      `rollback refused: version ${target.version} ${target.result === "failed" ? "failed" : `ended "${target.result}"`}: only a successful update is a state to return to`,
+    );
   }
   if (target.version === current.version) {
     const message = `rollback: stack ${stack.name} is already at version ${target.version}: nothing to do (no preview, no update, nothing written)`;
@@ -220,7 +252,10 @@ async function run(opts: RollbackOptions, log: (s: string) => void, cleanups: ((
   const repo = repoOf(cwd);
   let useCommit: string | undefined;
   if (target.commit) {
-    if (!repo) throw new RollbackRefusal(`rollback refused: version ${target.version} ran the program of commit ${target.commit}, but ${cwd} is not in a git repository`);
+    if (!repo)
+      throw new RollbackRefusal(
+        `rollback refused: version ${target.version} ran the program of commit ${target.commit}, but ${cwd} is not in a git repository`,
+      );
     if (!hasCommit(repo, target.commit)) {
       throw new RollbackRefusal(
         `rollback refused: commit ${target.commit} (the program of version ${target.version}) is not in the repository at ${repo.top}. ` +
@@ -233,7 +268,8 @@ async function run(opts: RollbackOptions, log: (s: string) => void, cleanups: ((
   result.usedWorktree = !!useCommit;
   const targetNotes: string[] = [];
   if (!target.commit) targetNotes.push(`version ${target.version} recorded no git commit: the program is the one in ${cwd} as it is now`);
-  else if (target.dirty) targetNotes.push(`version ${target.version} ran from commit ${target.commit.slice(0, 10)} with uncommitted changes; the commit is what can be checked out`);
+  else if (target.dirty)
+    targetNotes.push(`version ${target.version} ran from commit ${target.commit.slice(0, 10)} with uncommitted changes; the commit is what can be checked out`);
 
   // 3. The config as it is now, and a temporary settings file with the target's (same secrets provider).
   const settingsFile = stackConfigFile(stack, opts.configFile);
@@ -252,7 +288,9 @@ async function run(opts: RollbackOptions, log: (s: string) => void, cleanups: ((
     const secret = c.from?.secret && c.to?.secret ? " (another secret value)" : "";
     log(`    ${c.key}: ${showValue(c.from)} -> ${showValue(c.to)}${secret}`);
   }
-  log(`  program  ${useCommit ? `commit ${useCommit.slice(0, 10)} (HEAD is ${repo!.head.slice(0, 10)}): checked out in a temporary worktree` : `${repo ? `HEAD ${repo.head.slice(0, 10)}` : "not in git"}: the project directory as it is`}`);
+  log(
+    `  program  ${useCommit ? `commit ${useCommit.slice(0, 10)} (HEAD is ${repo!.head.slice(0, 10)}): checked out in a temporary worktree` : `${repo ? `HEAD ${repo.head.slice(0, 10)}` : "not in git"}: the project directory as it is`}`,
+  );
   for (const n of targetNotes) log(`  note     ${n}`);
 
   // 4. What will change in the database.
@@ -271,7 +309,9 @@ async function run(opts: RollbackOptions, log: (s: string) => void, cleanups: ((
   try {
     before = await withClient(databaseUrl, dbFacts, tls);
   } catch (e: any) {
-    throw new RollbackRefusal(`rollback refused: cannot read the database of version ${target.version}: ${redactSecrets(String(e?.message ?? e), databaseUrl)}`);
+    throw new RollbackRefusal(
+      `rollback refused: cannot read the database of version ${target.version}: ${redactSecrets(String(e?.message ?? e), databaseUrl)}`,
+    );
   }
   result.before = before;
   result.model = model;
@@ -288,7 +328,9 @@ async function run(opts: RollbackOptions, log: (s: string) => void, cleanups: ((
     try {
       wt = addWorktree(repo as GitRepo, useCommit, path.join(cwd, "node_modules"));
     } catch (e: any) {
-      throw new RollbackRefusal(`rollback refused: cannot check out commit ${useCommit} in a temporary worktree: ${String(e?.stderr ?? e?.message ?? e).trim()}`);
+      throw new RollbackRefusal(
+        `rollback refused: cannot check out commit ${useCommit} in a temporary worktree: ${String(e?.stderr ?? e?.message ?? e).trim()}`,
+      );
     }
     cleanups.push(() => wt.remove());
     // The backup export of a forward migration must outlive the worktree: keep it where the project keeps it.
@@ -309,7 +351,9 @@ async function run(opts: RollbackOptions, log: (s: string) => void, cleanups: ((
   echo.flush();
   result.preview = preview;
   const summary = Object.entries(preview.changeSummary ?? {}).filter(([k, v]) => k !== "same" && v > 0);
-  log(`--- preview: ${summary.length ? summary.map(([k, v]) => `${v} to ${k}`).join(", ") : "no resource changes"}; ${preview.changeSummary?.same ?? 0} unchanged ---`);
+  log(
+    `--- preview: ${summary.length ? summary.map(([k, v]) => `${v} to ${k}`).join(", ") : "no resource changes"}; ${preview.changeSummary?.same ?? 0} unchanged ---`,
+  );
 
   // 6. A dry run stops here: the plan is printed, nothing was written (the preview used a temporary settings file and,
   // for another commit, a temporary worktree; both are removed by the cleanups).
@@ -385,7 +429,10 @@ async function run(opts: RollbackOptions, log: (s: string) => void, cleanups: ((
   }
   const failed = checks.filter((c) => !c.agrees);
   if (failed.length) {
-    throw new RollbackFailure(`rollback failed: the update ran (version ${newVersion}) but the database disagrees: ${failed.map((c) => c.fact).join(", ")}`, result);
+    throw new RollbackFailure(
+      `rollback failed: the update ran (version ${newVersion}) but the database disagrees: ${failed.map((c) => c.fact).join(", ")}`,
+      result,
+    );
   }
 
   // 10. The report. --out may name a directory (or end with a slash): the report goes into it under its default name.
@@ -393,17 +440,28 @@ async function run(opts: RollbackOptions, log: (s: string) => void, cleanups: ((
   let out = path.resolve(cwd, opts.out ?? path.join(".guardian", "reports", reportName));
   if (opts.out !== undefined && (/[\\/]$/.test(opts.out) || isDirectory(out))) out = path.join(out, reportName);
   try {
-    const r = await buildReport({ stack, configFile: opts.configFile ? settingsFile : undefined, svgFileName: path.basename(out).replace(/\.md$/i, "") + ".svg" });
+    const r = await buildReport({
+      stack,
+      configFile: opts.configFile ? settingsFile : undefined,
+      svgFileName: `${path.basename(out).replace(/\.md$/i, "")}.svg`,
+    });
     fs.mkdirSync(path.dirname(out), { recursive: true });
     fs.writeFileSync(out, r.markdown);
-    fs.writeFileSync(out.replace(/\.md$/i, "") + ".svg", r.svg);
+    fs.writeFileSync(`${out.replace(/\.md$/i, "")}.svg`, r.svg);
     result.reportPath = out;
   } catch (e: any) {
-    throw new RollbackFailure(`rollback failed: the update ran and was verified (version ${newVersion}), but the report could not be written: ${e?.message ?? e}`, result);
+    throw new RollbackFailure(
+      `rollback failed: the update ran and was verified (version ${newVersion}), but the report could not be written: ${e?.message ?? e}`,
+      result,
+    );
   }
   const message =
     `rollback: done. Stack ${stack.name} is at version ${newVersion}: version ${target.version}'s config and program ` +
-    `(${Object.entries(after.orgsByModel).map(([k, v]) => `${fmt(v)} orgs ${k}`).join(", ") || "no orgs"}). Report: ${shortPath(out)}`;
+    `(${
+      Object.entries(after.orgsByModel)
+        .map(([k, v]) => `${fmt(v)} orgs ${k}`)
+        .join(", ") || "no orgs"
+    }). Report: ${shortPath(out)}`;
   log(message);
   return { ...result, exitCode: 0, outcome: "rolled-back", message } as RollbackResult;
 }
@@ -420,26 +478,33 @@ export async function dbFacts(c: import("pg").Client): Promise<DbFacts> {
            to_regclass('guardian.backups') IS NOT NULL AS has_backups`);
   const orgsByModel: Record<string, number> = {};
   if (shape.has_table) {
-    const rows = (await c.query(
-      shape.has_model
-        ? `SELECT credit_model AS model, count(*)::int AS n FROM public.organization_credits GROUP BY 1 ORDER BY 1`
-        : `SELECT 'unified' AS model, count(*)::int AS n FROM public.organization_credits HAVING count(*) > 0`,
-    )).rows;
+    const rows = (
+      await c.query(
+        shape.has_model
+          ? `SELECT credit_model AS model, count(*)::int AS n FROM public.organization_credits GROUP BY 1 ORDER BY 1`
+          : `SELECT 'unified' AS model, count(*)::int AS n FROM public.organization_credits HAVING count(*) > 0`,
+      )
+    ).rows;
     for (const r of rows) orgsByModel[r.model] = r.n;
   }
-  const functions = (await c.query(`
+  const functions = (
+    await c.query(`
     SELECT p.oid::regprocedure::text AS signature, md5(pg_get_functiondef(p.oid)) AS md5
       FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace AND p.proname IN ('consume_credits_rpc', 'consume_credits_batch')
-     ORDER BY 1`)).rows;
+     ORDER BY 1`)
+  ).rows;
   let backup: DbFacts["backup"] = null;
   let sinceBackup: DbFacts["sinceBackup"] = null;
   if (shape.has_backups) {
-    const b = await one(`
+    const b = await one(
+      `
       SELECT b.backup_id, b.created_at,
              (SELECT f ->> 'def_md5' FROM jsonb_array_elements(b.functions) f WHERE f ->> 'signature' = $1 LIMIT 1) AS v1_md5
         FROM guardian.backups b
        WHERE b.restore_verified AND to_regnamespace(b.schema_name) IS NOT NULL
-       ORDER BY b.created_at DESC LIMIT 1`, [V1]);
+       ORDER BY b.created_at DESC LIMIT 1`,
+      [V1],
+    );
     if (b && /^guardian_backup_[0-9a-f_]+$/.test(b.backup_id)) {
       backup = { backupId: b.backup_id, createdAt: new Date(b.created_at).toISOString(), v1Md5: b.v1_md5 };
       const s = await one(`
@@ -457,7 +522,10 @@ export async function dbFacts(c: import("pg").Client): Promise<DbFacts> {
 export function describeChanges(now: DbFacts, model: string, where: string): string[] {
   const L: string[] = [`  database ${where}`];
   const after = now.orgsTotal ? `${model} ${fmt(now.orgsTotal)}` : "none";
-  const nowText = Object.entries(now.orgsByModel).map(([k, v]) => `${k} ${fmt(v)}`).join(", ") || "none";
+  const nowText =
+    Object.entries(now.orgsByModel)
+      .map(([k, v]) => `${k} ${fmt(v)}`)
+      .join(", ") || "none";
   L.push(`    organizations per model: ${nowText} -> ${after}${nowText === after ? " (unchanged)" : ""}`);
   const want = FUNCTIONS_OF[model] ?? [];
   const have = now.functions.map((f) => f.signature);
@@ -466,8 +534,12 @@ export function describeChanges(now: DbFacts, model: string, where: string): str
   if (!dropped.length && !added.length) L.push(`    functions: ${have.join(", ") || "none"} (unchanged)`);
   for (const s of dropped) {
     const md5 = now.functions.find((f) => f.signature === s)!.md5;
-    const by = s === V2 && added.includes(V1) ? ` replaced by ${V1}${now.backup ? `, v1 as recorded in backup ${now.backup.backupId} (md5 ${now.backup.v1Md5})` : ""}`
-      : s === V1 && added.includes(V2) ? ` replaced by ${V2} (v2)` : " dropped";
+    const by =
+      s === V2 && added.includes(V1)
+        ? ` replaced by ${V1}${now.backup ? `, v1 as recorded in backup ${now.backup.backupId} (md5 ${now.backup.v1Md5})` : ""}`
+        : s === V1 && added.includes(V2)
+          ? ` replaced by ${V2} (v2)`
+          : " dropped";
     L.push(`    function ${s} (md5 ${md5}):${by}`);
   }
   for (const s of added.filter((a) => !((a === V1 && dropped.includes(V2)) || (a === V2 && dropped.includes(V1))))) L.push(`    function ${s}: created`);
@@ -580,8 +652,14 @@ export const COMMAND = command({
       defaultText: "the last successful update before the current one",
     }),
     yes: flag("do not ask for confirmation (CI)", { short: "y" }),
-    dryRun: flag("print the plan (target, config diff, program, database facts, preview summary) and stop: nothing is written, nothing asked, no terminal needed"),
-    configFile: option(outputPath(), { valueName: "FILE", description: "stack settings file, as pulumi --config-file", defaultText: "Pulumi.<stack>.yaml in the project" }),
+    dryRun: flag(
+      "print the plan (target, config diff, program, database facts, preview summary) and stop: nothing is written, nothing asked, no terminal needed",
+    ),
+    configFile: option(outputPath(), {
+      valueName: "FILE",
+      description: "stack settings file, as pulumi --config-file",
+      defaultText: "Pulumi.<stack>.yaml in the project",
+    }),
     cwd: option(existingDir(), { valueName: "DIR", description: "the project directory", defaultText: "this checkout" }),
     out: option(text("a file or directory path"), {
       valueName: "PATH",

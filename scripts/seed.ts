@@ -26,7 +26,7 @@
  */
 import * as crypto from "crypto";
 import type { Client } from "pg";
-import { BaselineResult, ensureBaseline } from "../lib/baseline";
+import { type BaselineResult, ensureBaseline } from "../lib/baseline";
 import { command, integer, jsonFlag, option, parseCommand, postgresUrl, printJson, runCommandLine, usageLine, UsageError } from "../lib/cli";
 import { connect, redactSecrets, redactUrl } from "../lib/db";
 import { GuardianRefusal } from "../lib/errors";
@@ -176,10 +176,46 @@ const ACTIONS: { type: string; cost: number; weight: number }[] = [
 ];
 const ACTIONS_TOTAL = ACTIONS.reduce((s, a) => s + a.weight, 0);
 
-const NAME_A = ["Northwind", "Blue Harbor", "Acme", "Lumen", "Vertex", "Cedar", "Atlas", "Nimbus", "Helios", "Orchard",
-  "Granite", "Silver Fern", "Brightside", "Kestrel", "Maple", "Quantum", "Riverbend", "Solstice", "Tidewater", "Evergreen"];
-const NAME_B = ["Dental", "Realty", "Fitness", "Legal", "Consulting", "Bakery", "Logistics", "Studio", "Clinic", "Motors",
-  "Travel", "Academy", "Florist", "Analytics", "Insurance", "Events"];
+const NAME_A = [
+  "Northwind",
+  "Blue Harbor",
+  "Acme",
+  "Lumen",
+  "Vertex",
+  "Cedar",
+  "Atlas",
+  "Nimbus",
+  "Helios",
+  "Orchard",
+  "Granite",
+  "Silver Fern",
+  "Brightside",
+  "Kestrel",
+  "Maple",
+  "Quantum",
+  "Riverbend",
+  "Solstice",
+  "Tidewater",
+  "Evergreen",
+];
+const NAME_B = [
+  "Dental",
+  "Realty",
+  "Fitness",
+  "Legal",
+  "Consulting",
+  "Bakery",
+  "Logistics",
+  "Studio",
+  "Clinic",
+  "Motors",
+  "Travel",
+  "Academy",
+  "Florist",
+  "Analytics",
+  "Insurance",
+  "Events",
+];
 const NAME_C = ["", "", "", " GmbH", " SL", " Ltd", " & Co", " S.A.", " BV", " Srl"];
 
 const DAY = 86_400_000;
@@ -220,8 +256,20 @@ export class Batch {
   /** The same batch restricted to the given organizations (those not already in the database). */
   only(ids: Set<string>): Batch {
     const b = new Batch();
-    const orgCols = ["orgId", "orgName", "orgSlug", "orgCreated", "plan", "total", "remaining", "cycleStart", "cycleEnd",
-      "isTrial", "creditsUpdated", "expired"] as const;
+    const orgCols = [
+      "orgId",
+      "orgName",
+      "orgSlug",
+      "orgCreated",
+      "plan",
+      "total",
+      "remaining",
+      "cycleStart",
+      "cycleEnd",
+      "isTrial",
+      "creditsUpdated",
+      "expired",
+    ] as const;
     this.orgId.forEach((id, i) => {
       if (ids.has(id)) for (const c of orgCols) (b[c] as unknown[]).push(this[c][i]);
     });
@@ -289,9 +337,7 @@ function generateOrg(seed: number, index: number, anchorMs: number, b: Batch): v
     cycleStart = anchorMs - int(r, 0, 29) * DAY - int(r, 0, DAY - 1);
     cycleEnd = p === "free" || p === "system admin" ? null : cycleStart + 30 * DAY;
   }
-  const created = trial
-    ? cycleStart - int(r, 0, 3_600_000)
-    : Math.min(cycleStart, anchorMs - int(r, 30, 900) * DAY - int(r, 0, DAY - 1));
+  const created = trial ? cycleStart - int(r, 0, 3_600_000) : Math.min(cycleStart, anchorMs - int(r, 30, 900) * DAY - int(r, 0, DAY - 1));
 
   // Balances: untouched, partly spent, nearly or fully exhausted. Never negative outside the showcase.
   const total = show?.total ?? totalFor(plan, r);
@@ -522,9 +568,7 @@ export async function seed(opts: SeedOptions): Promise<SeedResult> {
   };
   try {
     result.baseline = await ensureBaseline(c);
-    log(result.baseline.created.length
-      ? `seed: baseline created (${result.baseline.created.join(", ")})`
-      : "seed: baseline already present, left as it is");
+    log(result.baseline.created.length ? `seed: baseline created (${result.baseline.created.join(", ")})` : "seed: baseline already present, left as it is");
 
     const started = process.hrtime.bigint();
     for (let from = 0; from < opts.orgs; from += batchSize) {
@@ -591,7 +635,11 @@ export const COMMAND = command({
   options: {
     databaseUrl: option(postgresUrl(), { valueName: "URL", description: "the database to seed (postgres:// or postgresql://)", required: true, secret: true }),
     orgs: option(integer({ min: 0, max: MAX_ORGS }), { valueName: "N", description: "organizations to add (0: the schema only)", required: true }),
-    seed: option(integer({ min: 0, max: 0xffffffff, what: "an integer from 0 to 4294967295" }), { valueName: "S", description: "which synthetic organizations", default: 1 }),
+    seed: option(integer({ min: 0, max: 0xffffffff, what: "an integer from 0 to 4294967295" }), {
+      valueName: "S",
+      description: "which synthetic organizations",
+      default: 1,
+    }),
     json: jsonFlag("the result (orgs added and skipped, per plan, trials, profiles, logs, timing)"),
   },
   exitCodes: ["0 done", "2 bad arguments, or the database cannot be reached (one line, password redacted)", "1 any other failure"],
@@ -624,9 +672,9 @@ export async function main(argv: string[]): Promise<number> {
   const url = args.databaseUrl;
   const redact = (s: string) => redactSecrets(s, url);
   try {
-    const result = await seed({ ...args, log: (line) => process.stderr.write(line + "\n") });
+    const result = await seed({ ...args, log: (line) => process.stderr.write(`${line}\n`) });
     if (cli.values.json) printJson({ database: redactUrl(url), ...result });
-    else process.stdout.write(summary(result).join("\n") + "\n");
+    else process.stdout.write(`${summary(result).join("\n")}\n`);
     return 0;
   } catch (e: any) {
     if (e instanceof SeedConnectError) {

@@ -139,10 +139,10 @@ describe("the migration journal holds no personal data", () => {
     ]);
 
   for (const [details, where] of [
-    [{ email: "x" }, 'details.email (a personal-data key)'],
-    [{ actor: { firstName: "Ann" } }, 'details.actor.firstName (a personal-data key)'],
-    [{ Phone_Number: "+33 6 12 34 56 78" }, 'details.Phone_Number (a personal-data key)'],
-    [{ name: "Acme" }, 'details.name (a personal-data key)'],
+    [{ email: "x" }, "details.email (a personal-data key)"],
+    [{ actor: { firstName: "Ann" } }, "details.actor.firstName (a personal-data key)"],
+    [{ Phone_Number: "+33 6 12 34 56 78" }, "details.Phone_Number (a personal-data key)"],
+    [{ name: "Acme" }, "details.name (a personal-data key)"],
     [{ note: "ann@example.com" }, 'details.note (a string containing "@", like an e-mail address)'],
     [{ list: ["ok", "b@c.io"] }, 'details.list[1] (a string containing "@", like an e-mail address)'],
     [{ "ann@example.com": 1 }, 'details (a key containing "@", like an e-mail address)'],
@@ -160,8 +160,15 @@ describe("the migration journal holds no personal data", () => {
   });
 
   it("accepts ids, counts, hashes and names of things (plan_name, schemaName, sqlFile)", async () => {
-    await insert({ plan_name: "starter", schemaName: "guardian_backup_x", sqlFile: "audit/01_append_only.sql", sqlSha256: "ab12",
-      rowCounts: { organizations: 3 }, organization: "7d9f3c1e-2b4a-4c8e-9f10-a1b2c3d4e5f6", flipped: 2 });
+    await insert({
+      plan_name: "starter",
+      schemaName: "guardian_backup_x",
+      sqlFile: "audit/01_append_only.sql",
+      sqlSha256: "ab12",
+      rowCounts: { organizations: 3 },
+      organization: "7d9f3c1e-2b4a-4c8e-9f10-a1b2c3d4e5f6",
+      flipped: 2,
+    });
     await insert(null);
     const n = (await db.query(`SELECT count(*)::int n FROM guardian.migration_journal WHERE step = 'backfill_batch'`))[0].n;
     expect(n).toBe(2);
@@ -184,8 +191,11 @@ describe("guardian.purge_audit", () => {
     ids.oldLiveEpoch = await insertLog(db, { organizationId: multiOrg, age: "900 days", creditModel: "multi", epoch: 2, ai: 1 });
     await db.query(`INSERT INTO guardian.migration_journal (at, step, object_name) VALUES
       (now() - interval '800 days', 'backup', 'old'), (now() - interval '10 days', 'backup', 'young')`);
-    await db.query(`INSERT INTO guardian.idempotency_keys (organization_id, idempotency_key, result, created_at) VALUES
-      ($1, 'old-key', '{}', now() - interval '731 days'), ($1, 'young-key', '{}', now() - interval '729 days')`, [org]);
+    await db.query(
+      `INSERT INTO guardian.idempotency_keys (organization_id, idempotency_key, result, created_at) VALUES
+      ($1, 'old-key', '{}', now() - interval '731 days'), ($1, 'young-key', '{}', now() - interval '729 days')`,
+      [org],
+    );
   });
   afterAll(() => db?.drop());
 
@@ -259,9 +269,12 @@ describe("guardian.erase_user", () => {
        VALUES ($1, $2, '{"success": true}'), ($1, $3, '{"success": true}')`,
       [org, `chat:${USER.toUpperCase()}:1`, `chat:${OTHER_USER}:1`],
     );
-    await db.query(`INSERT INTO guardian.migration_journal (step, object_name, organization_id, actor_id, details)
+    await db.query(
+      `INSERT INTO guardian.migration_journal (step, object_name, organization_id, actor_id, details)
                     VALUES ('backfill_batch', 'public.organization_credits', $1, $2, jsonb_build_object('user', $4::text, 'flipped', 1)),
-                           ('backfill_batch', 'public.organization_credits', $1, $3, '{"flipped": 1}')`, [org, USER, OTHER_USER, USER]);
+                           ('backfill_batch', 'public.organization_credits', $1, $3, '{"flipped": 1}')`,
+      [org, USER, OTHER_USER, USER],
+    );
     // A backup's copy of the log (as the Backup resource makes one), holding the user id too.
     await db.query(`CREATE SCHEMA ${BACKUP}; CREATE TABLE ${BACKUP}.credit_consumption_logs AS SELECT * FROM public.credit_consumption_logs`);
   });
@@ -269,13 +282,20 @@ describe("guardian.erase_user", () => {
 
   /** Every row of every table in the audit's reach whose text form contains the id (any case). */
   const traces = async (id: string) =>
-    db.query(
-      `SELECT format('%s.%s', n.nspname, c.relname) AS t,
+    db
+      .query(
+        `SELECT format('%s.%s', n.nspname, c.relname) AS t,
               (xpath('//row/n/text()', query_to_xml(format('SELECT count(*) AS n FROM %s x WHERE x::text ILIKE %L', c.oid::regclass, '%' || $1 || '%'), false, false, '')))[1]::text::int AS n
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE c.relkind = 'r' AND (c.oid = 'public.credit_consumption_logs'::regclass OR n.nspname = 'guardian' OR n.nspname LIKE 'guardian\\_backup%')`,
-      [id],
-    ).then((rows) => rows.filter((r) => r.n > 0).map((r) => `${r.t}: ${r.n}`).sort());
+        [id],
+      )
+      .then((rows) =>
+        rows
+          .filter((r) => r.n > 0)
+          .map((r) => `${r.t}: ${r.n}`)
+          .sort(),
+      );
 
   it("is not executable by anon or authenticated", async () => {
     for (const role of ["anon", "authenticated"] as const) {
@@ -348,7 +368,10 @@ describe("guardian.erase_user", () => {
     expect(j).toEqual({ actor_id: pseudonym, details: { user: pseudonym, flipped: 1 } });
     // The other user is untouched.
     expect(await traces(OTHER_USER)).toEqual([
-      "guardian.idempotency_keys: 1", "guardian.migration_journal: 1", `${BACKUP}.credit_consumption_logs: 1`, "public.credit_consumption_logs: 1",
+      "guardian.idempotency_keys: 1",
+      "guardian.migration_journal: 1",
+      `${BACKUP}.credit_consumption_logs: 1`,
+      "public.credit_consumption_logs: 1",
     ]);
     // The erasure is journalled without the original id; the operator erasing themselves is pseudonymised too.
     const [step] = await db.query(`SELECT actor_id::text, details FROM guardian.migration_journal WHERE step = 'erasure'`);

@@ -4,7 +4,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Migrated, seededStack, teardown, up } from "./helpers/migration";
+import { type Migrated, seededStack, teardown, up } from "./helpers/migration";
 import { collect } from "./helpers/stack";
 
 /** A targeted up of the backup snapshot alone (with its parents): the state just before the restore check runs. */

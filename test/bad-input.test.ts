@@ -10,11 +10,11 @@
 import * as crypto from "crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { seed } from "../scripts/seed";
-import { asUser, freshDb, TestDb } from "./helpers/db";
+import { asUser, freshDb, type TestDb } from "./helpers/db";
 import { diffFingerprints, fingerprint } from "./helpers/fingerprint";
 import { orgs } from "./helpers/migration";
 import { refusingServer } from "./helpers/refusingServer";
-import { collect, testStack, TestStack } from "./helpers/stack";
+import { collect, testStack, type TestStack } from "./helpers/stack";
 
 const SECRET = "s3cr3t-pw";
 const SQLISH = "'; DROP TABLE credit_actions; --";
@@ -47,7 +47,11 @@ const ENGINE_ROWS: EngineRow[] = [
   {
     input: "wrong password (a server that asks for one and refuses it, SQLSTATE 28P01)",
     databaseUrl: ({ refusingPort }) => `postgres://guardian:${SECRET}@127.0.0.1:${refusingPort}/guardian`,
-    error: ["NO-GO: 1 gate failed:", "connection: cannot connect to the Guardian database at postgres://guardian:***@127.0.0.1:", "password authentication failed [28P01]"],
+    error: [
+      "NO-GO: 1 gate failed:",
+      "connection: cannot connect to the Guardian database at postgres://guardian:***@127.0.0.1:",
+      "password authentication failed [28P01]",
+    ],
     never: [SECRET],
   },
   {
@@ -117,13 +121,36 @@ interface RpcRow {
 const V1_NONE = { remaining_credits: 0, required_credits: 0 };
 const INVALID_QUANTITY = { success: false, error_code: "INVALID_QUANTITY", error: "quantity must be an integer from 1 to 100000", ...V1_NONE };
 const UNKNOWN_ACTION = { success: false, error_code: "UNKNOWN_ACTION", error: "unknown action type", ...V1_NONE };
-const NO_CREDIT_ACCOUNT = { success: false, error_code: "NO_CREDIT_ACCOUNT", error: "the organization has no credit account", remaining_credits: 0, required_credits: 1 };
-const BAD_BATCH = { success: false, error_code: "INVALID_QUANTITY", error: 'p_actions must be a JSON array of 1 to 1000 {"action_type", "quantity"} objects', ...V1_NONE };
+const NO_CREDIT_ACCOUNT = {
+  success: false,
+  error_code: "NO_CREDIT_ACCOUNT",
+  error: "the organization has no credit account",
+  remaining_credits: 0,
+  required_credits: 1,
+};
+const BAD_BATCH = {
+  success: false,
+  error_code: "INVALID_QUANTITY",
+  error: 'p_actions must be a JSON array of 1 to 1000 {"action_type", "quantity"} objects',
+  ...V1_NONE,
+};
 
 const RPC_ROWS: RpcRow[] = [
   { input: "organization id NULL", sql: "rpc2", org: null, args: ["ai_chat"], expect: { result: NO_CREDIT_ACCOUNT } },
-  { input: "organization id that is not a uuid", sql: "rpc2", org: "not-a-uuid", args: ["ai_chat"], expect: { sqlstate: "22P02", message: 'invalid input syntax for type uuid: "not-a-uuid"' } },
-  { input: "organization id of no organization", sql: "rpc2", org: "00000000-0000-0000-0000-000000000000", args: ["ai_chat"], expect: { result: NO_CREDIT_ACCOUNT } },
+  {
+    input: "organization id that is not a uuid",
+    sql: "rpc2",
+    org: "not-a-uuid",
+    args: ["ai_chat"],
+    expect: { sqlstate: "22P02", message: 'invalid input syntax for type uuid: "not-a-uuid"' },
+  },
+  {
+    input: "organization id of no organization",
+    sql: "rpc2",
+    org: "00000000-0000-0000-0000-000000000000",
+    args: ["ai_chat"],
+    expect: { result: NO_CREDIT_ACCOUNT },
+  },
   { input: "action type NULL", sql: "rpc2", args: [null], expect: { result: UNKNOWN_ACTION } },
   { input: "action type that looks like SQL", sql: "rpc2", args: [SQLISH], expect: { result: UNKNOWN_ACTION } },
   { input: "quantity NULL", sql: "rpc3", args: ["ai_chat", null], expect: { result: INVALID_QUANTITY } },
@@ -131,27 +158,48 @@ const RPC_ROWS: RpcRow[] = [
   { input: "quantity 0", sql: "rpc3", args: ["ai_chat", 0], expect: { result: INVALID_QUANTITY } },
   { input: "quantity huge (1e6)", sql: "rpc3", args: ["ai_chat", 1_000_000], expect: { result: INVALID_QUANTITY } },
   { input: "quantity 2^31 - 1 (the largest integer)", sql: "rpc3", args: ["ai_chat", 2 ** 31 - 1], expect: { result: INVALID_QUANTITY } },
-  { input: "quantity 2^31 (beyond integer)", sql: "rpc3", args: ["ai_chat", 2 ** 31], expect: { sqlstate: "22003", message: 'value "2147483648" is out of range for type integer' } },
-  { input: "quantity that is not an integer (1.5)", sql: "rpc3", args: ["ai_chat", 1.5], expect: { sqlstate: "22P02", message: 'invalid input syntax for type integer: "1.5"' } },
+  {
+    input: "quantity 2^31 (beyond integer)",
+    sql: "rpc3",
+    args: ["ai_chat", 2 ** 31],
+    expect: { sqlstate: "22003", message: 'value "2147483648" is out of range for type integer' },
+  },
+  {
+    input: "quantity that is not an integer (1.5)",
+    sql: "rpc3",
+    args: ["ai_chat", 1.5],
+    expect: { sqlstate: "22P02", message: 'invalid input syntax for type integer: "1.5"' },
+  },
   { input: "batch NULL", sql: "batch", args: [null], expect: { result: BAD_BATCH } },
   { input: "batch that is not an array", sql: "batch", args: ["{}"], expect: { result: BAD_BATCH } },
   {
     input: "batch with a negative quantity in its second element",
     sql: "batch",
-    args: [JSON.stringify([{ action_type: "ai_chat", quantity: 1 }, { action_type: "ai_chat", quantity: -5 }])],
-    expect: { result: { success: false, error_code: "INVALID_QUANTITY", index: 1, error: "p_actions[1]: quantity must be an integer from 1 to 100000", ...V1_NONE } },
+    args: [
+      JSON.stringify([
+        { action_type: "ai_chat", quantity: 1 },
+        { action_type: "ai_chat", quantity: -5 },
+      ]),
+    ],
+    expect: {
+      result: { success: false, error_code: "INVALID_QUANTITY", index: 1, error: "p_actions[1]: quantity must be an integer from 1 to 100000", ...V1_NONE },
+    },
   },
   {
     input: "batch with quantity 2^31",
     sql: "batch",
     args: [JSON.stringify([{ action_type: "ai_chat", quantity: 2 ** 31 }])],
-    expect: { result: { success: false, error_code: "INVALID_QUANTITY", index: 0, error: "p_actions[0]: quantity must be an integer from 1 to 100000", ...V1_NONE } },
+    expect: {
+      result: { success: false, error_code: "INVALID_QUANTITY", index: 0, error: "p_actions[0]: quantity must be an integer from 1 to 100000", ...V1_NONE },
+    },
   },
   {
     input: "batch with a SQL-looking quantity",
     sql: "batch",
     args: [JSON.stringify([{ action_type: "ai_chat", quantity: "1; DROP TABLE credit_actions" }])],
-    expect: { result: { success: false, error_code: "INVALID_QUANTITY", index: 0, error: "p_actions[0]: quantity must be an integer from 1 to 100000", ...V1_NONE } },
+    expect: {
+      result: { success: false, error_code: "INVALID_QUANTITY", index: 0, error: "p_actions[0]: quantity must be an integer from 1 to 100000", ...V1_NONE },
+    },
   },
   {
     input: "batch with a SQL-looking action type",
@@ -224,8 +272,7 @@ describe("bad input through the engine: a clear error, nothing written", () => {
           t?.destroyWorkspace();
           await db.drop();
         }
-      }),
-    );
+      }));
   }
 });
 
@@ -250,7 +297,10 @@ describe("on a migrated database", () => {
     for (let i = 0; i < 600 && !(fs.existsSync(lockDir) && fs.readdirSync(lockDir).some((f: string) => f.endsWith(".json"))); i++) {
       await new Promise((r) => setTimeout(r, 50));
     }
-    secondError = await second.stack.up({ onEvent: collect(second) }).then(() => undefined, (e) => e);
+    secondError = await second.stack.up({ onEvent: collect(second) }).then(
+      () => undefined,
+      (e) => e,
+    );
     firstResult = await running;
     const pick = (await orgs(db)).find((o) => o.plan_name === "premium")!;
     org = pick.organization_id;
@@ -263,7 +313,9 @@ describe("on a migrated database", () => {
 
   it("a concurrent second `pulumi up` on the same stack fails with the lock message; the first completes; the database is right", async () => {
     expect(secondError, "the second up must fail").toBeDefined();
-    expect(secondError.message).toContain("the stack is currently locked by 1 lock(s). Either wait for the other process(es) to end or delete the lock file with `pulumi cancel`.");
+    expect(secondError.message).toContain(
+      "the stack is currently locked by 1 lock(s). Either wait for the other process(es) to end or delete the lock file with `pulumi cancel`.",
+    );
     expect(firstResult.summary.result).toBe("succeeded");
     expect(firstResult.outputs.orgsMigrated.value).toBe(ORGS);
     const [state] = await db.query(`
@@ -292,8 +344,7 @@ describe("on a migrated database", () => {
 
   it("consume_credits_rpc: an idempotency key that looks like SQL is data: one debit, stored as its sha256, replayed, catalogue unchanged", async () => {
     const before = await fingerprint(db);
-    const call = () =>
-      asUser(db, { role: "service_role" }, (c) => c.query(RPC_SQL.rpc4, [org, "ai_chat", 1, SQLISH])).then((r) => r.rows[0].r);
+    const call = () => asUser(db, { role: "service_role" }, (c) => c.query(RPC_SQL.rpc4, [org, "ai_chat", 1, SQLISH])).then((r) => r.rows[0].r);
     const first = await call();
     const replay = await call();
     expect(first).toMatchObject({ success: true, action_type: "ai_chat", quantity: 1, consumed: { ai: 1, whatsapp: 0, email: 0, sms: 0 } });

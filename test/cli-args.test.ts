@@ -7,8 +7,25 @@ import * as os from "os";
 import * as path from "path";
 import { describe, expect, it } from "vitest";
 import {
-  command, existingDir, existingFile, flag, helpText, integer, jsonFlag, list, oneOf, option, outputPath, parseCommand,
-  positiveInteger, positiveNumber, postgresUrl, runCommandLine, text, usageLine, UsageError,
+  command,
+  existingDir,
+  existingFile,
+  flag,
+  helpText,
+  integer,
+  jsonFlag,
+  list,
+  oneOf,
+  option,
+  outputPath,
+  parseCommand,
+  positiveInteger,
+  positiveNumber,
+  postgresUrl,
+  runCommandLine,
+  text,
+  usageLine,
+  UsageError,
 } from "../lib/cli";
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "guardian-cli-args-"));
@@ -55,8 +72,16 @@ describe("lib/cli: parsing", () => {
     expect(p.help).toBe(false);
     if (p.help) return;
     expect(p.values).toEqual({
-      stack: "dev", consumers: 4, seconds: undefined, mode: "fast", sizes: [10_000], databaseUrl: undefined, out: undefined,
-      dryRun: false, yes: false, json: false,
+      stack: "dev",
+      consumers: 4,
+      seconds: undefined,
+      mode: "fast",
+      sizes: [10_000],
+      databaseUrl: undefined,
+      out: undefined,
+      dryRun: false,
+      yes: false,
+      json: false,
     });
     expect([...p.given]).toEqual(["stack"]);
     const q = values("--stack=prod", "--consumers", "8", "--seconds=2.5", "--mode", "slow", "--sizes", "16,1_000_000", "-y", "--json");
@@ -116,8 +141,9 @@ describe("lib/cli: parsing", () => {
     expect(() => existingFile()(tmp)).toThrow("expected an existing file");
     expect(values("--stack", "s", "--out", tmp).out).toBe(tmp); // a directory: the command writes into it
     expect(values("--stack", "s", "--out", path.join(tmp, "new", "deeper", "r.md")).out).toBe(path.join(tmp, "new", "deeper", "r.md"));
-    expect(refusal("--stack", "s", "--out", path.join(tmp, "a-file.md", "r.md")))
-      .toMatch(new RegExp(`^--out: expected a file or directory path; ${path.join(tmp, "a-file.md").replace(/[.]/g, "\\.")} is not a directory, got "`));
+    expect(refusal("--stack", "s", "--out", path.join(tmp, "a-file.md", "r.md"))).toMatch(
+      new RegExp(`^--out: expected a file or directory path; ${path.join(tmp, "a-file.md").replace(/[.]/g, "\\.")} is not a directory, got "`),
+    );
     expect(() => outputPath()(tmp)).toThrow("expected a file path; this is a directory");
   });
 });

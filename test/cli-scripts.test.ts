@@ -12,10 +12,10 @@ import * as path from "path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { seed } from "../scripts/seed";
 import { rollbackCommand } from "../scripts/rollback";
-import { freshDb, TestDb } from "./helpers/db";
+import { freshDb, type TestDb } from "./helpers/db";
 import { git, gitProject } from "./helpers/gitProject";
 import { up } from "./helpers/migration";
-import { PROJECT_ROOT, testStack, TestStack } from "./helpers/stack";
+import { PROJECT_ROOT, testStack, type TestStack } from "./helpers/stack";
 
 interface Run {
   code: number | null;
@@ -26,8 +26,12 @@ interface Run {
 /** node -r ts-node/register/transpile-only <file> <args>, or any command; stdin is not a terminal (it is closed). */
 function run(cmd: string, args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}): Promise<Run> {
   return new Promise((resolve) => {
-    const child = execFile(cmd, args, { cwd: opts.cwd ?? PROJECT_ROOT, env: { ...process.env, ...opts.env }, maxBuffer: 64 * 1024 * 1024 },
-      (err: any, stdout, stderr) => resolve({ code: err ? (typeof err.code === "number" ? err.code : null) : 0, stdout, stderr }));
+    const child = execFile(
+      cmd,
+      args,
+      { cwd: opts.cwd ?? PROJECT_ROOT, env: { ...process.env, ...opts.env }, maxBuffer: 64 * 1024 * 1024 },
+      (err: any, stdout, stderr) => resolve({ code: err ? (typeof err.code === "number" ? err.code : null) : 0, stdout, stderr }),
+    );
     child.stdin?.end();
   });
 }
@@ -44,11 +48,18 @@ function expectUsageError(r: Run, name: string, message: string) {
 }
 
 const SCRIPTS: { name: string; file: string; bad: [string[], string]; conflict?: [string[], string] }[] = [
-  { name: "seed", file: "scripts/seed.ts", bad: [["--database-url", "postgres://h/db", "--orgs", "abc"], '--orgs: expected an integer from 0 to 10,000,000, got "abc"'] },
+  {
+    name: "seed",
+    file: "scripts/seed.ts",
+    bad: [["--database-url", "postgres://h/db", "--orgs", "abc"], '--orgs: expected an integer from 0 to 10,000,000, got "abc"'],
+  },
   {
     name: "report",
     file: "scripts/report.ts",
-    bad: [["--stack", "s", "--out", "README.md/r.md"], `--out: expected a file or directory path; ${path.join(PROJECT_ROOT, "README.md")} is not a directory, got "README.md/r.md"`],
+    bad: [
+      ["--stack", "s", "--out", "README.md/r.md"],
+      `--out: expected a file or directory path; ${path.join(PROJECT_ROOT, "README.md")} is not a directory, got "README.md/r.md"`,
+    ],
   },
   {
     name: "rollback",
@@ -100,7 +111,11 @@ describe("the other refusals, as the operator meets them", () => {
     expectUsageError(await script("scripts/report.ts", []), "report", "--stack is required");
     expectUsageError(await script("scripts/rollback.ts", ["--stack", "--yes"]), "rollback", "--stack needs a value");
     expectUsageError(await script("scripts/rollback.ts", ["--stack", "s", "--yes=no"]), "rollback", '--yes takes no value (got "no")');
-    expectUsageError(await script("scripts/rollback.ts", ["--stack", "s", "--dry-run", "--out", "x.md"]), "rollback", "--dry-run and --out conflict: a dry run writes no report");
+    expectUsageError(
+      await script("scripts/rollback.ts", ["--stack", "s", "--dry-run", "--out", "x.md"]),
+      "rollback",
+      "--dry-run and --out conflict: a dry run writes no report",
+    );
   });
 
   it("npm run demo answers a bad flag before the setup runs", async () => {
@@ -199,11 +214,15 @@ describe("rollback --dry-run and report --json on a real stack", () => {
       usedWorktree: true,
       model: "unified",
     });
-    expect(plan.message).toBe(`rollback: dry run: nothing was written (stack test stays at version 2). To apply this plan: npm run rollback -- --stack test --to 1 --cwd ${repo} --yes`);
+    expect(plan.message).toBe(
+      `rollback: dry run: nothing was written (stack test stays at version 2). To apply this plan: npm run rollback -- --stack test --to 1 --cwd ${repo} --yes`,
+    );
     expect(plan.configChanges).toEqual([{ key: "guardian:creditModel", from: "multi", to: "unified" }]);
     expect(plan.database).toMatch(/^postgres(ql)?:\/\/postgres:\*\*\*@/);
     expect(plan.databaseChanges).toContain("organizations per model: multi 60 -> unified 60");
-    expect(plan.databaseChanges.join("\n")).toMatch(/function consume_credits_rpc\(uuid,text,integer,text\) \(md5 [0-9a-f]{32}\): replaced by consume_credits_rpc\(uuid,text\), v1 as recorded in backup guardian_backup_/);
+    expect(plan.databaseChanges.join("\n")).toMatch(
+      /function consume_credits_rpc\(uuid,text,integer,text\) \(md5 [0-9a-f]{32}\): replaced by consume_credits_rpc\(uuid,text\), v1 as recorded in backup guardian_backup_/,
+    );
     expect(plan.before).toMatchObject({ orgsTotal: 60, orgsByModel: { multi: 60 } });
     const changes = Object.entries(plan.preview.changeSummary as Record<string, number>).filter(([k, v]) => k !== "same" && v > 0);
     expect(changes.length).toBeGreaterThan(0);
@@ -226,7 +245,7 @@ describe("rollback --dry-run and report --json on a real stack", () => {
     expect(r.stdout).toContain("    organizations per model: multi 60 -> unified 60");
     expect(r.stdout).toMatch(/--- preview: .*\d+ to (create|delete|update|replace)/);
     expect(r.stdout).toContain("rollback: dry run: nothing was written (stack test stays at version 2)");
-    expect(r.stdout).not.toContain("Type \"yes\"");
+    expect(r.stdout).not.toContain('Type "yes"');
     expect(r.stdout + r.stderr).not.toContain(PASSWORD);
     expect(await snapshot()).toEqual(before);
   }, 300_000);
@@ -235,7 +254,12 @@ describe("rollback --dry-run and report --json on a real stack", () => {
     const before = await snapshot();
     const lines: string[] = [];
     const r = await rollbackCommand({
-      stack: "test", cwd: repo, envVars: t.env, dryRun: true, to: 1, log: (s) => lines.push(s),
+      stack: "test",
+      cwd: repo,
+      envVars: t.env,
+      dryRun: true,
+      to: 1,
+      log: (s) => lines.push(s),
       confirm: async () => {
         throw new Error("a dry run must not ask");
       },
@@ -262,7 +286,7 @@ describe("rollback --dry-run and report --json on a real stack", () => {
       expect(r.stdout + r.stderr).not.toContain(PASSWORD);
 
       // A path ending in a slash is a directory too, created when missing; without --json the lines go to stdout.
-      const sub = path.join(dir, "nested", "reports") + "/";
+      const sub = `${path.join(dir, "nested", "reports")}/`;
       const h = await script("scripts/report.ts", ["--stack", "test", "--out", sub], { cwd: repo, env: t.env });
       expect(h.code, h.stderr).toBe(0);
       expect(h.stdout).toContain(`report: stack test, update version 2, 60/60 orgs multi`);

@@ -7,14 +7,16 @@ import { execFile } from "child_process";
 import * as path from "path";
 import { promisify } from "util";
 import { afterAll, describe, expect, it } from "vitest";
-import { collect, testStack, TestStack } from "./helpers/stack";
+import { collect, testStack, type TestStack } from "./helpers/stack";
 
 // Nothing listens on port 1: had the config been accepted, go/no-go would fail on the connection instead.
 const UNREACHABLE = "postgres://guardian:pw@127.0.0.1:1/guardian";
 
 describe("config keys the program would never read (index.ts readConfig)", () => {
   const stacks: TestStack[] = [];
-  afterAll(() => stacks.forEach((t) => t.destroyWorkspace()));
+  afterAll(() => {
+    for (const t of stacks) t.destroyWorkspace();
+  });
 
   it("`pulumi config set creditModel multi` (guardian-credits:creditModel) stops preview with 'did you mean guardian:creditModel?'", async () => {
     const t = await testStack(UNREACHABLE);
@@ -25,7 +27,10 @@ describe("config keys the program would never read (index.ts readConfig)", () =>
     expect(await t.stack.getAllConfig()).toMatchObject({ "guardian-credits:creditModel": { value: "multi", secret: false } });
     await t.stack.setConfig("guardian:creditModl", { value: "unified" });
 
-    const e = await t.stack.preview({ onEvent: collect(t) }).then(() => undefined, (x: Error) => x);
+    const e = await t.stack.preview({ onEvent: collect(t) }).then(
+      () => undefined,
+      (x: Error) => x,
+    );
     expect(e).toBeDefined();
     const text = `${e!.message}\n${t.logText()}`;
     expect(text).toContain("invalid guardian configuration:");
@@ -42,7 +47,10 @@ describe("config keys the program would never read (index.ts readConfig)", () =>
     await t.stack.removeConfig("guardian-credits:creditModel");
     await t.stack.removeConfig("guardian:creditModl");
     await t.setConfig({ creditModel: "multi" });
-    const next = await t.stack.preview({ onEvent: collect(t) }).then(() => undefined, (x: Error) => x);
+    const next = await t.stack.preview({ onEvent: collect(t) }).then(
+      () => undefined,
+      (x: Error) => x,
+    );
     expect(next?.message).toContain("NO-GO: 1 gate failed:");
     expect(next?.message).toContain("connection: cannot connect to the Guardian database at postgres://guardian:***@127.0.0.1:1/guardian");
     expect(next?.message).not.toContain("invalid guardian configuration");

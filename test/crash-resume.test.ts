@@ -36,9 +36,9 @@ import { connect } from "../lib/db";
 import { dropDatabase, markScratchDatabase } from "../lib/pgserver";
 import { seed } from "../scripts/seed";
 import { eventTail, killSession, pendingOperations, pulumi, readEvents, repairFileBackend, startPulumi, stateUrns } from "./helpers/cli";
-import { freshDb, pgServer, TestDb } from "./helpers/db";
+import { freshDb, pgServer, type TestDb } from "./helpers/db";
 import { fingerprint } from "./helpers/fingerprint";
-import { testStack, TestStack } from "./helpers/stack";
+import { testStack, type TestStack } from "./helpers/stack";
 
 const ORGS = 300;
 const FILLER_LOGS = 100_000;
@@ -97,7 +97,8 @@ async function endState(db: TestDb, t: TestStack): Promise<EndState> {
   const fp = await fingerprint(db);
   // Left out: rows carrying times or ids of the run (journal, backups, anomalies' `at`, organization_credits.updated_at,
   // credit_actions.created_at of the actions the catalogue adds; compared below without them), and guardian.erasure_key, a random secret per installation.
-  const stable = (k: string) => !/guardian_backup_|guardian\.(migration_journal|backups|backfill_anomalies|erasure_key)$|public\.(organization_credits|credit_actions)$/.test(k);
+  const stable = (k: string) =>
+    !/guardian_backup_|guardian\.(migration_journal|backups|backfill_anomalies|erasure_key)$|public\.(organization_credits|credit_actions)$/.test(k);
   const [backups] = await db.query(`
     SELECT (SELECT count(*)::int FROM pg_namespace WHERE nspname LIKE 'guardian\\_backup\\_%') AS schemas,
            count(*) FILTER (WHERE restore_verified)::int AS verified, count(*) FILTER (WHERE export_dir IS NULL)::int AS unexported
@@ -219,7 +220,9 @@ describe("crash and resume: SIGKILL at each dangerous point, recover, same end s
           if (Date.now() - started > 120_000) throw new Error(`${point.name}: not reached in 120 s:\n${run.output().slice(-3000)}`);
         }
         await killSession(run);
-        finishedBeforeKill = readEvents(eventLog).filter((e) => e.resOutputsEvent).map((e) => e.resOutputsEvent.metadata.urn);
+        finishedBeforeKill = readEvents(eventLog)
+          .filter((e) => e.resOutputsEvent)
+          .map((e) => e.resOutputsEvent.metadata.urn);
         const [b] = await db.query(`
           SELECT (SELECT count(*)::int FROM pg_namespace WHERE nspname LIKE 'guardian\\_backup\\_%') AS schemas,
                  to_regprocedure('${V2}') IS NOT NULL AS v2`);
@@ -246,13 +249,24 @@ describe("crash and resume: SIGKILL at each dangerous point, recover, same end s
       const pendingAfterResume = await pendingOperations(t);
       const refresh = await pulumi(t, ["refresh", "--yes", "--clear-pending-creates"]);
       scenarios.push({
-        point: point.name, killedAt, backendRepair, pendingAfterKill, finishedBeforeKill, upWhileLocked, cancel, resume, pendingAfterResume, refresh,
+        point: point.name,
+        killedAt,
+        backendRepair,
+        pendingAfterKill,
+        finishedBeforeKill,
+        upWhileLocked,
+        cancel,
+        resume,
+        pendingAfterResume,
+        refresh,
         end: await endState(db, t),
       });
     }
     for (const s of scenarios) {
-      console.log(`crash ${s.point}: killed at ${JSON.stringify(s.killedAt)}; pending ${s.pendingAfterKill.map((p) => `${p.type} ${p.urn.split("::").pop()}`).join(", ")}` +
-        (s.backendRepair.length ? `; file backend repaired: ${s.backendRepair.join("; ")}` : ""));
+      console.log(
+        `crash ${s.point}: killed at ${JSON.stringify(s.killedAt)}; pending ${s.pendingAfterKill.map((p) => `${p.type} ${p.urn.split("::").pop()}`).join(", ")}` +
+          (s.backendRepair.length ? `; file backend repaired: ${s.backendRepair.join("; ")}` : ""),
+      );
     }
   }, 600_000);
 

@@ -9,7 +9,7 @@ import { DEFAULT_ACTIONS, parseConfig } from "../lib/config";
 import { CREDIT_FUNCTIONS } from "../components/creditFunctions";
 import { CREDIT_SCHEMA_OBJECTS } from "../components/creditSchema";
 import { functionProbe } from "../components/sqlFile";
-import { asUser, freshDb, TestDb } from "./helpers/db";
+import { asUser, freshDb, type TestDb } from "./helpers/db";
 import { applyCreditEngine, balances, installCreditEngine, makeOrg, makeUser } from "./helpers/engine";
 
 let db: TestDb;
@@ -55,11 +55,22 @@ async function catalogue(): Promise<any[]> {
 const nothingLeft = { ai: 0, whatsapp: 0, email: 0, sms: 0 };
 
 describe("consume_credits_rpc v2: quantity", () => {
-  for (const [label, q] of [["0", 0], ["-5", -5], ["NULL", null], ["100001", 100001]] as const) {
+  for (const [label, q] of [
+    ["0", 0],
+    ["-5", -5],
+    ["NULL", null],
+    ["100001", 100001],
+  ] as const) {
     it(`refuses a quantity of ${label} with INVALID_QUANTITY and debits nothing`, async () => {
       const org = await makeOrg(db, { model: "multi", pools: { ai: 50 }, creditsRemaining: 50 });
       const r = await rpc(org, "ai_chat", q);
-      expect(r).toEqual({ success: false, error_code: "INVALID_QUANTITY", error: "quantity must be an integer from 1 to 100000", remaining_credits: 0, required_credits: 0 });
+      expect(r).toEqual({
+        success: false,
+        error_code: "INVALID_QUANTITY",
+        error: "quantity must be an integer from 1 to 100000",
+        remaining_credits: 0,
+        required_credits: 0,
+      });
       expect(await balances(db, org)).toMatchObject({ ai: 50, credits_remaining: 50 });
       expect(await logs(org)).toEqual([]);
     });
@@ -77,7 +88,13 @@ describe("consume_credits_rpc v2: catalogue and accounts", () => {
   it("refuses an unknown action with UNKNOWN_ACTION and leaves the catalogue unchanged", async () => {
     const org = await makeOrg(db, { model: "multi", pools: { ai: 10 } });
     const before = await catalogue();
-    expect(await rpc(org, "ai_telepathy", 1)).toEqual({ success: false, error_code: "UNKNOWN_ACTION", error: "unknown action type", remaining_credits: 0, required_credits: 0 });
+    expect(await rpc(org, "ai_telepathy", 1)).toEqual({
+      success: false,
+      error_code: "UNKNOWN_ACTION",
+      error: "unknown action type",
+      remaining_credits: 0,
+      required_credits: 0,
+    });
     expect(await rpc(org, null, 1)).toMatchObject({ success: false, error_code: "UNKNOWN_ACTION" });
     expect(await catalogue()).toEqual(before);
     expect(before.map((a) => a.action_type)).not.toContain("ai_telepathy");
@@ -88,7 +105,11 @@ describe("consume_credits_rpc v2: catalogue and accounts", () => {
   it("refuses an organization without a credit row with NO_CREDIT_ACCOUNT", async () => {
     const org = await makeOrg(db, { creditAccount: false });
     expect(await rpc(org, "ai_chat", 1)).toEqual({
-      success: false, error_code: "NO_CREDIT_ACCOUNT", error: "the organization has no credit account", remaining_credits: 0, required_credits: 1,
+      success: false,
+      error_code: "NO_CREDIT_ACCOUNT",
+      error: "the organization has no credit account",
+      remaining_credits: 0,
+      required_credits: 1,
     });
     expect(await rpc("00000000-0000-0000-0000-000000000000", "ai_chat")).toMatchObject({ error_code: "NO_CREDIT_ACCOUNT" });
     expect(await logs(org)).toEqual([]);
@@ -109,19 +130,36 @@ describe("consume_credits_rpc v2: the two models", () => {
     const org = await makeOrg(db, { model: "multi", pools: { ai: 20, whatsapp: 5, email: 7, sms: 2 }, creditsRemaining: 0 });
     const r = await rpc(org, "form_generation", 2);
     expect(r).toEqual({
-      success: true, action_type: "form_generation", quantity: 2, credit_model: "multi",
+      success: true,
+      action_type: "form_generation",
+      quantity: 2,
+      credit_model: "multi",
       consumed: { ai: 10, whatsapp: 0, email: 0, sms: 0 },
       remaining: { ai: 10, whatsapp: 5, email: 7, sms: 2 },
       // v1's fields: the unified cost, and what is left in the pools the action draws on (ai here).
-      credits_consumed: 10, remaining_credits: 10,
+      credits_consumed: 10,
+      remaining_credits: 10,
     });
     expect(await balances(db, org)).toEqual({ credit_model: "multi", credits_remaining: 0, ai: 10, whatsapp: 5, email: 7, sms: 2 });
     // credits_consumed is the unified cost (credits_cost 5 x 2): rollback sums it.
-    expect(await logs(org)).toEqual([expect.objectContaining({
-      action_type: "form_generation", success: true, error_code: null, quantity: 2, credits_consumed: 10, credits_remaining: 0,
-      ai_consumed: 10, whatsapp_consumed: 0, email_consumed: 0, sms_consumed: 0, credit_model: "multi", allocation_epoch: 0,
-      user_id: null, idempotency_key: null,
-    })]);
+    expect(await logs(org)).toEqual([
+      expect.objectContaining({
+        action_type: "form_generation",
+        success: true,
+        error_code: null,
+        quantity: 2,
+        credits_consumed: 10,
+        credits_remaining: 0,
+        ai_consumed: 10,
+        whatsapp_consumed: 0,
+        email_consumed: 0,
+        sms_consumed: 0,
+        credit_model: "multi",
+        allocation_epoch: 0,
+        user_id: null,
+        idempotency_key: null,
+      }),
+    ]);
   });
 
   it("debits several pools of one action and records each pool consumed", async () => {
@@ -136,27 +174,53 @@ describe("consume_credits_rpc v2: the two models", () => {
     const org = await makeOrg(db, { model: "multi", pools: { ai: 10, whatsapp: 0, email: 3, sms: 0 } });
     const r = await rpc(org, "ai_campaign", 2); // needs ai 2, email 4, sms 2: email and sms are short
     expect(r).toEqual({
-      success: false, error_code: "INSUFFICIENT_CREDITS", error: "insufficient email credits: 4 required, 3 available",
-      credit_type: "email", required: 4, available: 3, remaining_credits: 3, required_credits: 4,
+      success: false,
+      error_code: "INSUFFICIENT_CREDITS",
+      error: "insufficient email credits: 4 required, 3 available",
+      credit_type: "email",
+      required: 4,
+      available: 3,
+      remaining_credits: 3,
+      required_credits: 4,
     });
     expect(await balances(db, org)).toMatchObject({ ai: 10, email: 3, sms: 0 });
-    expect(await logs(org)).toEqual([expect.objectContaining({
-      action_type: "ai_campaign", success: false, error_code: "INSUFFICIENT_CREDITS", credits_consumed: 0, quantity: 2,
-      ai_consumed: 0, email_consumed: 0, sms_consumed: 0, credit_model: "multi",
-    })]);
+    expect(await logs(org)).toEqual([
+      expect.objectContaining({
+        action_type: "ai_campaign",
+        success: false,
+        error_code: "INSUFFICIENT_CREDITS",
+        credits_consumed: 0,
+        quantity: 2,
+        ai_consumed: 0,
+        email_consumed: 0,
+        sms_consumed: 0,
+        credit_model: "multi",
+      }),
+    ]);
   });
 
   it("serves an organization not yet migrated from credits_remaining with credits_cost x quantity, as v1", async () => {
     const org = await makeOrg(db, { model: "unified", creditsRemaining: 10, pools: { ai: 99 } });
     const r = await rpc(org, "ai_assistant", 3); // credits_cost 2
     expect(r).toMatchObject({
-      success: true, action_type: "ai_assistant", quantity: 3, credit_model: "unified",
-      consumed: nothingLeft, credits_consumed: 6, remaining_credits: 4,
+      success: true,
+      action_type: "ai_assistant",
+      quantity: 3,
+      credit_model: "unified",
+      consumed: nothingLeft,
+      credits_consumed: 6,
+      remaining_credits: 4,
     });
     expect(await balances(db, org)).toMatchObject({ credit_model: "unified", credits_remaining: 4, ai: 99 });
     expect(await rpc(org, "ai_assistant", 3)).toEqual({
-      success: false, error_code: "INSUFFICIENT_CREDITS", error: "insufficient credits: 6 required, 4 available",
-      credit_type: "unified", required: 6, available: 4, remaining_credits: 4, required_credits: 6,
+      success: false,
+      error_code: "INSUFFICIENT_CREDITS",
+      error: "insufficient credits: 6 required, 4 available",
+      credit_type: "unified",
+      required: 6,
+      available: 4,
+      remaining_credits: 4,
+      required_credits: 6,
     });
     expect(await balances(db, org)).toMatchObject({ credits_remaining: 4 });
     expect(await logs(org)).toEqual([
@@ -191,17 +255,39 @@ describe("consume_credits_rpc v2: the two models", () => {
          VALUES ($1, 3, 'escaping test', 2, 1)`,
         [odd],
       );
-      for (const [action, quantity] of [["ai_chat", 1], ["ai_campaign", 3], [odd, 7], ["create_crm_event", 2], ["form_generation", 100000]] as const) {
-        const { rows: [{ got }] } = await c.query(`SELECT public.consume_credits_rpc($1::uuid, $2::text, $3::integer)::text AS got`, [org, action, quantity]);
+      for (const [action, quantity] of [
+        ["ai_chat", 1],
+        ["ai_campaign", 3],
+        [odd, 7],
+        ["create_crm_event", 2],
+        ["form_generation", 100000],
+      ] as const) {
+        const {
+          rows: [{ got }],
+        } = await c.query(`SELECT public.consume_credits_rpc($1::uuid, $2::text, $3::integer)::text AS got`, [org, action, quantity]);
         const r = JSON.parse(got);
         expect(r, action).toMatchObject({ success: true, action_type: action, quantity, credit_model: "multi" });
-        const { rows: [{ built }] } = await c.query(
+        const {
+          rows: [{ built }],
+        } = await c.query(
           `SELECT json_build_object('success', true, 'action_type', $1::text, 'quantity', $2::integer, 'credit_model', 'multi',
                     'consumed', json_build_object('ai', $3::bigint, 'whatsapp', $4::bigint, 'email', $5::bigint, 'sms', $6::bigint),
                     'remaining', json_build_object('ai', $7::integer, 'whatsapp', $8::integer, 'email', $9::integer, 'sms', $10::integer),
                     'credits_consumed', $11::bigint, 'remaining_credits', $12::bigint)::text AS built`,
-          [r.action_type, r.quantity, r.consumed.ai, r.consumed.whatsapp, r.consumed.email, r.consumed.sms,
-            r.remaining.ai, r.remaining.whatsapp, r.remaining.email, r.remaining.sms, r.credits_consumed, r.remaining_credits],
+          [
+            r.action_type,
+            r.quantity,
+            r.consumed.ai,
+            r.consumed.whatsapp,
+            r.consumed.email,
+            r.consumed.sms,
+            r.remaining.ai,
+            r.remaining.whatsapp,
+            r.remaining.email,
+            r.remaining.sms,
+            r.credits_consumed,
+            r.remaining_credits,
+          ],
         );
         expect(got, action).toBe(built);
       }
@@ -215,10 +301,18 @@ describe("consume_credits_rpc v2: the two models", () => {
 describe("consume_credits_rpc v2: trials", () => {
   it("refuses an expired trial with TRIAL_EXPIRED, debits nothing and logs success=false", async () => {
     const org = await makeOrg(db, {
-      model: "multi", plan: "trial_14", pools: { ai: 50 }, isTrial: true, cycleEndDate: new Date(Date.now() - 60_000),
+      model: "multi",
+      plan: "trial_14",
+      pools: { ai: 50 },
+      isTrial: true,
+      cycleEndDate: new Date(Date.now() - 60_000),
     });
     expect(await rpc(org, "ai_chat", 1)).toEqual({
-      success: false, error_code: "TRIAL_EXPIRED", error: "the trial period has ended", remaining_credits: 50, required_credits: 1,
+      success: false,
+      error_code: "TRIAL_EXPIRED",
+      error: "the trial period has ended",
+      remaining_credits: 50,
+      required_credits: 1,
     });
     expect(await balances(db, org)).toMatchObject({ ai: 50 });
     expect(await logs(org)).toEqual([expect.objectContaining({ success: false, error_code: "TRIAL_EXPIRED", credits_consumed: 0, ai_consumed: 0 })]);
@@ -231,8 +325,7 @@ describe("consume_credits_rpc v2: trials", () => {
 });
 
 describe("consume_credits_rpc v2: callers", () => {
-  const call = (c: Client, org: string, fn = "consume_credits_rpc($1, 'ai_chat')") =>
-    c.query(`SELECT public.${fn} AS r`, [org]).then((x) => x.rows[0].r);
+  const call = (c: Client, org: string, fn = "consume_credits_rpc($1, 'ai_chat')") => c.query(`SELECT public.${fn} AS r`, [org]).then((x) => x.rows[0].r);
 
   it("serves an authenticated user for the organization of its own profile and logs the user", async () => {
     const org = await makeOrg(db, { model: "multi", pools: { ai: 5 } });
@@ -247,8 +340,14 @@ describe("consume_credits_rpc v2: callers", () => {
     const theirs = await makeOrg(db, { model: "multi", pools: { ai: 5 } });
     const user = await makeUser(db, mine);
     const r = await asUser(db, { role: "authenticated", sub: user }, (c) => call(c, theirs));
-    expect(r).toEqual({ success: false, error_code: "FORBIDDEN", error: "not allowed to consume credits for this organization", remaining_credits: 0, required_credits: 0 });
-    const b = await asUser(db, { role: "authenticated", sub: user }, (c) => call(c, theirs, "consume_credits_batch($1, '[{\"action_type\":\"ai_chat\"}]')"));
+    expect(r).toEqual({
+      success: false,
+      error_code: "FORBIDDEN",
+      error: "not allowed to consume credits for this organization",
+      remaining_credits: 0,
+      required_credits: 0,
+    });
+    const b = await asUser(db, { role: "authenticated", sub: user }, (c) => call(c, theirs, 'consume_credits_batch($1, \'[{"action_type":"ai_chat"}]\')'));
     expect(b).toMatchObject({ success: false, error_code: "FORBIDDEN" });
     expect(await balances(db, theirs)).toMatchObject({ ai: 5 });
     expect(await logs(theirs)).toEqual([]);
@@ -342,16 +441,24 @@ describe("consume_credits_rpc v2: idempotency", () => {
     const org = await makeOrg(db, { model: "multi", pools: { ai: 10, email: 10 } });
     const first = await rpc(org, "ai_chat", 2, "order-7");
     expect(first).toMatchObject({ success: true, remaining: { ai: 8 } });
-    for (const [action, qty] of [["ai_chat", 3], ["email_send", 2]] as const) {
+    for (const [action, qty] of [
+      ["ai_chat", 3],
+      ["email_send", 2],
+    ] as const) {
       expect(await rpc(org, action, qty, "order-7")).toEqual({
-        success: false, error_code: "IDEMPOTENCY_KEY_REUSED", error: "idempotency key already used with action ai_chat x2",
-        remaining_credits: 0, required_credits: action === "ai_chat" ? 3 : 2,
+        success: false,
+        error_code: "IDEMPOTENCY_KEY_REUSED",
+        error: "idempotency key already used with action ai_chat x2",
+        remaining_credits: 0,
+        required_credits: action === "ai_chat" ? 3 : 2,
       });
     }
     expect(await balances(db, org)).toMatchObject({ ai: 8, email: 10 });
     expect(await rpc(org, "ai_chat", 2, "order-7")).toEqual(first); // the original request still replays
     expect((await logs(org)).map((l) => [l.success, l.error_code, l.credits_consumed])).toEqual([
-      [true, null, 2], [false, "IDEMPOTENCY_KEY_REUSED", 0], [false, "IDEMPOTENCY_KEY_REUSED", 0],
+      [true, null, 2],
+      [false, "IDEMPOTENCY_KEY_REUSED", 0],
+      [false, "IDEMPOTENCY_KEY_REUSED", 0],
     ]);
   });
 
@@ -371,7 +478,10 @@ describe("consume_credits_rpc v2: idempotency", () => {
     expect(await rpc(org, "ai_chat", 1, "k")).toEqual(refused);
     expect(await rpc(org, "ai_chat", 1, "k2")).toMatchObject({ success: true, remaining: { ai: 4 } });
     const h = (k: string) => crypto.createHash("sha256").update(k).digest("hex");
-    expect((await logs(org)).map((l) => [l.success, l.idempotency_key])).toEqual([[false, h("k")], [true, h("k2")]]);
+    expect((await logs(org)).map((l) => [l.success, l.idempotency_key])).toEqual([
+      [false, h("k")],
+      [true, h("k2")],
+    ]);
   });
 
   it("treats an empty key as no key, and accepts a key of any length", async () => {
@@ -396,13 +506,10 @@ describe("consume_credits_rpc v2: idempotency", () => {
 describe("consume_credits_batch", () => {
   it("debits the totals per pool and writes one log row per action", async () => {
     const org = await makeOrg(db, { model: "multi", pools: { ai: 20, whatsapp: 5, email: 30, sms: 1 }, creditsRemaining: 7 });
-    const r = await batch(org, [
-      { action_type: "ai_chat", quantity: 3 },
-      { action_type: "bulk_email", quantity: 2 },
-      { action_type: "whatsapp_message" },
-    ]);
+    const r = await batch(org, [{ action_type: "ai_chat", quantity: 3 }, { action_type: "bulk_email", quantity: 2 }, { action_type: "whatsapp_message" }]);
     expect(r).toEqual({
-      success: true, credit_model: "multi",
+      success: true,
+      credit_model: "multi",
       actions: [
         { action_type: "ai_chat", quantity: 3, consumed: { ai: 3, whatsapp: 0, email: 0, sms: 0 } },
         { action_type: "bulk_email", quantity: 2, consumed: { ai: 0, whatsapp: 0, email: 20, sms: 0 } },
@@ -410,10 +517,13 @@ describe("consume_credits_batch", () => {
       ],
       consumed: { ai: 3, whatsapp: 1, email: 20, sms: 0 },
       remaining: { ai: 17, whatsapp: 4, email: 10, sms: 1 },
-      credits_consumed: 24, remaining_credits: 32,
+      credits_consumed: 24,
+      remaining_credits: 32,
     });
     expect(await balances(db, org)).toMatchObject({ credits_remaining: 7, ai: 17, whatsapp: 4, email: 10, sms: 1 });
-    expect((await logs(org)).map((l) => [l.action_type, l.success, l.quantity, l.credits_consumed, l.ai_consumed, l.whatsapp_consumed, l.email_consumed])).toEqual([
+    expect(
+      (await logs(org)).map((l) => [l.action_type, l.success, l.quantity, l.credits_consumed, l.ai_consumed, l.whatsapp_consumed, l.email_consumed]),
+    ).toEqual([
       ["ai_chat", true, 3, 3, 3, 0, 0],
       ["bulk_email", true, 2, 20, 0, 0, 20],
       ["whatsapp_message", true, 1, 1, 0, 1, 0],
@@ -422,16 +532,26 @@ describe("consume_credits_batch", () => {
 
   it("changes nothing when one pool is short, and names it with the batch's total requirement", async () => {
     const org = await makeOrg(db, { model: "multi", pools: { ai: 20, whatsapp: 5, email: 15, sms: 1 } });
-    const r = await batch(org, [{ action_type: "ai_chat", quantity: 3 }, { action_type: "bulk_email", quantity: 2 }]);
+    const r = await batch(org, [
+      { action_type: "ai_chat", quantity: 3 },
+      { action_type: "bulk_email", quantity: 2 },
+    ]);
     expect(r).toEqual({
-      success: false, error_code: "INSUFFICIENT_CREDITS", error: "insufficient email credits: 20 required, 15 available",
-      credit_type: "email", required: 20, available: 15, remaining_credits: 15, required_credits: 20,
+      success: false,
+      error_code: "INSUFFICIENT_CREDITS",
+      error: "insufficient email credits: 20 required, 15 available",
+      credit_type: "email",
+      required: 20,
+      available: 15,
+      remaining_credits: 15,
+      required_credits: 20,
     });
     expect(await balances(db, org)).toMatchObject({ ai: 20, whatsapp: 5, email: 15, sms: 1 });
     const l = await logs(org);
     expect(l.filter((x) => x.success)).toEqual([]);
     expect(l.map((x) => [x.action_type, x.error_code, x.credits_consumed])).toEqual([
-      ["ai_chat", "INSUFFICIENT_CREDITS", 0], ["bulk_email", "INSUFFICIENT_CREDITS", 0],
+      ["ai_chat", "INSUFFICIENT_CREDITS", 0],
+      ["bulk_email", "INSUFFICIENT_CREDITS", 0],
     ]);
   });
 
@@ -439,15 +559,23 @@ describe("consume_credits_batch", () => {
     const org = await makeOrg(db, { model: "multi", pools: { ai: 20 } });
     const before = await catalogue();
     expect(await batch(org, [{ action_type: "ai_chat" }, { action_type: "ai_chat", quantity: 0 }])).toEqual({
-      success: false, error_code: "INVALID_QUANTITY", index: 1, error: "p_actions[1]: quantity must be an integer from 1 to 100000",
-      remaining_credits: 0, required_credits: 0,
+      success: false,
+      error_code: "INVALID_QUANTITY",
+      index: 1,
+      error: "p_actions[1]: quantity must be an integer from 1 to 100000",
+      remaining_credits: 0,
+      required_credits: 0,
     });
     expect(await batch(org, [{ action_type: "ai_chat", quantity: 1.5 }])).toMatchObject({ error_code: "INVALID_QUANTITY", index: 0 });
     expect(await batch(org, [{ action_type: "ai_chat", quantity: "2" }])).toMatchObject({ error_code: "INVALID_QUANTITY", index: 0 });
     expect(await batch(org, [{ action_type: "ai_chat", quantity: null }])).toMatchObject({ error_code: "INVALID_QUANTITY", index: 0 });
     expect(await batch(org, [{ action_type: "ai_chat" }, { action_type: "mind_reading", quantity: 1 }])).toEqual({
-      success: false, error_code: "UNKNOWN_ACTION", index: 1, error: "p_actions[1]: unknown action type",
-      remaining_credits: 0, required_credits: 0,
+      success: false,
+      error_code: "UNKNOWN_ACTION",
+      index: 1,
+      error: "p_actions[1]: unknown action type",
+      remaining_credits: 0,
+      required_credits: 0,
     });
     expect(await batch(org, ["ai_chat"])).toMatchObject({ error_code: "UNKNOWN_ACTION", index: 0 });
     expect(await batch(org, [])).toMatchObject({ error_code: "INVALID_QUANTITY" });
@@ -459,19 +587,31 @@ describe("consume_credits_batch", () => {
 
   it("serves an organization not yet migrated from credits_remaining with the summed unified cost", async () => {
     const org = await makeOrg(db, { model: "unified", creditsRemaining: 20 });
-    const r = await batch(org, [{ action_type: "automation_run", quantity: 2 }, { action_type: "sms_send", quantity: 3 }]);
+    const r = await batch(org, [
+      { action_type: "automation_run", quantity: 2 },
+      { action_type: "sms_send", quantity: 3 },
+    ]);
     expect(r).toMatchObject({ success: true, credit_model: "unified", consumed: nothingLeft, credits_consumed: 12, remaining_credits: 8 });
     expect(await balances(db, org)).toMatchObject({ credits_remaining: 8 });
     expect((await logs(org)).map((l) => [l.action_type, l.credits_consumed, l.credits_remaining])).toEqual([
-      ["automation_run", 6, 14], ["sms_send", 6, 8],
+      ["automation_run", 6, 14],
+      ["sms_send", 6, 8],
     ]);
-    expect(await batch(org, [{ action_type: "bulk_email" }])).toMatchObject({ error_code: "INSUFFICIENT_CREDITS", credit_type: "unified", required: 10, available: 8 });
+    expect(await batch(org, [{ action_type: "bulk_email" }])).toMatchObject({
+      error_code: "INSUFFICIENT_CREDITS",
+      credit_type: "unified",
+      required: 10,
+      available: 8,
+    });
   });
 
   it("refuses an expired trial with TRIAL_EXPIRED and logs each refused action", async () => {
     const org = await makeOrg(db, { model: "multi", pools: { ai: 5 }, isTrial: true, cycleEndDate: new Date(Date.now() - 1000) });
     expect(await batch(org, [{ action_type: "ai_chat" }, { action_type: "ai_chat" }])).toMatchObject({ error_code: "TRIAL_EXPIRED" });
-    expect((await logs(org)).map((l) => [l.success, l.error_code])).toEqual([[false, "TRIAL_EXPIRED"], [false, "TRIAL_EXPIRED"]]);
+    expect((await logs(org)).map((l) => [l.success, l.error_code])).toEqual([
+      [false, "TRIAL_EXPIRED"],
+      [false, "TRIAL_EXPIRED"],
+    ]);
     expect(await balances(db, org)).toMatchObject({ ai: 5 });
   });
 });
@@ -483,15 +623,17 @@ describe("concurrency", () => {
     const outcomes: Record<string, number> = {};
     let issued = 0;
     try {
-      await Promise.all(clients.map(async (c) => {
-        await c.query("SET ROLE service_role");
-        while (issued < 3000) {
-          issued++;
-          const r = (await c.query("SELECT public.consume_credits_rpc($1, 'ai_chat') AS r", [org])).rows[0].r;
-          const k = r.success ? "success" : r.error_code;
-          outcomes[k] = (outcomes[k] ?? 0) + 1;
-        }
-      }));
+      await Promise.all(
+        clients.map(async (c) => {
+          await c.query("SET ROLE service_role");
+          while (issued < 3000) {
+            issued++;
+            const r = (await c.query("SELECT public.consume_credits_rpc($1, 'ai_chat') AS r", [org])).rows[0].r;
+            const k = r.success ? "success" : r.error_code;
+            outcomes[k] = (outcomes[k] ?? 0) + 1;
+          }
+        }),
+      );
     } finally {
       await Promise.all(clients.map((c) => c.end()));
     }
@@ -509,18 +651,19 @@ describe("concurrency", () => {
 
 describe("the credit engine's SQL", () => {
   it("finds every object with its probe after install, and re-applying every file changes none of them", async () => {
-    const probes = [
-      ...CREDIT_SCHEMA_OBJECTS.map((s) => s.probeSql),
-      ...CREDIT_FUNCTIONS.map((f) => functionProbe(f.signature)),
-    ];
+    const probes = [...CREDIT_SCHEMA_OBJECTS.map((s) => s.probeSql), ...CREDIT_FUNCTIONS.map((f) => functionProbe(f.signature))];
     const fingerprints = async () => Promise.all(probes.map(async (p) => (await db.query(p)).map((r) => r.fingerprint)));
     const before = await fingerprints();
     expect(before.every((rows) => rows.length === 1 && typeof rows[0] === "string")).toBe(true);
     const c = await db.client();
     try {
-      await applyCreditEngine(c, parseConfig({
-        databaseUrl: db.url, actions: { ...DEFAULT_ACTIONS, ai_campaign: CAMPAIGN },
-      }));
+      await applyCreditEngine(
+        c,
+        parseConfig({
+          databaseUrl: db.url,
+          actions: { ...DEFAULT_ACTIONS, ai_campaign: CAMPAIGN },
+        }),
+      );
     } finally {
       await c.end();
     }

@@ -11,7 +11,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { EngineEvent } from "@pulumi/pulumi/automation";
-import { changed, Migrated, seededStack, teardown } from "./helpers/migration";
+import { changed, type Migrated, seededStack, teardown } from "./helpers/migration";
 import { collect } from "./helpers/stack";
 
 const URN = (type: string, name: string) => `urn:pulumi:test::guardian-credits::${type}$pulumi-nodejs:dynamic/guardian:SqlObject::${name}`;
@@ -72,7 +72,10 @@ describe("drift: hand edits show in preview --refresh and up --refresh repairs t
     expect(def).toContain("'unknown action type'");
     await m.db.query(def.replace("'unknown action type'", "'no such action'"));
     await m.db.query(`ALTER TABLE public.credit_consumption_logs DROP COLUMN idempotency_key`);
-    brokenCall = await m.db.query(`SELECT public.consume_credits_rpc($1, 'ai_chat') AS r`, [org]).then((r) => r[0].r, (e) => e);
+    brokenCall = await m.db.query(`SELECT public.consume_credits_rpc($1, 'ai_chat') AS r`, [org]).then(
+      (r) => r[0].r,
+      (e) => e,
+    );
 
     plain = await m.t.stack.preview({ onEvent: collect(m.t) });
     const events: EngineEvent[] = [];

@@ -7,7 +7,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Migrated, seededStack, teardown, up } from "./helpers/migration";
+import { type Migrated, seededStack, teardown, up } from "./helpers/migration";
 import { collect } from "./helpers/stack";
 
 /** A targeted up of the backup snapshot alone (with its parents): the state just before the restore check runs. */
@@ -53,7 +53,9 @@ describe("backup export permissions (real engine, umask 0)", () => {
     const file = path.join(exportDir, "organizations.copy");
     fs.chmodSync(file, 0o644);
     await expect(up(m.t)).rejects.toThrow(
-      new RegExp(`restore check of backup guardian_backup_\\w+ FAILED[\\s\\S]*export file ${file.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")} is readable or writable by group or others \\(mode 0644\\)`),
+      new RegExp(
+        `restore check of backup guardian_backup_\\w+ FAILED[\\s\\S]*export file ${file.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")} is readable or writable by group or others \\(mode 0644\\)`,
+      ),
     );
     const [state] = await m.db.query(`
       SELECT (SELECT restore_verified FROM guardian.backups) AS verified,

@@ -14,13 +14,12 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connect } from "../lib/db";
 import { migrationParts, MIGRATION_SUFFIX } from "../lib/supabaseMigration";
 import { SEED_SHAPE } from "../lib/shape";
 import { parseConfig } from "../lib/config";
 import { seed } from "../scripts/seed";
-import { freshDb, TestDb } from "./helpers/db";
-import { changed, Migrated, preview, seededStack, teardown, up } from "./helpers/migration";
+import { freshDb, type TestDb } from "./helpers/db";
+import { changed, type Migrated, preview, seededStack, teardown, up } from "./helpers/migration";
 import { freshRealCrmDb } from "./helpers/realCrm";
 
 const ROOT = path.resolve(__dirname, "..");
@@ -29,7 +28,9 @@ const SEED = 7; // seededStack's
 
 function exportCli(args: string[]) {
   const r = spawnSync("node", ["-r", "ts-node/register/transpile-only", path.join(ROOT, "scripts", "export.ts"), ...args], {
-    cwd: ROOT, encoding: "utf8", timeout: 120_000,
+    cwd: ROOT,
+    encoding: "utf8",
+    timeout: 120_000,
   });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
@@ -74,7 +75,8 @@ async function schemaFacts(db: TestDb): Promise<Record<string, string[]>> {
     tableGrants: await q(`SELECT c.oid::regclass::text || ' ' || coalesce(c.relacl::text, 'default') AS x
                             FROM pg_class c WHERE c.relnamespace::regnamespace::text = ANY (${SCHEMAS}) AND c.relkind IN ('r', 'v', 'S')`),
     schemaGrants: await q(`SELECT nspname || ' ' || coalesce(nspacl::text, 'default') AS x FROM pg_namespace WHERE nspname = ANY (${SCHEMAS})`),
-    defaultGrants: await q(`SELECT d.defaclrole::regrole::text || ' ' || coalesce(d.defaclnamespace::regnamespace::text, '') || ' ' || d.defaclobjtype::text || ' ' || d.defaclacl::text AS x
+    defaultGrants:
+      await q(`SELECT d.defaclrole::regrole::text || ' ' || coalesce(d.defaclnamespace::regnamespace::text, '') || ' ' || d.defaclobjtype::text || ' ' || d.defaclacl::text AS x
                               FROM pg_default_acl d`),
     // Rows without their timestamps (when they were written differs, what they say must not).
     catalogue: await q(`SELECT 'action ' || (to_jsonb(a) - 'created_at' - 'updated_at')::text AS x FROM public.credit_actions a
@@ -116,8 +118,15 @@ describe("npm run export -- --supabase: the program's SQL as one Supabase migrat
 
   it("writes ONE file <dir>/<version>_guardian_credits.sql, for the shape it discovered", () => {
     expect(fs.readdirSync(path.join(dir, "supabase", "migrations"))).toEqual([`20260301120000${MIGRATION_SUFFIX}`]);
-    expect(exported).toMatchObject({ written: true, version: "20260301120000", shape: SEED_SHAPE, shapeSource: "discovered in the database, as go/no-go does" });
-    expect(fs.readFileSync(file, "utf8")).toContain("-- Database shape: profile role column profiles.role; trials by organization_credits.is_trial (discovered");
+    expect(exported).toMatchObject({
+      written: true,
+      version: "20260301120000",
+      shape: SEED_SHAPE,
+      shapeSource: "discovered in the database, as go/no-go does",
+    });
+    expect(fs.readFileSync(file, "utf8")).toContain(
+      "-- Database shape: profile role column profiles.role; trials by organization_credits.is_trial (discovered",
+    );
   });
 
   it("holds the program's SQL in the program's order, with no statement Supabase's transaction would refuse", () => {
@@ -152,7 +161,14 @@ describe("npm run export -- --supabase: the program's SQL as one Supabase migrat
                                             to_regclass('public.plan_margins') IS NOT NULL AS margins,
                                             (SELECT count(*)::int FROM pg_trigger WHERE tgname = 'guardian_allocate_on_write') AS trigger,
                                             (SELECT count(*)::int FROM pg_policies WHERE policyname LIKE 'guardian\\_%') AS policies`);
-    expect(o).toEqual({ v2: true, v1_gone: true, batch: true, margins: true, trigger: 1, policies: engineFacts.policies.filter((p) => / guardian_/.test(p)).length });
+    expect(o).toEqual({
+      v2: true,
+      v1_gone: true,
+      batch: true,
+      margins: true,
+      trigger: 1,
+      policies: engineFacts.policies.filter((p) => / guardian_/.test(p)).length,
+    });
     expect(o.policies).toBeGreaterThan(0);
   });
 
@@ -161,7 +177,9 @@ describe("npm run export -- --supabase: the program's SQL as one Supabase migrat
                                             (SELECT count(*)::int FROM guardian.backups) AS backups
                                        FROM public.organization_credits`);
     expect(r).toEqual({ multi: 0, total: ORGS, backups: 0 });
-    const [{ org }] = await viaFile.query(`SELECT organization_id AS org FROM public.organization_credits WHERE credits_remaining >= 5 ORDER BY organization_id LIMIT 1`);
+    const [{ org }] = await viaFile.query(
+      `SELECT organization_id AS org FROM public.organization_credits WHERE credits_remaining >= 5 ORDER BY organization_id LIMIT 1`,
+    );
     const c = await viaFile.client();
     try {
       await c.query("BEGIN");
@@ -190,15 +208,18 @@ describe("npm run export -- --supabase: the program's SQL as one Supabase migrat
     expect(same.stderr).toMatch(/unchanged: .*20260301120000_guardian_credits\.sql already holds this export; nothing written/);
 
     const settings = path.join(dir, "Pulumi.other.yaml");
-    fs.writeFileSync(settings, [
-      "config:",
-      "  guardian:databaseUrl:",
-      "    secure: v1:not-decryptable",
-      "  guardian:audit:",
-      "    retentionDays: 400",
-      "encryptionsalt: v1:abc",
-      "",
-    ].join("\n"));
+    fs.writeFileSync(
+      settings,
+      [
+        "config:",
+        "  guardian:databaseUrl:",
+        "    secure: v1:not-decryptable",
+        "  guardian:audit:",
+        "    retentionDays: 400",
+        "encryptionsalt: v1:abc",
+        "",
+      ].join("\n"),
+    );
     const other = exportCli(["--supabase", migrations, "--config-file", settings, "--database-url", viaFile.url, "--version", "20260301140000"]);
     expect(other.code, other.stderr).toBe(0);
     expect(fs.readdirSync(migrations).sort()).toEqual([`20260301120000${MIGRATION_SUFFIX}`, `20260301140000${MIGRATION_SUFFIX}`]);

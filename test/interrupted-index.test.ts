@@ -4,7 +4,7 @@
  * drops it (concurrently) and builds the index again, saying so, through the real engine on a real Postgres.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Migrated, seededStack, teardown, up } from "./helpers/migration";
+import { type Migrated, seededStack, teardown, up } from "./helpers/migration";
 
 const INDEX = "credit_consumption_logs_org_epoch_success_idx";
 

@@ -21,9 +21,7 @@ describe("public.plan_margins and public.action_margins", () => {
   afterAll(() => db?.drop());
 
   it("has exactly the contract's columns: plan_name, price_eur, cost_eur, margin_pct", async () => {
-    const cols = await db.query(
-      `SELECT attname FROM pg_attribute WHERE attrelid = 'public.plan_margins'::regclass AND attnum > 0 ORDER BY attnum`,
-    );
+    const cols = await db.query(`SELECT attname FROM pg_attribute WHERE attrelid = 'public.plan_margins'::regclass AND attnum > 0 ORDER BY attnum`);
     expect(cols.map((c) => c.attname)).toEqual(["plan_name", "price_eur", "cost_eur", "margin_pct"]);
   });
 
@@ -33,8 +31,12 @@ describe("public.plan_margins and public.action_margins", () => {
     const expected = planMargins(config);
     expect(Object.keys(byName).sort()).toEqual(expected.map((m) => m.plan).sort());
     for (const m of expected) {
-      expect({ plan: m.plan, price: byName[m.plan].price, cost: byName[m.plan].cost, pct: byName[m.plan].pct })
-        .toEqual({ plan: m.plan, price: m.priceEur, cost: m.costEur, pct: m.marginPct });
+      expect({ plan: m.plan, price: byName[m.plan].price, cost: byName[m.plan].cost, pct: byName[m.plan].pct }).toEqual({
+        plan: m.plan,
+        price: m.priceEur,
+        cost: m.costEur,
+        pct: m.marginPct,
+      });
     }
     expect(byName.starter).toMatchObject({ cost: 5.855, pct: 69.18 });
     expect(byName.premium).toMatchObject({ cost: 51.34, pct: 65.54 });
@@ -76,15 +78,51 @@ describe("public.plan_margins and public.action_margins", () => {
     const r6 = (x: number) => Math.round(x * 1e6) / 1e6;
     const r2 = (x: number) => Math.round(x * 100) / 100;
     expect(rows).toEqual([
-      { action_type: "ai_chat", calls: 1, quantity: 10, ai_consumed: 10, whatsapp_consumed: 0, email_consumed: 0, sms_consumed: 0,
-        cost_eur: 0.05, priced_cost_eur: 0.05, revenue_eur: r6(10 * perCredit), margin_pct: r2((100 * (10 * perCredit - 0.05)) / (10 * perCredit)),
-        unpriced_calls: 0, unpriced_cost_eur: 0 },
-      { action_type: "sms_send", calls: 2, quantity: 6, ai_consumed: 0, whatsapp_consumed: 0, email_consumed: 0, sms_consumed: 6,
-        cost_eur: 0.3, priced_cost_eur: 0.2, revenue_eur: r6(4 * perCredit), margin_pct: r2((100 * (4 * perCredit - 0.2)) / (4 * perCredit)),
-        unpriced_calls: 1, unpriced_cost_eur: 0.1 },
-      { action_type: "whatsapp_message", calls: 1, quantity: 3, ai_consumed: 0, whatsapp_consumed: 3, email_consumed: 0, sms_consumed: 0,
-        cost_eur: 0.0471, priced_cost_eur: 0.0471, revenue_eur: r6(3 * perCredit), margin_pct: r2((100 * (3 * perCredit - 0.0471)) / (3 * perCredit)),
-        unpriced_calls: 0, unpriced_cost_eur: 0 },
+      {
+        action_type: "ai_chat",
+        calls: 1,
+        quantity: 10,
+        ai_consumed: 10,
+        whatsapp_consumed: 0,
+        email_consumed: 0,
+        sms_consumed: 0,
+        cost_eur: 0.05,
+        priced_cost_eur: 0.05,
+        revenue_eur: r6(10 * perCredit),
+        margin_pct: r2((100 * (10 * perCredit - 0.05)) / (10 * perCredit)),
+        unpriced_calls: 0,
+        unpriced_cost_eur: 0,
+      },
+      {
+        action_type: "sms_send",
+        calls: 2,
+        quantity: 6,
+        ai_consumed: 0,
+        whatsapp_consumed: 0,
+        email_consumed: 0,
+        sms_consumed: 6,
+        cost_eur: 0.3,
+        priced_cost_eur: 0.2,
+        revenue_eur: r6(4 * perCredit),
+        margin_pct: r2((100 * (4 * perCredit - 0.2)) / (4 * perCredit)),
+        unpriced_calls: 1,
+        unpriced_cost_eur: 0.1,
+      },
+      {
+        action_type: "whatsapp_message",
+        calls: 1,
+        quantity: 3,
+        ai_consumed: 0,
+        whatsapp_consumed: 3,
+        email_consumed: 0,
+        sms_consumed: 0,
+        cost_eur: 0.0471,
+        priced_cost_eur: 0.0471,
+        revenue_eur: r6(3 * perCredit),
+        margin_pct: r2((100 * (3 * perCredit - 0.0471)) / (3 * perCredit)),
+        unpriced_calls: 0,
+        unpriced_cost_eur: 0,
+      },
     ]);
     // The point of the view: an SMS sold at the average credit price loses money.
     expect(rows[1].margin_pct).toBe(-268.42);
@@ -97,8 +135,11 @@ describe("public.plan_margins and public.action_margins", () => {
     await asUser(db, { role: "service_role" }, (c) => c.query("SELECT * FROM public.action_margins"));
     for (const role of ["authenticated", "anon"] as const) {
       for (const view of ["plan_margins", "action_margins"]) {
-        const e = await errorOf(asUser(db, { role, sub: role === "authenticated" ? "7d9f3c1e-2b4a-4c8e-9f10-a1b2c3d4e5f6" : undefined },
-          (c) => c.query(`SELECT * FROM public.${view}`)));
+        const e = await errorOf(
+          asUser(db, { role, sub: role === "authenticated" ? "7d9f3c1e-2b4a-4c8e-9f10-a1b2c3d4e5f6" : undefined }, (c) =>
+            c.query(`SELECT * FROM public.${view}`),
+          ),
+        );
         expect(e.message).toBe(`permission denied for view ${view}`);
       }
     }

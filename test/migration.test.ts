@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { POOLS } from "../lib/config";
 import { expectedPools } from "./helpers/allocation";
-import { changed, Migrated, orgs, preview, seededStack, teardown, up } from "./helpers/migration";
+import { changed, type Migrated, orgs, preview, seededStack, teardown, up } from "./helpers/migration";
 
 describe("migration to the multi model", () => {
   let m: Migrated;
@@ -43,7 +43,10 @@ describe("migration to the multi model", () => {
       expected[rule] = (expected[rule] ?? 0) + 1;
     }
     // The engine reports it as a diagnostic of the stack, and the preview shows it as the backfillPlan output.
-    const line = m.t.logText().split("\n").find((l) => l.includes("backfill: will migrate"))!;
+    const line = m.t
+      .logText()
+      .split("\n")
+      .find((l) => l.includes("backfill: will migrate"))!;
     expect(previewResult.stdout).toMatch(/backfillPlan\s*:/);
     expect(line).toContain(`will migrate ${before.length} organizations`);
     for (const [rule, n] of Object.entries(expected)) expect(line).toContain(`${rule} ${n}`);
@@ -61,7 +64,9 @@ describe("migration to the multi model", () => {
       }
     }
     // The odd spellings of the seed are matched to their plan.
-    const odd = after.filter((o) => o.plan_name !== o.plan_name.trim().toLowerCase() && ["premium", "starter", "professional"].includes(o.plan_name.trim().toLowerCase()));
+    const odd = after.filter(
+      (o) => o.plan_name !== o.plan_name.trim().toLowerCase() && ["premium", "starter", "professional"].includes(o.plan_name.trim().toLowerCase()),
+    );
     expect(odd.length).toBeGreaterThan(0);
     for (const o of odd) expect(o.ai_credits_total).toBe(expectedPools(o.plan_name.trim().toLowerCase(), 0, 0).total.ai);
   });

@@ -14,9 +14,9 @@ import { parseConfig } from "../lib/config";
 import { connect } from "../lib/db";
 import { NoGoError, preflight } from "../lib/preflight";
 import { seed } from "../scripts/seed";
-import { freshDb, pgServer, TestDb } from "./helpers/db";
-import { collect, testStack, TestStack } from "./helpers/stack";
-import { PgBouncer, startPgBouncer } from "./helpers/tlsServer";
+import { freshDb, pgServer, type TestDb } from "./helpers/db";
+import { collect, testStack, type TestStack } from "./helpers/stack";
+import { type PgBouncer, startPgBouncer } from "./helpers/tlsServer";
 
 const config = (databaseUrl: string) => parseConfig({ databaseUrl, creditModel: "multi" });
 
@@ -84,7 +84,10 @@ describe("poolers: go/no-go's session gate against a real PgBouncer", () => {
   it("transaction mode: pulumi preview stops at go/no-go with the same words", async () => {
     const t = await testStack(transaction.url(seeded.name), { creditModel: "multi" });
     stacks.push(t);
-    const e = await t.stack.preview({ onEvent: collect(t) }).then(() => undefined, (x: Error) => x);
+    const e = await t.stack.preview({ onEvent: collect(t) }).then(
+      () => undefined,
+      (x: Error) => x,
+    );
     expect(e?.message).toContain("NO-GO: 1 gate failed:");
     expect(e?.message).toContain("  - session: the connection goes through a pooler in transaction mode");
     expect(e?.message).toContain("connect through a session-mode pooler (PgBouncer: pool_mode = session) or directly to PostgreSQL instead");

@@ -4,8 +4,8 @@
 import * as net from "net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseConfig } from "../lib/config";
-import { NoGoError, preflight, PreflightReport, serverVersionFailure } from "../lib/preflight";
-import { freshDb, TestDb } from "./helpers/db";
+import { NoGoError, preflight, type PreflightReport, serverVersionFailure } from "../lib/preflight";
+import { freshDb, type TestDb } from "./helpers/db";
 
 const config = (databaseUrl: string, extra: Record<string, unknown> = {}) => parseConfig({ databaseUrl, creditModel: "multi", ...extra });
 
@@ -42,7 +42,7 @@ function refusingServer(): Promise<{ port: number; close: () => void }> {
         sock.write(msg("R", cleartext));
         return;
       }
-      const fields = ["SFATAL", "VFATAL", "C28P01", 'Mpassword authentication failed for user "guardian"'].map((f) => Buffer.from(f + "\0"));
+      const fields = ["SFATAL", "VFATAL", "C28P01", 'Mpassword authentication failed for user "guardian"'].map((f) => Buffer.from(`${f}\0`));
       done = true;
       sock.end(msg("E", Buffer.concat([...fields, Buffer.from("\0")])));
     });
@@ -84,7 +84,9 @@ describe("go/no-go (lib/preflight.ts)", () => {
 
   it("refuses a host name that does not resolve", async () => {
     const e = await noGo(preflight(config("postgres://guardian:s3cr3t-pw@guardian-db.invalid:5432/guardian")));
-    expect(e.message).toMatch(/^NO-GO: 1 gate failed:\n  - connection: cannot connect to the Guardian database at postgres:\/\/guardian:\*\*\*@guardian-db\.invalid:5432\/guardian: host name does not resolve \[(ENOTFOUND|EAI_AGAIN)\]/);
+    expect(e.message).toMatch(
+      /^NO-GO: 1 gate failed:\n {2}- connection: cannot connect to the Guardian database at postgres:\/\/guardian:\*\*\*@guardian-db\.invalid:5432\/guardian: host name does not resolve \[(ENOTFOUND|EAI_AGAIN)\]/,
+    );
     expect(e.message).not.toContain("s3cr3t-pw");
   });
 

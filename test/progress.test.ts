@@ -9,7 +9,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { EngineEvent } from "@pulumi/pulumi/automation";
-import { Migrated, seededStack, teardown, up } from "./helpers/migration";
+import { type Migrated, seededStack, teardown, up } from "./helpers/migration";
 
 /** The provider and program lines of an event stream (debug-level engine chatter left out), with their positions. */
 function lines(events: EngineEvent[]): { at: number; text: string }[] {
@@ -60,7 +60,9 @@ describe("progress in the engine events of an up", () => {
     const text = out.map((l) => l.text);
     for (const t of ["organizations", "organization_credits", "credit_actions", "credit_consumption_logs"]) {
       expect(text).toContainEqual(expect.stringMatching(new RegExp(`^backup guardian_backup_\\w+: copied ${t}: [\\d,]+ rows$`)));
-      expect(text).toContainEqual(expect.stringMatching(new RegExp(`^backup guardian_backup_\\w+: exported ${t}: [\\d,]+ rows, [\\d,]+ bytes, sha256 [0-9a-f]{12}…$`)));
+      expect(text).toContainEqual(
+        expect.stringMatching(new RegExp(`^backup guardian_backup_\\w+: exported ${t}: [\\d,]+ rows, [\\d,]+ bytes, sha256 [0-9a-f]{12}…$`)),
+      );
       expect(text).toContainEqual(expect.stringMatching(new RegExp(`^restore-check guardian_backup_\\w+: ${t}: [\\d,]+ rows restored, checksums equal$`)));
     }
     expect(text).toContainEqual(expect.stringMatching(/^backup guardian_backup_\w+: copied organization_credits: 300 rows$/));

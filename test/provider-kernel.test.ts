@@ -11,7 +11,7 @@ import type { Client } from "pg";
 import { loadSql } from "../lib/sql";
 import { connect, journal, journalSql, retriedTransaction, sqlError, transaction, withLockRetries } from "../providers/kernel";
 import { sqlObjectProvider } from "../providers/sqlObject";
-import { freshDb, TestDb } from "./helpers/db";
+import { freshDb, type TestDb } from "./helpers/db";
 
 describe("provider kernel (providers/kernel.ts)", () => {
   let db: TestDb;
@@ -33,8 +33,18 @@ describe("provider kernel (providers/kernel.ts)", () => {
   it("writes step, object_name and details exactly as given, whatever the strings hold", async () => {
     await c.query(loadSql("schema/01_guardian_schema.sql").text);
     const details = {
-      quote: "it's", backslash: "C:\\dir\\n", dollar: "$j$ END IF; END $j$ $$", unicode: "ü→✓", newline: "a\nb",
-      count: 12, big: 9007199254740991, ratio: 0.25, yes: true, none: null, list: [1, "two"], nested: { rowCounts: { organizations: 3 } },
+      quote: "it's",
+      backslash: "C:\\dir\\n",
+      dollar: "$j$ END IF; END $j$ $$",
+      unicode: "ü→✓",
+      newline: "a\nb",
+      count: 12,
+      big: 9007199254740991,
+      ratio: 0.25,
+      yes: true,
+      none: null,
+      list: [1, "two"],
+      nested: { rowCounts: { organizations: 3 } },
     };
     await journal(c, { step: "apply", objectName: "function public.f(text) 'x' $1", details }, { optional: true });
     await journal(c, { step: "backfill_batch", objectName: "public.organization_credits", details: { flipped: 5, pass: 1 } });
@@ -44,7 +54,9 @@ describe("provider kernel (providers/kernel.ts)", () => {
       { step: "backfill_batch", object_name: "public.organization_credits", details: { flipped: 5, pass: 1 } },
     ]);
     // The same jsonb as the statements it replaces wrote (jsonb_build_object of the same values).
-    const [{ same }] = (await c.query(`SELECT details = jsonb_build_object('flipped', 5, 'pass', 1) AS same FROM guardian.migration_journal WHERE step = 'backfill_batch'`)).rows;
+    const [{ same }] = (
+      await c.query(`SELECT details = jsonb_build_object('flipped', 5, 'pass', 1) AS same FROM guardian.migration_journal WHERE step = 'backfill_batch'`)
+    ).rows;
     expect(same).toBe(true);
   });
 
@@ -52,14 +64,19 @@ describe("provider kernel (providers/kernel.ts)", () => {
     await c.query(`CREATE TABLE public.kernel_t (id int)`);
     await transaction(c, { lockTimeoutMs: 100, settings: { synchronous_commit: "off" } }, async (tx) => {
       await c.query(`INSERT INTO public.kernel_t VALUES (1)`);
-      expect((await c.query(`SELECT current_setting('lock_timeout') AS t, current_setting('synchronous_commit') AS s`)).rows[0]).toEqual({ t: "100ms", s: "off" });
+      expect((await c.query(`SELECT current_setting('lock_timeout') AS t, current_setting('synchronous_commit') AS s`)).rows[0]).toEqual({
+        t: "100ms",
+        s: "off",
+      });
       tx.atCommit(journalSql({ step: "kernel_test", objectName: "public.kernel_t", details: { n: 1 } }));
     });
-    await expect(transaction(c, {}, async (tx) => {
-      await c.query(`INSERT INTO public.kernel_t VALUES (2)`);
-      tx.atCommit(journalSql({ step: "kernel_test", objectName: "public.kernel_t", details: { n: 2 } }));
-      throw new Error("boom");
-    })).rejects.toThrow("boom");
+    await expect(
+      transaction(c, {}, async (tx) => {
+        await c.query(`INSERT INTO public.kernel_t VALUES (2)`);
+        tx.atCommit(journalSql({ step: "kernel_test", objectName: "public.kernel_t", details: { n: 2 } }));
+        throw new Error("boom");
+      }),
+    ).rejects.toThrow("boom");
     expect((await c.query(`SELECT array_agg(id) AS ids FROM public.kernel_t`)).rows[0].ids).toEqual([1]);
     expect((await c.query(`SELECT array_agg(details ->> 'n') AS n FROM guardian.migration_journal WHERE step = 'kernel_test'`)).rows[0].n).toEqual(["1"]);
     expect((await c.query(`SELECT current_setting('lock_timeout') AS t`)).rows[0].t).toBe("0"); // SET LOCAL ended with it
@@ -74,7 +91,10 @@ describe("provider kernel (providers/kernel.ts)", () => {
       const e = await retriedTransaction(c, { lockTimeoutMs: 50, retries: 2 }, "test lock", {}, async () => {
         attempts++;
         await c.query(`INSERT INTO public.kernel_t VALUES (3)`);
-      }).then(() => undefined, (x: { code?: string }) => x);
+      }).then(
+        () => undefined,
+        (x: { code?: string }) => x,
+      );
       expect(e?.code).toBe("55P03");
       expect(attempts).toBe(3);
       expect(log.mock.calls.map((a) => a[0])).toEqual(["test lock: lock not available (55P03), retry 1/2", "test lock: lock not available (55P03), retry 2/2"]);
@@ -98,17 +118,24 @@ describe("provider kernel (providers/kernel.ts)", () => {
 
   it("retries only lock conflicts: any other error is thrown at once", async () => {
     let attempts = 0;
-    await expect(withLockRetries({ retries: 5 }, "x", async () => {
-      attempts++;
-      throw Object.assign(new Error("unique violation"), { code: "23505" });
-    })).rejects.toThrow("unique violation");
+    await expect(
+      withLockRetries({ retries: 5 }, "x", async () => {
+        attempts++;
+        throw Object.assign(new Error("unique violation"), { code: "23505" });
+      }),
+    ).rejects.toThrow("unique violation");
     expect(attempts).toBe(1);
-    await expect(withLockRetries({ lockTimeoutMs: -1 }, "backfill", async () => 1)).rejects.toThrow("backfill: lockTimeoutMs must be a non-negative number, got -1");
+    await expect(withLockRetries({ lockTimeoutMs: -1 }, "backfill", async () => 1)).rejects.toThrow(
+      "backfill: lockTimeoutMs must be a non-negative number, got -1",
+    );
   });
 
   it("locates a SQL error in its file (lib/sql.ts explainSqlError), naming the resource", async () => {
     const text = "SELECT 1;\nSELEC 2;\n";
-    const e = await c.query(text).then(() => undefined, (x: unknown) => sqlError(x, "fixture/bad.sql", text, "function public.f()"));
+    const e = await c.query(text).then(
+      () => undefined,
+      (x: unknown) => sqlError(x, "fixture/bad.sql", text, "function public.f()"),
+    );
     expect((e as Error).message).toBe(`function public.f(): sql/fixture/bad.sql:2:1: syntax error at or near "SELEC" [SQLSTATE 42601]\n    SELEC 2;\n    ^`);
     const plain = new Error("not from Postgres");
     expect(sqlError(plain, "fixture/bad.sql", text, "x")).toBe(plain);
@@ -120,9 +147,14 @@ describe("provider kernel (providers/kernel.ts)", () => {
     new Function("exports", "require", "module", s.text)(mod.exports, require, mod);
     const stored = mod.exports.handler!();
     const inputs = {
-      databaseUrl: db.url, kind: "table", objectName: "public.kernel_obj", sqlFile: "fixture/kernel_obj.sql",
-      sql: "CREATE TABLE IF NOT EXISTS public.kernel_obj (id int);\nSELEC 1", sqlSha256: "sha-bad",
-      probeSql: "SELECT 'present'::text AS fingerprint FROM pg_class WHERE oid = to_regclass('public.kernel_obj')", retries: 0,
+      databaseUrl: db.url,
+      kind: "table",
+      objectName: "public.kernel_obj",
+      sqlFile: "fixture/kernel_obj.sql",
+      sql: "CREATE TABLE IF NOT EXISTS public.kernel_obj (id int);\nSELEC 1",
+      sqlSha256: "sha-bad",
+      probeSql: "SELECT 'present'::text AS fingerprint FROM pg_class WHERE oid = to_regclass('public.kernel_obj')",
+      retries: 0,
     };
     await expect(stored.create(inputs)).rejects.toThrow(
       /^table public\.kernel_obj: sql\/fixture\/kernel_obj\.sql:2:1: syntax error at or near "SELEC" \[SQLSTATE 42601\]\n {4}SELEC 1\n {4}\^$/,

@@ -43,7 +43,13 @@ describe("README: the project's own backend in a fresh clone", () => {
     PULUMI_BACKEND_URL: "",
   };
   const bash = (script: string) => spawnSync("bash", ["-c", script], { cwd: clone, env, encoding: "utf8", timeout: 120_000 });
-  const stackFiles = (dir: string) => (fs.existsSync(dir) ? fs.readdirSync(dir, { recursive: true }).map(String).filter((f) => f.endsWith(".json")) : []);
+  const stackFiles = (dir: string) =>
+    fs.existsSync(dir)
+      ? fs
+          .readdirSync(dir, { recursive: true })
+          .map(String)
+          .filter((f) => f.endsWith(".json"))
+      : [];
 
   it("runs the README's lines as written: the stack lands in <clone>/.guardian/state, not in the global login's backend", () => {
     // The machine's global login: another project's state.

@@ -7,16 +7,8 @@
 import type { Client } from "pg";
 import { describe, expect, it } from "vitest";
 import { DEFAULT_ACTIONS } from "../lib/config";
-import { asUser, TestDb } from "./helpers/db";
-import {
-  freshRealCrmDb,
-  orgWithoutCredits,
-  orphanCreditOrg,
-  REAL_CRM_FACTS as F,
-  sampleMember,
-  sampleSuperAdmin,
-  userWithoutProfile,
-} from "./helpers/realCrm";
+import { asUser, type TestDb } from "./helpers/db";
+import { freshRealCrmDb, orgWithoutCredits, orphanCreditOrg, REAL_CRM_FACTS as F, sampleMember, sampleSuperAdmin, userWithoutProfile } from "./helpers/realCrm";
 
 async function withDb<T>(opts: { orgs: number; seed?: number; anchor?: Date }, fn: (db: TestDb) => Promise<T>): Promise<T> {
   const db = await freshRealCrmDb(opts);
@@ -59,7 +51,10 @@ describe("real CRM fixture: schema (orgs = 0)", () => {
             ORDER BY attnum`,
           [table],
         );
-        expect(got.map((r) => r.attname), table).toEqual(cols);
+        expect(
+          got.map((r) => r.attname),
+          table,
+        ).toEqual(cols);
       }
       // The seed's columns are absent.
       const absent = await db.query(
@@ -134,9 +129,7 @@ describe("real CRM fixture: schema (orgs = 0)", () => {
                 (SELECT count(*)::int FROM auth.users) u`,
       );
       expect(counts[0]).toEqual({ o: 0, p: 0, oc: 0, l: 0, u: 0 });
-      const prices = await db.query<{ action_type: string; credits_cost: number }>(
-        `SELECT action_type, credits_cost FROM credit_actions ORDER BY action_type`,
-      );
+      const prices = await db.query<{ action_type: string; credits_cost: number }>(`SELECT action_type, credits_cost FROM credit_actions ORDER BY action_type`);
       expect(prices).toHaveLength(26);
       expect(Object.fromEntries(prices.map((r) => [r.action_type, r.credits_cost]))).toEqual(F.actionCosts);
     });
@@ -167,7 +160,7 @@ describe("real CRM fixture: schema (orgs = 0)", () => {
       );
       expect(fn).toHaveLength(1);
       expect(fn[0].sig).toBe("consume_credits_rpc(uuid,text)");
-      expect("public." + fn[0].sig).toBe(F.v1.signature);
+      expect(`public.${fn[0].sig}`).toBe(F.v1.signature);
       expect(fn[0]).toMatchObject({ prosecdef: true, proconfig: null, lanname: "plpgsql", result: "json" });
       expect(fn[0].args).toBe("p_organization_id uuid, p_action_type text");
       expect(fn[0].comment).toMatch(/\S/);
@@ -256,8 +249,20 @@ describe("real CRM fixture: data", () => {
       const plans = (await db.query<{ plan_name: string }>(`SELECT DISTINCT plan_name FROM organization_credits`)).map((r) => r.plan_name);
       for (const p of [...F.planNames, ...F.planNameVariants]) expect(plans, JSON.stringify(p)).toContain(p);
       for (const p of plans) expect([...F.planNames, ...F.planNameVariants]).toContain(p);
-      expect(F.planNames).toEqual(["free", "starter", "professional", "business", "premium", "enterprise", "trial_14",
-        "pro", "advanced", "freelancer", "agency", "studio"]);
+      expect(F.planNames).toEqual([
+        "free",
+        "starter",
+        "professional",
+        "business",
+        "premium",
+        "enterprise",
+        "trial_14",
+        "pro",
+        "advanced",
+        "freelancer",
+        "agency",
+        "studio",
+      ]);
       const totals = await db.query<{ plan: string; total: number; n: number }>(
         `SELECT lower(btrim(plan_name)) AS plan, min(total_credits) AS total, count(DISTINCT total_credits)::int AS n
            FROM organization_credits GROUP BY 1`,
@@ -279,9 +284,7 @@ describe("real CRM fixture: data", () => {
       expect(per[0]).toEqual({ lo: F.data.usersPerOrg[0], hi: F.data.usersPerOrg[1], orgs: N });
       const roles = (await db.query<{ user_role: string }>(`SELECT DISTINCT user_role FROM profiles ORDER BY 1`)).map((r) => r.user_role);
       expect(roles).toEqual([...F.userRoles].sort());
-      const owners = await db.query(
-        `SELECT count(*)::int AS n FROM organizations o JOIN profiles p ON p.id = o.owner_id AND p.organization_id = o.id`,
-      );
+      const owners = await db.query(`SELECT count(*)::int AS n FROM organizations o JOIN profiles p ON p.id = o.owner_id AND p.organization_id = o.id`);
       expect(owners[0].n).toBe(N);
 
       // History: every org with credits has 1-4 attempts; successes and refusals both; consistent costs.
@@ -307,7 +310,7 @@ describe("real CRM fixture: data", () => {
       // The helpers find what they promise.
       const m = await sampleMember(db);
       expect(m.userRole).not.toBe("super_admin");
-      expect((await db.query(`SELECT 1 FROM organization_credits WHERE organization_id = $1`, [m.organizationId]))).toHaveLength(1);
+      expect(await db.query(`SELECT 1 FROM organization_credits WHERE organization_id = $1`, [m.organizationId])).toHaveLength(1);
       expect((await sampleSuperAdmin(db)).userRole).toBe("super_admin");
       const np = await userWithoutProfile(db);
       expect(await db.query(`SELECT 1 FROM profiles WHERE id = $1`, [np.userId])).toEqual([]);
@@ -353,15 +356,17 @@ describe("real CRM fixture: data", () => {
 
   it("is deterministic for a seed, different for another", async () => {
     const fingerprint = (db: TestDb) =>
-      db.query<{ f: string }>(
-        `SELECT md5(concat_ws('|',
+      db
+        .query<{ f: string }>(
+          `SELECT md5(concat_ws('|',
             (SELECT string_agg(concat_ws(',', id, name, slug, owner_id, settings, subscription_tier, status, vertical, created_at), ';' ORDER BY id) FROM organizations),
             (SELECT string_agg(concat_ws(',', organization_id, plan_name, total_credits, credits_remaining, cycle_start_date, cycle_end_date), ';' ORDER BY organization_id) FROM organization_credits),
             (SELECT string_agg(concat_ws(',', id, organization_id, user_role, email, full_name), ';' ORDER BY id) FROM profiles),
             (SELECT string_agg(concat_ws(',', id, email), ';' ORDER BY id) FROM auth.users),
             (SELECT string_agg(concat_ws(',', id, organization_id, action_type, credits_consumed, credits_remaining, success, error_message, created_at), ';' ORDER BY id) FROM credit_consumption_logs)
           )) AS f`,
-      ).then((r) => r[0].f);
+        )
+        .then((r) => r[0].f);
     const anchor = new Date();
     const a = await withDb({ orgs: 300, seed: 42, anchor }, fingerprint);
     const b = await withDb({ orgs: 300, seed: 42, anchor }, fingerprint);
@@ -393,8 +398,7 @@ describe("real CRM fixture: data", () => {
 });
 
 describe("real CRM fixture: live v1 behaviours (as service_role)", () => {
-  const rpc = (c: Client, org: string, action: string) =>
-    c.query(`SELECT public.consume_credits_rpc($1, $2) AS r`, [org, action]).then((q) => q.rows[0].r);
+  const rpc = (c: Client, org: string, action: string) => c.query(`SELECT public.consume_credits_rpc($1, $2) AS r`, [org, action]).then((q) => q.rows[0].r);
 
   it("registers an unknown action at 1 credit and charges it", async () => {
     await withDb({ orgs: 30, seed: 5 }, async (db) => {
@@ -488,17 +492,16 @@ describe("real CRM fixture: live RLS", () => {
       const m = await sampleMember(db);
       const total = int((await db.query(`SELECT count(*) n FROM organization_credits`))[0].n);
       const seen = await asUser(db, { role: "authenticated", sub: m.userId }, (c) =>
-        c.query(`SELECT count(*)::int AS n, count(*) FILTER (WHERE organization_id <> $1)::int AS others FROM organization_credits`, [
-          m.organizationId,
-        ]).then((q) => q.rows[0]),
+        c
+          .query(`SELECT count(*)::int AS n, count(*) FILTER (WHERE organization_id <> $1)::int AS others FROM organization_credits`, [m.organizationId])
+          .then((q) => q.rows[0]),
       );
       expect(seen).toEqual({ n: total, others: total - 1 });
       // Even a user without a profile (no organization at all) reads them, the orphan row included.
       const np = await userWithoutProfile(db);
       const orphan = await orphanCreditOrg(db);
       const seenNp = await asUser(db, { role: "authenticated", sub: np.userId }, (c) =>
-        c.query(`SELECT count(*)::int AS n, bool_or(organization_id = $1) AS orphan FROM organization_credits`, [orphan.organizationId])
-          .then((q) => q.rows[0]),
+        c.query(`SELECT count(*)::int AS n, bool_or(organization_id = $1) AS orphan FROM organization_credits`, [orphan.organizationId]).then((q) => q.rows[0]),
       );
       expect(seenNp).toEqual({ n: total, orphan: true });
       const anon = await asUser(db, { role: "anon" }, (c) => c.query(`SELECT count(*)::int AS n FROM organization_credits`).then((q) => q.rows[0].n));
@@ -550,9 +553,9 @@ describe("real CRM fixture: live RLS", () => {
       expect(await asUser(db, { role: "authenticated", sub: sa.userId }, count("organizations"))).toBe(orgs);
       // The profiles policy for super admins reads the user_role claim of the JWT, as the CRM's access-token hook sets it.
       expect(await asUser(db, { role: "authenticated", sub: sa.userId }, count("profiles"))).toBe(1);
-      expect(
-        await asUserThenRollback(db, { role: "authenticated", sub: sa.userId, claims: { user_role: "super_admin" } }, [], count("profiles")),
-      ).toBe(profiles);
+      expect(await asUserThenRollback(db, { role: "authenticated", sub: sa.userId, claims: { user_role: "super_admin" } }, [], count("profiles"))).toBe(
+        profiles,
+      );
       expect(await asUser(db, { role: "anon" }, count("organizations"))).toBe(0);
       expect(await asUser(db, { role: "anon" }, count("profiles"))).toBe(0);
     });

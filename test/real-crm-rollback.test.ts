@@ -6,10 +6,10 @@
 import * as fs from "fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { rollbackCommand } from "../scripts/rollback";
-import { asUser, TestDb } from "./helpers/db";
+import { asUser, type TestDb } from "./helpers/db";
 import { gitProject } from "./helpers/gitProject";
 import { freshRealCrmDb, REAL_CRM_FACTS, sampleMember } from "./helpers/realCrm";
-import { collect, testStack, TestStack } from "./helpers/stack";
+import { collect, testStack, type TestStack } from "./helpers/stack";
 
 async function v1Now(db: TestDb) {
   const [f] = await db.query(`SELECT pg_get_functiondef(p.oid) AS def, obj_description(p.oid, 'pg_proc') AS comment
@@ -33,7 +33,9 @@ describe("npm run rollback on the CRM's real schema", () => {
     await t.stack.up({ onEvent: collect(t) }); // version 2: multi
     const m = await sampleMember(db);
     for (let i = 0; i < 5; i++) {
-      await asUser(db, { role: "service_role" }, (c) => c.query(`SELECT public.consume_credits_rpc(p_organization_id => $1, p_action_type => 'ai_chat')`, [m.organizationId]));
+      await asUser(db, { role: "service_role" }, (c) =>
+        c.query(`SELECT public.consume_credits_rpc(p_organization_id => $1, p_action_type => 'ai_chat')`, [m.organizationId]),
+      );
     }
   });
   afterAll(async () => {
@@ -81,19 +83,33 @@ describe("guardian:rollback.function = safe, on the CRM's real schema", () => {
     expect(f.def).toMatch(/FOR UPDATE/);
     expect(f.comment).toContain("guardian:rollback.function = safe");
     const m = await sampleMember(db);
-    const [other] = await db.query(`SELECT oc.organization_id FROM organization_credits oc JOIN organizations o ON o.id = oc.organization_id
-                                     WHERE oc.organization_id <> $1 LIMIT 1`, [m.organizationId]);
+    const [other] = await db.query(
+      `SELECT oc.organization_id FROM organization_credits oc JOIN organizations o ON o.id = oc.organization_id
+                                     WHERE oc.organization_id <> $1 LIMIT 1`,
+      [m.organizationId],
+    );
     const before = await db.query(`SELECT credits_remaining FROM organization_credits WHERE organization_id = $1`, [other.organization_id]);
-    const r = await asUser(db, { role: "authenticated", sub: m.userId }, async (c) =>
-      (await c.query(`SELECT public.consume_credits_rpc($1, 'ai_chat') AS r`, [other.organization_id])).rows[0].r);
+    const r = await asUser(
+      db,
+      { role: "authenticated", sub: m.userId },
+      async (c) => (await c.query(`SELECT public.consume_credits_rpc($1, 'ai_chat') AS r`, [other.organization_id])).rows[0].r,
+    );
     expect(r).toEqual({ success: false, error: "Not allowed", remaining_credits: 0, required_credits: 0 });
     expect(await db.query(`SELECT credits_remaining FROM organization_credits WHERE organization_id = $1`, [other.organization_id])).toEqual(before);
     // The edge functions' call still gets v1's result shape.
-    const ok = await asUser(db, { role: "service_role" }, async (c) =>
-      (await c.query(`SELECT public.consume_credits_rpc(p_organization_id => $1, p_action_type => 'ai_chat') AS r`, [m.organizationId])).rows[0].r);
-    expect(Object.keys(ok).sort()).toEqual(ok.success ? ["credits_consumed", "remaining_credits", "success"] : ["error", "remaining_credits", "required_credits", "success"]);
-    const unknown = await asUser(db, { role: "service_role" }, async (c) =>
-      (await c.query(`SELECT public.consume_credits_rpc($1, 'no_such_action') AS r`, [m.organizationId])).rows[0].r);
+    const ok = await asUser(
+      db,
+      { role: "service_role" },
+      async (c) => (await c.query(`SELECT public.consume_credits_rpc(p_organization_id => $1, p_action_type => 'ai_chat') AS r`, [m.organizationId])).rows[0].r,
+    );
+    expect(Object.keys(ok).sort()).toEqual(
+      ok.success ? ["credits_consumed", "remaining_credits", "success"] : ["error", "remaining_credits", "required_credits", "success"],
+    );
+    const unknown = await asUser(
+      db,
+      { role: "service_role" },
+      async (c) => (await c.query(`SELECT public.consume_credits_rpc($1, 'no_such_action') AS r`, [m.organizationId])).rows[0].r,
+    );
     expect(unknown).toMatchObject({ success: false, error: "Unknown action type" });
     expect((await db.query(`SELECT count(*)::int n FROM credit_actions WHERE action_type = 'no_such_action'`))[0].n).toBe(0);
     const anon = await asUser(db, { role: "anon" }, (c) => c.query(`SELECT public.consume_credits_rpc($1, 'ai_chat')`, [m.organizationId])).catch((e) => e);

@@ -7,10 +7,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildReport } from "../scripts/report";
 import { asUser } from "./helpers/db";
-import { collect, testStack, TestStack } from "./helpers/stack";
-import {
-  freshRealCrmDb, orgWithoutCredits, orphanCreditOrg, REAL_CRM_FACTS, sampleMember, sampleSuperAdmin, userWithoutProfile,
-} from "./helpers/realCrm";
+import { collect, testStack, type TestStack } from "./helpers/stack";
+import { freshRealCrmDb, orgWithoutCredits, orphanCreditOrg, REAL_CRM_FACTS, sampleMember, sampleSuperAdmin, userWithoutProfile } from "./helpers/realCrm";
 import type { TestDb } from "./helpers/db";
 
 const LEAK = REAL_CRM_FACTS.leakingPolicy;
@@ -23,8 +21,11 @@ async function prices(db: TestDb): Promise<Record<string, number>> {
 
 /** The call the CRM's edge functions make: service_role, named arguments. */
 async function serviceCall(db: TestDb, org: string, action: string): Promise<any> {
-  return asUser(db, { role: "service_role" }, async (c) =>
-    (await c.query(`SELECT public.consume_credits_rpc(p_organization_id => $1, p_action_type => $2) AS r`, [org, action])).rows[0].r);
+  return asUser(
+    db,
+    { role: "service_role" },
+    async (c) => (await c.query(`SELECT public.consume_credits_rpc(p_organization_id => $1, p_action_type => $2) AS r`, [org, action])).rows[0].r,
+  );
 }
 
 describe("on the CRM's real schema: preview, up, calls, rollback, forward again", () => {
@@ -54,7 +55,9 @@ describe("on the CRM's real schema: preview, up, calls, rollback, forward again"
   });
 
   it("preview says which shape it found and what it will do with it", () => {
-    expect(previewLog).toContain("shape: profile role column profiles.user_role; trials by plan name (trial_14) and cycle_end_date: organization_credits has no is_trial");
+    expect(previewLog).toContain(
+      "shape: profile role column profiles.user_role; trials by plan name (trial_14) and cycle_end_date: organization_credits has no is_trial",
+    );
     expect(previewLog).toContain(`policy "${LEAK}" on public.organization_credits (SELECT`);
     expect(previewLog).toContain("v2 refuses with NO_CREDIT_ACCOUNT");
     expect(previewLog).toContain("v2 refuses with UNKNOWN_ACTION");
@@ -94,8 +97,11 @@ describe("on the CRM's real schema: preview, up, calls, rollback, forward again"
   });
 
   it("owns every policy on the guarded tables: the ones it did not write are gone, and recorded in the backup", async () => {
-    const foreign = await db.query(`SELECT tablename, policyname FROM pg_policies
-                                     WHERE schemaname = 'public' AND tablename = ANY ($1) AND policyname NOT LIKE 'guardian\\_%'`, [GUARDED]);
+    const foreign = await db.query(
+      `SELECT tablename, policyname FROM pg_policies
+                                     WHERE schemaname = 'public' AND tablename = ANY ($1) AND policyname NOT LIKE 'guardian\\_%'`,
+      [GUARDED],
+    );
     expect(foreign).toEqual([]);
     const [{ policies }] = await db.query(`SELECT policies FROM guardian.backups WHERE backup_id = $1`, [upResult.outputs.backupId.value]);
     expect(policies.map((p: any) => p.policyname)).toContain(LEAK);
@@ -106,17 +112,29 @@ describe("on the CRM's real schema: preview, up, calls, rollback, forward again"
     const m = await sampleMember(db);
     for (const table of ["organization_credits", "credit_consumption_logs", "organizations"]) {
       const col = table === "organizations" ? "id" : "organization_id";
-      const rows = await asUser(db, { role: "authenticated", sub: m.userId }, async (c) =>
-        (await c.query(`SELECT DISTINCT ${col}::text AS org FROM public.${table}`)).rows);
-      expect(rows.map((r) => r.org), table).toEqual([m.organizationId]);
+      const rows = await asUser(
+        db,
+        { role: "authenticated", sub: m.userId },
+        async (c) => (await c.query(`SELECT DISTINCT ${col}::text AS org FROM public.${table}`)).rows,
+      );
+      expect(
+        rows.map((r) => r.org),
+        table,
+      ).toEqual([m.organizationId]);
     }
     const lone = await userWithoutProfile(db);
-    const seen = await asUser(db, { role: "authenticated", sub: lone.userId }, async (c) =>
-      (await c.query(`SELECT count(*)::int n FROM public.organization_credits`)).rows[0].n);
+    const seen = await asUser(
+      db,
+      { role: "authenticated", sub: lone.userId },
+      async (c) => (await c.query(`SELECT count(*)::int n FROM public.organization_credits`)).rows[0].n,
+    );
     expect(seen).toBe(0);
     const admin = await sampleSuperAdmin(db);
-    const all = await asUser(db, { role: "authenticated", sub: admin.userId }, async (c) =>
-      (await c.query(`SELECT count(*)::int n FROM public.organization_credits`)).rows[0].n);
+    const all = await asUser(
+      db,
+      { role: "authenticated", sub: admin.userId },
+      async (c) => (await c.query(`SELECT count(*)::int n FROM public.organization_credits`)).rows[0].n,
+    );
     expect(all).toBe((await db.query(`SELECT count(*)::int n FROM organization_credits`))[0].n);
     const matrix = upResult.outputs.verification.value.isolation;
     expect(Object.keys(matrix.subjects)).toEqual(expect.arrayContaining(["anon", "member1", "super_admin", "no_profile"]));
@@ -197,7 +215,8 @@ describe("on the CRM's real schema: preview, up, calls, rollback, forward again"
     it("keeps tenant isolation: the leaking policy does not come back", async () => {
       const m = await sampleMember(db);
       const orgsSeen = await asUser(db, { role: "authenticated", sub: m.userId }, async (c) =>
-        (await c.query(`SELECT DISTINCT organization_id::text AS org FROM public.organization_credits`)).rows.map((r) => r.org));
+        (await c.query(`SELECT DISTINCT organization_id::text AS org FROM public.organization_credits`)).rows.map((r) => r.org),
+      );
       expect(orgsSeen).toEqual([m.organizationId]);
     });
 

@@ -13,10 +13,15 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { latestExport, restoreExport, RESTORE_ORDER, RestoreError } from "../lib/restoreExport";
 import { settingsWithoutSecrets } from "../scripts/rehearse";
 import { freshDb, pgServer, type TestDb } from "./helpers/db";
-import { Migrated, seededStack, teardown, up } from "./helpers/migration";
+import { type Migrated, seededStack, teardown, up } from "./helpers/migration";
 
 const ROOT = path.resolve(__dirname, "..");
-const KEYS: Record<string, string> = { organizations: "id", organization_credits: "organization_id", credit_actions: "action_type", credit_consumption_logs: "id" };
+const KEYS: Record<string, string> = {
+  organizations: "id",
+  organization_credits: "organization_id",
+  credit_actions: "action_type",
+  credit_consumption_logs: "id",
+};
 
 /** Every row of a table as text, in key order, hashed: equal iff the two tables hold the same rows. */
 async function rowsDigest(db: TestDb, rel: string, key: string): Promise<string> {
@@ -56,8 +61,11 @@ describe("rehearsal: restore the latest backup export and migrate the copy", () 
     const manifest = JSON.parse(fs.readFileSync(path.join(exportDir, "manifest.json"), "utf8"));
     for (const t of RESTORE_ORDER) {
       expect(r.tables[t], t).toEqual({
-        rows: manifest.tables[t].rows, expectedRows: manifest.tables[t].rows,
-        checksum: manifest.tables[t].checksum, expectedChecksum: manifest.tables[t].checksum, ok: true,
+        rows: manifest.tables[t].rows,
+        expectedRows: manifest.tables[t].rows,
+        checksum: manifest.tables[t].checksum,
+        expectedChecksum: manifest.tables[t].checksum,
+        ok: true,
       });
       const [{ n }] = await target.query(`SELECT count(*)::int n FROM public.${t}`);
       expect(n, t).toBe(manifest.tables[t].rows);
@@ -83,12 +91,19 @@ describe("rehearsal: restore the latest backup export and migrate the copy", () 
     try {
       for (const f of fs.readdirSync(exportDir)) fs.copyFileSync(path.join(exportDir, f), path.join(copy, f));
       const file = path.join(copy, "organization_credits.copy");
-      fs.writeFileSync(file, fs.readFileSync(file, "utf8").replace(/\t(\d+)\t/, (_s, n) => `\t${Number(n) + 1}\t`));
+      fs.writeFileSync(
+        file,
+        fs.readFileSync(file, "utf8").replace(/\t(\d+)\t/, (_s, n) => `\t${Number(n) + 1}\t`),
+      );
       const target = await freshDb({ baseline: false, prefix: "gt_restore" });
       extra.push(target);
       const e = await restoreExport(copy, target.url).catch((x) => x);
       expect(e).toBeInstanceOf(RestoreError);
-      expect(e.message).toMatch(new RegExp(`^restore of ${backupId} refused, nothing was written:\\n  - organization_credits: organization_credits\\.copy has sha256 [0-9a-f]{12}…, the manifest says [0-9a-f]{12}…$`));
+      expect(e.message).toMatch(
+        new RegExp(
+          `^restore of ${backupId} refused, nothing was written:\\n  - organization_credits: organization_credits\\.copy has sha256 [0-9a-f]{12}…, the manifest says [0-9a-f]{12}…$`,
+        ),
+      );
       const [{ p }] = await target.query(`SELECT to_regclass('public.organizations') IS NOT NULL AS p`);
       expect(p).toBe(false);
     } finally {
@@ -108,14 +123,28 @@ describe("rehearsal: restore the latest backup export and migrate the copy", () 
         for (const t of RESTORE_ORDER) {
           const file = path.join(dir, `${t}.copy`);
           await pipeline(c.query(copyTo(`COPY (SELECT * FROM public.${t} ORDER BY ${KEYS[t]}) TO STDOUT`)), fs.createWriteStream(file, { mode: 0o600 }));
-          const r = (await c.query(`SELECT count(*)::bigint AS n, coalesce(sum(('x' || substr(md5(t::text), 1, 16))::bit(64)::bigint::numeric), 0)::text AS checksum FROM public.${t} t`)).rows[0];
-          tables[t] = { file: `${t}.copy`, key: KEYS[t], rows: Number(r.n), checksum: r.checksum, sha256: crypto.createHash("sha256").update(fs.readFileSync(file)).digest("hex") };
+          const r = (
+            await c.query(
+              `SELECT count(*)::bigint AS n, coalesce(sum(('x' || substr(md5(t::text), 1, 16))::bit(64)::bigint::numeric), 0)::text AS checksum FROM public.${t} t`,
+            )
+          ).rows[0];
+          tables[t] = {
+            file: `${t}.copy`,
+            key: KEYS[t],
+            rows: Number(r.n),
+            checksum: r.checksum,
+            sha256: crypto.createHash("sha256").update(fs.readFileSync(file)).digest("hex"),
+          };
         }
       } finally {
         await c.end();
       }
       // Owner-only, as providers/backup.ts writes an export (restoreExport refuses anything wider).
-      fs.writeFileSync(path.join(dir, "manifest.json"), JSON.stringify({ backupId: "guardian_backup_20990101000000_abcdef", createdAt: new Date().toISOString(), tables }), { mode: 0o600 });
+      fs.writeFileSync(
+        path.join(dir, "manifest.json"),
+        JSON.stringify({ backupId: "guardian_backup_20990101000000_abcdef", createdAt: new Date().toISOString(), tables }),
+        { mode: 0o600 },
+      );
       const target = await freshDb({ baseline: false, prefix: "gt_restore" });
       extra.push(target);
       const r = await restoreExport(dir, target.url);
@@ -149,10 +178,25 @@ describe("rehearsal: restore the latest backup export and migrate the copy", () 
     try {
       const { stdout } = await promisify(execFile)(
         "node",
-        ["-r", "ts-node/register/transpile-only", path.join(ROOT, "scripts", "rehearse.ts"), "--export-root", path.join(m.t.stateDir, "exports"), "--database", database, "--drop"],
+        [
+          "-r",
+          "ts-node/register/transpile-only",
+          path.join(ROOT, "scripts", "rehearse.ts"),
+          "--export-root",
+          path.join(m.t.stateDir, "exports"),
+          "--database",
+          database,
+          "--drop",
+        ],
         {
           cwd: ROOT,
-          env: { ...process.env, PULUMI_BACKEND_URL: `file://${state}`, PULUMI_CONFIG_PASSPHRASE: "guardian-rehearsal-test", PATH: m.t.env.PATH, GUARDIAN_TEST_DATABASE_URL: server.adminUrl },
+          env: {
+            ...process.env,
+            PULUMI_BACKEND_URL: `file://${state}`,
+            PULUMI_CONFIG_PASSPHRASE: "guardian-rehearsal-test",
+            PATH: m.t.env.PATH,
+            GUARDIAN_TEST_DATABASE_URL: server.adminUrl,
+          },
           maxBuffer: 64 * 1024 * 1024,
         },
       );

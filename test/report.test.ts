@@ -14,7 +14,7 @@ import { POOLS } from "../lib/config";
 import { redactUrl } from "../lib/db";
 import { buildReport, type Report } from "../scripts/report";
 import { expectedPools } from "./helpers/allocation";
-import { Migrated, orgs, seededStack, teardown, up } from "./helpers/migration";
+import { type Migrated, orgs, seededStack, teardown, up } from "./helpers/migration";
 
 const ROOT = path.resolve(__dirname, "..");
 
@@ -23,7 +23,11 @@ describe("migration report", () => {
   let report: Report;
   let backupId: string;
   /** What the calls made after the migration returned, tallied by the test. */
-  const tally = { successes: 0, refusals: 0, perPool: Object.fromEntries(POOLS.map((p) => [p, { successes: 0, credits: 0 }])) as Record<string, { successes: number; credits: number }> };
+  const tally = {
+    successes: 0,
+    refusals: 0,
+    perPool: Object.fromEntries(POOLS.map((p) => [p, { successes: 0, credits: 0 }])) as Record<string, { successes: number; credits: number }>,
+  };
 
   beforeAll(async () => {
     m = await seededStack(300);
@@ -34,7 +38,7 @@ describe("migration report", () => {
     const split = all.filter((o) => expectedPools(o.plan_name, 0, 0).rule === "split" && o.credit_model === "multi").slice(0, 3);
     const calls: [string, string, number][] = [];
     const actions = ["ai_chat", "whatsapp_message", "email_send", "sms_send", "bulk_email", "form_generation"];
-    all.slice(0, 24).forEach((o, i) => calls.push([o.organization_id, actions[i % actions.length], 1 + (i % 3)]));
+    for (const [i, o] of all.slice(0, 24).entries()) calls.push([o.organization_id, actions[i % actions.length], 1 + (i % 3)]);
     for (const o of split) calls.push([o.organization_id, "sms_send", 1]);
     calls.push([all[0].organization_id, "ai_chat", 100000]);
     for (const [org, action, qty] of calls) {
@@ -145,7 +149,12 @@ describe("migration report", () => {
     const f = report.figures.margins;
     expect(f.source).toBe("public.plan_margins");
     expect(f.plans.map((p) => [p.plan, p.marginPct])).toEqual(own.map((r) => [r.plan_name, r.margin_pct === null ? null : Number(r.margin_pct)]));
-    expect(f.plans.filter((p) => p.belowTarget).map((p) => p.plan).sort()).toEqual(["business", "premium", "professional", "starter"]);
+    expect(
+      f.plans
+        .filter((p) => p.belowTarget)
+        .map((p) => p.plan)
+        .sort(),
+    ).toEqual(["business", "premium", "professional", "starter"]);
   });
 
   it("draws the chart as well-formed SVG: one bar per rule and series with the report's figures, one margin bar per priced plan", async () => {
@@ -189,7 +198,9 @@ describe("migration report", () => {
       expect(c.availableConserved, rule).toBe(c.orgs);
     }
     const [victim] = await m.db.query(`SELECT organization_id FROM public.organization_credits WHERE credit_model = 'multi' ORDER BY organization_id LIMIT 1`);
-    await m.db.query(`UPDATE public.organization_credits SET ai_credits_available = ai_credits_available + 7 WHERE organization_id = $1`, [victim.organization_id]);
+    await m.db.query(`UPDATE public.organization_credits SET ai_credits_available = ai_credits_available + 7 WHERE organization_id = $1`, [
+      victim.organization_id,
+    ]);
     const again = await buildReport({ stack: m.t.stack });
     const broken = Object.values(again.figures.conservation).find((c) => c.violations.length)!;
     expect(broken.violations).toEqual([victim.organization_id]);

@@ -11,9 +11,9 @@ import * as fs from "fs";
 import * as path from "path";
 import type { Client } from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ownPoliciesSql, POLICY_COMMANDS, PolicyCommand, TENANT_TABLES } from "../components/tenantPolicies";
+import { ownPoliciesSql, POLICY_COMMANDS, type PolicyCommand, TENANT_TABLES } from "../components/tenantPolicies";
 import { explainSqlError, loadSql, SQL_ROOT } from "../lib/sql";
-import { freshDb, TestDb } from "./helpers/db";
+import { freshDb, type TestDb } from "./helpers/db";
 
 // ---------------------------------------------------------------------------------------------------------------
 // THE POLICY. One row per table (or function) and caller; each cell is "own org / other org".
@@ -32,86 +32,86 @@ import { freshDb, TestDb } from "./helpers/db";
 const EXPECTED: Record<string, Record<Actor, string>> = {
   //                                  select   insert   update   delete
   "public.organizations": {
-    anon:                            "-/D      -/D      -/D      -/D",
-    member:                          "R/0      -/D      D/D      D/D",
-    member_b:                        "R/0      -/D      D/D      D/D",
-    org_admin:                       "R/0      -/D      D/D      D/D",
-    super_admin:                     "R/R      -/D      D/D      D/D",
-    service_role:                    "-/R      -/R      -/R      -/R",
-    ghost:                           "-/0      -/D      -/D      -/D",
-    no_profile:                      "-/0      -/D      -/D      -/D",
+    anon: "-/D      -/D      -/D      -/D",
+    member: "R/0      -/D      D/D      D/D",
+    member_b: "R/0      -/D      D/D      D/D",
+    org_admin: "R/0      -/D      D/D      D/D",
+    super_admin: "R/R      -/D      D/D      D/D",
+    service_role: "-/R      -/R      -/R      -/R",
+    ghost: "-/0      -/D      -/D      -/D",
+    no_profile: "-/0      -/D      -/D      -/D",
   },
   "public.profiles": {
-    anon:                            "-/D      -/D      -/D      -/D",
-    member:                          "R/0      D/D      D/D      D/D",
-    member_b:                        "R/0      D/D      D/D      D/D",
-    org_admin:                       "R/0      D/D      D/D      D/D",
-    super_admin:                     "R/R      D/D      D/D      D/D",
-    service_role:                    "-/R      -/R      -/R      -/R",
-    ghost:                           "-/0      -/D      -/D      -/D",
-    no_profile:                      "-/0      -/D      -/D      -/D",
+    anon: "-/D      -/D      -/D      -/D",
+    member: "R/0      D/D      D/D      D/D",
+    member_b: "R/0      D/D      D/D      D/D",
+    org_admin: "R/0      D/D      D/D      D/D",
+    super_admin: "R/R      D/D      D/D      D/D",
+    service_role: "-/R      -/R      -/R      -/R",
+    ghost: "-/0      -/D      -/D      -/D",
+    no_profile: "-/0      -/D      -/D      -/D",
   },
   "public.organization_credits": {
-    anon:                            "-/D      -/D      -/D      -/D",
-    member:                          "R/0      D/D      D/D      D/D",
-    member_b:                        "R/0      D/D      D/D      D/D",
-    org_admin:                       "R/0      D/D      D/D      D/D",
-    super_admin:                     "R/R      D/D      D/D      D/D",
-    service_role:                    "-/R      -/R      -/R      -/R",
-    ghost:                           "-/0      -/D      -/D      -/D",
-    no_profile:                      "-/0      -/D      -/D      -/D",
+    anon: "-/D      -/D      -/D      -/D",
+    member: "R/0      D/D      D/D      D/D",
+    member_b: "R/0      D/D      D/D      D/D",
+    org_admin: "R/0      D/D      D/D      D/D",
+    super_admin: "R/R      D/D      D/D      D/D",
+    service_role: "-/R      -/R      -/R      -/R",
+    ghost: "-/0      -/D      -/D      -/D",
+    no_profile: "-/0      -/D      -/D      -/D",
   },
   "public.credit_actions": {
-    anon:                            "D/-      D/-      D/-      D/-",
-    member:                          "R/-      D/-      D/-      D/-",
-    member_b:                        "R/-      D/-      D/-      D/-",
-    org_admin:                       "R/-      D/-      D/-      D/-",
-    super_admin:                     "R/-      D/-      D/-      D/-",
-    service_role:                    "R/-      R/-      R/-      R/-",
-    ghost:                           "0/-      D/-      D/-      D/-",
-    no_profile:                      "0/-      D/-      D/-      D/-",
+    anon: "D/-      D/-      D/-      D/-",
+    member: "R/-      D/-      D/-      D/-",
+    member_b: "R/-      D/-      D/-      D/-",
+    org_admin: "R/-      D/-      D/-      D/-",
+    super_admin: "R/-      D/-      D/-      D/-",
+    service_role: "R/-      R/-      R/-      R/-",
+    ghost: "0/-      D/-      D/-      D/-",
+    no_profile: "0/-      D/-      D/-      D/-",
   },
   "public.credit_consumption_logs": {
-    anon:                            "-/D      -/D      -/D      -/D",
-    member:                          "R/0      D/D      D/D      D/D",
-    member_b:                        "R/0      D/D      D/D      D/D",
-    org_admin:                       "R/0      D/D      D/D      D/D",
-    super_admin:                     "R/R      D/D      D/D      D/D",
+    anon: "-/D      -/D      -/D      -/D",
+    member: "R/0      D/D      D/D      D/D",
+    member_b: "R/0      D/D      D/D      D/D",
+    org_admin: "R/0      D/D      D/D      D/D",
+    super_admin: "R/R      D/D      D/D      D/D",
     // service_role inserts no consumption record: only the SECURITY DEFINER credit functions write one (issue 12, 6)
-    service_role:                    "-/R      -/D      -/D      -/D",
-    ghost:                           "-/0      -/D      -/D      -/D",
-    no_profile:                      "-/0      -/D      -/D      -/D",
+    service_role: "-/R      -/D      -/D      -/D",
+    ghost: "-/0      -/D      -/D      -/D",
+    no_profile: "-/0      -/D      -/D      -/D",
   },
   "guardian.migration_journal": {
-    anon:                            "-/D      -/D      -/D      -/D",
-    member:                          "D/D      D/D      D/D      D/D",
-    member_b:                        "D/D      D/D      D/D      D/D",
-    org_admin:                       "D/D      D/D      D/D      D/D",
-    super_admin:                     "D/D      D/D      D/D      D/D",
-    service_role:                    "-/D      -/D      -/D      -/D",
-    ghost:                           "-/D      -/D      -/D      -/D",
-    no_profile:                      "-/D      -/D      -/D      -/D",
+    anon: "-/D      -/D      -/D      -/D",
+    member: "D/D      D/D      D/D      D/D",
+    member_b: "D/D      D/D      D/D      D/D",
+    org_admin: "D/D      D/D      D/D      D/D",
+    super_admin: "D/D      D/D      D/D      D/D",
+    service_role: "-/D      -/D      -/D      -/D",
+    ghost: "-/D      -/D      -/D      -/D",
+    no_profile: "-/D      -/D      -/D      -/D",
   },
   //                                  call
   "public.consume_credits_rpc": {
-    anon:                            "-/D",
-    member:                          "ok/FORBIDDEN",
-    member_b:                        "ok/FORBIDDEN",
-    org_admin:                       "ok/FORBIDDEN",
-    super_admin:                     "ok/FORBIDDEN",
-    service_role:                    "-/ok",
-    ghost:                           "-/FORBIDDEN",
-    no_profile:                      "-/FORBIDDEN",
+    anon: "-/D",
+    member: "ok/FORBIDDEN",
+    member_b: "ok/FORBIDDEN",
+    org_admin: "ok/FORBIDDEN",
+    super_admin: "ok/FORBIDDEN",
+    service_role: "-/ok",
+    ghost: "-/FORBIDDEN",
+    no_profile: "-/FORBIDDEN",
   },
   "public.consume_credits_batch": {
-    anon:                            "-/D",
-    member:                          "ok/FORBIDDEN",
-    member_b:                        "ok/FORBIDDEN",
-    org_admin:                       "ok/FORBIDDEN",
-    super_admin:                     "ok/FORBIDDEN",
-    service_role:                    "-/ok",
-    ghost:                           "-/FORBIDDEN",
-    no_profile:                      "-/FORBIDDEN",
+    anon: "-/D",
+    member: "ok/FORBIDDEN",
+    member_b: "ok/FORBIDDEN",
+    org_admin: "ok/FORBIDDEN",
+    super_admin: "ok/FORBIDDEN",
+    service_role: "-/ok",
+    ghost: "-/FORBIDDEN",
+    no_profile: "-/FORBIDDEN",
   },
 };
 
@@ -222,7 +222,13 @@ function uuid(): string {
 const SQL_DIRS = ["schema", "audit", "functions", "tenancy"];
 function sqlFiles(dir: string): string[] {
   const full = path.join(SQL_ROOT, dir);
-  return fs.existsSync(full) ? fs.readdirSync(full).filter((f) => f.endsWith(".sql")).sort().map((f) => `${dir}/${f}`) : [];
+  return fs.existsSync(full)
+    ? fs
+        .readdirSync(full)
+        .filter((f) => f.endsWith(".sql"))
+        .sort()
+        .map((f) => `${dir}/${f}`)
+    : [];
 }
 const FUNCTIONS_PRESENT = sqlFiles("functions").length > 0;
 
@@ -315,22 +321,20 @@ describe("tenant isolation: the RLS matrix", () => {
     c = await db.client();
     await applyFiles(c, SQL_DIRS.flatMap(sqlFiles));
     // Three organizations, each with a credits row, a consumption log row, a journal row and a profile.
-    await c.query(
-      `INSERT INTO public.organizations (id, name, slug) VALUES ($1, 'Org A', 'org-a'), ($2, 'Org B', 'org-b'), ($3, 'Org S', 'org-s')`,
-      [ORG.A, ORG.B, ORG.S],
-    );
-    await c.query(`INSERT INTO auth.users (id) SELECT unnest($1::uuid[])`, [
-      [USER.member, USER.org_admin, USER.memberB, USER.super_admin, USER.no_profile],
+    await c.query(`INSERT INTO public.organizations (id, name, slug) VALUES ($1, 'Org A', 'org-a'), ($2, 'Org B', 'org-b'), ($3, 'Org S', 'org-s')`, [
+      ORG.A,
+      ORG.B,
+      ORG.S,
     ]);
+    await c.query(`INSERT INTO auth.users (id) SELECT unnest($1::uuid[])`, [[USER.member, USER.org_admin, USER.memberB, USER.super_admin, USER.no_profile]]);
     await c.query(
       `INSERT INTO public.profiles (id, organization_id, role) VALUES ($1, $5, 'user'), ($2, $5, 'admin'), ($3, $6, 'user'), ($4, $7, 'super_admin')`,
       [USER.member, USER.org_admin, USER.memberB, USER.super_admin, ORG.A, ORG.B, ORG.S],
     );
     for (const org of Object.values(ORG)) {
-      await c.query(
-        `INSERT INTO public.organization_credits (organization_id, plan_name, total_credits, credits_remaining) VALUES ($1, 'free', 1000, 1000)`,
-        [org],
-      );
+      await c.query(`INSERT INTO public.organization_credits (organization_id, plan_name, total_credits, credits_remaining) VALUES ($1, 'free', 1000, 1000)`, [
+        org,
+      ]);
       await c.query(
         `INSERT INTO public.credit_consumption_logs (organization_id, action_type, credits_consumed, credits_remaining) VALUES ($1, 'ai_chat', 1, 999)`,
         [org],
@@ -365,7 +369,7 @@ describe("tenant isolation: the RLS matrix", () => {
     expect(rows).toEqual(TENANT_TABLES.map((t) => ({ table: t.table, rls: true, commands: ["delete", "insert", "select", "update"] })));
   });
 
-  it("no longer has the live policy \"Authenticated users can view credits\"", async () => {
+  it('no longer has the live policy "Authenticated users can view credits"', async () => {
     const { rows } = await c.query(`SELECT policyname FROM pg_policies WHERE tablename = 'organization_credits' ORDER BY 1`);
     expect(rows.map((r) => r.policyname)).toEqual(["guardian_delete", "guardian_insert", "guardian_select", "guardian_update"]);
   });
@@ -391,7 +395,9 @@ describe("tenant isolation: the RLS matrix", () => {
                 pair.push("-");
                 continue;
               }
-              pair.push(await cell(c, who, stmt.prepare ? [stmt.prepare] : [], stmt.sql, orgInsert ? uuid() : org, command === "select" ? "read" : "write", errors));
+              pair.push(
+                await cell(c, who, stmt.prepare ? [stmt.prepare] : [], stmt.sql, orgInsert ? uuid() : org, command === "select" ? "read" : "write", errors),
+              );
             }
             actual.push(pair.join("/"));
           }

@@ -10,17 +10,16 @@
  */
 import { execFileSync, spawnSync } from "child_process";
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_UNIFIED_COSTS, POOLS } from "../lib/config";
 import { seed } from "../scripts/seed";
-import { rollbackCommand, RollbackOptions, RollbackResult } from "../scripts/rollback";
+import { rollbackCommand, type RollbackOptions, type RollbackResult } from "../scripts/rollback";
 import { expectedPools } from "./helpers/allocation";
-import { freshDb, TestDb } from "./helpers/db";
-import { orgs, OrgRow, up } from "./helpers/migration";
+import { freshDb, type TestDb } from "./helpers/db";
+import { orgs, type OrgRow, up } from "./helpers/migration";
 import { git, gitProject } from "./helpers/gitProject";
-import { collect, PROJECT_ROOT, testStack, TestStack } from "./helpers/stack";
+import { collect, PROJECT_ROOT, testStack, type TestStack } from "./helpers/stack";
 
 const PASSWORD = "pw-never-printed-4711";
 
@@ -58,7 +57,9 @@ describe("npm run rollback: one command back to an earlier update", () => {
 
   /** Runs the command as the operator does, in a child process. */
   function rollbackProcess(args: string[], viaNpm = false) {
-    const cmd = viaNpm ? ["npm", ["run", "--silent", "rollback", "--"]] as const : ["node", ["-r", "ts-node/register/transpile-only", "scripts/rollback.ts"]] as const;
+    const cmd = viaNpm
+      ? (["npm", ["run", "--silent", "rollback", "--"]] as const)
+      : (["node", ["-r", "ts-node/register/transpile-only", "scripts/rollback.ts"]] as const);
     const r = spawnSync(cmd[0], [...cmd[1], "--stack", "test", "--cwd", repo, ...args], {
       cwd: PROJECT_ROOT,
       env: { ...process.env, ...t.env },
@@ -114,7 +115,12 @@ describe("npm run rollback: one command back to an earlier update", () => {
   it("shows the default target (version 1), the preview and the database facts, and writes nothing when declined", async () => {
     const before = settings();
     let asked = "";
-    const r = await rollback({ confirm: async (q) => ((asked = q), false) });
+    const r = await rollback({
+      confirm: async (q) => {
+        asked = q;
+        return false;
+      },
+    });
     expect(r.exitCode).toBe(2);
     expect(r.outcome).toBe("declined");
     expect([r.currentVersion, r.targetVersion, r.usedWorktree, r.commit]).toEqual([2, 1, true, commitA]);
@@ -122,9 +128,13 @@ describe("npm run rollback: one command back to an earlier update", () => {
     expect(r.text).toContain("guardian:creditModel: multi -> unified");
     expect(r.text).toContain(`program  commit ${commitA.slice(0, 10)} (HEAD is ${commitB.slice(0, 10)}): checked out in a temporary worktree`);
     expect(r.text).toContain("organizations per model: multi 100 -> unified 100");
-    expect(r.text).toMatch(/function consume_credits_rpc\(uuid,text,integer,text\) \(md5 [0-9a-f]{32}\): replaced by consume_credits_rpc\(uuid,text\), v1 as recorded in backup guardian_backup_/);
+    expect(r.text).toMatch(
+      /function consume_credits_rpc\(uuid,text,integer,text\) \(md5 [0-9a-f]{32}\): replaced by consume_credits_rpc\(uuid,text\), v1 as recorded in backup guardian_backup_/,
+    );
     expect(r.text).toMatch(/function consume_credits_batch\(uuid,jsonb\) \(md5 [0-9a-f]{32}\): dropped/);
-    expect(r.text).toMatch(/balances: credits_remaining of 100 orgs = their value in backup guardian_backup_\S+ minus the unified cost of \d+ successful consumptions since/);
+    expect(r.text).toMatch(
+      /balances: credits_remaining of 100 orgs = their value in backup guardian_backup_\S+ minus the unified cost of \d+ successful consumptions since/,
+    );
     expect(r.text).toMatch(/--- preview: .*\d+ to (create|delete|update)/);
     expect(r.message).toBe("rollback: declined; nothing was written (stack test stays at version 2)");
     expect(settings()).toBe(before);
@@ -226,12 +236,17 @@ describe("npm run rollback: one command back to an earlier update", () => {
     const holder = await db.client();
     await holder.query("BEGIN");
     await holder.query("LOCK TABLE guardian.provider_costs IN ACCESS EXCLUSIVE MODE");
-    const refreshing = t.stack.refresh({ onEvent: collect(t) }).then((x) => x, (e) => e);
+    const refreshing = t.stack.refresh({ onEvent: collect(t) }).then(
+      (x) => x,
+      (e) => e,
+    );
     try {
       await waitFor(() => lockFiles(t.stateDir).length > 0, 90_000);
       const r = await rollback({ to: 1, yes: true });
       expect(r.exitCode).toBe(2);
-      expect(r.message).toMatch(/^rollback refused: stack test is locked by another update \(\S+@\S+ \(pid \d+\) since \S+\)\. Wait for it to finish; if no update is running, `pulumi cancel --stack test` removes a stale lock\.$/);
+      expect(r.message).toMatch(
+        /^rollback refused: stack test is locked by another update \(\S+@\S+ \(pid \d+\) since \S+\)\. Wait for it to finish; if no update is running, `pulumi cancel --stack test` removes a stale lock\.$/,
+      );
       expect(r.text).not.toContain("pulumi preview");
       expect(settings()).toBe(before);
     } finally {
@@ -286,7 +301,9 @@ describe("npm run rollback: one command back to an earlier update", () => {
     // The old passphrase no longer opens the stack's secrets manager at all: refused as well.
     const old = await rollback({ to: 2, yes: true });
     expect(old.exitCode).toBe(2);
-    expect(old.message).toMatch(/^rollback refused: the config of version 2 holds secrets \(guardian:databaseUrl\) that cannot be decrypted with the stack's current secrets provider \(.*incorrect passphrase\)/);
+    expect(old.message).toMatch(
+      /^rollback refused: the config of version 2 holds secrets \(guardian:databaseUrl\) that cannot be decrypted with the stack's current secrets provider \(.*incorrect passphrase\)/,
+    );
     expect(settings()).toBe(before);
     expect(await modelCounts()).toEqual({ multi: 100 });
   });

@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_UNIFIED_COSTS, POOLS } from "../lib/config";
 import { expectedPools } from "./helpers/allocation";
-import { changed, Migrated, orgs, OrgRow, preview, seededStack, teardown, up } from "./helpers/migration";
+import { changed, type Migrated, orgs, type OrgRow, preview, seededStack, teardown, up } from "./helpers/migration";
 
 describe("rollback to the unified model and migration again", () => {
   let m: Migrated;

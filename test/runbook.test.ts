@@ -7,12 +7,12 @@
  *   rotate  `pulumi config set --secret guardian:databaseUrl <new>` -> preview shows [secret] updates -> up records the
  *           new URL in every resource's inputs and outputs (what refresh and delete connect with) and runs no SQL.
  */
-import { ChildProcess, execFile, spawn } from "child_process";
+import { type ChildProcess, execFile, spawn } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { promisify } from "util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Migrated, seededStack, teardown } from "./helpers/migration";
+import { type Migrated, seededStack, teardown } from "./helpers/migration";
 
 const run = promisify(execFile);
 
@@ -85,11 +85,19 @@ describe("runbook: recover from a crash, rotate the database secret", () => {
     });
     const upLog = () => fs.readFileSync(log, "utf8");
     const upFailed = () => child!.exitCode !== null || child!.signalCode !== null;
-    await until("a backfill progress line", () => {
-      if (upFailed()) throw new Error(`pulumi up ended (exit ${child!.exitCode}) before the backfill started:\n${upLog().slice(-4000)}`);
-      return /backfill: [\d,]+\/2,000 orgs/.test(upLog());
-    }, 600_000);
-    await until("some organizations migrated", async () => (await m.db.query(`SELECT count(*)::int n FROM public.organization_credits WHERE credit_model = 'multi'`))[0].n >= 300, 300_000);
+    await until(
+      "a backfill progress line",
+      () => {
+        if (upFailed()) throw new Error(`pulumi up ended (exit ${child!.exitCode}) before the backfill started:\n${upLog().slice(-4000)}`);
+        return /backfill: [\d,]+\/2,000 orgs/.test(upLog());
+      },
+      600_000,
+    );
+    await until(
+      "some organizations migrated",
+      async () => (await m.db.query(`SELECT count(*)::int n FROM public.organization_credits WHERE credit_model = 'multi'`))[0].n >= 300,
+      300_000,
+    );
     process.kill(-child.pid!, "SIGKILL");
     await until("the CLI to die", () => child!.exitCode !== null || child!.signalCode !== null);
     fs.closeSync(out);
@@ -98,14 +106,20 @@ describe("runbook: recover from a crash, rotate the database secret", () => {
     const leftovers = pluginProcessesOf(path.join(m.t.stateDir, "exports"));
     expect(leftovers.length).toBeGreaterThan(0);
     for (const pid of leftovers) process.kill(pid, "SIGTERM");
-    await until("no guardian-credits session left on the database", async () =>
-      (await m.db.query(`SELECT count(*)::int n FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE 'guardian-credits:%'`))[0].n === 0);
+    await until(
+      "no guardian-credits session left on the database",
+      async () =>
+        (await m.db.query(`SELECT count(*)::int n FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE 'guardian-credits:%'`))[0]
+          .n === 0,
+    );
     const [{ unified }] = await m.db.query(`SELECT count(*) FILTER (WHERE credit_model = 'unified')::int AS unified FROM public.organization_credits`);
     expect(unified).toBeGreaterThan(0); // the crash left work to resume
 
     const locked = await pulumi(m, ["up", "--yes", "--skip-preview"]);
     expect(locked.code).not.toBe(0);
-    expect(locked.out).toMatch(/error: the stack is currently locked by 1 lock\(s\)\. Either wait for the other process\(es\) to end or delete the lock file with `pulumi cancel`\./);
+    expect(locked.out).toMatch(
+      /error: the stack is currently locked by 1 lock\(s\)\. Either wait for the other process\(es\) to end or delete the lock file with `pulumi cancel`\./,
+    );
 
     const cancel = await pulumi(m, ["cancel", "--yes"]);
     expect(cancel.code).toBe(0);
@@ -132,7 +146,9 @@ describe("runbook: recover from a crash, rotate the database secret", () => {
     expect(summary(preview.out)).toMatch(/^Resources:\n\s+\d+ unchanged\n/);
   });
 
-  it("rotating guardian:databaseUrl: preview shows each resource's connection as a secret update, up re-runs no SQL, and the state then holds the new URL", { timeout: 600_000 }, async () => {
+  it("rotating guardian:databaseUrl: preview shows each resource's connection as a secret update, up re-runs no SQL, and the state then holds the new URL", {
+    timeout: 600_000,
+  }, async () => {
     const u = new URL(m.db.url);
     u.hostname = "localhost"; // the same server under another name (a trust-auth server takes any password)
     if (!u.password) u.password = "rotated-Secret-2026";
@@ -145,15 +161,21 @@ describe("runbook: recover from a crash, rotate the database secret", () => {
     expect(preview.out).toMatch(/~ pulumi-nodejs:dynamic\/guardian:SqlObject: \(update\)\n(.*\n)*?\s+databaseUrl\s*: \[secret\]/);
     expect(preview.out).not.toMatch(/to create|to delete/);
     expect(preview.out).not.toContain(u.password);
-    const [{ applies: before }] = await m.db.query(`SELECT count(*)::int AS applies FROM guardian.migration_journal WHERE step IN ('apply', 'backfill_batch', 'backup')`);
+    const [{ applies: before }] = await m.db.query(
+      `SELECT count(*)::int AS applies FROM guardian.migration_journal WHERE step IN ('apply', 'backfill_batch', 'backup')`,
+    );
     const upRes = await pulumi(m, ["up", "--yes", "--skip-preview"]);
     expect(upRes.code, upRes.out).toBe(0);
-    const [{ applies: after }] = await m.db.query(`SELECT count(*)::int AS applies FROM guardian.migration_journal WHERE step IN ('apply', 'backfill_batch', 'backup')`);
+    const [{ applies: after }] = await m.db.query(
+      `SELECT count(*)::int AS applies FROM guardian.migration_journal WHERE step IN ('apply', 'backfill_batch', 'backup')`,
+    );
     expect(after).toBe(before); // no SQL object re-applied, no backfill, no new backup
     expect(summary((await pulumi(m, ["preview"])).out)).toMatch(/^Resources:\n\s+\d+ unchanged\n/);
     const state = JSON.parse((await pulumi(m, ["stack", "export", "--show-secrets"])).out);
     // Every resource that connects (the ModelSwitch record touches no database).
-    const dynamic = state.deployment.resources.filter((r: any) => String(r.type).startsWith("pulumi-nodejs:dynamic/guardian:") && !String(r.type).endsWith(":ModelSwitch"));
+    const dynamic = state.deployment.resources.filter(
+      (r: any) => String(r.type).startsWith("pulumi-nodejs:dynamic/guardian:") && !String(r.type).endsWith(":ModelSwitch"),
+    );
     expect(dynamic.length).toBeGreaterThan(10);
     const plain = (v: any) => (typeof v === "string" ? v : v?.plaintext ? JSON.parse(v.plaintext) : v);
     for (const r of dynamic) {

@@ -17,8 +17,16 @@ import * as path from "path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { connect } from "../lib/db";
 import {
-  assertLocalServer, createDatabase, dropDatabase, findPgServer, isLocalHost, isScratchDatabase, PROJECT_ROOT, SCRATCH_MARKER,
-  ScratchRefusal, serverHosts,
+  assertLocalServer,
+  createDatabase,
+  dropDatabase,
+  findPgServer,
+  isLocalHost,
+  isScratchDatabase,
+  PROJECT_ROOT,
+  SCRATCH_MARKER,
+  ScratchRefusal,
+  serverHosts,
 } from "../lib/pgserver";
 import { demoBackend, projectBackendUrl, rehearsalPassphrase } from "../lib/safeDefaults";
 import { freshDb, pgServer } from "./helpers/db";
@@ -49,13 +57,21 @@ function script(file: string, args: string[], env: Record<string, string | undef
     else e[k] = v;
   }
   return spawnSync("node", ["-r", "ts-node/register/transpile-only", path.join(PROJECT_ROOT, file), ...args], {
-    cwd: PROJECT_ROOT, env: e, encoding: "utf8", timeout: 120_000,
+    cwd: PROJECT_ROOT,
+    env: e,
+    encoding: "utf8",
+    timeout: 120_000,
   });
 }
 
 describe("the scratch server: GUARDIAN_TEST_DATABASE_URL, local only unless told otherwise", () => {
   it("knows which hosts are this machine's", () => {
-    for (const local of ["postgres://u@127.0.0.1:5432/d", "postgres://u@localhost/d", "postgres://u@[::1]:5432/d", "postgres://u@/d?host=/var/run/postgresql"]) {
+    for (const local of [
+      "postgres://u@127.0.0.1:5432/d",
+      "postgres://u@localhost/d",
+      "postgres://u@[::1]:5432/d",
+      "postgres://u@/d?host=/var/run/postgresql",
+    ]) {
       expect(serverHosts(local).every(isLocalHost), local).toBe(true);
     }
     for (const remote of [REMOTE, "postgres://u@10.0.0.5/d", "postgres://u@192.168.1.2/d", "postgres://u@127.0.0.1/d?host=db.example.com"]) {
@@ -90,10 +106,19 @@ describe("the scratch server: GUARDIAN_TEST_DATABASE_URL, local only unless told
 
   it("no script, helper, bench or CI file takes DATABASE_URL as its server", () => {
     const files = [
-      "lib/pgserver.ts", "scripts/setup.sh", "scripts/demo.sh", "scripts/demo.ts", "scripts/test.sh", "scripts/rehearse.ts", ".ci/run",
+      "lib/pgserver.ts",
+      "scripts/setup.sh",
+      "scripts/demo.sh",
+      "scripts/demo.ts",
+      "scripts/test.sh",
+      "scripts/rehearse.ts",
+      ".ci/run",
       ".github/workflows/guardian.yml",
       ...fs.readdirSync(path.join(PROJECT_ROOT, "test/helpers")).map((f) => `test/helpers/${f}`),
-      ...fs.readdirSync(path.join(PROJECT_ROOT, "bench")).filter((f) => f.endsWith(".ts")).map((f) => `bench/${f}`),
+      ...fs
+        .readdirSync(path.join(PROJECT_ROOT, "bench"))
+        .filter((f) => f.endsWith(".ts"))
+        .map((f) => `bench/${f}`),
     ];
     for (const f of files) {
       const lines = fs.readFileSync(path.join(PROJECT_ROOT, f), "utf8").split("\n");
@@ -192,11 +217,20 @@ describe("the demo touches only the project's own backend", () => {
   it("sets PULUMI_BACKEND_URL itself when none is given, and accepts a folder under <project>/.guardian", () => {
     expect(demoBackend({}, PROJECT_ROOT)).toEqual({ url: own });
     expect(demoBackend({ PULUMI_BACKEND_URL: own }, PROJECT_ROOT)).toEqual({ url: own });
-    expect(demoBackend({ PULUMI_BACKEND_URL: `file://${PROJECT_ROOT}/.guardian/demo-state` }, PROJECT_ROOT)).toEqual({ url: `file://${PROJECT_ROOT}/.guardian/demo-state` });
+    expect(demoBackend({ PULUMI_BACKEND_URL: `file://${PROJECT_ROOT}/.guardian/demo-state` }, PROJECT_ROOT)).toEqual({
+      url: `file://${PROJECT_ROOT}/.guardian/demo-state`,
+    });
   });
 
   it("refuses any other backend: another folder, the home directory, a bucket, Pulumi Cloud", () => {
-    for (const url of ["file:///tmp/another-project/state", "file://~", `file://${PROJECT_ROOT}/../elsewhere`, `file://${PROJECT_ROOT}`, "s3://bucket/state", "https://api.pulumi.com"]) {
+    for (const url of [
+      "file:///tmp/another-project/state",
+      "file://~",
+      `file://${PROJECT_ROOT}/../elsewhere`,
+      `file://${PROJECT_ROOT}`,
+      "s3://bucket/state",
+      "https://api.pulumi.com",
+    ]) {
       const r = demoBackend({ PULUMI_BACKEND_URL: url }, PROJECT_ROOT);
       expect(r, url).toHaveProperty("refused");
       expect((r as any).refused).toContain(own);
@@ -237,7 +271,8 @@ describe("the rehearsal requires a passphrase for real exports", () => {
     try {
       const database = `gt_nopass_${crypto.randomBytes(4).toString("hex")}`;
       const r = script("scripts/rehearse.ts", ["--export-root", root, "--database", database], {
-        PULUMI_CONFIG_PASSPHRASE: undefined, PULUMI_CONFIG_PASSPHRASE_FILE: undefined,
+        PULUMI_CONFIG_PASSPHRASE: undefined,
+        PULUMI_CONFIG_PASSPHRASE_FILE: undefined,
       });
       expect(r.status, r.stderr).toBe(2);
       expect(r.stderr).toMatch(/rehearse refused: no passphrase/);

@@ -47,7 +47,11 @@ const FORMS: Form[] = [
     inUrl: true,
   },
   { name: "URL parameter ?password=", url: (u, pw) => withQuery(u, `password=${encodeURIComponent(pw)}`), inUrl: true },
-  { name: "libpq option ?sslpassword= (with sslmode=disable)", url: (u, pw) => withQuery(u, `sslmode=disable&sslpassword=${encodeURIComponent(pw)}`), inUrl: true },
+  {
+    name: "libpq option ?sslpassword= (with sslmode=disable)",
+    url: (u, pw) => withQuery(u, `sslmode=disable&sslpassword=${encodeURIComponent(pw)}`),
+    inUrl: true,
+  },
   {
     name: "passfile (?passfile= and PGPASSFILE, the password only in the file)",
     url: (u, _pw, dir) => withQuery(u, `passfile=${encodeURIComponent(path.join(dir, "pgpass"))}`),
@@ -76,7 +80,7 @@ const SECRET_SIG = "4dabf18193072939515e22adb298388d";
 function outsideSecrets(v: unknown, needles: string[], at = "$", out: string[] = []): string[] {
   if (typeof v === "string") {
     if (needles.some((n) => v.includes(n))) out.push(at);
-  } else if (Array.isArray(v)) v.forEach((x, i) => outsideSecrets(x, needles, `${at}[${i}]`, out));
+  } else if (Array.isArray(v)) for (const [i, x] of v.entries()) outsideSecrets(x, needles, `${at}[${i}]`, out);
   else if (v && typeof v === "object") {
     if ((v as any)[SECRET_SIG] !== undefined) return out; // a secret: encrypted at rest, shown only with --show-secrets
     for (const [k, x] of Object.entries(v)) outsideSecrets(x, needles, `${at}.${k}`, out);
@@ -140,10 +144,14 @@ describe("no password reaches state, outputs, logs, manifests, database rows or 
         expect(r.outputs.orgsMigrated.value).toBe(20);
         report = await buildReport({ stack: t.stack });
         fs.mkdirSync(path.dirname(out));
-        cli = await promisify(execFile)("node", ["-r", "ts-node/register/transpile-only", path.join(ROOT, "scripts", "report.ts"), "--stack", "test", "--out", out], {
-          cwd: t.dir,
-          env: { ...process.env, ...t.env, ...env },
-        });
+        cli = await promisify(execFile)(
+          "node",
+          ["-r", "ts-node/register/transpile-only", path.join(ROOT, "scripts", "report.ts"), "--stack", "test", "--out", out],
+          {
+            cwd: t.dir,
+            env: { ...process.env, ...t.env, ...env },
+          },
+        );
       } finally {
         for (const [k, v] of Object.entries(saved)) {
           if (v === undefined) delete process.env[k];
@@ -153,7 +161,11 @@ describe("no password reaches state, outputs, logs, manifests, database rows or 
 
       // `pulumi stack export` as an operator shares it (without --show-secrets), and the decrypted one, in which the
       // password may appear only inside values marked secret (the connection string each resource keeps).
-      const exported = await promisify(execFile)(path.join(t.env.PATH.split(":")[0], "pulumi"), ["stack", "export", "--stack", "test"], { cwd: t.dir, env: { ...process.env, ...t.env }, maxBuffer: 1 << 28 });
+      const exported = await promisify(execFile)(path.join(t.env.PATH.split(":")[0], "pulumi"), ["stack", "export", "--stack", "test"], {
+        cwd: t.dir,
+        env: { ...process.env, ...t.env },
+        maxBuffer: 1 << 28,
+      });
       expect(exported.stdout).toContain(SECRET_SIG); // the real state, with its secrets encrypted
       const decrypted = await t.stack.exportStack();
       expect(JSON.stringify(decrypted).includes(password)).toBe(form.inUrl); // it is there, as a secret
@@ -171,7 +183,8 @@ describe("no password reaches state, outputs, logs, manifests, database rows or 
       };
       for (const f of filesUnder(t.stateDir)) artifacts[`file ${path.relative(t.stateDir, f.file)}`] = f.text;
       for (const f of filesUnder(path.dirname(out))) artifacts[`report file ${path.basename(f.file)}`] = f.text;
-      for (const name of fs.readdirSync(t.dir).filter((n) => /^Pulumi\..*yaml$/.test(n))) artifacts[`project ${name}`] = fs.readFileSync(path.join(t.dir, name), "utf8");
+      for (const name of fs.readdirSync(t.dir).filter((n) => /^Pulumi\..*yaml$/.test(n)))
+        artifacts[`project ${name}`] = fs.readFileSync(path.join(t.dir, name), "utf8");
       for (const [table, text] of Object.entries(await databaseText(db))) artifacts[`database ${table}`] = text;
 
       // The artifacts that matter are really there (a search of nothing proves nothing).
@@ -182,7 +195,9 @@ describe("no password reaches state, outputs, logs, manifests, database rows or 
       expect(Object.keys(artifacts).some((k) => /^file \.pulumi\/stacks\//.test(k))).toBe(true);
       expect(fs.existsSync(out) && fs.existsSync(out.replace(/\.md$/, ".svg"))).toBe(true);
 
-      const leaks = Object.entries(artifacts).flatMap(([where, text]) => needles.filter((n) => text.includes(n)).map((n) => `${where} holds ${n === password ? "the password" : "the encoded password"}`));
+      const leaks = Object.entries(artifacts).flatMap(([where, text]) =>
+        needles.filter((n) => text.includes(n)).map((n) => `${where} holds ${n === password ? "the password" : "the encoded password"}`),
+      );
       expect(leaks).toEqual([]);
 
       // Where the database is named, it is named by the one redaction, with the password masked.

@@ -6,7 +6,7 @@ import { execFile } from "child_process";
 import * as path from "path";
 import { afterAll, describe, expect, it } from "vitest";
 import { seed, SHOWCASE, parseArgs } from "../scripts/seed";
-import { freshDb, TestDb } from "./helpers/db";
+import { freshDb, type TestDb } from "./helpers/db";
 
 const ROOT = path.resolve(__dirname, "..");
 const USAGE = "(usage: npm run seed -- --database-url URL --orgs N [--seed S] [--json])";
@@ -69,8 +69,9 @@ async function dump(db: TestDb, slugLike = "%") {
 
 function runCli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, ["-r", "ts-node/register/transpile-only", "scripts/seed.ts", ...args], { cwd: ROOT },
-      (err: any, stdout, stderr) => resolve({ code: err ? (typeof err.code === "number" ? err.code : -1) : 0, stdout, stderr }));
+    execFile(process.execPath, ["-r", "ts-node/register/transpile-only", "scripts/seed.ts", ...args], { cwd: ROOT }, (err: any, stdout, stderr) =>
+      resolve({ code: err ? (typeof err.code === "number" ? err.code : -1) : 0, stdout, stderr }),
+    );
   });
 }
 
@@ -79,14 +80,19 @@ describe("seed: the baseline", () => {
     const db = await newDb(false);
     const r = await seed({ databaseUrl: db.url, orgs: 0 });
     expect(r.orgsAdded).toBe(0);
-    expect(r.baseline.created).toEqual(expect.arrayContaining([
-      "public.organizations", "public.profiles", "public.organization_credits", "public.credit_actions",
-      "public.credit_consumption_logs", "public.consume_credits_rpc(uuid,text)",
-    ]));
+    expect(r.baseline.created).toEqual(
+      expect.arrayContaining([
+        "public.organizations",
+        "public.profiles",
+        "public.organization_credits",
+        "public.credit_actions",
+        "public.credit_consumption_logs",
+        "public.consume_credits_rpc(uuid,text)",
+      ]),
+    );
 
     const tables = await db.query(`SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1`);
-    expect(tables.map((t) => t.table_name)).toEqual(
-      ["credit_actions", "credit_consumption_logs", "organization_credits", "organizations", "profiles"]);
+    expect(tables.map((t) => t.table_name)).toEqual(["credit_actions", "credit_consumption_logs", "organization_credits", "organizations", "profiles"]);
     const [auth] = await db.query(`SELECT to_regclass('auth.users')::text AS users, to_regprocedure('auth.uid()')::text AS uid,
                                           to_regprocedure('auth.role()')::text AS role, to_regprocedure('auth.jwt()')::text AS jwt`);
     expect(auth).toEqual({ users: "auth.users", uid: "auth.uid()", role: "auth.role()", jwt: "auth.jwt()" });
@@ -164,7 +170,12 @@ describe("seed: organizations", () => {
     const first = await dump(db);
 
     const again = await seed({ databaseUrl: db.url, orgs: 200, seed: 9, anchor: ANCHOR });
-    expect([again.orgsAdded, again.orgsSkipped, again.logs, again.profiles]).toEqual([0, 200, { success: 0, failed: 0 }, { user: 0, admin: 0, super_admin: 0 }]);
+    expect([again.orgsAdded, again.orgsSkipped, again.logs, again.profiles]).toEqual([
+      0,
+      200,
+      { success: 0, failed: 0 },
+      { user: 0, admin: 0, super_admin: 0 },
+    ]);
     expect(await dump(db)).toEqual(first);
 
     const more = await seed({ databaseUrl: db.url, orgs: 250, seed: 9, anchor: ANCHOR });
@@ -179,20 +190,28 @@ describe("seed: organizations", () => {
     const db = await newDb(false);
     const facts = async () => ({
       plans: (await db.query(`SELECT DISTINCT plan_name FROM organization_credits`)).map((r) => r.plan_name as string),
-      trials: (await db.query(`SELECT count(*) FILTER (WHERE cycle_end_date >= now())::int AS active,
+      trials: (
+        await db.query(`SELECT count(*) FILTER (WHERE cycle_end_date >= now())::int AS active,
                                       count(*) FILTER (WHERE cycle_end_date < now())::int AS expired
-                               FROM organization_credits WHERE is_trial`))[0],
+                               FROM organization_credits WHERE is_trial`)
+      )[0],
       negative: (await db.query(`SELECT count(*)::int AS n FROM organization_credits WHERE credits_remaining < 0`))[0].n,
       superAdmins: (await db.query(`SELECT count(*)::int AS n FROM profiles WHERE role = 'super_admin'`))[0].n,
-      noProfile: (await db.query(`SELECT count(*)::int AS n FROM organizations o
-                                  WHERE NOT EXISTS (SELECT 1 FROM profiles p WHERE p.organization_id = o.id)`))[0].n,
+      noProfile: (
+        await db.query(`SELECT count(*)::int AS n FROM organizations o
+                                  WHERE NOT EXISTS (SELECT 1 FROM profiles p WHERE p.organization_id = o.id)`)
+      )[0].n,
       // Split-rule orgs whose 40/30/30 split of credits_remaining leaves units to rounding.
-      remainders: (await db.query(`SELECT count(*)::int AS n FROM organization_credits
+      remainders: (
+        await db.query(
+          `SELECT count(*)::int AS n FROM organization_credits
                                    WHERE lower(trim(plan_name)) <> ALL ($1::text[]) AND credits_remaining > 0
                                      AND floor(credits_remaining * 0.4) + 2 * floor(credits_remaining * 0.3) < credits_remaining`,
-                                  [PUBLISHED]))[0].n,
+          [PUBLISHED],
+        )
+      )[0].n,
       spent: (await db.query(`SELECT count(*)::int AS n FROM organization_credits WHERE credits_remaining < total_credits`))[0].n,
-      logs: (await db.query(`SELECT success, count(*)::int AS n FROM credit_consumption_logs GROUP BY 1 ORDER BY 1`)),
+      logs: await db.query(`SELECT success, count(*)::int AS n FROM credit_consumption_logs GROUP BY 1 ORDER BY 1`),
     });
     const wanted = [...PUBLISHED, " Premium", "STARTER ", "Professional", "", "free", "custom", "system admin", "legacy_gold"];
 
@@ -220,19 +239,29 @@ describe("seed: organizations", () => {
     expect(big.logs[1].n).toBeGreaterThan(big.logs[0].n);
 
     // The shape of each row: plausible for its plan, and consistent with v1.
-    const perPlan = await db.query(`SELECT lower(trim(plan_name)) AS p, count(*)::int AS n, min(total_credits) AS lo, max(total_credits) AS hi,
+    const perPlan = await db.query(
+      `SELECT lower(trim(plan_name)) AS p, count(*)::int AS n, min(total_credits) AS lo, max(total_credits) AS hi,
                                            bool_and(is_trial) AS trial
-                                    FROM organization_credits WHERE lower(trim(plan_name)) = ANY ($1::text[]) GROUP BY 1 ORDER BY 1`, [PUBLISHED]);
+                                    FROM organization_credits WHERE lower(trim(plan_name)) = ANY ($1::text[]) GROUP BY 1 ORDER BY 1`,
+      [PUBLISHED],
+    );
     expect(perPlan.filter((x) => x.p !== "enterprise" && x.hi !== x.lo)).toEqual([]);
     expect(perPlan.map((x) => [x.p, x.lo, x.trial])).toEqual([
-      ["business", 9650, false], ["enterprise", 23200, false], ["premium", 23200, false],
-      ["professional", 3800, false], ["starter", 1400, false], ["trial_14", 280, true],
+      ["business", 9650, false],
+      ["enterprise", 23200, false],
+      ["premium", 23200, false],
+      ["professional", 3800, false],
+      ["starter", 1400, false],
+      ["trial_14", 280, true],
     ]);
     expect((await db.query(`SELECT count(*)::int AS n FROM organization_credits WHERE is_trial AND lower(trim(plan_name)) <> 'trial_14'`))[0].n).toBe(0);
     expect((await db.query(`SELECT DISTINCT role FROM profiles ORDER BY 1`)).map((x) => x.role)).toEqual(["admin", "super_admin", "user"]);
-    expect((await db.query(`SELECT count(*)::int AS n FROM profiles p JOIN auth.users u USING (id)
-                            WHERE u.email = p.email AND p.email LIKE 'user-s7-%@example.invalid'`))[0].n)
-      .toBe((await db.query(`SELECT count(*)::int AS n FROM profiles`))[0].n);
+    expect(
+      (
+        await db.query(`SELECT count(*)::int AS n FROM profiles p JOIN auth.users u USING (id)
+                            WHERE u.email = p.email AND p.email LIKE 'user-s7-%@example.invalid'`)
+      )[0].n,
+    ).toBe((await db.query(`SELECT count(*)::int AS n FROM profiles`))[0].n);
     const actions = await db.query(`SELECT DISTINCT action_type FROM credit_consumption_logs ORDER BY 1`);
     expect(actions.map((a) => a.action_type)).toEqual(LIVE_CATALOGUE.map((a) => a.action_type));
     // A success consumed the action's cost; a refusal consumed nothing because the balance was below the cost.
@@ -250,8 +279,11 @@ describe("seed: organizations", () => {
           WHERE p.created_at < o.created_at OR p.created_at > now()) AS profiles`);
     expect(times).toEqual({ cycles: 0, logs: 0, profiles: 0 });
     // The summary counts what the database holds.
-    const stored = await db.query(`SELECT c.plan_name, count(*)::int AS n FROM organization_credits c JOIN organizations o ON o.id = c.organization_id
-                                   WHERE substring(o.slug FROM '-s7-(\\d+)$')::int >= $1 GROUP BY 1`, [SHOWCASE.length]);
+    const stored = await db.query(
+      `SELECT c.plan_name, count(*)::int AS n FROM organization_credits c JOIN organizations o ON o.id = c.organization_id
+                                   WHERE substring(o.slug FROM '-s7-(\\d+)$')::int >= $1 GROUP BY 1`,
+      [SHOWCASE.length],
+    );
     expect(Object.fromEntries(stored.map((s) => [s.plan_name, s.n]))).toEqual(r.orgsPerPlan);
   });
 });
@@ -275,7 +307,8 @@ describe("seed: the command line", () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toBe(
       "seed: cannot connect to the Guardian database at postgres://seeder:***@127.0.0.1:1/guardian: " +
-        "connection refused (is the server running and listening there?) [ECONNREFUSED]\n");
+        "connection refused (is the server running and listening there?) [ECONNREFUSED]\n",
+    );
     expect(r.stderr + r.stdout).not.toContain("hunter2");
   });
 
@@ -293,10 +326,12 @@ describe("seed: the command line", () => {
   it("parses --flag=value, refuses duplicates and out-of-range seeds", () => {
     expect(parseArgs(["--database-url=postgres://h/db", "--orgs=0"])).toEqual({ databaseUrl: "postgres://h/db", orgs: 0, seed: 1 });
     expect(() => parseArgs(["--database-url", "postgres://h/db", "--orgs", "1", "--orgs", "2"])).toThrow("--orgs given twice");
-    expect(() => parseArgs(["--database-url", "postgres://h/db", "--orgs", "1", "--seed", "-1"]))
-      .toThrow('--seed: expected an integer from 0 to 4294967295, got "-1"');
-    expect(() => parseArgs(["--database-url", "postgres://h/db", "--orgs", "1", "--seed", "4294967296"]))
-      .toThrow('--seed: expected an integer from 0 to 4294967295, got "4294967296"');
+    expect(() => parseArgs(["--database-url", "postgres://h/db", "--orgs", "1", "--seed", "-1"])).toThrow(
+      '--seed: expected an integer from 0 to 4294967295, got "-1"',
+    );
+    expect(() => parseArgs(["--database-url", "postgres://h/db", "--orgs", "1", "--seed", "4294967296"])).toThrow(
+      '--seed: expected an integer from 0 to 4294967295, got "4294967296"',
+    );
     expect(() => parseArgs(["--database-url", "postgres://h/db", "--orgs"])).toThrow("--orgs needs a value");
     expect(() => parseArgs(["--database-url", "postgres://h/db", "--orgs", "1", "extra"])).toThrow('unexpected argument "extra"');
   });

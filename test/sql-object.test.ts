@@ -3,9 +3,9 @@
  */
 import * as path from "path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { freshDb, TestDb } from "./helpers/db";
+import { freshDb, type TestDb } from "./helpers/db";
 import { changed } from "./helpers/migration";
-import { collect, testStack, TestStack } from "./helpers/stack";
+import { collect, testStack, type TestStack } from "./helpers/stack";
 
 const PULUMI_YAML = "name: sql-object-fixture\nruntime:\n  name: nodejs\n  options:\n    typescript: true\nmain: test/fixtures/sql-object/index.ts\n";
 const URN = "urn:pulumi:test::sql-object-fixture::pulumi-nodejs:dynamic/guardian:SqlObject::fixture-answer";
@@ -71,8 +71,13 @@ describe("SqlObject", () => {
 
   it("reports a SQL error with file, line, column, caret and SQLSTATE, and changes nothing", async () => {
     await t.setConfig({ body: "SELEC 3" });
-    const err = await t.stack.up({ onEvent: collect(t) }).then(() => undefined, (e) => e);
-    expect(String(err?.message)).toMatch(/function public\.fixture_answer\(\): sql\/fixture\/answer\.sql:1:\d+: syntax error at or near "SELEC" \[SQLSTATE 42601\]/);
+    const err = await t.stack.up({ onEvent: collect(t) }).then(
+      () => undefined,
+      (e) => e,
+    );
+    expect(String(err?.message)).toMatch(
+      /function public\.fixture_answer\(\): sql\/fixture\/answer\.sql:1:\d+: syntax error at or near "SELEC" \[SQLSTATE 42601\]/,
+    );
     expect(String(err?.message)).toMatch(/\n\s+\^/);
     expect(await answer()).toBe(2);
     await t.setConfig({ body: "SELECT 2" });

@@ -8,9 +8,9 @@
  */
 import type { LocalWorkspace } from "@pulumi/pulumi/automation";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { asUser, TestDb } from "./helpers/db";
+import { asUser, type TestDb } from "./helpers/db";
 import { freshRealCrmDb, REAL_CRM_FACTS, sampleMember } from "./helpers/realCrm";
-import { collect, testStack, TestStack } from "./helpers/stack";
+import { collect, testStack, type TestStack } from "./helpers/stack";
 
 /**
  * The steps on the program's critical path, in the order it applies them ("<kind> <objectName>" of their resource):
@@ -40,12 +40,18 @@ async function balance(db: TestDb, org: string): Promise<number> {
 async function callsAnswer(db: TestDb, org: string, member: string): Promise<void> {
   const cost = REAL_CRM_FACTS.actionCosts.ai_chat;
   const before = await balance(db, org);
-  const r = await asUser(db, { role: "service_role" }, async (c) =>
-    (await c.query(`SELECT public.consume_credits_rpc(p_organization_id => $1, p_action_type => 'ai_chat') AS r`, [org])).rows[0].r);
+  const r = await asUser(
+    db,
+    { role: "service_role" },
+    async (c) => (await c.query(`SELECT public.consume_credits_rpc(p_organization_id => $1, p_action_type => 'ai_chat') AS r`, [org])).rows[0].r,
+  );
   expect(r).toMatchObject({ success: true, remaining_credits: before - cost, credits_consumed: cost });
   expect(await balance(db, org)).toBe(before - cost);
-  const mine = await asUser(db, { role: "authenticated", sub: member }, async (c) =>
-    (await c.query(`SELECT public.consume_credits_rpc($1, 'ai_chat') AS r`, [org])).rows[0].r);
+  const mine = await asUser(
+    db,
+    { role: "authenticated", sub: member },
+    async (c) => (await c.query(`SELECT public.consume_credits_rpc($1, 'ai_chat') AS r`, [org])).rows[0].r,
+  );
   expect(mine).toMatchObject({ success: true, remaining_credits: before - 2 * cost });
 }
 
@@ -53,8 +59,9 @@ async function callsAnswer(db: TestDb, org: string, member: string): Promise<voi
 async function realCrmWithCaller(orgs: number, seed: number): Promise<{ db: TestDb; org: string; member: string }> {
   const db = await freshRealCrmDb({ orgs, seed });
   const m = await sampleMember(db);
-  await db.query(`UPDATE organization_credits SET plan_name = 'free', total_credits = 100000, credits_remaining = 100000 WHERE organization_id = $1`,
-    [m.organizationId]);
+  await db.query(`UPDATE organization_credits SET plan_name = 'free', total_credits = 100000, credits_remaining = 100000 WHERE organization_id = $1`, [
+    m.organizationId,
+  ]);
   return { db, org: m.organizationId, member: m.userId };
 }
 
@@ -94,8 +101,11 @@ describe("a failed step of up never breaks consume_credits_rpc, and the next up 
     expect(n).toBe(0);
     // Multi now: the org is served from its pools, and the answer carries v1's fields too.
     const [{ ai }] = await db.query(`SELECT ai_credits_available AS ai FROM organization_credits WHERE organization_id = $1`, [org]);
-    const x = await asUser(db, { role: "service_role" }, async (c) =>
-      (await c.query(`SELECT public.consume_credits_rpc(p_organization_id => $1, p_action_type => 'ai_chat') AS r`, [org])).rows[0].r);
+    const x = await asUser(
+      db,
+      { role: "service_role" },
+      async (c) => (await c.query(`SELECT public.consume_credits_rpc(p_organization_id => $1, p_action_type => 'ai_chat') AS r`, [org])).rows[0].r,
+    );
     expect(x).toMatchObject({ success: true, credit_model: "multi", credits_consumed: REAL_CRM_FACTS.actionCosts.ai_chat, remaining_credits: ai - 1 });
   });
 });
@@ -121,7 +131,9 @@ describe("a v2 that would error on this database is never switched in", () => {
   });
 
   it("fails the update at v2, naming the trial call, and leaves v1 in place and serving", async () => {
-    await expect(t.stack.up({ onEvent: collect(t) })).rejects.toThrow(/consume_credits_rpc\(uuid,text,integer,text\): NOT applied: .*trial call failed .*this database refuses that log row/s);
+    await expect(t.stack.up({ onEvent: collect(t) })).rejects.toThrow(
+      /consume_credits_rpc\(uuid,text,integer,text\): NOT applied: .*trial call failed .*this database refuses that log row/s,
+    );
     const fns = await db.query(`SELECT oid::regprocedure::text AS sig FROM pg_proc WHERE proname = 'consume_credits_rpc'`);
     expect(fns.map((f) => f.sig)).toEqual(["consume_credits_rpc(uuid,text)"]);
     await callsAnswer(db, org, member);
@@ -138,7 +150,9 @@ describe("a v2 that would error on this database is never switched in", () => {
   it("a v2 broken after a successful up fails the verification of the next pulumi up --refresh", async () => {
     await db.query(`CREATE TRIGGER refuse_modelled_logs BEFORE INSERT ON credit_consumption_logs FOR EACH ROW EXECUTE FUNCTION public.refuse_modelled_logs()`);
     try {
-      await expect(t.stack.up({ onEvent: collect(t), refresh: true })).rejects.toThrow(/verification of the multi model FAILED[\s\S]*consume_credits_rpc: trial call failed/);
+      await expect(t.stack.up({ onEvent: collect(t), refresh: true })).rejects.toThrow(
+        /verification of the multi model FAILED[\s\S]*consume_credits_rpc: trial call failed/,
+      );
     } finally {
       await db.query(`DROP TRIGGER refuse_modelled_logs ON credit_consumption_logs`);
     }

@@ -9,8 +9,8 @@ import type { EngineEvent } from "@pulumi/pulumi/automation";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { POLICY_COMMANDS, TENANT_TABLES } from "../components/tenantPolicies";
 import { explainSqlError, loadSql, SQL_ROOT } from "../lib/sql";
-import { freshDb, TestDb } from "./helpers/db";
-import { collect, testStack, TestStack } from "./helpers/stack";
+import { freshDb, type TestDb } from "./helpers/db";
+import { collect, testStack, type TestStack } from "./helpers/stack";
 
 const PROGRAM = path.join(__dirname, "fixtures", "tenant-policies");
 const PULUMI_YAML = "name: guardian-tenant-policies\nruntime:\n  name: nodejs\n  options:\n    typescript: true\n";
@@ -22,7 +22,10 @@ async function applyPrerequisites(db: TestDb): Promise<void> {
     for (const dir of ["schema", "audit", "functions"]) {
       const full = path.join(SQL_ROOT, dir);
       if (!fs.existsSync(full)) continue;
-      for (const f of fs.readdirSync(full).filter((x) => x.endsWith(".sql")).sort()) {
+      for (const f of fs
+        .readdirSync(full)
+        .filter((x) => x.endsWith(".sql"))
+        .sort()) {
         const text = loadSql(`${dir}/${f}`).text; // rendered for the seed's shape, as the components apply it
         await c.query(text).catch((e) => Promise.reject(explainSqlError(e, `${dir}/${f}`, text)));
       }

@@ -25,8 +25,8 @@ import { sqlObjectProvider } from "../providers/sqlObject";
 import { verificationProvider } from "../providers/verification";
 import { seed } from "../scripts/seed";
 import { buildReport } from "../scripts/report";
-import { collect, testStack, TestStack } from "./helpers/stack";
-import { startTlsPostgres, TlsPostgres } from "./helpers/tlsServer";
+import { collect, testStack, type TestStack } from "./helpers/stack";
+import { startTlsPostgres, type TlsPostgres } from "./helpers/tlsServer";
 
 const DB = "guardian_tls";
 
@@ -109,7 +109,9 @@ describe("TLS (lib/pgConnection.ts) against a PostgreSQL with ssl = on", () => {
     expect(full.failures[0].message).toContain("or set guardian:tls.mode to verify-ca");
     const chain = await preflight(config({ mode: "verify-ca", rootCert: server.certs.caFile }, other));
     expect(chain.go).toBe(true);
-    expect(chain.notes[0]).toMatch(/^connection: TLSv1\.3, certificate verified against guardian:tls\.rootCert \(.*\), host name not checked \(sslmode verify-ca/);
+    expect(chain.notes[0]).toMatch(
+      /^connection: TLSv1\.3, certificate verified against guardian:tls\.rootCert \(.*\), host name not checked \(sslmode verify-ca/,
+    );
   });
 
   it("sslmode=require in the URL is libpq's require: encrypted, the certificate not verified (pg alone would verify it)", async () => {
@@ -138,14 +140,26 @@ describe("TLS (lib/pgConnection.ts) against a PostgreSQL with ssl = on", () => {
     const wrong = { mode: "verify-full" as const, ca: fs.readFileSync(server.certs.wrongCaFile, "utf8"), caFrom: "guardian:tls.rootCert (wrong-ca.crt)" };
     const right = { mode: "verify-full" as const, ca, caFrom: "guardian:tls.rootCert (ca.crt)" };
     const object = {
-      databaseUrl: url, kind: "table", objectName: "public.tls_probe", sqlFile: "test/tls_probe.sql",
-      sql: "CREATE TABLE IF NOT EXISTS public.tls_probe (id int)", sqlSha256: "x",
+      databaseUrl: url,
+      kind: "table",
+      objectName: "public.tls_probe",
+      sqlFile: "test/tls_probe.sql",
+      sql: "CREATE TABLE IF NOT EXISTS public.tls_probe (id int)",
+      sqlSha256: "x",
       probeSql: "SELECT 'present'::text AS fingerprint FROM pg_class WHERE oid = to_regclass('public.tls_probe')",
-      dropSql: "DROP TABLE IF EXISTS public.tls_probe", lockTimeoutMs: 2000, retries: 0,
+      dropSql: "DROP TABLE IF EXISTS public.tls_probe",
+      lockTimeoutMs: 2000,
+      retries: 0,
     };
     const verification = {
-      databaseUrl: url, model: "unified", sql: loadSql("verification/unified.sql").text, sqlSha256: "x", upstream: {},
-      trialCallsSql: "SELECT 1", profileRoleColumn: "role", isolationTables: ISOLATION_TABLES,
+      databaseUrl: url,
+      model: "unified",
+      sql: loadSql("verification/unified.sql").text,
+      sqlSha256: "x",
+      upstream: {},
+      trialCallsSql: "SELECT 1",
+      profileRoleColumn: "role",
+      isolationTables: ISOLATION_TABLES,
     };
     const tlsMessage = /TLS: the server's certificate does not verify against the root certificate of guardian:tls\.rootCert \(wrong-ca\.crt\)/;
     await expect(sqlObjectProvider.create!({ ...object, tls: wrong })).rejects.toThrow(tlsMessage);
@@ -177,11 +191,15 @@ describe("TLS (lib/pgConnection.ts) against a PostgreSQL with ssl = on", () => {
       expect(r.summary.result).toBe("succeeded");
       expect(r.outputs.orgsMigrated.value).toBe(30);
       expect(r.outputs.restoreVerified.value).toBe(true);
-      expect(t.logText()).toContain("go/no-go: connection: TLSv1.3, certificate and host name verified against guardian:tls.rootCertPem (sslmode verify-full from guardian:tls.mode)");
+      expect(t.logText()).toContain(
+        "go/no-go: connection: TLSv1.3, certificate and host name verified against guardian:tls.rootCertPem (sslmode verify-full from guardian:tls.mode)",
+      );
       // Every dynamic resource got the TLS settings, and keeps them secret as the config was.
       const state = await t.stack.exportStack();
       // Every resource that connects (the ModelSwitch record touches no database).
-      const dynamic = (state.deployment.resources as any[]).filter((res) => String(res.type).startsWith("pulumi-nodejs:dynamic/") && !String(res.type).endsWith(":ModelSwitch"));
+      const dynamic = (state.deployment.resources as any[]).filter(
+        (res) => String(res.type).startsWith("pulumi-nodejs:dynamic/") && !String(res.type).endsWith(":ModelSwitch"),
+      );
       expect(dynamic.length).toBeGreaterThan(20);
       for (const res of dynamic) {
         expect(res.inputs.tls?.["4dabf18193072939515e22adb298388d"], res.urn).toBe("1b47061264138c4ac30d75fd1eb44270");
@@ -198,11 +216,19 @@ describe("TLS (lib/pgConnection.ts) against a PostgreSQL with ssl = on", () => {
 
       // The operator points guardian:tls at the wrong CA: preview stops with what to do.
       await t.setConfig({ tls: { mode: "verify-full", rootCert: server.certs.wrongCaFile } });
-      const e = await t.stack.preview({ onEvent: collect(t) }).then(() => undefined, (x: Error) => x);
-      expect(e?.message).toContain(`TLS: the server's certificate does not verify against the root certificate of guardian:tls.rootCert (${server.certs.wrongCaFile})`);
+      const e = await t.stack.preview({ onEvent: collect(t) }).then(
+        () => undefined,
+        (x: Error) => x,
+      );
+      expect(e?.message).toContain(
+        `TLS: the server's certificate does not verify against the root certificate of guardian:tls.rootCert (${server.certs.wrongCaFile})`,
+      );
       expect(e?.message).not.toContain(PASSWORD);
       // ...and so does the report: it refuses to read over an unverified connection.
-      const re = await buildReport({ stack: t.stack }).then(() => undefined, (x: Error) => x);
+      const re = await buildReport({ stack: t.stack }).then(
+        () => undefined,
+        (x: Error) => x,
+      );
       expect(re?.message).toContain("guardian:tls.rootCert");
       expect(re?.message).not.toContain(PASSWORD);
     });

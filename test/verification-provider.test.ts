@@ -8,13 +8,19 @@ import { ISOLATION_TABLES } from "../lib/isolation";
 import { loadSql } from "../lib/sql";
 import { verificationProvider } from "../providers/verification";
 import { seed } from "../scripts/seed";
-import { freshDb, TestDb } from "./helpers/db";
+import { freshDb, type TestDb } from "./helpers/db";
 
 function inputs(db: TestDb) {
   const f = loadSql("verification/unified.sql");
   return {
-    databaseUrl: db.url, model: "unified", sql: f.text, sqlSha256: f.sha256, upstream: {},
-    trialCallsSql: loadSql("verification/trial_calls.sql").text, profileRoleColumn: "role", isolationTables: ISOLATION_TABLES,
+    databaseUrl: db.url,
+    model: "unified",
+    sql: f.text,
+    sqlSha256: f.sha256,
+    upstream: {},
+    trialCallsSql: loadSql("verification/trial_calls.sql").text,
+    profileRoleColumn: "role",
+    isolationTables: ISOLATION_TABLES,
   };
 }
 
@@ -30,9 +36,14 @@ describe("verification provider (providers/verification.ts)", () => {
     await db.query(`CREATE SCHEMA IF NOT EXISTS guardian`);
     await db.query(`CREATE FUNCTION guardian.unpinned() RETURNS int LANGUAGE sql SECURITY DEFINER AS 'SELECT 1'`);
     try {
-      const e = await verificationProvider.create!(inputs(db)).then(() => undefined, (x: Error) => x);
+      const e = await verificationProvider.create!(inputs(db)).then(
+        () => undefined,
+        (x: Error) => x,
+      );
       expect(e?.message).toMatch(/verification of the unified model FAILED/);
-      expect(e?.message).toMatch(/tenant isolation: member1 \(authenticated [0-9a-f-]{36}\) reads \d+ row\(s\) of other organizations of public\.organization_credits/);
+      expect(e?.message).toMatch(
+        /tenant isolation: member1 \(authenticated [0-9a-f-]{36}\) reads \d+ row\(s\) of other organizations of public\.organization_credits/,
+      );
       expect(e?.message).toContain("security definer: guardian.unpinned() has search_path unset, not ending with pg_temp");
       // v1 (the CRM's own, not the program's) is a warning, not a violation.
       expect(e?.message).not.toMatch(/security definer: consume_credits_rpc/);

@@ -3,11 +3,10 @@
  * violated. It is re-run here with `up --replace` on the verification resource after tampering with the data.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Migrated, orgs, seededStack, teardown, up } from "./helpers/migration";
+import { type Migrated, orgs, seededStack, teardown, up } from "./helpers/migration";
 import { collect } from "./helpers/stack";
 
-const VERIFY_URN =
-  "urn:pulumi:test::guardian-credits::guardian:components:Verification$pulumi-nodejs:dynamic/guardian:Verification::verification-run";
+const VERIFY_URN = "urn:pulumi:test::guardian-credits::guardian:components:Verification$pulumi-nodejs:dynamic/guardian:Verification::verification-run";
 
 describe("verification", () => {
   let m: Migrated;

@@ -22,7 +22,7 @@ import { promisify } from "util";
 import * as yaml from "js-yaml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildReport, type Report } from "../scripts/report";
-import { Migrated, seededStack, teardown, up } from "./helpers/migration";
+import { type Migrated, seededStack, teardown, up } from "./helpers/migration";
 
 const ROOT = path.resolve(__dirname, "..");
 const WORKFLOW = path.join(ROOT, ".github", "workflows", "guardian.yml");
@@ -90,26 +90,33 @@ describe("the CI workflow lints clean", () => {
     expect(messages).toMatch(/property "stak" is not defined/);
   });
 
-  it.skipIf(!hasGo())("passes actionlint v1.7.12 (Go module proxy) and fails it on the broken copy", async () => {
-    expect(await actionlintGo(WORKFLOW)).toEqual({ code: 0, findings: [] });
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "guardian-wf-"));
-    try {
-      const copy = path.join(dir, "guardian.yml");
-      fs.writeFileSync(copy, brokenCopy(text));
-      const r = await actionlintGo(copy);
-      expect(r.code).toBe(1);
-      const kinds = new Set(r.findings.map((f) => f.kind));
-      expect([...kinds].sort()).toEqual(expect.arrayContaining(["expression", "job-needs", "syntax-check"]));
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
-  }, 600_000);
+  it.skipIf(!hasGo())(
+    "passes actionlint v1.7.12 (Go module proxy) and fails it on the broken copy",
+    async () => {
+      expect(await actionlintGo(WORKFLOW)).toEqual({ code: 0, findings: [] });
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "guardian-wf-"));
+      try {
+        const copy = path.join(dir, "guardian.yml");
+        fs.writeFileSync(copy, brokenCopy(text));
+        const r = await actionlintGo(copy);
+        expect(r.code).toBe(1);
+        const kinds = new Set(r.findings.map((f) => f.kind));
+        expect([...kinds].sort()).toEqual(expect.arrayContaining(["expression", "job-needs", "syntax-check"]));
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    },
+    600_000,
+  );
 });
 
 describe("the CI workflow does what an operator needs", () => {
   const wf = yaml.load(fs.readFileSync(WORKFLOW, "utf8")) as any;
   const steps = (job: string): any[] => wf.jobs[job].steps;
-  const runs = (job: string) => steps(job).map((s) => s.run ?? "").join("\n");
+  const runs = (job: string) =>
+    steps(job)
+      .map((s) => s.run ?? "")
+      .join("\n");
 
   it("previews staging and prod on pull requests with the policy pack, posted as a pull-request comment by pulumi/actions' own options", () => {
     expect(wf.on.pull_request).toBeDefined();
@@ -176,7 +183,13 @@ function runStep(script: string, opts: { cwd: string; env: Record<string, string
     encoding: "utf8",
     timeout: 60_000,
   });
-  const outputs = Object.fromEntries(fs.readFileSync(out, "utf8").split("\n").filter(Boolean).map((l) => [l.split("=")[0], l.slice(l.indexOf("=") + 1)]));
+  const outputs = Object.fromEntries(
+    fs
+      .readFileSync(out, "utf8")
+      .split("\n")
+      .filter(Boolean)
+      .map((l) => [l.split("=")[0], l.slice(l.indexOf("=") + 1)]),
+  );
   return { code: r.status, stdout: r.stdout, stderr: r.stderr, outputs };
 }
 
@@ -185,7 +198,9 @@ function fakeCli(dir: string, name: string, reply: string): { calls: () => strin
   const bin = path.join(dir, "bin");
   fs.mkdirSync(bin, { recursive: true });
   const log = path.join(dir, `${name}-calls.txt`);
-  fs.writeFileSync(path.join(bin, name), `#!/usr/bin/env bash\nprintf '%s\\n' "$*" >> ${JSON.stringify(log)}\nprintf '%s' ${JSON.stringify(reply)}\n`, { mode: 0o755 });
+  fs.writeFileSync(path.join(bin, name), `#!/usr/bin/env bash\nprintf '%s\\n' "$*" >> ${JSON.stringify(log)}\nprintf '%s' ${JSON.stringify(reply)}\n`, {
+    mode: 0o755,
+  });
   return { calls: () => (fs.existsSync(log) ? fs.readFileSync(log, "utf8").split("\n").filter(Boolean) : []) };
 }
 
@@ -325,7 +340,10 @@ describe("issue 13: a rollback that sticks, previews on the pull request, the ch
         expect(md).toContain("## Chart");
         expect(chart).toMatch(/^\| rule \| before: unified credits \| after: ai \| after: whatsapp \| after: email \| after: sms \|$/m);
         // Every row of the chart's table is in the summary, with the figures the SVG draws.
-        const rows = report.markdown.slice(report.markdown.indexOf("## Chart")).split("\n").filter((l) => /^\| (?!rule |---)/.test(l));
+        const rows = report.markdown
+          .slice(report.markdown.indexOf("## Chart"))
+          .split("\n")
+          .filter((l) => /^\| (?!rule |---)/.test(l));
         expect(rows.length).toBeGreaterThan(0);
         for (const row of rows) expect(chart).toContain(row);
         expect(md).toContain("## Margin per plan");

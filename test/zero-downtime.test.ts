@@ -11,14 +11,22 @@ import * as crypto from "crypto";
 import type { Client } from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
-  checkLedger, checkMulti, checkUnifiedAfterRollback, ConsumerFleet, FleetReport, fleetOrgs, maxLogId, mulberry, phaseStats,
+  checkLedger,
+  checkMulti,
+  checkUnifiedAfterRollback,
+  ConsumerFleet,
+  type FleetReport,
+  fleetOrgs,
+  maxLogId,
+  mulberry,
+  phaseStats,
 } from "../bench/zeroDowntime";
 import { POOLS } from "../lib/config";
 import { loadSql } from "../lib/sql";
 import { expectedPools } from "./helpers/allocation";
-import { freshDb, TestDb } from "./helpers/db";
+import { freshDb, type TestDb } from "./helpers/db";
 import { installCreditEngine, makeOrg } from "./helpers/engine";
-import { Migrated, orgs, seededStack, teardown, up } from "./helpers/migration";
+import { type Migrated, orgs, seededStack, teardown, up } from "./helpers/migration";
 
 const ORGS = 300;
 
@@ -73,10 +81,17 @@ describe("zero downtime: consumers keep calling through migrate, roll back, migr
     checks.again = await checkMulti(m.db.url);
     ledger = await checkLedger(m.db.url, report, since);
     phases = Object.fromEntries(Object.entries(windows).map(([k, w]) => [k, { ...phaseStats(report, w.from, w.to), successes: w.successes }]));
-    console.log(`zero-downtime: ${report.calls} calls (${report.twoArg} two-argument, ${report.fourArg} four-argument), ` +
-      `${report.successes} successes, ${report.refusals} genuine refusals, ${report.replays} replays, ` +
-      `${report.fourArgRefusedWithoutV2} four-argument calls refused while v2 was absent, ${report.failureCount} failures\n` +
-      Object.entries(phases).map(([k, p]) => `  ${k}: ${p.calls} calls (${p.fourArg} four-argument, ${p.refusedWithoutV2} refused without v2), latency ms ${JSON.stringify(p.latency)}`).join("\n"));
+    console.log(
+      `zero-downtime: ${report.calls} calls (${report.twoArg} two-argument, ${report.fourArg} four-argument), ` +
+        `${report.successes} successes, ${report.refusals} genuine refusals, ${report.replays} replays, ` +
+        `${report.fourArgRefusedWithoutV2} four-argument calls refused while v2 was absent, ${report.failureCount} failures\n` +
+        Object.entries(phases)
+          .map(
+            ([k, p]) =>
+              `  ${k}: ${p.calls} calls (${p.fourArg} four-argument, ${p.refusedWithoutV2} refused without v2), latency ms ${JSON.stringify(p.latency)}`,
+          )
+          .join("\n"),
+    );
   }, 360_000);
   afterAll(async () => {
     await fleet?.stop().catch(() => undefined);
@@ -274,7 +289,9 @@ describe("zero downtime, hot: 40 organizations, 8 connections calling any of the
     outs.again = (await up(m.t)).outputs;
     stop = true;
     await Promise.all(loops);
-    console.log(`zero-downtime (hot): ${JSON.stringify(calls)}; rollback: ${JSON.stringify(outs.rollback.verification.value.balancesChangedSinceRollback ?? null)}`);
+    console.log(
+      `zero-downtime (hot): ${JSON.stringify(calls)}; rollback: ${JSON.stringify(outs.rollback.verification.value.balancesChangedSinceRollback ?? null)}`,
+    );
   }, 360_000);
   afterAll(async () => {
     stop = true;

@@ -165,10 +165,7 @@ async function one<T = any>(c: Client, sql: string, params: unknown[] = []): Pro
 }
 
 async function columnsOf(c: Client, schema: string, table: string): Promise<Set<string>> {
-  const r = await c.query(
-    `SELECT attname FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped`,
-    [`${schema}.${table}`],
-  );
+  const r = await c.query(`SELECT attname FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped`, [`${schema}.${table}`]);
   return new Set(r.rows.map((x: any) => x.attname));
 }
 
@@ -209,10 +206,7 @@ export async function backupFigures(c: Client, backupId?: string): Promise<Backu
     }
   }
   const recordedManifest = manifest ?? b.manifest ?? null;
-  const tableNames = new Set<string>([
-    ...Object.keys(b.row_counts ?? {}),
-    ...Object.keys(recordedManifest?.tables ?? {}),
-  ]);
+  const tableNames = new Set<string>([...Object.keys(b.row_counts ?? {}), ...Object.keys(recordedManifest?.tables ?? {})]);
   const tables: Record<string, BackupTableFigures> = {};
   for (const t of [...tableNames].sort()) {
     if (!IDENT.test(t)) continue;
@@ -284,9 +278,12 @@ async function accessFigures(c: Client, config: FigureOptions["config"], planNam
       GROUP BY 1 ORDER BY 2 DESC, 1`,
     [planNames],
   );
-  const v1 = (await c.query(
-    `SELECT pg_get_functiondef(p.oid) AS def, p.proacl::text AS acl FROM pg_catalog.pg_proc p
-      WHERE p.oid = to_regprocedure('public.consume_credits_rpc(uuid,text)')`)).rows[0];
+  const v1 = (
+    await c.query(
+      `SELECT pg_get_functiondef(p.oid) AS def, p.proacl::text AS acl FROM pg_catalog.pg_proc p
+      WHERE p.oid = to_regprocedure('public.consume_credits_rpc(uuid,text)')`,
+    )
+  ).rows[0];
   return {
     isolation,
     splitPlanNames: Object.fromEntries(names.rows.map((r) => [r.plan, Number(r.n)])),
@@ -390,11 +387,9 @@ export async function databaseFigures(c: Client, opts: FigureOptions): Promise<D
 
   // Anomalies the backfill recorded.
   const anomalies: Anomaly[] = (await exists(c, "guardian.backfill_anomalies"))
-    ? (
-        await c.query(
-          `SELECT organization_id::text AS id, kind, value, epoch FROM guardian.backfill_anomalies ORDER BY at, organization_id`,
-        )
-      ).rows.map((a: any) => ({ organizationId: a.id, kind: a.kind, value: a.value === null ? null : Number(a.value), epoch: a.epoch }))
+    ? (await c.query(`SELECT organization_id::text AS id, kind, value, epoch FROM guardian.backfill_anomalies ORDER BY at, organization_id`)).rows.map(
+        (a: any) => ({ organizationId: a.id, kind: a.kind, value: a.value === null ? null : Number(a.value), epoch: a.epoch }),
+      )
     : [];
 
   // The backup.
@@ -431,7 +426,10 @@ export async function databaseFigures(c: Client, opts: FigureOptions): Promise<D
     permissive: p.permissive,
     md5: p.md5,
   }));
-  const policiesMd5 = crypto.createHash("md5").update(policies.map((p) => `${p.table}/${p.policy}:${p.md5}`).join("\n")).digest("hex");
+  const policiesMd5 = crypto
+    .createHash("md5")
+    .update(policies.map((p) => `${p.table}/${p.policy}:${p.md5}`).join("\n"))
+    .digest("hex");
   const rls = await c.query(
     `SELECT n.nspname || '.' || c.relname AS tbl, c.relrowsecurity AS on
        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace

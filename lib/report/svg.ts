@@ -65,7 +65,7 @@ export function renderSvg(input: ChartInput): string {
         `x="${x.toFixed(1)}" y="${y.toFixed(1)}" width="${w.toFixed(1)}" height="${Math.max(0, h).toFixed(1)}" fill="${fill}"/>`,
     );
   const text = (x: number, y: number, s: string, attrs = "") =>
-    out.push(`<text x="${x.toFixed(1)}" y="${y.toFixed(1)}"${attrs ? " " + attrs : ""}>${escapeXml(s)}</text>`);
+    out.push(`<text x="${x.toFixed(1)}" y="${y.toFixed(1)}"${attrs ? ` ${attrs}` : ""}>${escapeXml(s)}</text>`);
 
   // Panel 1: credits per rule, before and after.
   const p1Top = 60;
@@ -76,7 +76,12 @@ export function renderSvg(input: ChartInput): string {
   const max1 = niceMax(Math.max(0, ...values));
   const y1 = (v: number) => p1Top + p1H - (v / max1) * p1H;
   text(left, 24, `Credits per allocation rule, stack ${input.stack}: unified before (backup) and per pool after (now)`, 'font-size="15" font-weight="bold"');
-  text(left, 42, "sum over the rule's organizations; before = credits_remaining (negative as 0), after = <pool>_credits_available", 'font-size="11" fill="#555"');
+  text(
+    left,
+    42,
+    "sum over the rule's organizations; before = credits_remaining (negative as 0), after = <pool>_credits_available",
+    'font-size="11" fill="#555"',
+  );
   for (let i = 0; i <= 4; i++) {
     const v = (max1 * i) / 4;
     out.push(`<line x1="${left}" x2="${width - right}" y1="${y1(v).toFixed(1)}" y2="${y1(v).toFixed(1)}" stroke="#ddd"/>`);
@@ -87,7 +92,7 @@ export function renderSvg(input: ChartInput): string {
   rules.forEach((rule, gi) => {
     const gx = left + gi * groupW + (groupW - barW * series.length) / 2;
     series.forEach((s, si) => {
-      const v = s === "before" ? input.chart.before[rule] ?? 0 : input.chart.after[rule]?.[s] ?? 0;
+      const v = s === "before" ? (input.chart.before[rule] ?? 0) : (input.chart.after[rule]?.[s] ?? 0);
       bar("credits", rule, s, v, gx + si * barW, y1(v), barW - 2, p1Top + p1H - y1(v), COLORS[s]);
       if (v > 0) text(gx + si * barW + (barW - 2) / 2, y1(v) - 3, compact(v), 'font-size="8" text-anchor="middle"');
     });
@@ -104,7 +109,12 @@ export function renderSvg(input: ChartInput): string {
   const p2Top = p1Top + p1H + 100;
   const p2H = 220;
   const y2 = (pct: number) => p2Top + p2H - (Math.max(0, Math.min(100, pct)) / 100) * p2H;
-  text(left, p2Top - 20, `Margin per plan (every pool counted) against the target ${(input.marginTarget * 100).toFixed(1)}%`, 'font-size="15" font-weight="bold"');
+  text(
+    left,
+    p2Top - 20,
+    `Margin per plan (every pool counted) against the target ${(input.marginTarget * 100).toFixed(1)}%`,
+    'font-size="15" font-weight="bold"',
+  );
   for (const pct of [0, 25, 50, 75, 100]) {
     out.push(`<line x1="${left}" x2="${width - right}" y1="${y2(pct).toFixed(1)}" y2="${y2(pct).toFixed(1)}" stroke="#ddd"/>`);
     text(left - 6, y2(pct) + 4, `${pct}%`, 'font-size="10" text-anchor="end"');
@@ -119,13 +129,25 @@ export function renderSvg(input: ChartInput): string {
     } else {
       const w = Math.min(50, mW - 20);
       const below = m.belowTarget === true;
-      bar("margins", m.plan, below ? "below-target" : "at-or-above-target", m.marginPct, cx - w / 2, y2(m.marginPct), w, p2Top + p2H - y2(m.marginPct), below ? COLORS.below : COLORS.above);
+      bar(
+        "margins",
+        m.plan,
+        below ? "below-target" : "at-or-above-target",
+        m.marginPct,
+        cx - w / 2,
+        y2(m.marginPct),
+        w,
+        p2Top + p2H - y2(m.marginPct),
+        below ? COLORS.below : COLORS.above,
+      );
       text(cx, y2(m.marginPct) - 4, `${m.marginPct.toFixed(1)}%`, 'font-size="10" text-anchor="middle"');
     }
     text(cx, p2Top + p2H + 16, m.plan, 'font-size="11" text-anchor="middle"');
   });
   const ty = y2(input.marginTarget * 100);
-  out.push(`<line class="target" data-value="${input.marginTarget}" x1="${left}" x2="${width - right}" y1="${ty.toFixed(1)}" y2="${ty.toFixed(1)}" stroke="#333" stroke-dasharray="6 4"/>`);
+  out.push(
+    `<line class="target" data-value="${input.marginTarget}" x1="${left}" x2="${width - right}" y1="${ty.toFixed(1)}" y2="${ty.toFixed(1)}" stroke="#333" stroke-dasharray="6 4"/>`,
+  );
   text(width - right, ty - 4, `target ${(input.marginTarget * 100).toFixed(1)}%`, 'font-size="10" text-anchor="end"');
 
   const height = p2Top + p2H + 40;

@@ -7,7 +7,7 @@
 import * as path from "path";
 import type { EngineEvent } from "@pulumi/pulumi/automation";
 import { afterAll, describe, expect, it } from "vitest";
-import { testStack, TestStack } from "../../test/helpers/stack";
+import { testStack, type TestStack } from "../../test/helpers/stack";
 
 const PACK = path.resolve(__dirname, "..", "run-policy-pack");
 const FIXTURES = path.join(__dirname, "fixtures");
@@ -27,7 +27,9 @@ interface PreviewResult {
 }
 
 const stacks: TestStack[] = [];
-afterAll(() => stacks.forEach((t) => t.destroyWorkspace()));
+afterAll(() => {
+  for (const t of stacks) t.destroyWorkspace();
+});
 
 async function previewWithPack(fixture: string): Promise<PreviewResult> {
   const t = await testStack(undefined, {}, { programDir: path.join(FIXTURES, fixture), pulumiYaml: PULUMI_YAML });
@@ -53,7 +55,11 @@ async function previewWithPack(fixture: string): Promise<PreviewResult> {
   return { failed, error, violations };
 }
 
-const byPolicy = (r: PreviewResult, name: string) => r.violations.filter((v) => v.policy === name).map((v) => v.message).sort();
+const byPolicy = (r: PreviewResult, name: string) =>
+  r.violations
+    .filter((v) => v.policy === name)
+    .map((v) => v.message)
+    .sort();
 const policiesReported = (r: PreviewResult) => [...new Set(r.violations.map((v) => v.policy))].sort();
 
 describe("policy pack (real engine, pulumi preview --policy-pack)", () => {
@@ -78,7 +84,8 @@ describe("policy pack (real engine, pulumi preview --policy-pack)", () => {
     const r = await previewWithPack("security-definer-pins-search-path");
     expect(policiesReported(r)).toEqual(["security-definer-pins-search-path"]);
     const where = "function public.fixture_fn(uuid) (sql/functions/fixture.sql)";
-    const anon = "(Supabase's default privileges grant new functions to anon, which a REVOKE ... FROM PUBLIC leaves in place: add REVOKE EXECUTE ON FUNCTION ... FROM anon after its CREATE)";
+    const anon =
+      "(Supabase's default privileges grant new functions to anon, which a REVOKE ... FROM PUBLIC leaves in place: add REVOKE EXECUTE ON FUNCTION ... FROM anon after its CREATE)";
     expect(byPolicy(r, "security-definer-pins-search-path")).toEqual([
       `${where}: SECURITY DEFINER function public.fixture_empty_path does not revoke EXECUTE from anon explicitly ${anon}`,
       `${where}: SECURITY DEFINER function public.fixture_empty_path pins search_path = "", which does not end with pg_temp (an empty search_path still searches the temporary schema first): ` +
@@ -106,10 +113,12 @@ describe("policy pack (real engine, pulumi preview --policy-pack)", () => {
   it("allocation-shares-valid: fails the preview for shares summing to 110% with sms left out", async () => {
     const r = await previewWithPack("allocation-shares-valid");
     expect(policiesReported(r)).toEqual(["allocation-shares-valid"]);
-    expect(byPolicy(r, "allocation-shares-valid")).toEqual([
-      "backfill: split shares sum to 1.1 (ai 0.4 + whatsapp 0.4 + email 0.3 + sms undefined), more than 1",
-      "backfill: split.sms is undefined, expected a share from 0 to 1 (every pool must be stated, 0 included)",
-    ].map((m) => m.replace(/^backfill:/, "backfill backfill:")));
+    expect(byPolicy(r, "allocation-shares-valid")).toEqual(
+      [
+        "backfill: split shares sum to 1.1 (ai 0.4 + whatsapp 0.4 + email 0.3 + sms undefined), more than 1",
+        "backfill: split.sms is undefined, expected a share from 0 to 1 (every pool must be stated, 0 included)",
+      ].map((m) => m.replace(/^backfill:/, "backfill backfill:")),
+    );
     expect(r.failed).toBe(true);
   });
 

@@ -29,7 +29,15 @@ describe("security-definer-pins-search-path: reading the SQL", () => {
   it("finds v1's three flaws in the live consume_credits_rpc (facts.md #6)", () => {
     const v1 = fs.readFileSync(path.join(SQL_ROOT, "baseline", "03_consume_credits_rpc_v1.sql"), "utf8");
     expect(analyzeFunctions(v1)).toEqual([
-      { name: "public.consume_credits_rpc", securityDefiner: true, pinsSearchPath: false, searchPath: null, revokedFromPublic: false, revokedFromAnon: false, grantedTo: [] },
+      {
+        name: "public.consume_credits_rpc",
+        securityDefiner: true,
+        pinsSearchPath: false,
+        searchPath: null,
+        revokedFromPublic: false,
+        revokedFromAnon: false,
+        grantedTo: [],
+      },
     ]);
   });
 
@@ -56,7 +64,15 @@ describe("security-definer-pins-search-path: reading the SQL", () => {
                  ALTER FUNCTION guardian.g(uuid) SET search_path = pg_catalog, pg_temp;
                  GRANT EXECUTE ON FUNCTION guardian.g(uuid) TO authenticated, anon;`;
     expect(analyzeFunctions(sql)).toEqual([
-      { name: "guardian.g", securityDefiner: true, pinsSearchPath: true, searchPath: ["pg_catalog", "pg_temp"], revokedFromPublic: false, revokedFromAnon: false, grantedTo: ["anon"] },
+      {
+        name: "guardian.g",
+        securityDefiner: true,
+        pinsSearchPath: true,
+        searchPath: ["pg_catalog", "pg_temp"],
+        revokedFromPublic: false,
+        revokedFromAnon: false,
+        grantedTo: ["anon"],
+      },
     ]);
   });
 
@@ -148,7 +164,12 @@ describe("security-definer-pins-search-path: reading the SQL", () => {
   const files = fs
     .readdirSync(SQL_ROOT)
     .filter((d) => d !== "baseline" && fs.statSync(path.join(SQL_ROOT, d)).isDirectory())
-    .flatMap((d) => fs.readdirSync(path.join(SQL_ROOT, d)).filter((f) => f.endsWith(".sql")).map((f) => `${d}/${f}`))
+    .flatMap((d) =>
+      fs
+        .readdirSync(path.join(SQL_ROOT, d))
+        .filter((f) => f.endsWith(".sql"))
+        .map((f) => `${d}/${f}`),
+    )
     .filter((f) => /security\s+definer/i.test(fs.readFileSync(path.join(SQL_ROOT, f), "utf8")));
   it.each(files)("sql/%s passes the rule", (file) => {
     const sql = loadSql(file).text; // rendered, as the component passes it ({{profile_role:p}} is not SQL)
@@ -158,7 +179,8 @@ describe("security-definer-pins-search-path: reading the SQL", () => {
 
 describe("security-definer-pins-search-path: SQL shapes a regular expression reads wrongly (PostgreSQL's parser)", () => {
   const pinned = "SET search_path = pg_catalog, pg_temp";
-  const facts = (sql: string) => analyzeFunctions(sql).map((f) => [f.name, f.securityDefiner, f.searchPath, f.revokedFromPublic, f.revokedFromAnon, f.grantedTo]);
+  const facts = (sql: string) =>
+    analyzeFunctions(sql).map((f) => [f.name, f.securityDefiner, f.searchPath, f.revokedFromPublic, f.revokedFromAnon, f.grantedTo]);
 
   it("holds each overload to its own REVOKE and ALTER: revoking f(text) leaves f(uuid) executable", () => {
     const sql = `CREATE FUNCTION public.f(p uuid) RETURNS int LANGUAGE sql SECURITY DEFINER AS 'SELECT 1';
@@ -231,22 +253,36 @@ describe("security-definer-pins-search-path: SQL shapes a regular expression rea
   });
 
   it("reads every project SQL file with PostgreSQL's parser once rendered (sql/baseline included)", () => {
-    const all = fs.readdirSync(SQL_ROOT).filter((d) => fs.statSync(path.join(SQL_ROOT, d)).isDirectory())
-      .flatMap((d) => fs.readdirSync(path.join(SQL_ROOT, d)).filter((f) => f.endsWith(".sql")).map((f) => `${d}/${f}`));
+    const all = fs
+      .readdirSync(SQL_ROOT)
+      .filter((d) => fs.statSync(path.join(SQL_ROOT, d)).isDirectory())
+      .flatMap((d) =>
+        fs
+          .readdirSync(path.join(SQL_ROOT, d))
+          .filter((f) => f.endsWith(".sql"))
+          .map((f) => `${d}/${f}`),
+      );
     expect(all.length).toBeGreaterThan(40);
     for (const f of all) expect(() => analyzeFunctions(loadSql(f).text), f).not.toThrow();
   });
 });
 
 describe("tenant-tables-have-rls: reading the SQL with PostgreSQL's parser", () => {
-  const obj = (name: string, kind: string, sql: string, meta: Record<string, unknown> = {}) =>
-    ({ type: "pulumi-nodejs:dynamic/guardian:SqlObject", name, urn: `urn:${name}`, props: { kind, objectName: name, sql, meta }, dependencies: [] });
+  const obj = (name: string, kind: string, sql: string, meta: Record<string, unknown> = {}) => ({
+    type: "pulumi-nodejs:dynamic/guardian:SqlObject",
+    name,
+    urn: `urn:${name}`,
+    props: { kind, objectName: name, sql, meta },
+    dependencies: [],
+  });
   const complete = ["organizations", "organization_credits", "credit_consumption_logs", "credit_actions"].flatMap((t) => [
     obj(`rls-${t}`, "rls", `ALTER TABLE public.${t} ENABLE ROW LEVEL SECURITY;`, { table: `public.${t}`, tenantData: true }),
     obj(`policy-${t}`, "policy", `CREATE POLICY guardian_select ON public.${t} FOR SELECT TO authenticated USING (false);`, { table: `public.${t}` }),
   ]);
   const messages = (extra: ReturnType<typeof obj>[], replace: Record<string, string> = {}) =>
-    tenantTablesHaveRls([...complete.map((r) => (replace[r.name] ? { ...r, props: { ...r.props, sql: replace[r.name] } } : r)), ...extra]).map((v) => v.message);
+    tenantTablesHaveRls([...complete.map((r) => (replace[r.name] ? { ...r, props: { ...r.props, sql: replace[r.name] } } : r)), ...extra]).map(
+      (v) => v.message,
+    );
 
   it("accepts the tables each enabled by its rls object", () => {
     expect(messages([])).toEqual([]);
@@ -256,10 +292,13 @@ describe("tenant-tables-have-rls: reading the SQL with PostgreSQL's parser", () 
     expect(messages([obj("cleanup", "sql", "DO $$ BEGIN ALTER TABLE public.organization_credits DISABLE ROW LEVEL SECURITY; END $$;")])).toEqual([
       "sql cleanup disables row level security",
     ]);
-    expect(messages([], {
-      "rls-organizations": "-- ALTER TABLE public.organizations ENABLE ROW LEVEL SECURITY;\nSELECT 'ALTER TABLE public.organizations ENABLE ROW LEVEL SECURITY';",
-      "rls-credit_actions": "ALTER TABLE public.organizations ENABLE ROW LEVEL SECURITY;",
-    })).toEqual([
+    expect(
+      messages([], {
+        "rls-organizations":
+          "-- ALTER TABLE public.organizations ENABLE ROW LEVEL SECURITY;\nSELECT 'ALTER TABLE public.organizations ENABLE ROW LEVEL SECURITY';",
+        "rls-credit_actions": "ALTER TABLE public.organizations ENABLE ROW LEVEL SECURITY;",
+      }),
+    ).toEqual([
       "rls resource rls-organizations (public.organizations): its SQL does not ENABLE ROW LEVEL SECURITY on organizations",
       "rls resource rls-credit_actions (public.credit_actions): its SQL does not ENABLE ROW LEVEL SECURITY on credit_actions",
     ]);
@@ -304,7 +343,10 @@ describe("plan margins, every pool counted", () => {
 
   it("computes starter at 69.2% and premium at 65.5% with SMS (facts.md), skipping custom and free plans", () => {
     const { margins, skipped } = planMargins(meta);
-    expect(margins.map((m) => [m.plan, m.marginPct, m.costEur])).toEqual([["premium", 65.54, 51.34], ["starter", 69.18, 5.855]]);
+    expect(margins.map((m) => [m.plan, m.marginPct, m.costEur])).toEqual([
+      ["premium", 65.54, 51.34],
+      ["starter", 69.18, 5.855],
+    ]);
     expect(skipped).toEqual(["enterprise (price custom)", "trial_14 (price 0)"]);
   });
 

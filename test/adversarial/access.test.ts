@@ -77,12 +77,18 @@ describe("direct writes on the credit tables", () => {
     ["raise its own pool", `UPDATE public.organization_credits SET ai_credits_available = 1000000 WHERE organization_id = :A`],
     ["raise its own unified balance", `UPDATE public.organization_credits SET credits_remaining = 1000000 WHERE organization_id = :A`],
     ["drain another org", `UPDATE public.organization_credits SET ai_credits_available = 0 WHERE organization_id = :B`],
-    ["create a credit account", `INSERT INTO public.organization_credits (organization_id, plan_name, total_credits, credits_remaining) VALUES (gen_random_uuid(), 'premium', 99999, 99999)`],
+    [
+      "create a credit account",
+      `INSERT INTO public.organization_credits (organization_id, plan_name, total_credits, credits_remaining) VALUES (gen_random_uuid(), 'premium', 99999, 99999)`,
+    ],
     ["delete another org's account", `DELETE FROM public.organization_credits WHERE organization_id = :B`],
     ["make an action free", `UPDATE public.credit_actions SET credits_cost = 0, ai_credits_required = 0`],
     ["add an action", `INSERT INTO public.credit_actions (action_type, credits_cost) VALUES ('free_lunch', 0)`],
     ["delete the catalogue", `DELETE FROM public.credit_actions`],
-    ["forge a consumption record", `INSERT INTO public.credit_consumption_logs (organization_id, action_type, credits_consumed, credits_remaining, success) VALUES (:A, 'ai_chat', 1, 0, true)`],
+    [
+      "forge a consumption record",
+      `INSERT INTO public.credit_consumption_logs (organization_id, action_type, credits_consumed, credits_remaining, success) VALUES (:A, 'ai_chat', 1, 0, true)`,
+    ],
     ["rewrite its consumption history", `UPDATE public.credit_consumption_logs SET success = false WHERE organization_id = :A`],
     ["erase its consumption history", `DELETE FROM public.credit_consumption_logs WHERE organization_id = :A`],
     ["truncate the log", `TRUNCATE public.credit_consumption_logs`],
@@ -131,7 +137,11 @@ describe("escalation through profiles", () => {
   it("a signed-up user cannot create a profile in someone else's organization", async () => {
     const newcomer = uuid();
     await bf.db.query(`INSERT INTO auth.users (id) VALUES ($1)`, [newcomer]);
-    const e = await refusedUnchanged({ role: "authenticated", sub: newcomer }, `INSERT INTO public.profiles (id, organization_id, role) VALUES ($1, $2, 'super_admin')`, [newcomer, bf.org.B]);
+    const e = await refusedUnchanged(
+      { role: "authenticated", sub: newcomer },
+      `INSERT INTO public.profiles (id, organization_id, role) VALUES ($1, $2, 'super_admin')`,
+      [newcomer, bf.org.B],
+    );
     expect(e.message).toBe("permission denied for table profiles");
   });
 });
@@ -150,7 +160,9 @@ describe("internal functions", () => {
 
   it("anon and authenticated can execute no function of schema guardian", async () => {
     const fns = await guardianFunctions();
-    expect(fns.map((f) => f.signature)).toEqual(expect.arrayContaining(["guardian.may_consume_for(uuid)", "guardian.erase_user(uuid)", "guardian.purge_audit(interval)"]));
+    expect(fns.map((f) => f.signature)).toEqual(
+      expect.arrayContaining(["guardian.may_consume_for(uuid)", "guardian.erase_user(uuid)", "guardian.purge_audit(interval)"]),
+    );
     for (const who of [anon, memberA(), { role: "authenticated" as const, sub: bf.user.superAdmin }]) {
       for (const f of fns) {
         const e = await refusedUnchanged(who, f.call);

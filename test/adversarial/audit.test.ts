@@ -33,7 +33,11 @@ describe("forged consumption records (issue 12, finding 6)", () => {
 
   it("service_role cannot forge records in bulk with COPY either", async () => {
     const before = await state(bf.db);
-    const e = await refused(bf.db, service, `COPY public.credit_consumption_logs (organization_id, action_type, credits_consumed, credits_remaining, success) FROM STDIN`);
+    const e = await refused(
+      bf.db,
+      service,
+      `COPY public.credit_consumption_logs (organization_id, action_type, credits_consumed, credits_remaining, success) FROM STDIN`,
+    );
     expect(e.message).toBe("permission denied for table credit_consumption_logs");
     expect(await state(bf.db)).toEqual(before);
   });

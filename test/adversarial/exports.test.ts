@@ -78,7 +78,8 @@ describe("backup exports", () => {
       // Nothing but that verdict (and its journal entry) changed: balances, logs, the backup schema itself.
       const after = await state(bf.db);
       expect(after.balances).toEqual(before.balances);
-      for (const t of Object.keys(before.md5).filter((x) => x !== "guardian.backups" && x !== "guardian.migration_journal")) expect(after.md5[t], t).toBe(before.md5[t]);
+      for (const t of Object.keys(before.md5).filter((x) => x !== "guardian.backups" && x !== "guardian.migration_journal"))
+        expect(after.md5[t], t).toBe(before.md5[t]);
       expect(after.rows["guardian.migration_journal"]).toBe(before.rows["guardian.migration_journal"] + 1);
     } finally {
       fs.chmodSync(file, 0o600);
@@ -112,7 +113,9 @@ describe("backup exports", () => {
     try {
       const e = await restoreExport(bf.exportDir, target.url).catch((x) => x);
       expect(e).toBeInstanceOf(RestoreError);
-      expect(e.message).toMatch(/^restore of guardian_backup_\w+ refused, nothing was written:\n {2}- export file \S+credit_consumption_logs\.copy is readable or writable by group or others \(mode 0604\)/);
+      expect(e.message).toMatch(
+        /^restore of guardian_backup_\w+ refused, nothing was written:\n {2}- export file \S+credit_consumption_logs\.copy is readable or writable by group or others \(mode 0604\)/,
+      );
       const [{ n }] = await target.query(`SELECT count(*)::int AS n FROM pg_class c JOIN pg_namespace s ON s.oid = c.relnamespace WHERE s.nspname = 'public'`);
       expect(n).toBe(0);
     } finally {

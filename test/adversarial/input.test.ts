@@ -25,7 +25,13 @@ async function call(who: Who, sql: string, params: unknown[]): Promise<any> {
 }
 
 describe("quantities out of range", () => {
-  for (const [label, q] of [["0", 0], ["-5", -5], ["100001", 100001], ["NULL", null], ["2147483647", 2147483647]] as const) {
+  for (const [label, q] of [
+    ["0", 0],
+    ["-5", -5],
+    ["100001", 100001],
+    ["NULL", null],
+    ["2147483647", 2147483647],
+  ] as const) {
     it(`quantity ${label} on its own org is INVALID_QUANTITY, as a member and as service_role; nothing changes`, async () => {
       const before = await state(bf.db);
       for (const who of [memberA(), service]) {
@@ -40,7 +46,10 @@ describe("quantities out of range", () => {
     const before = await state(bf.db);
     const r = await call(memberA(), `SELECT public.consume_credits_batch($1, $2::jsonb) AS r`, [
       bf.org.A,
-      JSON.stringify([{ action_type: "ai_chat", quantity: 1 }, { action_type: "ai_chat", quantity: -5 }]),
+      JSON.stringify([
+        { action_type: "ai_chat", quantity: 1 },
+        { action_type: "ai_chat", quantity: -5 },
+      ]),
     ]);
     expect(r).toMatchObject({ success: false, error_code: "INVALID_QUANTITY", index: 1 });
     expect(await state(bf.db)).toEqual(before);
@@ -69,12 +78,16 @@ describe("injection in action types", () => {
     "",
   ];
   for (const p of payloads) {
-    it(`action type ${JSON.stringify(p.length > 60 ? p.slice(0, 20) + `… (${p.length} chars)` : p)} is UNKNOWN_ACTION (or refused); the catalogue and balances are unchanged`, async () => {
+    it(`action type ${JSON.stringify(p.length > 60 ? `${p.slice(0, 20)}… (${p.length} chars)` : p)} is UNKNOWN_ACTION (or refused); the catalogue and balances are unchanged`, async () => {
       const before = await state(bf.db);
       const r = await attempt(bf.db, memberA(), `SELECT public.consume_credits_rpc($1, $2, 1) AS r`, [bf.org.A, p]);
-      if (r.error) expect(r.error.message).toMatch(/invalid byte sequence|null character/); // \0 never reaches SQL
+      if (r.error)
+        expect(r.error.message).toMatch(/invalid byte sequence|null character/); // \0 never reaches SQL
       else expect(r.rows![0].r).toMatchObject({ success: false, error_code: "UNKNOWN_ACTION" });
-      const b = await attempt(bf.db, memberA(), `SELECT public.consume_credits_batch($1, $2::jsonb) AS r`, [bf.org.A, JSON.stringify([{ action_type: p, quantity: 1 }])]);
+      const b = await attempt(bf.db, memberA(), `SELECT public.consume_credits_batch($1, $2::jsonb) AS r`, [
+        bf.org.A,
+        JSON.stringify([{ action_type: p, quantity: 1 }]),
+      ]);
       if (b.error) expect(b.error.message).toMatch(/unsupported Unicode escape sequence|null character|invalid byte sequence/);
       else expect(b.rows![0].r).toMatchObject({ success: false, error_code: "UNKNOWN_ACTION" });
       expect(await state(bf.db)).toEqual(before);

@@ -130,7 +130,9 @@ describe("temporary-schema shadowing (issue 12, finding 1): the attacker's code 
     // May FAIL until sql/functions pins search_path = pg_catalog, pg_temp (see the header).
     it(`shadowing ${label}, then consume_credits_rpc for its own org: one honest debit, nothing else`, async () => {
       const before = await state(bf.db);
-      const r = await attack(shadows, [{ sql: `SELECT public.consume_credits_rpc($1, 'ai_chat', 1, $2) AS r`, params: [bf.org.B, `own-${label.slice(0, 8)}`] }]);
+      const r = await attack(shadows, [
+        { sql: `SELECT public.consume_credits_rpc($1, 'ai_chat', 1, $2) AS r`, params: [bf.org.B, `own-${label.slice(0, 8)}`] },
+      ]);
       expect(escalations(r.notices)).toEqual([]);
       expect(r.marksInSession).toBe(0);
       expect(r.errors).toEqual([]);

@@ -2,7 +2,7 @@
  * The allocation rule of the contract, written a second time in TypeScript, independently of the SQL, so tests
  * compare the database against the spec rather than against itself.
  */
-import { DEFAULT_PLANS, DEFAULT_SPLIT, POOLS, Pool } from "../../lib/config";
+import { DEFAULT_PLANS, DEFAULT_SPLIT, POOLS, type Pool } from "../../lib/config";
 
 export interface Pools {
   total: Record<Pool, number>;
@@ -19,7 +19,7 @@ export function expectedPools(
   split: Record<Pool, number> = DEFAULT_SPLIT,
 ): Pools {
   const key = (planName ?? "").trim().toLowerCase();
-  const plan = Object.prototype.hasOwnProperty.call(plans, key) ? plans[key] : undefined;
+  const plan = Object.hasOwn(plans, key) ? plans[key] : undefined;
   if (plan) {
     const p = { ai: plan.ai, whatsapp: plan.whatsapp, email: plan.email, sms: plan.sms };
     return { total: { ...p }, available: { ...p }, rule: `plan:${key}`, clamped: false };

@@ -11,7 +11,6 @@ import { POOLS } from "../../lib/config";
 import { explainSqlError, loadSql } from "../../lib/sql";
 import { freshDb, type TestDb } from "./db";
 
-
 /** Runs SQL files (paths under sql/) in one transaction each, errors located in their file. */
 export async function applySqlFiles(db: TestDb, files: string[]): Promise<void> {
   const c = await db.client();
@@ -69,10 +68,14 @@ export async function writeCatalogue(db: TestDb, config: Pick<GuardianConfig, "p
     await c.query("BEGIN");
     await c.query("DELETE FROM guardian.plan_catalogue");
     for (const [name, p] of Object.entries(config.plans)) {
-      await c.query(
-        "INSERT INTO guardian.plan_catalogue (plan_name, price_eur, ai, whatsapp, email, sms) VALUES ($1, $2, $3, $4, $5, $6)",
-        [name, p.priceEur, p.ai, p.whatsapp, p.email, p.sms],
-      );
+      await c.query("INSERT INTO guardian.plan_catalogue (plan_name, price_eur, ai, whatsapp, email, sms) VALUES ($1, $2, $3, $4, $5, $6)", [
+        name,
+        p.priceEur,
+        p.ai,
+        p.whatsapp,
+        p.email,
+        p.sms,
+      ]);
     }
     await c.query("DELETE FROM guardian.provider_costs");
     for (const pool of POOLS) {
@@ -88,13 +91,8 @@ export async function writeCatalogue(db: TestDb, config: Pick<GuardianConfig, "p
 }
 
 /** An organization with a credit row; returns its id. */
-export async function makeOrg(
-  db: TestDb,
-  opts: { plan?: string; creditModel?: CreditModel; epoch?: number } = {},
-): Promise<string> {
-  const [o] = await db.query<{ id: string }>(
-    `INSERT INTO public.organizations (name, slug) VALUES ('Org', 'org-' || gen_random_uuid()) RETURNING id`,
-  );
+export async function makeOrg(db: TestDb, opts: { plan?: string; creditModel?: CreditModel; epoch?: number } = {}): Promise<string> {
+  const [o] = await db.query<{ id: string }>(`INSERT INTO public.organizations (name, slug) VALUES ('Org', 'org-' || gen_random_uuid()) RETURNING id`);
   await db.query(
     `INSERT INTO public.organization_credits (organization_id, plan_name, total_credits, credits_remaining, credit_model, allocation_epoch)
      VALUES ($1, $2, 1000, 1000, $3, $4)`,
@@ -131,10 +129,22 @@ export async function insertLog(db: TestDb, r: LogRow): Promise<number> {
      VALUES ($1, $2, $3, 0, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, now() - $16::interval)
      RETURNING id`,
     [
-      r.organizationId, r.actionType ?? "ai_chat", r.success === false ? 0 : r.quantity ?? 1, r.success ?? true,
-      r.success === false ? "Insufficient credits" : null, r.quantity ?? 1, r.ai ?? 0, r.whatsapp ?? 0, r.email ?? 0,
-      r.sms ?? 0, r.userId ?? null, r.idempotencyKey ?? null, r.creditModel === undefined ? "multi" : r.creditModel,
-      r.epoch === undefined ? 0 : r.epoch, r.errorCode ?? null, r.age ?? "0 seconds",
+      r.organizationId,
+      r.actionType ?? "ai_chat",
+      r.success === false ? 0 : (r.quantity ?? 1),
+      r.success ?? true,
+      r.success === false ? "Insufficient credits" : null,
+      r.quantity ?? 1,
+      r.ai ?? 0,
+      r.whatsapp ?? 0,
+      r.email ?? 0,
+      r.sms ?? 0,
+      r.userId ?? null,
+      r.idempotencyKey ?? null,
+      r.creditModel === undefined ? "multi" : r.creditModel,
+      r.epoch === undefined ? 0 : r.epoch,
+      r.errorCode ?? null,
+      r.age ?? "0 seconds",
     ],
   );
   return Number(row.id);

@@ -11,7 +11,7 @@
  * runner, a lost machine) kills them too. `killSession` therefore kills every process of the CLI's session: the CLI
  * is spawned detached (setsid, so session id = its pid) and the plugins keep that session id.
  */
-import { ChildProcess, execFile, spawn } from "child_process";
+import { type ChildProcess, execFile, spawn } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { promisify } from "util";

@@ -6,7 +6,7 @@ import * as crypto from "crypto";
 import type { Client } from "pg";
 import { ensureBaseline } from "../../lib/baseline";
 import { connect } from "../../lib/db";
-import { createDatabase, dropDatabase, findPgServer, PgServer } from "../../lib/pgserver";
+import { createDatabase, dropDatabase, findPgServer, type PgServer } from "../../lib/pgserver";
 
 let serverPromise: Promise<PgServer> | undefined;
 export function pgServer(): Promise<PgServer> {
@@ -54,11 +54,7 @@ export async function freshDb(opts: { baseline?: boolean; prefix?: string } = {}
 }
 
 /** Runs fn in a session that looks like a Supabase request: SET ROLE + request.jwt.claims. */
-export async function asUser<T>(
-  db: TestDb,
-  who: { role: "anon" | "authenticated" | "service_role"; sub?: string },
-  fn: (c: Client) => Promise<T>,
-): Promise<T> {
+export async function asUser<T>(db: TestDb, who: { role: "anon" | "authenticated" | "service_role"; sub?: string }, fn: (c: Client) => Promise<T>): Promise<T> {
   const c = await db.client();
   try {
     await c.query("BEGIN");

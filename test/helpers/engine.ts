@@ -6,7 +6,7 @@
 import * as crypto from "crypto";
 import type { Client } from "pg";
 import { actionCatalogueSql, planCatalogueSql } from "../../lib/catalogueSql";
-import { CreditModel, GuardianConfig, parseConfig, PoolAmounts } from "../../lib/config";
+import { type CreditModel, type GuardianConfig, parseConfig, type PoolAmounts } from "../../lib/config";
 import { inTransaction } from "../../lib/db";
 import { explainSqlError, loadSql } from "../../lib/sql";
 import { CREDIT_FUNCTIONS } from "../../components/creditFunctions";

@@ -3,8 +3,8 @@
  * facts the tests assert.
  */
 import { seed } from "../../scripts/seed";
-import { freshDb, TestDb } from "./db";
-import { collect, testStack, TestStack } from "./stack";
+import { freshDb, type TestDb } from "./db";
+import { collect, testStack, type TestStack } from "./stack";
 
 export interface Migrated {
   db: TestDb;

@@ -14,7 +14,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import type { Client } from "pg";
-import { freshDb, TestDb } from "./db";
+import { freshDb, type TestDb } from "./db";
 
 const ROOT = path.resolve(__dirname, "..", "..");
 const SUPABASE_SQL = path.join(ROOT, "sql", "baseline", "01_supabase.sql");
@@ -126,9 +126,21 @@ const PLAN_CREDITS: Record<string, number> = {
 
 /** Weighted plan mix for the organizations beyond the forced ones (weights sum to 100). */
 const PLAN_MIX: ReadonlyArray<readonly [string, number]> = [
-  ["free", 23], ["starter", 14], ["professional", 12], ["business", 8], ["premium", 5], ["enterprise", 3],
-  ["trial_14", 16], ["pro", 4], ["advanced", 3], ["freelancer", 4], ["agency", 3], ["studio", 2],
-  [" Pro", 1], ["STARTER ", 1], ["Professional", 1],
+  ["free", 23],
+  ["starter", 14],
+  ["professional", 12],
+  ["business", 8],
+  ["premium", 5],
+  ["enterprise", 3],
+  ["trial_14", 16],
+  ["pro", 4],
+  ["advanced", 3],
+  ["freelancer", 4],
+  ["agency", 3],
+  ["studio", 2],
+  [" Pro", 1],
+  ["STARTER ", 1],
+  ["Professional", 1],
 ];
 
 /**
@@ -136,11 +148,24 @@ const PLAN_MIX: ReadonlyArray<readonly [string, number]> = [
  * 'none' = no credit row; 'negative' = negative credits_remaining; 'expired'/'active' = trial state.
  */
 const FORCED: ReadonlyArray<{ plan: string; kind?: "none" | "negative" | "expired" | "active" }> = [
-  { plan: "free" }, { plan: "starter" }, { plan: "professional" }, { plan: "business" }, { plan: "premium" },
-  { plan: "enterprise" }, { plan: "trial_14", kind: "expired" }, { plan: "trial_14", kind: "active" },
-  { plan: "pro" }, { plan: "advanced" }, { plan: "freelancer" }, { plan: "agency" }, { plan: "studio" },
-  { plan: " Pro" }, { plan: "STARTER " }, { plan: "Professional" },
-  { plan: "free", kind: "none" }, { plan: "starter", kind: "negative" },
+  { plan: "free" },
+  { plan: "starter" },
+  { plan: "professional" },
+  { plan: "business" },
+  { plan: "premium" },
+  { plan: "enterprise" },
+  { plan: "trial_14", kind: "expired" },
+  { plan: "trial_14", kind: "active" },
+  { plan: "pro" },
+  { plan: "advanced" },
+  { plan: "freelancer" },
+  { plan: "agency" },
+  { plan: "studio" },
+  { plan: " Pro" },
+  { plan: "STARTER " },
+  { plan: "Professional" },
+  { plan: "free", kind: "none" },
+  { plan: "starter", kind: "negative" },
 ];
 
 export const REAL_CRM_FACTS: RealCrmFacts = {
@@ -148,7 +173,16 @@ export const REAL_CRM_FACTS: RealCrmFacts = {
   columns: {
     organizations: ["id", "name", "slug", "owner_id", "settings", "subscription_tier", "status", "vertical", "created_at", "updated_at"],
     profiles: ["id", "organization_id", "user_role", "email", "full_name", "created_at"],
-    organization_credits: ["organization_id", "plan_name", "total_credits", "credits_remaining", "cycle_start_date", "cycle_end_date", "created_at", "updated_at"],
+    organization_credits: [
+      "organization_id",
+      "plan_name",
+      "total_credits",
+      "credits_remaining",
+      "cycle_start_date",
+      "cycle_end_date",
+      "created_at",
+      "updated_at",
+    ],
     credit_actions: ["action_type", "credits_cost", "description", "created_at"],
     credit_consumption_logs: ["id", "organization_id", "action_type", "credits_consumed", "credits_remaining", "success", "error_message", "created_at"],
   },
@@ -215,18 +249,22 @@ async function runFile(c: Client, file: string): Promise<void> {
  */
 function dataStatements(orgs: number, seed: number, anchor: Date): string[] {
   const inline = (s: string) =>
-    s.replace(/\$1::int/g, `(${orgs})`).replace(/\$2::int/g, `(${seed})`).replace(/\$3::timestamptz/g, `'${anchor.toISOString()}'::timestamptz`);
+    s
+      .replace(/\$1::int/g, `(${orgs})`)
+      .replace(/\$2::int/g, `(${seed})`)
+      .replace(/\$3::timestamptz/g, `'${anchor.toISOString()}'::timestamptz`);
   return statementTemplates().map(inline);
 }
 
 function statementTemplates(): string[] {
   const mix = PLAN_MIX.map(([p, w], k) => `(${sqlText(p)}, ${w}, ${k + 1})`).join(", ");
-  const credits = Object.entries(PLAN_CREDITS).map(([p, n]) => `(${sqlText(p)}, ${n})`).join(", ");
+  const credits = Object.entries(PLAN_CREDITS)
+    .map(([p, n]) => `(${sqlText(p)}, ${n})`)
+    .join(", ");
   const forced = FORCED.map((f, k) => `(${k + 1}, ${sqlText(f.plan)}, ${f.kind ? sqlText(f.kind) : "NULL"})`).join(", ");
   const actions = `ARRAY[${Object.keys(ACTION_COSTS).map(sqlText).join(", ")}]::text[]`;
   // rnd(seed, i, salt) in [0, 1): the first 32 bits of an md5; uid(seed, kind) a name-based uuid.
-  const rnd = (i: string, salt: string) =>
-    `(('x' || substr(md5($2::int || ':' || ${i} || ':${salt}'), 1, 8))::bit(32)::bigint / 4294967296.0)`;
+  const rnd = (i: string, salt: string) => `(('x' || substr(md5($2::int || ':' || ${i} || ':${salt}'), 1, 8))::bit(32)::bigint / 4294967296.0)`;
   const uid = (kind: string) => `md5('real-crm:' || $2::int || ':${kind}')::uuid`;
   return [
     // One row per organization with every choice made.

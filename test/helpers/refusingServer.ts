@@ -27,7 +27,7 @@ export function refusingServer(): Promise<{ port: number; close: () => void; con
         sock.write(msg("R", cleartext));
         return;
       }
-      const fields = ["SFATAL", "VFATAL", "C28P01", 'Mpassword authentication failed for user "guardian"'].map((f) => Buffer.from(f + "\0"));
+      const fields = ["SFATAL", "VFATAL", "C28P01", 'Mpassword authentication failed for user "guardian"'].map((f) => Buffer.from(`${f}\0`));
       done = true;
       sock.end(msg("E", Buffer.concat([...fields, Buffer.from("\0")])));
     });

@@ -9,7 +9,7 @@ import { execFileSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { LocalWorkspace, PulumiCommand, Stack, ConfigMap, EngineEvent } from "@pulumi/pulumi/automation";
+import { LocalWorkspace, PulumiCommand, Stack, type ConfigMap, type EngineEvent } from "@pulumi/pulumi/automation";
 
 export const PROJECT_ROOT = path.resolve(__dirname, "..", "..");
 const PASSPHRASE = "guardian-test-passphrase";

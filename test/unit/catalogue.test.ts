@@ -3,9 +3,7 @@
  * go/no-go detection of catalogue actions the config does not map.
  */
 import { describe, expect, it } from "vitest";
-import {
-  actionCatalogueProbe, actionCatalogueSql, findUnmappedActions, planCatalogueSql, priceChanges, sqlNumber, sqlString,
-} from "../../lib/catalogueSql";
+import { actionCatalogueProbe, actionCatalogueSql, findUnmappedActions, planCatalogueSql, priceChanges, sqlNumber, sqlString } from "../../lib/catalogueSql";
 import { DEFAULT_ACTIONS, parseConfig } from "../../lib/config";
 import { sha256 } from "../../lib/sql";
 
@@ -69,10 +67,14 @@ describe("actionCatalogueSql", () => {
   });
 
   it("quotes descriptions and keeps the database's description when the config has none", () => {
-    const sql = actionCatalogueSql(config({ actions: {
-      quote_test: { creditsCost: 1, ai: 1, description: "it's a 'test'" },
-      bare: { creditsCost: 2, sms: 1 },
-    } }));
+    const sql = actionCatalogueSql(
+      config({
+        actions: {
+          quote_test: { creditsCost: 1, ai: 1, description: "it's a 'test'" },
+          bare: { creditsCost: 2, sms: 1 },
+        },
+      }),
+    );
     expect(sql).toContain("('quote_test', 1, 1, 0, 0, 0, 'it''s a ''test''')");
     expect(sql).toContain("('bare', 2, 0, 0, 0, 1, NULL)");
     expect(sql).toContain("description = coalesce(EXCLUDED.description, a.description)");
@@ -140,7 +142,10 @@ describe("findUnmappedActions", () => {
 
   it("does not take inherited object properties for mappings", () => {
     expect(findUnmappedActions(["constructor", "toString", "__proto__", "hasOwnProperty"], cfg)).toEqual([
-      "__proto__", "constructor", "hasOwnProperty", "toString",
+      "__proto__",
+      "constructor",
+      "hasOwnProperty",
+      "toString",
     ]);
   });
 });

@@ -1,7 +1,14 @@
 /** Config is validated before anything touches the database: one error, every problem, each naming its key. */
 import { describe, expect, it } from "vitest";
 import {
-  DEFAULT_ACTIONS, DEFAULT_PLANS, foreignConfigKeyProblems, GuardianConfigError, knownConfigKeys, nearestConfigKey, parseConfig, tlsSettings,
+  DEFAULT_ACTIONS,
+  DEFAULT_PLANS,
+  foreignConfigKeyProblems,
+  GuardianConfigError,
+  knownConfigKeys,
+  nearestConfigKey,
+  parseConfig,
+  tlsSettings,
 } from "../../lib/config";
 
 const URL = "postgres://postgres:s3cret-pw@db.example.invalid:5432/postgres";
@@ -60,11 +67,9 @@ describe("guardian config", () => {
   });
 
   it("reports every bad key at once, each by name", () => {
-    expect(
-      problems({ databaseUrl: URL, creditModel: "both", backfill: { batchSize: 0 }, marginTarget: "high" }),
-    ).toEqual([
+    expect(problems({ databaseUrl: URL, creditModel: "both", backfill: { batchSize: 0 }, marginTarget: "high" })).toEqual([
       'guardian:creditModel: Invalid option: expected one of "unified"|"multi", got "both"',
-      "guardian:marginTarget: Invalid input: expected number, received string, got \"high\"",
+      'guardian:marginTarget: Invalid input: expected number, received string, got "high"',
       "guardian:backfill.batchSize: Too small: expected number to be >0, got 0",
     ]);
   });
@@ -139,7 +144,10 @@ describe("guardian config", () => {
 
   it("reads guardian:tls: a mode, a root certificate file or its PEM (never echoed), not both", () => {
     expect(parseConfig({ databaseUrl: URL }).tls).toBeUndefined();
-    expect(parseConfig({ databaseUrl: URL, tls: '{"mode":"verify-full","rootCert":"certs/ca.crt"}' }).tls).toEqual({ mode: "verify-full", rootCert: "certs/ca.crt" });
+    expect(parseConfig({ databaseUrl: URL, tls: '{"mode":"verify-full","rootCert":"certs/ca.crt"}' }).tls).toEqual({
+      mode: "verify-full",
+      rootCert: "certs/ca.crt",
+    });
     expect(problems({ databaseUrl: URL, tls: { mode: "verify_full" } })).toEqual([
       'guardian:tls.mode: Invalid option: expected one of "disable"|"allow"|"prefer"|"require"|"verify-ca"|"verify-full", got "verify_full"',
     ]);
@@ -157,8 +165,6 @@ describe("guardian config", () => {
     const p = problems({ databaseUrl: "mysql://root:hunter2@h/db" });
     expect(p).toEqual(["guardian:databaseUrl: expected a postgres:// or postgresql:// connection string"]);
     expect(p.join()).not.toContain("hunter2");
-    expect(problems({})).toEqual([
-      "guardian:databaseUrl: required (set it with: pulumi config set --secret guardian:databaseUrl postgres://...)",
-    ]);
+    expect(problems({})).toEqual(["guardian:databaseUrl: required (set it with: pulumi config set --secret guardian:databaseUrl postgres://...)"]);
   });
 });

@@ -9,7 +9,11 @@ import { sha256 } from "../../lib/sql";
 import { actionCatalogueSql } from "../../lib/catalogueSql";
 import { loadSqlParser } from "../../lib/pgsql";
 
-interface Declared { type: string; name: string; inputs: Record<string, any> }
+interface Declared {
+  type: string;
+  name: string;
+  inputs: Record<string, any>;
+}
 const declared: Declared[] = [];
 
 beforeAll(loadSqlParser);
@@ -33,7 +37,7 @@ const ctx = () => {
   return { databaseUrl: pulumi.secret(config.databaseUrl), config };
 };
 const out = <T>(o: pulumi.Output<T>) => new Promise<T>((resolve) => o.apply(resolve));
-const children = (prefix: string) => declared.filter((d) => d.name.startsWith(prefix + "-"));
+const children = (prefix: string) => declared.filter((d) => d.name.startsWith(`${prefix}-`));
 
 describe("CreditSchema", () => {
   it("declares one retained SqlObject per schema file, named after its role", async () => {
@@ -41,8 +45,12 @@ describe("CreditSchema", () => {
     const c = new CreditSchema("cs", { ctx: ctx() });
     const shas = await out(c.sqlSha256);
     expect(Object.keys(shas)).toEqual([
-      "schema/01_guardian_schema.sql", "schema/02_organization_credits.sql", "schema/03_credit_actions.sql", "schema/04_credit_consumption_logs.sql",
-      "schema/05_validate_constraints.sql", "schema/06_consumption_log_index.sql",
+      "schema/01_guardian_schema.sql",
+      "schema/02_organization_credits.sql",
+      "schema/03_credit_actions.sql",
+      "schema/04_credit_consumption_logs.sql",
+      "schema/05_validate_constraints.sql",
+      "schema/06_consumption_log_index.sql",
     ]);
     await out(c.appliedFingerprints);
     const kids = children("cs");
@@ -65,7 +73,9 @@ describe("Catalogue", () => {
     const { Catalogue } = await import("../../components/catalogue");
     const x = ctx();
     const c = new Catalogue("cat", { ctx: x });
-    expect(await out(c.sqlSha256)).toMatchObject({ "(generated from guardian:actions)": sha256(actionCatalogueSql(x.config, { setPrices: x.config.creditModel === "multi" })) });
+    expect(await out(c.sqlSha256)).toMatchObject({
+      "(generated from guardian:actions)": sha256(actionCatalogueSql(x.config, { setPrices: x.config.creditModel === "multi" })),
+    });
     expect(await out(c.actionTypes)).toContain("ai_email_generation");
     await out(c.appliedFingerprints);
     expect(children("cat").map((k) => [k.name, k.inputs.kind, k.inputs.objectName, k.inputs.sqlFile, k.inputs.dropSql])).toEqual([
@@ -80,23 +90,42 @@ describe("CreditFunctions", () => {
     const { CreditFunctions } = await import("../../components/creditFunctions");
     const c = new CreditFunctions("fn", { ctx: ctx() });
     expect(await out(c.functionSignatures)).toEqual([
-      "guardian.may_consume_for(uuid)", "guardian.consume_debit(uuid,json,bigint,bigint,bigint,bigint,bigint,text,text,integer)",
-      "public.consume_credits_rpc(uuid,text,integer,text)", "public.consume_credits_batch(uuid,jsonb)",
+      "guardian.may_consume_for(uuid)",
+      "guardian.consume_debit(uuid,json,bigint,bigint,bigint,bigint,bigint,text,text,integer)",
+      "public.consume_credits_rpc(uuid,text,integer,text)",
+      "public.consume_credits_batch(uuid,jsonb)",
     ]);
     await out(c.appliedFingerprints);
     const kids = children("fn");
     expect(kids.map((k) => [k.name, k.inputs.kind, k.inputs.objectName, k.inputs.dropSql, k.inputs.meta])).toEqual([
-      ["fn-may-consume-for", "function", "guardian.may_consume_for(uuid)", "DROP FUNCTION IF EXISTS guardian.may_consume_for(uuid)",
-        { securityDefiner: false, searchPath: "pg_catalog, pg_temp", executeRoles: [] }],
-      ["fn-consume-debit", "function", "guardian.consume_debit(uuid,json,bigint,bigint,bigint,bigint,bigint,text,text,integer)",
+      [
+        "fn-may-consume-for",
+        "function",
+        "guardian.may_consume_for(uuid)",
+        "DROP FUNCTION IF EXISTS guardian.may_consume_for(uuid)",
+        { securityDefiner: false, searchPath: "pg_catalog, pg_temp", executeRoles: [] },
+      ],
+      [
+        "fn-consume-debit",
+        "function",
+        "guardian.consume_debit(uuid,json,bigint,bigint,bigint,bigint,bigint,text,text,integer)",
         "DROP FUNCTION IF EXISTS guardian.consume_debit(uuid,json,bigint,bigint,bigint,bigint,bigint,text,text,integer)",
-        { securityDefiner: false, searchPath: "pg_catalog, pg_temp", executeRoles: [] }],
-      ["fn-consume-credits-rpc", "function", "public.consume_credits_rpc(uuid,text,integer,text)",
+        { securityDefiner: false, searchPath: "pg_catalog, pg_temp", executeRoles: [] },
+      ],
+      [
+        "fn-consume-credits-rpc",
+        "function",
+        "public.consume_credits_rpc(uuid,text,integer,text)",
         "DROP FUNCTION IF EXISTS public.consume_credits_rpc(uuid,text,integer,text)",
-        { securityDefiner: true, searchPath: "pg_catalog, pg_temp", executeRoles: ["authenticated", "service_role"] }],
-      ["fn-consume-credits-batch", "function", "public.consume_credits_batch(uuid,jsonb)",
+        { securityDefiner: true, searchPath: "pg_catalog, pg_temp", executeRoles: ["authenticated", "service_role"] },
+      ],
+      [
+        "fn-consume-credits-batch",
+        "function",
+        "public.consume_credits_batch(uuid,jsonb)",
         "DROP FUNCTION IF EXISTS public.consume_credits_batch(uuid,jsonb)",
-        { securityDefiner: true, searchPath: "pg_catalog, pg_temp", executeRoles: ["authenticated", "service_role"] }],
+        { securityDefiner: true, searchPath: "pg_catalog, pg_temp", executeRoles: ["authenticated", "service_role"] },
+      ],
     ]);
     expect(kids[2].inputs.probeSql).toContain("to_regprocedure('public.consume_credits_rpc(uuid,text,integer,text)')");
   });

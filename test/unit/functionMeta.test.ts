@@ -13,8 +13,16 @@ describe("the credit functions' facts, read from their files", () => {
     const facts = Object.fromEntries(CREDIT_FUNCTIONS.map((f) => [f.signature, functionSpecMeta(f)]));
     expect(facts).toEqual({
       "guardian.may_consume_for(uuid)": { securityDefiner: false, searchPath: "pg_catalog, pg_temp", executeRoles: [] },
-      "guardian.consume_debit(uuid,json,bigint,bigint,bigint,bigint,bigint,text,text,integer)": { securityDefiner: false, searchPath: "pg_catalog, pg_temp", executeRoles: [] },
-      "public.consume_credits_rpc(uuid,text,integer,text)": { securityDefiner: true, searchPath: "pg_catalog, pg_temp", executeRoles: ["authenticated", "service_role"] },
+      "guardian.consume_debit(uuid,json,bigint,bigint,bigint,bigint,bigint,text,text,integer)": {
+        securityDefiner: false,
+        searchPath: "pg_catalog, pg_temp",
+        executeRoles: [],
+      },
+      "public.consume_credits_rpc(uuid,text,integer,text)": {
+        securityDefiner: true,
+        searchPath: "pg_catalog, pg_temp",
+        executeRoles: ["authenticated", "service_role"],
+      },
       "public.consume_credits_batch(uuid,jsonb)": { securityDefiner: true, searchPath: "pg_catalog, pg_temp", executeRoles: ["authenticated", "service_role"] },
     });
   });
@@ -68,7 +76,11 @@ describe("signatures", () => {
   });
 
   it("splits statements on semicolons outside strings and bodies (PostgreSQL's parser)", () => {
-    expect(executedStatements("SELECT ';'; DO $x$ BEGIN NULL; END $x$; SELECT 2").statements.map((s) => s.type)).toEqual(["SelectStmt", "DoStmt", "SelectStmt"]);
+    expect(executedStatements("SELECT ';'; DO $x$ BEGIN NULL; END $x$; SELECT 2").statements.map((s) => s.type)).toEqual([
+      "SelectStmt",
+      "DoStmt",
+      "SelectStmt",
+    ]);
   });
 });
 
@@ -129,9 +141,14 @@ describe("SQL shapes a regular expression reads wrongly (read with PostgreSQL's 
 
   it("follows ALTER FUNCTION ... SECURITY, SET search_path and RESET after the CREATE", () => {
     const create = "CREATE FUNCTION public.f(int) RETURNS int LANGUAGE sql AS 'SELECT 1';";
-    expect(functionMeta(`${create} ALTER FUNCTION public.f(integer) SECURITY DEFINER SET search_path TO pg_catalog, pg_temp;`, "public.f(int)"))
-      .toEqual({ securityDefiner: true, searchPath: "pg_catalog, pg_temp", executeRoles: ["PUBLIC"] });
-    expect(functionMeta(`${create} ALTER FUNCTION public.f(int4) SET search_path = pg_temp; ALTER ROUTINE public.f RESET ALL;`, "public.f(int)").searchPath).toBeNull();
+    expect(functionMeta(`${create} ALTER FUNCTION public.f(integer) SECURITY DEFINER SET search_path TO pg_catalog, pg_temp;`, "public.f(int)")).toEqual({
+      securityDefiner: true,
+      searchPath: "pg_catalog, pg_temp",
+      executeRoles: ["PUBLIC"],
+    });
+    expect(
+      functionMeta(`${create} ALTER FUNCTION public.f(int4) SET search_path = pg_temp; ALTER ROUTINE public.f RESET ALL;`, "public.f(int)").searchPath,
+    ).toBeNull();
     // Another overload's ALTER is not this function's.
     expect(functionMeta(`${create} ALTER FUNCTION public.f(bigint) SECURITY DEFINER;`, "public.f(int)").securityDefiner).toBe(false);
   });
@@ -160,22 +177,37 @@ describe("SQL shapes a regular expression reads wrongly (read with PostgreSQL's 
   });
 
   it("refuses SQL that does not parse, with the line and column", () => {
-    expect(() => functionDefinitions("CREATE FUNCTION public.f() RETURNS int LANGUAGE sql AS 'SELECT 1';\nGRANT EXECUTE ON FUNCTON public.f() TO anon;"))
-      .toThrow(/syntax error at or near "public" \(line 2, column 26\)/); // FUNCTON read as a table name
+    expect(() =>
+      functionDefinitions("CREATE FUNCTION public.f() RETURNS int LANGUAGE sql AS 'SELECT 1';\nGRANT EXECUTE ON FUNCTON public.f() TO anon;"),
+    ).toThrow(/syntax error at or near "public" \(line 2, column 26\)/); // FUNCTON read as a table name
   });
 });
 
 describe("executedStatements (lib/pgsql.ts)", () => {
   it("gives each statement the line of its first word, past comments; a DO block's statements the DO's line", () => {
-    const sql = "SELECT 1;\n-- a comment\n/* a /* nested */ one */\n  GRANT EXECUTE ON FUNCTION public.f() TO anon;\nDO $$ BEGIN\n  REVOKE ALL ON FUNCTION public.f() FROM anon;\nEND $$;";
+    const sql =
+      "SELECT 1;\n-- a comment\n/* a /* nested */ one */\n  GRANT EXECUTE ON FUNCTION public.f() TO anon;\nDO $$ BEGIN\n  REVOKE ALL ON FUNCTION public.f() FROM anon;\nEND $$;";
     const { statements } = executedStatements(sql);
-    expect(statements.map((s) => [s.type, s.via, s.line])).toEqual([["SelectStmt", "sql", 1], ["GrantStmt", "sql", 4], ["DoStmt", "sql", 5], ["GrantStmt", "do", 5]]);
+    expect(statements.map((s) => [s.type, s.via, s.line])).toEqual([
+      ["SelectStmt", "sql", 1],
+      ["GrantStmt", "sql", 4],
+      ["DoStmt", "sql", 5],
+      ["GrantStmt", "do", 5],
+    ]);
   });
 
   it("reads a constant EXECUTE as SQL and lists SQL built at run time, and a DO block in another language, as unreadable", () => {
-    const sql = "DO $$ BEGIN EXECUTE 'GRANT EXECUTE ON FUNCTION public.f() TO anon'::text; EXECUTE 'SELECT ' || 1; END $$;\nDO LANGUAGE plv8 $$ plv8.execute('SELECT 1') $$;";
+    const sql =
+      "DO $$ BEGIN EXECUTE 'GRANT EXECUTE ON FUNCTION public.f() TO anon'::text; EXECUTE 'SELECT ' || 1; END $$;\nDO LANGUAGE plv8 $$ plv8.execute('SELECT 1') $$;";
     const { statements, unreadable } = executedStatements(sql);
-    expect(statements.map((s) => [s.type, s.via])).toEqual([["DoStmt", "sql"], ["GrantStmt", "execute"], ["DoStmt", "sql"]]);
-    expect(unreadable).toEqual([{ line: 1, text: "EXECUTE 'SELECT ' || 1" }, { line: 2, text: "DO LANGUAGE plv8" }]);
+    expect(statements.map((s) => [s.type, s.via])).toEqual([
+      ["DoStmt", "sql"],
+      ["GrantStmt", "execute"],
+      ["DoStmt", "sql"],
+    ]);
+    expect(unreadable).toEqual([
+      { line: 1, text: "EXECUTE 'SELECT ' || 1" },
+      { line: 2, text: "DO LANGUAGE plv8" },
+    ]);
   });
 });

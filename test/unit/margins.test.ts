@@ -35,7 +35,14 @@ describe("planMargins (default catalogue of facts.md)", () => {
 
   it("reports enterprise (custom price) and trial_14 (price 0) as not comparable, with their cost, rather than hiding them", () => {
     const m = byPlan();
-    expect(m.enterprise).toMatchObject({ comparable: false, margin: null, marginPct: null, belowTarget: null, costEur: 51.34, notComparableReason: "custom price" });
+    expect(m.enterprise).toMatchObject({
+      comparable: false,
+      margin: null,
+      marginPct: null,
+      belowTarget: null,
+      costEur: 51.34,
+      notComparableReason: "custom price",
+    });
     expect(m.trial_14).toMatchObject({ comparable: false, margin: null, belowTarget: null, costEur: 0.8925, notComparableReason: "price EUR 0.00" });
     expect(planMargins(config).map((x) => x.plan)).toEqual(["starter", "professional", "business", "premium", "enterprise", "trial_14"]);
   });

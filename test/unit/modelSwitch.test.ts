@@ -9,7 +9,11 @@ describe("ModelSwitch (providers/modelSwitch.ts)", () => {
 
   it("a switch between models is one update naming model and steps", async () => {
     const d = await modelSwitchProvider.diff!("model-switch", multi, unified);
-    expect(d).toEqual({ changes: true, replaces: [], detailedDiff: { model: { kind: "update", inputDiff: true }, steps: { kind: "update", inputDiff: true } } });
+    expect(d).toEqual({
+      changes: true,
+      replaces: [],
+      detailedDiff: { model: { kind: "update", inputDiff: true }, steps: { kind: "update", inputDiff: true } },
+    });
   });
 
   it("the same model is no change", async () => {

@@ -42,7 +42,10 @@ describe("TLS rule (lib/pgConnection.ts)", () => {
 
   it("takes guardian:tls first, then sslmode, then PGSSLMODE and PGSSLROOTCERT", () => {
     expect(resolveTls(URL, { mode: "verify-full", ca: PEM, caFrom: "guardian:tls.rootCertPem" }, noEnv)).toMatchObject({
-      mode: "verify-full", modeFrom: "guardian:tls.mode", ca: PEM, caFrom: "guardian:tls.rootCertPem",
+      mode: "verify-full",
+      modeFrom: "guardian:tls.mode",
+      ca: PEM,
+      caFrom: "guardian:tls.rootCertPem",
     });
     expect(resolveTls(URL, undefined, { PGSSLMODE: "require" })).toMatchObject({ mode: "require", modeFrom: "PGSSLMODE" });
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "guardian-ca-"));
@@ -115,6 +118,8 @@ describe("session gate advice (lib/preflight.ts sessionAdvice)", () => {
       "connect through Supabase's session pooler instead: postgresql://postgres.abcdefghijklmnop:***@aws-0-eu-central-1.pooler.supabase.com:5432/postgres " +
         "(port 5432, not 6543), or directly to db.abcdefghijklmnop.supabase.co:5432 (IPv6 only unless the project has the IPv4 add-on)",
     );
-    expect(sessionAdvice("postgres://u@127.0.0.1:6432/db")).toMatch(/^connect through a session-mode pooler \(PgBouncer: pool_mode = session\) or directly to PostgreSQL instead\. Supabase: the session pooler is port 5432/);
+    expect(sessionAdvice("postgres://u@127.0.0.1:6432/db")).toMatch(
+      /^connect through a session-mode pooler \(PgBouncer: pool_mode = session\) or directly to PostgreSQL instead\. Supabase: the session pooler is port 5432/,
+    );
   });
 });

@@ -7,12 +7,12 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { describe, expect, it } from "vitest";
-import { backfillProvider, BackfillInputs, BackfillOutputs } from "../../providers/backfill";
-import { backupProvider, BackupInputs, BackupOutputs } from "../../providers/backup";
-import { restoreCheckProvider, RestoreCheckInputs, RestoreCheckOutputs } from "../../providers/restoreCheck";
-import { rollbackProvider, RollbackInputs, RollbackOutputs } from "../../providers/rollback";
-import { sqlObjectProvider, SqlObjectInputs, SqlObjectOutputs } from "../../providers/sqlObject";
-import { verificationProvider, VerificationInputs, VerificationOutputs } from "../../providers/verification";
+import { backfillProvider, type BackfillInputs, type BackfillOutputs } from "../../providers/backfill";
+import { backupProvider, type BackupInputs, type BackupOutputs } from "../../providers/backup";
+import { restoreCheckProvider, type RestoreCheckInputs, type RestoreCheckOutputs } from "../../providers/restoreCheck";
+import { rollbackProvider, type RollbackInputs, type RollbackOutputs } from "../../providers/rollback";
+import { sqlObjectProvider, type SqlObjectInputs, type SqlObjectOutputs } from "../../providers/sqlObject";
+import { verificationProvider, type VerificationInputs, type VerificationOutputs } from "../../providers/verification";
 
 // Port 9 (discard) on loopback: nothing answers, so any connection attempt fails at once.
 const OLD_URL = "postgres://postgres:old-secret@127.0.0.1:9/guardian";
@@ -23,14 +23,25 @@ const changedKeys = (d: { detailedDiff?: object }) => Object.keys(d.detailedDiff
 
 describe("SqlObject diff (providers/sqlObject.ts)", () => {
   const inputs: SqlObjectInputs = {
-    databaseUrl: OLD_URL, kind: "function", objectName: "public.answer()", sqlFile: "fixture/answer.sql",
-    sql: "CREATE OR REPLACE FUNCTION public.answer() RETURNS int LANGUAGE sql AS 'SELECT 1'", sqlSha256: "sha-1",
-    probeSql: "SELECT md5(pg_get_functiondef('public.answer()'::regprocedure)) AS fingerprint", dropSql: "DROP FUNCTION IF EXISTS public.answer()",
-    lockTimeoutMs: 2000, retries: 10,
+    databaseUrl: OLD_URL,
+    kind: "function",
+    objectName: "public.answer()",
+    sqlFile: "fixture/answer.sql",
+    sql: "CREATE OR REPLACE FUNCTION public.answer() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+    sqlSha256: "sha-1",
+    probeSql: "SELECT md5(pg_get_functiondef('public.answer()'::regprocedure)) AS fingerprint",
+    dropSql: "DROP FUNCTION IF EXISTS public.answer()",
+    lockTimeoutMs: 2000,
+    retries: 10,
   };
   const recorded: SqlObjectOutputs = {
-    ...inputs, dropSql: inputs.dropSql ?? "", lockTimeoutMs: 2000, retries: 10,
-    appliedFingerprint: "fp-1", liveFingerprint: "fp-1", appliedAt: "2026-11-25T10:00:00.000Z",
+    ...inputs,
+    dropSql: inputs.dropSql ?? "",
+    lockTimeoutMs: 2000,
+    retries: 10,
+    appliedFingerprint: "fp-1",
+    liveFingerprint: "fp-1",
+    appliedAt: "2026-11-25T10:00:00.000Z",
   };
 
   it("no change: nothing to do", async () => {
@@ -80,14 +91,24 @@ describe("SqlObject diff (providers/sqlObject.ts)", () => {
 
 describe("Backup diff (providers/backup.ts)", () => {
   const inputs: BackupInputs = {
-    databaseUrl: OLD_URL, exportRoot: "/var/backups/guardian", tables: [{ name: "organizations", key: "id" }],
-    databaseLabel: "postgres://postgres:***@127.0.0.1:9/guardian", bootstrapSql: "CREATE SCHEMA IF NOT EXISTS guardian",
+    databaseUrl: OLD_URL,
+    exportRoot: "/var/backups/guardian",
+    tables: [{ name: "organizations", key: "id" }],
+    databaseLabel: "postgres://postgres:***@127.0.0.1:9/guardian",
+    bootstrapSql: "CREATE SCHEMA IF NOT EXISTS guardian",
   };
   const recorded: BackupOutputs = {
-    ...inputs, backupId: "guardian_backup_20261125100000_abcdef", schemaName: "guardian_backup_20261125100000_abcdef",
-    exportDir: "/var/backups/guardian/guardian_backup_20261125100000_abcdef", manifestPath: "/var/backups/guardian/guardian_backup_20261125100000_abcdef/manifest.json",
-    rowCounts: { organizations: 3 }, checksums: { organizations: "42" }, fileSha256: { organizations: "ab" }, functionsCaptured: [],
-    createdAt: "2026-11-25T10:00:00.000Z", durationMs: 10,
+    ...inputs,
+    backupId: "guardian_backup_20261125100000_abcdef",
+    schemaName: "guardian_backup_20261125100000_abcdef",
+    exportDir: "/var/backups/guardian/guardian_backup_20261125100000_abcdef",
+    manifestPath: "/var/backups/guardian/guardian_backup_20261125100000_abcdef/manifest.json",
+    rowCounts: { organizations: 3 },
+    checksums: { organizations: "42" },
+    fileSha256: { organizations: "ab" },
+    functionsCaptured: [],
+    createdAt: "2026-11-25T10:00:00.000Z",
+    durationMs: 10,
   };
 
   it("no change: a backup is a fact about the past", async () => {
@@ -141,13 +162,30 @@ describe("BackupRestoreCheck diff (providers/restoreCheck.ts)", () => {
 
 describe("Backfill diff (providers/backfill.ts)", () => {
   const inputs: BackfillInputs = {
-    databaseUrl: OLD_URL, batchSql: "SELECT 1", batchSqlSha256: "batch-1", batchSize: 1000, pauseMs: 0, rulesSha256: "rules-1",
-    split: { ai: 0.4, whatsapp: 0.3, email: 0.2, sms: 0.1 }, backupId: "guardian_backup_1", restoreVerified: true,
-    requireVerifiedBackup: true, pendingOrgs: 0, orgsToMigrate: {}, lockTimeoutMs: 2000, retries: 10,
+    databaseUrl: OLD_URL,
+    batchSql: "SELECT 1",
+    batchSqlSha256: "batch-1",
+    batchSize: 1000,
+    pauseMs: 0,
+    rulesSha256: "rules-1",
+    split: { ai: 0.4, whatsapp: 0.3, email: 0.2, sms: 0.1 },
+    backupId: "guardian_backup_1",
+    restoreVerified: true,
+    requireVerifiedBackup: true,
+    pendingOrgs: 0,
+    orgsToMigrate: {},
+    lockTimeoutMs: 2000,
+    retries: 10,
   };
   const recorded: BackfillOutputs = {
-    ...inputs, rowsBackfilled: 10000, orgsPerRule: { pro: 10000 }, batches: 10, durationMs: 1000, orgsPerSecond: 10000,
-    negativeBalanceOrgs: [], finishedAt: "2026-11-25T10:00:00.000Z",
+    ...inputs,
+    rowsBackfilled: 10000,
+    orgsPerRule: { pro: 10000 },
+    batches: 10,
+    durationMs: 1000,
+    orgsPerSecond: 10000,
+    negativeBalanceOrgs: [],
+    finishedAt: "2026-11-25T10:00:00.000Z",
   };
 
   it("no change once every org is migrated", async () => {
@@ -181,8 +219,16 @@ describe("Rollback diff (providers/rollback.ts)", () => {
   const sql = { stopAllocation: "-", lockBatch: "-", reconcileBatch: "-", checkReconcile: "-", restoreV1: "-", safeV1: "-" };
   const inputs: RollbackInputs = { databaseUrl: OLD_URL, sql, rollbackFunction: "v1", sqlSha256: "sql-1", batchSize: 5000, lockTimeoutMs: 2000, retries: 10 };
   const recorded: RollbackOutputs = {
-    ...inputs, rolledBack: true, backupId: "guardian_backup_1", orgsReconciled: 10000, durationMs: 1000, v1DefinitionMd5: "md5",
-    reconcileVerified: true, pricesRestored: 0, functionRestored: "v1", v1Weaknesses: [],
+    ...inputs,
+    rolledBack: true,
+    backupId: "guardian_backup_1",
+    orgsReconciled: 10000,
+    durationMs: 1000,
+    v1DefinitionMd5: "md5",
+    reconcileVerified: true,
+    pricesRestored: 0,
+    functionRestored: "v1",
+    v1Weaknesses: [],
   };
 
   it("no change: a rollback is done once", async () => {
@@ -210,8 +256,14 @@ describe("Rollback diff (providers/rollback.ts)", () => {
 
 describe("Verification diff (providers/verification.ts)", () => {
   const inputs: VerificationInputs = {
-    databaseUrl: OLD_URL, model: "multi", sql: "-", sqlSha256: "sql-1", trialCallsSql: "SELECT 1", profileRoleColumn: "role",
-    isolationTables: [{ table: "public.organizations", orgColumn: "id" }], upstream: { functions: "fp-1", backfill: 10000 },
+    databaseUrl: OLD_URL,
+    model: "multi",
+    sql: "-",
+    sqlSha256: "sql-1",
+    trialCallsSql: "SELECT 1",
+    profileRoleColumn: "role",
+    isolationTables: [{ table: "public.organizations", orgColumn: "id" }],
+    upstream: { functions: "fp-1", backfill: 10000 },
   };
   const recorded: VerificationOutputs = { ...inputs, facts: {}, violations: [], liveCheck: "ok", verifiedAt: "2026-11-25T10:00:00.000Z" };
 
@@ -245,7 +297,10 @@ describe("the providers as Pulumi stores them", () => {
     for (const [name, p] of Object.entries(providers)) {
       const s = await pulumi.runtime.serializeFunction(() => p, { allowSecrets: false });
       const required = [...new Set([...s.text.matchAll(/require\("([^"]+)"\)/g)].map((m) => m[1]))].sort();
-      expect(required.filter((r) => !["crypto", "fs", "path", "pg", "pg-copy-streams", "stream", "stream/promises"].includes(r)), name).toEqual([]);
+      expect(
+        required.filter((r) => !["crypto", "fs", "path", "pg", "pg-copy-streams", "stream", "stream/promises"].includes(r)),
+        name,
+      ).toEqual([]);
       expect(s.text, name).toContain("INSERT INTO guardian.migration_journal"); // the kernel's journal writer travels with it
     }
   });

@@ -13,7 +13,11 @@ describe("redactUrl: one redaction for every form of password", () => {
     ["userinfo", `postgresql://postgres:${PW}@db.example.co:5432/postgres`, "postgresql://postgres:***@db.example.co:5432/postgres"],
     ["userinfo, percent-encoded", `postgres://u:p%40ss%2Fw0rd@h/db`, "postgres://u:***@h/db"],
     ["?password=", `postgresql://postgres@127.0.0.1:5432/db?password=${PW}`, "postgresql://postgres@127.0.0.1:5432/db?password=***"],
-    ["?password= with other parameters kept", `postgres://u@h/db?sslmode=require&password=${PW}&application_name=x`, "postgres://u@h/db?sslmode=require&password=***&application_name=x"],
+    [
+      "?password= with other parameters kept",
+      `postgres://u@h/db?sslmode=require&password=${PW}&application_name=x`,
+      "postgres://u@h/db?sslmode=require&password=***&application_name=x",
+    ],
     ["?PASSWORD= (any case), repeated", `postgres://u@h/db?PASSWORD=${PW}&password=a&password=b`, "postgres://u@h/db?PASSWORD=***&password=***&password=***"],
     ["?sslpassword=", `postgres://u@h/db?sslmode=require&sslpassword=${PW}`, "postgres://u@h/db?sslmode=require&sslpassword=***"],
     ["?passfile=", `postgres://u@h/db?passfile=/home/ops/.pgpass`, "postgres://u@h/db?passfile=***"],
@@ -39,8 +43,8 @@ describe("redactUrl: one redaction for every form of password", () => {
 
 describe("redactSecrets: a message that echoes the string or its password", () => {
   it("masks the whole string and the bare password, raw and encoded", () => {
-    const url = `postgres://u@h/db?password=${encodeURIComponent("p w/" + PW)}`;
-    const msg = `failed for ${url}: password "p w/${PW}" (encoded ${encodeURIComponent("p w/" + PW)}) rejected`;
+    const url = `postgres://u@h/db?password=${encodeURIComponent(`p w/${PW}`)}`;
+    const msg = `failed for ${url}: password "p w/${PW}" (encoded ${encodeURIComponent(`p w/${PW}`)}) rejected`;
     const out = redactSecrets(msg, url);
     expect(out).toBe(`failed for postgres://u@h/db?password=***: password "***" (encoded ***) rejected`);
   });

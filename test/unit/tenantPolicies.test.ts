@@ -33,44 +33,75 @@ describe("policyFacts: SQL shapes a regular expression reads wrongly", () => {
       END $$;
       /* CREATE POLICY other ON public.organizations AS RESTRICTIVE FOR DELETE TO anon USING (false) */
       CREATE POLICY guardian_select ON public.organization_credits AS PERMISSIVE FOR SELECT TO authenticated USING (true);`;
-    expect(facts(sql)).toEqual({ table: "public.organization_credits", command: "select", policyName: "guardian_select", permissive: true, roles: ["authenticated"] });
+    expect(facts(sql)).toEqual({
+      table: "public.organization_credits",
+      command: "select",
+      policyName: "guardian_select",
+      permissive: true,
+      roles: ["authenticated"],
+    });
   });
 
   it("reads a policy name quoted with spaces and punctuation, quoted roles and PUBLIC", () => {
     const sql = `CREATE POLICY "Members read their org's credits, v2" ON public.organization_credits
                    AS RESTRICTIVE FOR SELECT TO PUBLIC, "Report Readers", Authenticated USING (true);`;
     expect(facts(sql)).toEqual({
-      table: "public.organization_credits", command: "select", policyName: "Members read their org's credits, v2", permissive: false,
+      table: "public.organization_credits",
+      command: "select",
+      policyName: "Members read their org's credits, v2",
+      permissive: false,
       roles: ["public", "Report Readers", "authenticated"],
     });
   });
 
   it("applies PostgreSQL's defaults: no AS is PERMISSIVE, no TO is PUBLIC, no FOR is ALL", () => {
-    expect(facts("CREATE POLICY guardian_select ON public.organization_credits FOR SELECT USING (true);"))
-      .toMatchObject({ permissive: true, roles: ["public"] });
-    expect(() => facts("CREATE POLICY guardian_select ON public.organization_credits USING (true);"))
-      .toThrow('sql/tenancy/99_test_select.sql: the policy is FOR ALL, but the file name says "select"');
-    expect(() => facts("CREATE POLICY guardian_select ON public.organization_credits AS PERMISSIVE FOR ALL TO authenticated USING (true);"))
-      .toThrow("the policy is FOR ALL");
+    expect(facts("CREATE POLICY guardian_select ON public.organization_credits FOR SELECT USING (true);")).toMatchObject({
+      permissive: true,
+      roles: ["public"],
+    });
+    expect(() => facts("CREATE POLICY guardian_select ON public.organization_credits USING (true);")).toThrow(
+      'sql/tenancy/99_test_select.sql: the policy is FOR ALL, but the file name says "select"',
+    );
+    expect(() => facts("CREATE POLICY guardian_select ON public.organization_credits AS PERMISSIVE FOR ALL TO authenticated USING (true);")).toThrow(
+      "the policy is FOR ALL",
+    );
   });
 
   it("reads a policy created by a DO block (static or a constant EXECUTE), and refuses one built at run time", () => {
-    expect(facts(`DO $$ BEGIN
+    expect(
+      facts(`DO $$ BEGIN
         IF NOT EXISTS (SELECT 1 FROM pg_policies WHERE policyname = 'guardian_select') THEN
           CREATE POLICY guardian_select ON public.organization_credits FOR SELECT TO authenticated USING (true);
         END IF;
-      END $$;`).policyName).toBe("guardian_select");
-    expect(facts(`DO $$ BEGIN EXECUTE 'CREATE POLICY guardian_select ON public.organization_credits FOR SELECT TO anon USING (false)'; END $$;`).roles).toEqual(["anon"]);
-    expect(() => facts(`DO $$ BEGIN EXECUTE format('CREATE POLICY %I ON public.organization_credits FOR SELECT USING (true)', 'guardian_select'); END $$;`))
-      .toThrow("line 1 builds a policy at run time (EXECUTE format('CREATE POLICY %I ON public.organization_credits FOR SELECT USING (true)', 'guardian_select'))");
+      END $$;`).policyName,
+    ).toBe("guardian_select");
+    expect(facts(`DO $$ BEGIN EXECUTE 'CREATE POLICY guardian_select ON public.organization_credits FOR SELECT TO anon USING (false)'; END $$;`).roles).toEqual(
+      ["anon"],
+    );
+    expect(() =>
+      facts(`DO $$ BEGIN EXECUTE format('CREATE POLICY %I ON public.organization_credits FOR SELECT USING (true)', 'guardian_select'); END $$;`),
+    ).toThrow(
+      "line 1 builds a policy at run time (EXECUTE format('CREATE POLICY %I ON public.organization_credits FOR SELECT USING (true)', 'guardian_select'))",
+    );
   });
 
   it("refuses a file with no policy, two policies, another table or another command, and SQL that does not parse", () => {
-    expect(() => facts("SELECT 1;")).toThrow('expected exactly one "CREATE POLICY <name> ON public.organization_credits [AS PERMISSIVE|RESTRICTIVE] FOR SELECT TO <roles> ...", found none');
-    expect(() => facts(`CREATE POLICY a ON public.organization_credits FOR SELECT USING (true);\nCREATE POLICY "B c" ON public.organization_credits FOR SELECT USING (true);`))
-      .toThrow('found 2: a (line 1), "B c" (line 2)');
-    expect(() => facts("CREATE POLICY guardian_select ON organization_credits FOR SELECT USING (true);")).toThrow('the policy is on "organization_credits", but the file name says "public.organization_credits"');
-    expect(() => facts("CREATE POLICY guardian_insert ON public.organization_credits FOR INSERT WITH CHECK (false);")).toThrow('the policy is FOR INSERT, but the file name says "select"');
-    expect(() => facts("CREATE POLICY guardian_select ON public.organization_credits FOR SELECT USING (true")).toThrow("sql/tenancy/99_test_select.sql: does not parse: syntax error at end of input (line 1, column 84)");
+    expect(() => facts("SELECT 1;")).toThrow(
+      'expected exactly one "CREATE POLICY <name> ON public.organization_credits [AS PERMISSIVE|RESTRICTIVE] FOR SELECT TO <roles> ...", found none',
+    );
+    expect(() =>
+      facts(
+        `CREATE POLICY a ON public.organization_credits FOR SELECT USING (true);\nCREATE POLICY "B c" ON public.organization_credits FOR SELECT USING (true);`,
+      ),
+    ).toThrow('found 2: a (line 1), "B c" (line 2)');
+    expect(() => facts("CREATE POLICY guardian_select ON organization_credits FOR SELECT USING (true);")).toThrow(
+      'the policy is on "organization_credits", but the file name says "public.organization_credits"',
+    );
+    expect(() => facts("CREATE POLICY guardian_insert ON public.organization_credits FOR INSERT WITH CHECK (false);")).toThrow(
+      'the policy is FOR INSERT, but the file name says "select"',
+    );
+    expect(() => facts("CREATE POLICY guardian_select ON public.organization_credits FOR SELECT USING (true")).toThrow(
+      "sql/tenancy/99_test_select.sql: does not parse: syntax error at end of input (line 1, column 84)",
+    );
   });
 });
