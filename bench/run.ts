@@ -5,7 +5,7 @@
  *   npm run bench                                   rpc + every size (10,000, 100,000, 1,000,000 orgs)
  *   npm run bench -- --sizes 10000,100000           chosen sizes
  *   npm run bench -- --quick                        CI size: 10,000 orgs, 2-second pgbench runs (unless --sizes, --rpc-seconds)
- *   npm run bench -- --zero-downtime [--sizes ...]  the zero-downtime proof at scale (bench/zeroDowntime.ts)
+ *   npm run bench -- --zero-downtime [--sizes ...]  the zero-downtime proof at scale (harness/consumerFleet.ts)
  *   npm run bench -- --rpc-only [--rpc-rounds N]    only the consume_credits_rpc pgbench cases (bench/rpc.ts), N rounds
  *   options: --out DIR (default bench/results), --consumers N (default 4), --rpc-seconds N, --rpc-rounds N, --json
  *   (npm run bench -- --help: every option; lib/cli.ts)
@@ -13,7 +13,7 @@
  * Writes bench/results/<YYYY-MM-DD>[.quick|.zero-downtime|.rpc].json and .md (the Markdown is the summary to quote).
  *
  * Per size, on a fresh database seeded with scripts/seed.ts (seed 1) and analyzed, through the real engine
- * (test/helpers/stack.ts: the CLI, a file backend in a temp dir):
+ * (harness/stack.ts: the CLI, a file backend in a temp dir):
  *   preview        `pulumi preview` of the migration (what an operator runs first), and again once migrated (no change)
  *   up             `pulumi up` (creditModel multi) while consumers call consume_credits_rpc back to back on random
  *                  orgs; the backfill's own time and orgs/s come from its resource's outputs, its window from the
@@ -36,9 +36,9 @@ import { command, flag, integer, jsonFlag, list, option, outputPath, positiveInt
 import { connect } from "../lib/db";
 import { createDatabase, dropDatabase, findPgServer, type PgServer } from "../lib/pgserver";
 import { seed } from "../scripts/seed";
-import { collect, pulumiRoot, testStack, type TestStack } from "../test/helpers/stack";
+import { collect, pulumiRoot, testStack, type TestStack } from "../harness/stack";
 import { benchRpc, type BenchRpcResult } from "./rpc";
-import { checkLedger, checkMulti, checkUnifiedAfterRollback, ConsumerFleet, fleetOrgs, latencySummary, maxLogId, phaseStats } from "./zeroDowntime";
+import { checkLedger, checkMulti, checkUnifiedAfterRollback, ConsumerFleet, fleetOrgs, latencySummary, maxLogId, phaseStats } from "../harness/consumerFleet";
 
 const DEFAULT_SIZES = [10_000, 100_000, 1_000_000];
 const PREVIEW_FLAT = 1.5;
@@ -57,7 +57,7 @@ export const COMMAND = command({
       defaultText: "10000,100000,1000000; with --quick 10000",
     }),
     quick: flag("the CI size: 10,000 orgs (unless --sizes), 2-second pgbench runs (unless --rpc-seconds)"),
-    zeroDowntime: flag("the zero-downtime proof at scale instead (bench/zeroDowntime.ts): up multi, up unified, up multi"),
+    zeroDowntime: flag("the zero-downtime proof at scale instead (harness/consumerFleet.ts): up multi, up unified, up multi"),
     rpcOnly: flag("only the consume_credits_rpc pgbench cases (bench/rpc.ts), no migration sizes"),
     rpcRounds: option(positiveInteger(), {
       valueName: "N",

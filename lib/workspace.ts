@@ -68,7 +68,7 @@ export function guardianKeys(config: ConfigMap): Record<string, unknown> {
   return raw;
 }
 
-/** Files and folders the program needs (as test/helpers/stack.ts links them). */
+/** Files and folders the program needs (as harness/stack.ts links them). */
 const PROGRAM_ENTRIES = ["index.ts", "components", "providers", "lib", "sql", "policies", "package.json", "tsconfig.json", "node_modules"];
 
 /**

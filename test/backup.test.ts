@@ -5,7 +5,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Migrated, seededStack, teardown, up } from "./helpers/migration";
-import { collect } from "./helpers/stack";
+import { collect } from "../harness/stack";
 
 /** A targeted up of the backup snapshot alone (with its parents): the state just before the restore check runs. */
 const SNAPSHOT_ONLY = (stack: string) => [

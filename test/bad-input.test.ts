@@ -14,7 +14,7 @@ import { asUser, freshDb, type TestDb } from "./helpers/db";
 import { diffFingerprints, fingerprint } from "./helpers/fingerprint";
 import { orgs } from "./helpers/migration";
 import { refusingServer } from "./helpers/refusingServer";
-import { collect, testStack, type TestStack } from "./helpers/stack";
+import { collect, testStack, type TestStack } from "../harness/stack";
 
 const SECRET = "s3cr3t-pw";
 const SQLISH = "'; DROP TABLE credit_actions; --";

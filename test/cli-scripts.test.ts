@@ -15,7 +15,7 @@ import { rollbackCommand } from "../scripts/rollback";
 import { freshDb, type TestDb } from "./helpers/db";
 import { git, gitProject } from "./helpers/gitProject";
 import { up } from "./helpers/migration";
-import { PROJECT_ROOT, testStack, type TestStack } from "./helpers/stack";
+import { PROJECT_ROOT, testStack, type TestStack } from "../harness/stack";
 
 interface Run {
   code: number | null;

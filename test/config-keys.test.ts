@@ -7,7 +7,7 @@ import { execFile } from "child_process";
 import * as path from "path";
 import { promisify } from "util";
 import { afterAll, describe, expect, it } from "vitest";
-import { collect, testStack, type TestStack } from "./helpers/stack";
+import { collect, testStack, type TestStack } from "../harness/stack";
 
 // Nothing listens on port 1: had the config been accepted, go/no-go would fail on the connection instead.
 const UNREACHABLE = "postgres://guardian:pw@127.0.0.1:1/guardian";

@@ -38,7 +38,7 @@ import { seed } from "../scripts/seed";
 import { eventTail, killSession, pendingOperations, pulumi, readEvents, repairFileBackend, startPulumi, stateUrns } from "./helpers/cli";
 import { freshDb, pgServer, type TestDb } from "./helpers/db";
 import { fingerprint } from "./helpers/fingerprint";
-import { testStack, type TestStack } from "./helpers/stack";
+import { testStack, type TestStack } from "../harness/stack";
 
 const ORGS = 300;
 const FILLER_LOGS = 100_000;

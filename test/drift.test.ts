@@ -12,7 +12,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { EngineEvent } from "@pulumi/pulumi/automation";
 import { changed, type Migrated, seededStack, teardown } from "./helpers/migration";
-import { collect } from "./helpers/stack";
+import { collect } from "../harness/stack";
 
 const URN = (type: string, name: string) => `urn:pulumi:test::guardian-credits::${type}$pulumi-nodejs:dynamic/guardian:SqlObject::${name}`;
 const POLICY_URN = URN("guardian:components:TenantPolicies", "tenant-policies-organization_credits-select");

@@ -15,7 +15,7 @@ import { connect } from "../lib/db";
 import { NoGoError, preflight } from "../lib/preflight";
 import { seed } from "../scripts/seed";
 import { freshDb, pgServer, type TestDb } from "./helpers/db";
-import { collect, testStack, type TestStack } from "./helpers/stack";
+import { collect, testStack, type TestStack } from "../harness/stack";
 import { type PgBouncer, startPgBouncer } from "./helpers/tlsServer";
 
 const config = (databaseUrl: string) => parseConfig({ databaseUrl, creditModel: "multi" });

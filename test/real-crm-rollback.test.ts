@@ -9,7 +9,7 @@ import { rollbackCommand } from "../scripts/rollback";
 import { asUser, type TestDb } from "./helpers/db";
 import { gitProject } from "./helpers/gitProject";
 import { freshRealCrmDb, REAL_CRM_FACTS, sampleMember } from "./helpers/realCrm";
-import { collect, testStack, type TestStack } from "./helpers/stack";
+import { collect, testStack, type TestStack } from "../harness/stack";
 
 async function v1Now(db: TestDb) {
   const [f] = await db.query(`SELECT pg_get_functiondef(p.oid) AS def, obj_description(p.oid, 'pg_proc') AS comment

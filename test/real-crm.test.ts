@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildReport } from "../scripts/report";
 import { asUser } from "./helpers/db";
-import { collect, testStack, type TestStack } from "./helpers/stack";
+import { collect, testStack, type TestStack } from "../harness/stack";
 import { freshRealCrmDb, orgWithoutCredits, orphanCreditOrg, REAL_CRM_FACTS, sampleMember, sampleSuperAdmin, userWithoutProfile } from "./helpers/realCrm";
 import type { TestDb } from "./helpers/db";
 

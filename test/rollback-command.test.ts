@@ -19,7 +19,7 @@ import { expectedPools } from "./helpers/allocation";
 import { freshDb, type TestDb } from "./helpers/db";
 import { orgs, type OrgRow, up } from "./helpers/migration";
 import { git, gitProject } from "./helpers/gitProject";
-import { collect, PROJECT_ROOT, testStack, type TestStack } from "./helpers/stack";
+import { collect, PROJECT_ROOT, testStack, type TestStack } from "../harness/stack";
 
 const PASSWORD = "pw-never-printed-4711";
 

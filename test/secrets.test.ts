@@ -20,7 +20,7 @@ import { redactUrl } from "../lib/db";
 import { buildReport } from "../scripts/report";
 import { seed } from "../scripts/seed";
 import { freshDb, type TestDb } from "./helpers/db";
-import { collect, testStack, type TestStack } from "./helpers/stack";
+import { collect, testStack, type TestStack } from "../harness/stack";
 
 const ROOT = path.resolve(__dirname, "..");
 

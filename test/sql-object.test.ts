@@ -5,7 +5,7 @@ import * as path from "path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freshDb, type TestDb } from "./helpers/db";
 import { changed } from "./helpers/migration";
-import { collect, testStack, type TestStack } from "./helpers/stack";
+import { collect, testStack, type TestStack } from "../harness/stack";
 
 const PULUMI_YAML = "name: sql-object-fixture\nruntime:\n  name: nodejs\n  options:\n    typescript: true\nmain: test/fixtures/sql-object/index.ts\n";
 const URN = "urn:pulumi:test::sql-object-fixture::pulumi-nodejs:dynamic/guardian:SqlObject::fixture-answer";

@@ -10,7 +10,7 @@ import type { LocalWorkspace } from "@pulumi/pulumi/automation";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { asUser, type TestDb } from "./helpers/db";
 import { freshRealCrmDb, REAL_CRM_FACTS, sampleMember } from "./helpers/realCrm";
-import { collect, testStack, type TestStack } from "./helpers/stack";
+import { collect, testStack, type TestStack } from "../harness/stack";
 
 /**
  * The steps on the program's critical path, in the order it applies them ("<kind> <objectName>" of their resource):

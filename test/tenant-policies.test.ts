@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { POLICY_COMMANDS, TENANT_TABLES } from "../components/tenantPolicies";
 import { explainSqlError, loadSql, SQL_ROOT } from "../lib/sql";
 import { freshDb, type TestDb } from "./helpers/db";
-import { collect, testStack, type TestStack } from "./helpers/stack";
+import { collect, testStack, type TestStack } from "../harness/stack";
 
 const PROGRAM = path.join(__dirname, "fixtures", "tenant-policies");
 const PULUMI_YAML = "name: guardian-tenant-policies\nruntime:\n  name: nodejs\n  options:\n    typescript: true\n";

@@ -25,7 +25,7 @@ import { sqlObjectProvider } from "../providers/sqlObject";
 import { verificationProvider } from "../providers/verification";
 import { seed } from "../scripts/seed";
 import { buildReport } from "../scripts/report";
-import { collect, testStack, type TestStack } from "./helpers/stack";
+import { collect, testStack, type TestStack } from "../harness/stack";
 import { startTlsPostgres, type TlsPostgres } from "./helpers/tlsServer";
 
 const DB = "guardian_tls";

@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Migrated, orgs, seededStack, teardown, up } from "./helpers/migration";
-import { collect } from "./helpers/stack";
+import { collect } from "../harness/stack";
 
 const VERIFY_URN = "urn:pulumi:test::guardian-credits::guardian:components:Verification$pulumi-nodejs:dynamic/guardian:Verification::verification-run";
 

@@ -4,7 +4,7 @@
  *   seed -> up (multi) -> up (unified: the rollback) -> up (multi again).
  * Afterwards: no call failed except genuine INSUFFICIENT_CREDITS (v2) / 'Insufficient credits' (v1), every success and
  * refusal has exactly one log row, and every organization's books balance in the model it is in.
- * The rules the fleet follows (disjoint orgs, when a four-argument refusal is expected) are in bench/zeroDowntime.ts.
+ * The rules the fleet follows (disjoint orgs, when a four-argument refusal is expected) are in harness/consumerFleet.ts.
  * The same harness runs at scale with `npm run bench -- --zero-downtime`.
  */
 import * as crypto from "crypto";
@@ -20,7 +20,7 @@ import {
   maxLogId,
   mulberry,
   phaseStats,
-} from "../bench/zeroDowntime";
+} from "../harness/consumerFleet";
 import { POOLS } from "../lib/config";
 import { loadSql } from "../lib/sql";
 import { expectedPools } from "./helpers/allocation";

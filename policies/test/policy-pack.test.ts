@@ -7,7 +7,7 @@
 import * as path from "path";
 import type { EngineEvent } from "@pulumi/pulumi/automation";
 import { afterAll, describe, expect, it } from "vitest";
-import { testStack, type TestStack } from "../../test/helpers/stack";
+import { testStack, type TestStack } from "../../harness/stack";
 
 const PACK = path.resolve(__dirname, "..", "run-policy-pack");
 const FIXTURES = path.join(__dirname, "fixtures");

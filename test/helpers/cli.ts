@@ -15,7 +15,7 @@ import { type ChildProcess, execFile, spawn } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { promisify } from "util";
-import type { TestStack } from "./stack";
+import type { TestStack } from "../../harness/stack";
 
 export interface CliRun {
   child: ChildProcess;

@@ -6,7 +6,7 @@ import { execFileSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { PROJECT_ROOT } from "./stack";
+import { PROJECT_ROOT } from "../../harness/stack";
 
 const PROGRAM = ["index.ts", "components", "providers", "lib", "sql", "Pulumi.yaml", "package.json", "tsconfig.json"];
 

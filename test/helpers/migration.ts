@@ -4,7 +4,7 @@
  */
 import { seed } from "../../scripts/seed";
 import { freshDb, type TestDb } from "./db";
-import { collect, testStack, type TestStack } from "./stack";
+import { collect, testStack, type TestStack } from "../../harness/stack";
 
 export interface Migrated {
   db: TestDb;

@@ -1,5 +1,5 @@
 /**
- * The real Pulumi engine for tests: Automation API on a real project directory, a file backend in a temp dir, the
+ * The real Pulumi engine for tests and the bench (the harness both share; neither imports the other): Automation API on a real project directory, a file backend in a temp dir, the
  * passphrase secrets provider, and the CLI that scripts/setup-pulumi.sh built (or found).
  *
  * Each test stack gets its own project directory: a temp folder whose entries are symlinks to this project's files
@@ -11,7 +11,7 @@ import * as os from "os";
 import * as path from "path";
 import { LocalWorkspace, PulumiCommand, Stack, type ConfigMap, type EngineEvent } from "@pulumi/pulumi/automation";
 
-export const PROJECT_ROOT = path.resolve(__dirname, "..", "..");
+export const PROJECT_ROOT = path.resolve(__dirname, "..");
 const PASSPHRASE = "guardian-test-passphrase";
 
 let cliRoot: string | undefined;
