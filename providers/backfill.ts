@@ -14,11 +14,11 @@
  *   update  the same as create (resume).
  *   delete  nothing: leaving the multi model is the Rollback resource's job, with reconciliation.
  */
-import * as pulumi from "@pulumi/pulumi";
+import type * as pulumi from "@pulumi/pulumi";
 import {
   connectionChanged,
   connectionFailures,
-  connectionProps,
+  ConnectedResource,
   diffOf,
   journalSql,
   lockPolicy,
@@ -218,7 +218,7 @@ export const backfillProvider: Provider<BackfillInputs, BackfillOutputs> = {
 };
 
 /** Type token: pulumi-nodejs:dynamic/guardian:Backfill. */
-export class BackfillRun extends pulumi.dynamic.Resource {
+export class BackfillRun extends ConnectedResource<BackfillInputs, BackfillOutputs> {
   declare readonly rowsBackfilled: pulumi.Output<number>;
   declare readonly orgsPerRule: pulumi.Output<Record<string, number>>;
   declare readonly negativeBalanceOrgs: pulumi.Output<string[]>;
@@ -227,23 +227,13 @@ export class BackfillRun extends pulumi.dynamic.Resource {
   declare readonly finishedAt: pulumi.Output<string>;
 
   constructor(name: string, args: BackfillArgs, opts?: pulumi.CustomResourceOptions) {
-    const { props, secretOutputs } = connectionProps(args);
     super(
       backfillProvider,
-      name,
-      {
-        ...props,
-        rowsBackfilled: undefined,
-        orgsPerRule: undefined,
-        negativeBalanceOrgs: undefined,
-        durationMs: undefined,
-        orgsPerSecond: undefined,
-        finishedAt: undefined,
-        batches: undefined,
-      },
-      { ...opts, additionalSecretOutputs: secretOutputs },
-      "guardian",
       "Backfill",
+      name,
+      args,
+      ["rowsBackfilled", "orgsPerRule", "negativeBalanceOrgs", "durationMs", "orgsPerSecond", "finishedAt", "batches"],
+      opts,
     );
   }
 }

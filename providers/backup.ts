@@ -14,13 +14,13 @@
  *   update  records the new connection string and TLS settings; the backup itself is untouched.
  *   delete  does nothing: backups are never deleted by rollback or destroy (the component also sets retainOnDelete).
  */
-import * as pulumi from "@pulumi/pulumi";
+import type * as pulumi from "@pulumi/pulumi";
 import type { Submittable } from "pg";
 import type { Readable } from "stream";
 import {
   connectionChanged,
   connectionFailures,
-  connectionProps,
+  ConnectedResource,
   diffOf,
   journal,
   type Provider,
@@ -267,7 +267,7 @@ export const backupProvider: Provider<BackupInputs, BackupOutputs> = {
 };
 
 /** A verified-to-be-consistent snapshot of the credit tables. Type token: pulumi-nodejs:dynamic/guardian:Backup. */
-export class BackupSnapshot extends pulumi.dynamic.Resource {
+export class BackupSnapshot extends ConnectedResource<BackupInputs, BackupOutputs> {
   declare readonly backupId: pulumi.Output<string>;
   declare readonly schemaName: pulumi.Output<string>;
   declare readonly exportDir: pulumi.Output<string>;
@@ -279,26 +279,13 @@ export class BackupSnapshot extends pulumi.dynamic.Resource {
   declare readonly createdAt: pulumi.Output<string>;
 
   constructor(name: string, args: BackupArgs, opts?: pulumi.CustomResourceOptions) {
-    const { props, secretOutputs } = connectionProps(args);
     super(
       backupProvider,
-      name,
-      {
-        ...props,
-        backupId: undefined,
-        schemaName: undefined,
-        exportDir: undefined,
-        manifestPath: undefined,
-        rowCounts: undefined,
-        checksums: undefined,
-        fileSha256: undefined,
-        functionsCaptured: undefined,
-        createdAt: undefined,
-        durationMs: undefined,
-      },
-      { ...opts, retainOnDelete: true, additionalSecretOutputs: secretOutputs },
-      "guardian",
       "Backup",
+      name,
+      args,
+      ["backupId", "schemaName", "exportDir", "manifestPath", "rowCounts", "checksums", "fileSha256", "functionsCaptured", "createdAt", "durationMs"],
+      { ...opts, retainOnDelete: true },
     );
   }
 }

@@ -99,6 +99,26 @@ export function connectionProps<A extends ResourceArgs<Connection>>(args: A): { 
   return { props: props as Omit<A, "tlsSecret">, secretOutputs: ["databaseUrl", ...(tls !== undefined && tlsSecret ? ["tls"] : [])] };
 }
 
+/**
+ * A dynamic resource of this program, type token pulumi-nodejs:dynamic/guardian:<type>: its connection made secret
+ * (connectionProps, with the matching additionalSecretOutputs) and its outputs declared, unknown until the provider
+ * sets them. Each resource class passes its provider, type, inputs and output names; nothing else differs.
+ */
+export abstract class ConnectedResource<I extends Connection, O extends I> extends pulumi.dynamic.Resource {
+  protected constructor(
+    provider: Provider<I, O>,
+    type: string,
+    name: string,
+    args: ResourceArgs<Connection> & Record<string, unknown>,
+    outputs: readonly (keyof O & string)[],
+    opts?: pulumi.CustomResourceOptions,
+  ) {
+    const { props, secretOutputs } = connectionProps(args);
+    const unknownOutputs = Object.fromEntries(outputs.map((o) => [o, undefined]));
+    super(provider, name, { ...props, ...unknownOutputs }, { ...opts, additionalSecretOutputs: secretOutputs }, "guardian", type);
+  }
+}
+
 /** check(): the tls input is undefined or TLS settings. */
 export function connectionFailures(news: Partial<Connection>): pulumi.dynamic.CheckFailure[] {
   const problem = tlsInputProblem(news.tls);

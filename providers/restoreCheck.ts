@@ -12,10 +12,10 @@
  *   diff    a different backup replaces the check; a rotated connection string is recorded in place.
  *   delete  nothing to remove (the scratch schema never outlives create).
  */
-import * as pulumi from "@pulumi/pulumi";
+import type * as pulumi from "@pulumi/pulumi";
 import type { Submittable } from "pg";
 import type { Writable } from "stream";
-import { connect, connectionChanged, connectionProps, diffOf, journal, type Provider, recordConnection, type ResourceArgs, withConnection } from "./kernel";
+import { ConnectedResource, connect, connectionChanged, diffOf, journal, type Provider, recordConnection, type ResourceArgs, withConnection } from "./kernel";
 import type { Connection } from "./kernel";
 
 export interface RestoreCheckInputs extends Connection {
@@ -152,20 +152,12 @@ export const restoreCheckProvider: Provider<RestoreCheckInputs, RestoreCheckOutp
 };
 
 /** Type token: pulumi-nodejs:dynamic/guardian:BackupRestoreCheck. */
-export class BackupRestoreCheck extends pulumi.dynamic.Resource {
+export class BackupRestoreCheck extends ConnectedResource<RestoreCheckInputs, RestoreCheckOutputs> {
   declare readonly restoreVerified: pulumi.Output<boolean>;
   declare readonly tablesChecked: pulumi.Output<Record<string, number>>;
   declare readonly checkedAt: pulumi.Output<string>;
 
   constructor(name: string, args: RestoreCheckArgs, opts?: pulumi.CustomResourceOptions) {
-    const { props, secretOutputs } = connectionProps(args);
-    super(
-      restoreCheckProvider,
-      name,
-      { ...props, restoreVerified: undefined, tablesChecked: undefined, checkedAt: undefined },
-      { ...opts, additionalSecretOutputs: secretOutputs },
-      "guardian",
-      "BackupRestoreCheck",
-    );
+    super(restoreCheckProvider, "BackupRestoreCheck", name, args, ["restoreVerified", "tablesChecked", "checkedAt"], opts);
   }
 }

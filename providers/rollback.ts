@@ -16,11 +16,11 @@
  *   delete  nothing: re-entering the multi model is the migration's job.
  * The backup schemas and the additive columns (and the per-pool log details) are kept.
  */
-import * as pulumi from "@pulumi/pulumi";
+import type * as pulumi from "@pulumi/pulumi";
 import { v1Facts } from "../lib/v1";
 import {
   connectionChanged,
-  connectionProps,
+  ConnectedResource,
   diffOf,
   journal,
   type Provider,
@@ -245,7 +245,7 @@ export const rollbackProvider: Provider<RollbackInputs, RollbackOutputs> = {
 };
 
 /** Type token: pulumi-nodejs:dynamic/guardian:Rollback. */
-export class RollbackRun extends pulumi.dynamic.Resource {
+export class RollbackRun extends ConnectedResource<RollbackInputs, RollbackOutputs> {
   declare readonly rolledBack: pulumi.Output<boolean>;
   declare readonly backupId: pulumi.Output<string>;
   declare readonly orgsReconciled: pulumi.Output<number>;
@@ -257,25 +257,13 @@ export class RollbackRun extends pulumi.dynamic.Resource {
   declare readonly v1Weaknesses: pulumi.Output<string[]>;
 
   constructor(name: string, args: RollbackArgs, opts?: pulumi.CustomResourceOptions) {
-    const { props, secretOutputs } = connectionProps(args);
     super(
       rollbackProvider,
-      name,
-      {
-        ...props,
-        rolledBack: undefined,
-        backupId: undefined,
-        orgsReconciled: undefined,
-        durationMs: undefined,
-        v1DefinitionMd5: undefined,
-        reconcileVerified: undefined,
-        pricesRestored: undefined,
-        functionRestored: undefined,
-        v1Weaknesses: undefined,
-      },
-      { ...opts, additionalSecretOutputs: secretOutputs },
-      "guardian",
       "Rollback",
+      name,
+      args,
+      ["rolledBack", "backupId", "orgsReconciled", "durationMs", "v1DefinitionMd5", "reconcileVerified", "pricesRestored", "functionRestored", "v1Weaknesses"],
+      opts,
     );
   }
 }

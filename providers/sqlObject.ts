@@ -20,13 +20,13 @@
  * are the provider kernel's (providers/kernel.ts); methods capture no secret: the connection string arrives as a secret
  * input, the TLS settings as the `tls` input.
  */
-import * as pulumi from "@pulumi/pulumi";
+import type * as pulumi from "@pulumi/pulumi";
 import type { Client } from "pg";
 import {
   connect,
   connectionChanged,
   connectionFailures,
-  connectionProps,
+  ConnectedResource,
   type Db,
   diffOf,
   errorCode,
@@ -262,7 +262,7 @@ export const sqlObjectProvider: Provider<SqlObjectInputs, SqlObjectOutputs> = {
 };
 
 /** A database object managed from a SQL file. Type token: pulumi-nodejs:guardian:SqlObject. */
-export class SqlObject extends pulumi.dynamic.Resource {
+export class SqlObject extends ConnectedResource<SqlObjectInputs, SqlObjectOutputs> {
   declare readonly kind: pulumi.Output<string>;
   declare readonly objectName: pulumi.Output<string>;
   declare readonly sqlFile: pulumi.Output<string>;
@@ -272,20 +272,6 @@ export class SqlObject extends pulumi.dynamic.Resource {
   declare readonly appliedAt: pulumi.Output<string>;
 
   constructor(name: string, args: SqlObjectArgs, opts?: pulumi.CustomResourceOptions) {
-    const { props, secretOutputs } = connectionProps(args);
-    super(
-      sqlObjectProvider,
-      name,
-      {
-        ...props,
-        dropSql: args.dropSql ?? "",
-        appliedFingerprint: undefined,
-        liveFingerprint: undefined,
-        appliedAt: undefined,
-      },
-      { ...opts, additionalSecretOutputs: secretOutputs },
-      "guardian",
-      "SqlObject",
-    );
+    super(sqlObjectProvider, "SqlObject", name, { ...args, dropSql: args.dropSql ?? "" }, ["appliedFingerprint", "liveFingerprint", "appliedAt"], opts);
   }
 }

@@ -15,11 +15,11 @@
  *   update  as create.
  *   delete  nothing to remove.
  */
-import * as pulumi from "@pulumi/pulumi";
+import type * as pulumi from "@pulumi/pulumi";
 import { isolationMatrix } from "../lib/isolation";
 import {
   connectionChanged,
-  connectionProps,
+  ConnectedResource,
   diffOf,
   errorMessage,
   journal,
@@ -170,20 +170,12 @@ export const verificationProvider: Provider<VerificationInputs, VerificationOutp
 };
 
 /** Type token: pulumi-nodejs:dynamic/guardian:Verification. */
-export class VerificationRun extends pulumi.dynamic.Resource {
+export class VerificationRun extends ConnectedResource<VerificationInputs, VerificationOutputs> {
   declare readonly facts: pulumi.Output<Record<string, unknown>>;
   declare readonly violations: pulumi.Output<string[]>;
   declare readonly verifiedAt: pulumi.Output<string>;
 
   constructor(name: string, args: VerificationArgs, opts?: pulumi.CustomResourceOptions) {
-    const { props, secretOutputs } = connectionProps(args);
-    super(
-      verificationProvider,
-      name,
-      { ...props, facts: undefined, violations: undefined, verifiedAt: undefined },
-      { ...opts, additionalSecretOutputs: secretOutputs },
-      "guardian",
-      "Verification",
-    );
+    super(verificationProvider, "Verification", name, args, ["facts", "violations", "verifiedAt"], opts);
   }
 }
