@@ -29,7 +29,7 @@ export async function ensureBaseline(c: Client): Promise<BaselineResult> {
   try {
     await c.query("BEGIN");
     const before = await c.query(`SELECT t, to_regclass('public.' || t) IS NOT NULL AS present FROM unnest($1::text[]) t`, [BASELINE_TABLES]);
-    const had = new Map<string, boolean>(before.rows.map((r: any) => [r.t, r.present]));
+    const had = new Map<string, boolean>(before.rows.map((r: { t: string; present: boolean }) => [r.t, r.present]));
     const hadFn =
       (await c.query(`SELECT count(*)::int n FROM pg_proc WHERE proname = 'consume_credits_rpc' AND pronamespace = 'public'::regnamespace`)).rows[0].n > 0;
     const hadAuth = (await c.query(`SELECT to_regclass('auth.users') IS NOT NULL AS p`)).rows[0].p;

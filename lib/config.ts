@@ -6,7 +6,7 @@
  */
 import { z } from "zod";
 import { SSL_MODES, type TlsSettings } from "./pgConnection";
-import { GuardianRefusal } from "./errors";
+import { errorCode, errorMessage, GuardianRefusal } from "./errors";
 
 export const POOLS = ["ai", "whatsapp", "email", "sms"] as const;
 
@@ -243,8 +243,8 @@ function describe(v: unknown): string {
 }
 
 function valueAt(obj: unknown, path: PropertyKey[]): unknown {
-  let cur: any = obj;
-  for (const p of path) cur = cur == null ? undefined : cur[p as any];
+  let cur: unknown = obj;
+  for (const p of path) cur = cur == null ? undefined : (cur as Record<PropertyKey, unknown>)[p];
   return cur;
 }
 
@@ -423,8 +423,10 @@ export function tlsSettings(config: Pick<GuardianConfig, "tls">, baseDir: string
     const file = require("path").resolve(baseDir, t.rootCert) as string;
     try {
       pem = fs.readFileSync(file, "utf8");
-    } catch (e: any) {
-      throw new GuardianConfigError([`guardian:tls.rootCert: cannot read ${t.rootCert} (${e.code ?? e.message}): the path is relative to the project folder`]);
+    } catch (e) {
+      throw new GuardianConfigError([
+        `guardian:tls.rootCert: cannot read ${t.rootCert} (${errorCode(e) ?? errorMessage(e)}): the path is relative to the project folder`,
+      ]);
     }
     from = `guardian:tls.rootCert (${t.rootCert})`;
   } else if (t.rootCertPem) {
@@ -438,8 +440,8 @@ export function tlsSettings(config: Pick<GuardianConfig, "tls">, baseDir: string
     }
     try {
       new (require("crypto") as typeof import("crypto")).X509Certificate(pem);
-    } catch (e: any) {
-      throw new GuardianConfigError([`${key}: ${t.rootCert ?? "the value"} is not a readable PEM certificate (${e.message})`]);
+    } catch (e) {
+      throw new GuardianConfigError([`${key}: ${t.rootCert ?? "the value"} is not a readable PEM certificate (${errorMessage(e)})`]);
     }
     out.ca = pem;
     out.caFrom = from;

@@ -6,6 +6,7 @@
  */
 import type { Client, ClientConfig } from "pg";
 import { connectClient, TlsConfigError, type TlsSettings } from "./pgConnection";
+import { errorCode, errorMessage } from "./errors";
 
 /**
  * Query parameters of a connection string whose values are secrets, or name where one is kept: `password` (which `pg`
@@ -84,17 +85,18 @@ export function redactSecrets(text: string, url: string): string {
 }
 
 /** Describes a connection failure without echoing the connection string. */
-export function explainConnectError(err: any, url: string): Error {
+export function explainConnectError(err: unknown, url: string): Error {
   const where = redactUrl(url);
-  const code = err?.code ? ` [${err.code}]` : "";
-  let why = String(err?.message ?? err);
-  if (err?.tls || err instanceof TlsConfigError) {
+  const errCode = errorCode(err);
+  const code = errCode ? ` [${errCode}]` : "";
+  let why = errorMessage(err);
+  if ((err as { tls?: boolean } | null)?.tls || err instanceof TlsConfigError) {
     // lib/pgConnection.ts already said what is wrong and what to do
-  } else if (err?.code === "28P01" || /password authentication failed/i.test(why)) why = "password authentication failed";
-  else if (err?.code === "ECONNREFUSED") why = "connection refused (is the server running and listening there?)";
-  else if (err?.code === "ENOTFOUND" || err?.code === "EAI_AGAIN") why = "host name does not resolve";
-  else if (err?.code === "3D000") why = "database does not exist";
-  else if (err?.code === "ETIMEDOUT" || /timeout/i.test(why)) why = "connection timed out";
+  } else if (errCode === "28P01" || /password authentication failed/i.test(why)) why = "password authentication failed";
+  else if (errCode === "ECONNREFUSED") why = "connection refused (is the server running and listening there?)";
+  else if (errCode === "ENOTFOUND" || errCode === "EAI_AGAIN") why = "host name does not resolve";
+  else if (errCode === "3D000") why = "database does not exist";
+  else if (errCode === "ETIMEDOUT" || /timeout/i.test(why)) why = "connection timed out";
   // pg can echo the raw string in some messages; never let a password through, in any of its forms.
   why = redactSecrets(why, url);
   return new Error(`cannot connect to the Guardian database at ${where}: ${why}${code}`);

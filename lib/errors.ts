@@ -27,3 +27,14 @@ export abstract class GuardianRefusal extends Error {
 export function exitCodeOf(e: unknown): number {
   return e instanceof GuardianRefusal ? e.exitCode : 1;
 }
+
+/** An error's SQLSTATE (or Node's error code), if any: what a `catch (e)` reads instead of typing `e` as any. */
+export function errorCode(e: unknown): string | undefined {
+  const code = typeof e === "object" && e !== null ? (e as { code?: unknown }).code : undefined;
+  return typeof code === "string" ? code : undefined;
+}
+
+/** An error's message, or the thrown value as text. */
+export function errorMessage(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}

@@ -6,6 +6,7 @@
  */
 import type { Client } from "pg";
 import { TENANT_TABLES } from "./tenantTables";
+import { errorCode, errorMessage } from "./errors";
 
 /** The guarded tables the Data API reaches (schema public), with the column naming the owning organization. */
 export const ISOLATION_TABLES = TENANT_TABLES.filter((t) => t.table.startsWith("public.")).map((t) => ({ table: t.table, orgColumn: t.orgColumn }));
@@ -87,12 +88,12 @@ export async function isolationMatrix(
             `tenant isolation: ${s.name} (${s.role}${s.sub ? ` ${s.sub}` : ""}) reads ${t.orgColumn ? `${other} row(s) of other organizations` : `${visible} row(s)`} of ${t.table}`,
           );
         }
-      } catch (e: any) {
-        if (e.code === "42501" && /permission denied for (table|relation|schema)/.test(e.message))
+      } catch (e) {
+        if (errorCode(e) === "42501" && /permission denied for (table|relation|schema)/.test(errorMessage(e)))
           row[s.name] = { visible: 0, otherOrganizations: 0, denied: true };
         else {
-          row[s.name] = { error: e.message };
-          violations.push(`tenant isolation: could not read ${t.table} as ${s.name}: ${e.message}`);
+          row[s.name] = { error: errorMessage(e) };
+          violations.push(`tenant isolation: could not read ${t.table} as ${s.name}: ${errorMessage(e)}`);
         }
       } finally {
         await c.query("ROLLBACK").catch(() => undefined);

@@ -22,7 +22,7 @@
  * understood and removed: the TLS options are always given to pg explicitly.
  */
 import type { Client, ClientConfig } from "pg";
-import { GuardianRefusal } from "./errors";
+import { errorCode, errorMessage, GuardianRefusal } from "./errors";
 
 export const SSL_MODES = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] as const;
 export type SslMode = (typeof SSL_MODES)[number];
@@ -153,8 +153,8 @@ export function resolveTls(url: string, tls: TlsSettings | undefined, env: Recor
   if (caFile !== undefined) {
     try {
       ca = require("fs").readFileSync(caFile, "utf8");
-    } catch (e: any) {
-      throw new TlsConfigError(`the root certificate file ${caFile} (sslrootcert) cannot be read: ${e.code ?? e.message}`);
+    } catch (e) {
+      throw new TlsConfigError(`the root certificate file ${caFile} (sslrootcert) cannot be read: ${errorCode(e) ?? errorMessage(e)}`);
     }
     caFrom = `sslrootcert (${caFile})`;
   }
@@ -240,9 +240,9 @@ const CHAIN_ERRORS = new Set([
 /**
  * A TLS failure explained, saying what to do; undefined for anything else. Never contains the connection string.
  */
-export function explainTlsError(err: any, r: Pick<ResolvedTls, "mode" | "modeFrom" | "caFrom" | "host">): string | undefined {
-  const code = String(err?.code ?? "");
-  const msg = String(err?.message ?? err);
+export function explainTlsError(err: unknown, r: Pick<ResolvedTls, "mode" | "modeFrom" | "caFrom" | "host">): string | undefined {
+  const code = errorCode(err) ?? "";
+  const msg = errorMessage(err);
   const how = `sslmode ${r.mode}, from ${r.modeFrom}`;
   const giveCa =
     `set guardian:tls.rootCert to the file of the CA certificate that signed the server's certificate ` +
@@ -277,12 +277,12 @@ export function explainTlsError(err: any, r: Pick<ResolvedTls, "mode" | "modeFro
 }
 
 /** Whether an attempt's failure lets the next attempt run (libpq's fallbacks for prefer and allow). */
-function fallsBack(mode: SslMode, attempt: number, err: any): boolean {
+function fallsBack(mode: SslMode, attempt: number, err: unknown): boolean {
   if (attempt > 0) return false;
-  const msg = String(err?.message ?? "");
+  const msg = err instanceof Error ? err.message : "";
   if (mode === "prefer") return /does not support SSL connections|error establishing an SSL connection/.test(msg);
   // allow: the server refused the plain connection (pg_hba.conf hostssl only, or a server that requires TLS).
-  if (mode === "allow") return err?.code === "28000" || /SSL|encryption/i.test(msg);
+  if (mode === "allow") return errorCode(err) === "28000" || /SSL|encryption/i.test(msg);
   return false;
 }
 
@@ -299,15 +299,12 @@ export async function connectClient(url: string, tls: TlsSettings | undefined, e
     try {
       await client.connect();
       return client;
-    } catch (e: any) {
+    } catch (e) {
       await client.end().catch(() => undefined);
       if (i + 1 < configs.length && fallsBack(resolved.mode, i, e)) continue;
       const explained = explainTlsError(e, resolved);
       if (!explained) throw e;
-      const err: any = new Error(explained);
-      err.code = e?.code;
-      err.tls = true;
-      throw err;
+      throw Object.assign(new Error(explained), { code: errorCode(e), tls: true });
     }
   }
 }
@@ -335,8 +332,8 @@ export function connectionChanged(olds: { databaseUrl?: string; tls?: TlsSetting
 
 /** A provider's update that only records the new connection: the old state with the new connection string and TLS. */
 export function recordConnection<T extends { databaseUrl?: string; tls?: TlsSettings }>(olds: T, news: { databaseUrl?: string; tls?: TlsSettings }): T {
-  const outs: any = { ...olds, databaseUrl: news.databaseUrl };
-  if (news.tls === undefined || news.tls === null) delete outs.tls;
-  else outs.tls = news.tls;
-  return outs;
+  const { tls: _recorded, ...rest } = olds;
+  return (
+    news.tls === undefined || news.tls === null ? { ...rest, databaseUrl: news.databaseUrl } : { ...rest, databaseUrl: news.databaseUrl, tls: news.tls }
+  ) as T;
 }

@@ -34,7 +34,7 @@ import { connect, redactUrl } from "./db";
 import { resolveTls, type TlsSettings } from "./pgConnection";
 import { type DatabaseShape, discoverShape } from "./shape";
 import { v1Facts, type V1Facts } from "./v1";
-import { GuardianRefusal } from "./errors";
+import { errorCode, errorMessage, GuardianRefusal } from "./errors";
 
 /** What the program found in the database, read-only, for the components and for preview. */
 export interface Discovery {
@@ -245,11 +245,11 @@ async function gateSession(
     try {
       await other.query("BEGIN");
       otherSaw = (await other.query(probe)).rows[0];
-    } catch (e: any) {
-      statementMode = String(e?.message ?? e);
+    } catch (e) {
+      statementMode = errorMessage(e);
     }
-  } catch (e: any) {
-    report.notes.push(`session: a second connection could not be opened (${String(e?.message ?? e).split("\n")[0]}); the check used one connection`);
+  } catch (e) {
+    report.notes.push(`session: a second connection could not be opened (${errorMessage(e).split("\n")[0]}); the check used one connection`);
   }
   try {
     const after = (await c.query(probe)).rows[0];
@@ -300,9 +300,10 @@ async function gateCatalogue(c: Client, config: GuardianConfig, report: Prefligh
   let types: string[];
   try {
     types = (await c.query(`SELECT action_type FROM public.credit_actions ORDER BY action_type`)).rows.map((r) => r.action_type);
-  } catch (e: any) {
-    if (e?.code === "55P03" || e?.code === "57014") {
-      fail("catalogue", `public.credit_actions could not be read: ${e.code === "55P03" ? "another session holds a lock on it" : "the query timed out"}`);
+  } catch (e) {
+    const code = errorCode(e);
+    if (code === "55P03" || code === "57014") {
+      fail("catalogue", `public.credit_actions could not be read: ${code === "55P03" ? "another session holds a lock on it" : "the query timed out"}`);
       return;
     }
     throw e;
@@ -375,9 +376,9 @@ export async function preflight(config: GuardianConfig, opts: PreflightOptions =
   try {
     tls = opts.tls ?? tlsSettings(config);
     c = await open("guardian-credits:preflight");
-  } catch (e: any) {
+  } catch (e) {
     // connect() already describes the failure without the password (lib/db.ts explainConnectError).
-    fail("connection", `${e.message}; the other gates were not evaluated`);
+    fail("connection", `${errorMessage(e)}; the other gates were not evaluated`);
     for (const g of GATES.slice(1)) report.skipped.push({ gate: g, reason: "the server could not be reached" });
     return finish(["connection"]);
   }

@@ -6,6 +6,7 @@ import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { type DatabaseShape, renderSql, SEED_SHAPE, unrenderedTokens } from "./shape";
+import { errorCode, errorMessage } from "./errors";
 
 export const SQL_ROOT = path.resolve(__dirname, "..", "sql");
 
@@ -29,8 +30,8 @@ export function loadSql(file: string, shape: DatabaseShape = SEED_SHAPE): SqlFil
   let raw: string;
   try {
     raw = fs.readFileSync(full, "utf8");
-  } catch (e: any) {
-    throw new Error(`SQL file "sql/${file}" cannot be read: ${e.code ?? e.message}`);
+  } catch (e) {
+    throw new Error(`SQL file "sql/${file}" cannot be read: ${errorCode(e) ?? errorMessage(e)}`);
   }
   const text = renderSql(raw, shape);
   const left = unrenderedTokens(text);
@@ -102,7 +103,7 @@ export function describeSqlError(err: unknown, file: string, text: string): { me
 }
 
 /** Wraps a pg error raised by `text` (the content of `file`) into a SqlFileError; other errors pass through. */
-export function explainSqlError(err: any, file: string, text: string): Error {
+export function explainSqlError(err: unknown, file: string, text: string): unknown {
   const d = describeSqlError(err, file, text);
   return d ? new SqlFileError(d.message, file, d.code, d.line, d.column) : err;
 }

@@ -161,15 +161,9 @@ export async function withConnection<T>(conn: Partial<Connection>, app: string, 
   }
 }
 
-/** An error's SQLSTATE (or Node's error code), if any. */
-export function errorCode(e: unknown): string | undefined {
-  const code = typeof e === "object" && e !== null ? (e as { code?: unknown }).code : undefined;
-  return typeof code === "string" ? code : undefined;
-}
+import { errorCode, errorMessage } from "../lib/errors";
 
-export function errorMessage(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
-}
+export { errorCode, errorMessage };
 
 // --------------------------------------------------------------------------------------------------- lock retries
 
