@@ -17,7 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { migrationParts, MIGRATION_SUFFIX } from "../lib/supabaseMigration";
 import { SEED_SHAPE } from "../lib/shape";
 import { parseConfig } from "../lib/config";
-import { seed } from "../scripts/seed";
+import { seed } from "../operations/seed";
 import { freshDb, type TestDb } from "./helpers/db";
 import { changed, type Migrated, preview, seededStack, teardown, up } from "./helpers/migration";
 import { freshRealCrmDb } from "./helpers/realCrm";

@@ -18,7 +18,7 @@ import { promisify } from "util";
 import { afterAll, describe, expect, it } from "vitest";
 import { redactUrl } from "../lib/db";
 import { buildReport } from "../scripts/report";
-import { seed } from "../scripts/seed";
+import { seed } from "../operations/seed";
 import { freshDb, type TestDb } from "./helpers/db";
 import { collect, testStack, type TestStack } from "./helpers/stack";
 

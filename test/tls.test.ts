@@ -23,7 +23,7 @@ import { backupProvider } from "../providers/backup";
 import { restoreCheckProvider } from "../providers/restoreCheck";
 import { sqlObjectProvider } from "../providers/sqlObject";
 import { verificationProvider } from "../providers/verification";
-import { seed } from "../scripts/seed";
+import { seed } from "../operations/seed";
 import { buildReport } from "../scripts/report";
 import { collect, testStack, type TestStack } from "./helpers/stack";
 import { startTlsPostgres, type TlsPostgres } from "./helpers/tlsServer";
