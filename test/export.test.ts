@@ -14,7 +14,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { migrationParts, MIGRATION_SUFFIX } from "../lib/supabaseMigration";
+import { migrationParts, MIGRATION_SUFFIX } from "../operations/export/supabaseMigration";
 import { SEED_SHAPE } from "../lib/shape";
 import { parseConfig } from "../lib/config";
 import { seed } from "../operations/seed";
