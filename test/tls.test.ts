@@ -24,7 +24,7 @@ import { restoreCheckProvider } from "../providers/restoreCheck";
 import { sqlObjectProvider } from "../providers/sqlObject";
 import { verificationProvider } from "../providers/verification";
 import { seed } from "../operations/seed";
-import { buildReport } from "../scripts/report";
+import { buildReport } from "../operations/report";
 import { collect, testStack, type TestStack } from "./helpers/stack";
 import { startTlsPostgres, type TlsPostgres } from "./helpers/tlsServer";
 

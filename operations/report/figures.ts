@@ -3,7 +3,7 @@
  *
  * Nothing here is copied from stack outputs or from a template: each figure is a query, so a report cannot say
  * "multi-credit deployed" about a database that is still unified (facts.md, "What went wrong", 1). Stack facts
- * (name, update version, outputs) are added by scripts/report.ts, which also cross-checks outputs against these.
+ * (name, update version, outputs) are added by buildReport (./index.ts), which also cross-checks outputs against these.
  *
  * Every query tolerates a database that is not (or no longer) migrated: a missing object is reported as missing.
  */
@@ -11,11 +11,11 @@ import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import type { Client } from "pg";
-import { POOLS, type Pool, type GuardianConfig } from "../config";
-import { isolationMatrix, ISOLATION_TABLES, type IsolationMatrix } from "../isolation";
-import { planMargins } from "../margins";
-import { discoverShape } from "../shape";
-import { v1Facts } from "../v1";
+import { POOLS, type Pool, type GuardianConfig } from "../../lib/config";
+import { isolationMatrix, ISOLATION_TABLES, type IsolationMatrix } from "../../lib/isolation";
+import { planMargins } from "../../lib/margins";
+import { discoverShape } from "../../lib/shape";
+import { v1Facts } from "../../lib/v1";
 
 export type PoolAmounts = Record<Pool, number>;
 
