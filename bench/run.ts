@@ -12,7 +12,7 @@
  *
  * Writes bench/results/<YYYY-MM-DD>[.quick|.zero-downtime|.rpc].json and .md (the Markdown is the summary to quote).
  *
- * Per size, on a fresh database seeded with scripts/seed.ts (seed 1) and analyzed, through the real engine
+ * Per size, on a fresh database seeded with operations/seed (seed 1) and analyzed, through the real engine
  * (harness/stack.ts: the CLI, a file backend in a temp dir):
  *   preview        `pulumi preview` of the migration (what an operator runs first), and again once migrated (no change)
  *   up             `pulumi up` (creditModel multi) while consumers call consume_credits_rpc back to back on random
@@ -35,7 +35,7 @@ import * as path from "path";
 import { command, flag, integer, jsonFlag, list, option, outputPath, positiveInteger, printJson, runCommandLine, type Values } from "../lib/cli";
 import { connect } from "../lib/db";
 import { createDatabase, dropDatabase, findPgServer, type PgServer } from "../lib/pgserver";
-import { seed } from "../scripts/seed";
+import { seed } from "../operations/seed";
 import { collect, pulumiRoot, testStack, type TestStack } from "../harness/stack";
 import { benchRpc, type BenchRpcResult } from "./rpc";
 import { checkLedger, checkMulti, checkUnifiedAfterRollback, ConsumerFleet, fleetOrgs, latencySummary, maxLogId, phaseStats } from "../harness/consumerFleet";

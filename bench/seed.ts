@@ -7,7 +7,7 @@
 import * as crypto from "crypto";
 import { redactUrl } from "../lib/db";
 import { createDatabase, dropDatabase } from "../lib/pgserver";
-import { seed } from "../scripts/seed";
+import { seed } from "../operations/seed";
 
 export interface SeedBenchResult {
   orgs: number;

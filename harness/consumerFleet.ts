@@ -39,9 +39,9 @@
 import type { Client } from "pg";
 import { DEFAULT_UNIFIED_COSTS, DEFAULT_PLANS, DEFAULT_SPLIT, POOLS } from "../lib/config";
 import { connect } from "../lib/db";
-import { mulberry32 } from "../scripts/seed";
+import { mulberry32 } from "../operations/seed";
 
-/** A deterministic source of choices for a fleet (scripts/seed.ts's PRNG). */
+/** A deterministic source of choices for a fleet (operations/seed's PRNG). */
 export const mulberry = (seed: number) => mulberry32(seed);
 
 /** The baseline catalogue's actions (present in every phase, v1 included: v1 would insert an unknown one). */

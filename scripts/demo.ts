@@ -19,7 +19,7 @@ import { command, integer, option, runCommandLine } from "../lib/cli";
 import { redactUrl } from "../lib/db";
 import { createDatabase, findPgServer, PROJECT_ROOT } from "../lib/pgserver";
 import { demoBackend } from "../lib/safeDefaults";
-import { MAX_ORGS, seed } from "./seed";
+import { MAX_ORGS, seed } from "../operations/seed";
 
 export const COMMAND = command({
   name: "demo",

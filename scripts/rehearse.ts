@@ -33,7 +33,7 @@ import { createDatabase, findPgServer, PROJECT_ROOT } from "../lib/pgserver";
 import { rehearsalPassphrase } from "../lib/safeDefaults";
 import { latestExport, restoreExport, RestoreError } from "../lib/restoreExport";
 import { linkedProgramDir, openStack } from "../lib/workspace";
-import { buildReport } from "./report";
+import { buildReport } from "../operations/report";
 
 export const COMMAND = command({
   name: "rehearse",

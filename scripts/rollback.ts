@@ -14,7 +14,7 @@
  *      with --json the plan is one JSON document on stdout (resultJson) and the lines go to stderr.
  *   3. writes the target's config into the stack settings, runs `pulumi up` (same program, same config), verifies the
  *      result against the database (the stack's verification outputs and its own queries), and writes the report
- *      (scripts/report.ts buildReport) to .guardian/reports/<stack>-rollback-v<version>.md (+ .svg).
+ *      (operations/report buildReport) to .guardian/reports/<stack>-rollback-v<version>.md (+ .svg).
  *
  * Refusals (one message on stderr, nothing written, exit 2): no such version or no earlier successful update; the
  * target is not an update or it failed; its commit is not in the repository (or the project is not in one); its
@@ -74,7 +74,7 @@ import {
   writeConfigFile,
 } from "../lib/stackHistory";
 import { openStack } from "../lib/workspace";
-import { buildReport } from "./report";
+import { buildReport } from "../operations/report";
 
 export interface RollbackOptions {
   stack: string;

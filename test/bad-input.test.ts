@@ -9,7 +9,7 @@
  */
 import * as crypto from "crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { seed } from "../scripts/seed";
+import { seed } from "../operations/seed";
 import { asUser, freshDb, type TestDb } from "./helpers/db";
 import { diffFingerprints, fingerprint } from "./helpers/fingerprint";
 import { orgs } from "./helpers/migration";

@@ -10,7 +10,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { seed } from "../scripts/seed";
+import { seed } from "../operations/seed";
 import { rollbackCommand } from "../scripts/rollback";
 import { freshDb, type TestDb } from "./helpers/db";
 import { git, gitProject } from "./helpers/gitProject";

@@ -34,7 +34,7 @@ import type { Client } from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connect } from "../lib/db";
 import { dropDatabase, markScratchDatabase } from "../lib/pgserver";
-import { seed } from "../scripts/seed";
+import { seed } from "../operations/seed";
 import { eventTail, killSession, pendingOperations, pulumi, readEvents, repairFileBackend, startPulumi, stateUrns } from "./helpers/cli";
 import { freshDb, pgServer, type TestDb } from "./helpers/db";
 import { fingerprint } from "./helpers/fingerprint";

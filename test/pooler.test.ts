@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseConfig } from "../lib/config";
 import { connect } from "../lib/db";
 import { NoGoError, preflight } from "../lib/preflight";
-import { seed } from "../scripts/seed";
+import { seed } from "../operations/seed";
 import { freshDb, pgServer, type TestDb } from "./helpers/db";
 import { collect, testStack, type TestStack } from "../harness/stack";
 import { type PgBouncer, startPgBouncer } from "./helpers/tlsServer";

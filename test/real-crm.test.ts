@@ -5,7 +5,7 @@
  * the application's calls as its real roles, rollback, forward again.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { buildReport } from "../scripts/report";
+import { buildReport } from "../operations/report";
 import { asUser } from "./helpers/db";
 import { collect, testStack, type TestStack } from "../harness/stack";
 import { freshRealCrmDb, orgWithoutCredits, orphanCreditOrg, REAL_CRM_FACTS, sampleMember, sampleSuperAdmin, userWithoutProfile } from "./helpers/realCrm";

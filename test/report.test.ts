@@ -12,7 +12,7 @@ import { XMLParser, XMLValidator } from "fast-xml-parser";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { POOLS } from "../lib/config";
 import { redactUrl } from "../lib/db";
-import { buildReport, type Report } from "../scripts/report";
+import { buildReport, type Report } from "../operations/report";
 import { expectedPools } from "./helpers/allocation";
 import { type Migrated, orgs, seededStack, teardown, up } from "./helpers/migration";
 

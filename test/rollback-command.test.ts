@@ -13,7 +13,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_UNIFIED_COSTS, POOLS } from "../lib/config";
-import { seed } from "../scripts/seed";
+import { seed } from "../operations/seed";
 import { rollbackCommand, type RollbackOptions, type RollbackResult } from "../scripts/rollback";
 import { expectedPools } from "./helpers/allocation";
 import { freshDb, type TestDb } from "./helpers/db";

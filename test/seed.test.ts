@@ -5,7 +5,8 @@
 import { execFile } from "child_process";
 import * as path from "path";
 import { afterAll, describe, expect, it } from "vitest";
-import { seed, SHOWCASE, parseArgs } from "../scripts/seed";
+import { seed, SHOWCASE } from "../operations/seed";
+import { parseArgs } from "../scripts/seed";
 import { freshDb, type TestDb } from "./helpers/db";
 
 const ROOT = path.resolve(__dirname, "..");

@@ -23,8 +23,8 @@ import { backupProvider } from "../providers/backup";
 import { restoreCheckProvider } from "../providers/restoreCheck";
 import { sqlObjectProvider } from "../providers/sqlObject";
 import { verificationProvider } from "../providers/verification";
-import { seed } from "../scripts/seed";
-import { buildReport } from "../scripts/report";
+import { seed } from "../operations/seed";
+import { buildReport } from "../operations/report";
 import { collect, testStack, type TestStack } from "../harness/stack";
 import { startTlsPostgres, type TlsPostgres } from "./helpers/tlsServer";
 

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ISOLATION_TABLES } from "../lib/isolation";
 import { loadSql } from "../lib/sql";
 import { verificationProvider } from "../providers/verification";
-import { seed } from "../scripts/seed";
+import { seed } from "../operations/seed";
 import { freshDb, type TestDb } from "./helpers/db";
 
 function inputs(db: TestDb) {

@@ -21,7 +21,7 @@ import * as path from "path";
 import { promisify } from "util";
 import * as yaml from "js-yaml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { buildReport, type Report } from "../scripts/report";
+import { buildReport, type Report } from "../operations/report";
 import { type Migrated, seededStack, teardown, up } from "./helpers/migration";
 
 const ROOT = path.resolve(__dirname, "..");

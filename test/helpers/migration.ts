@@ -2,7 +2,7 @@
  * Shared fixture for the migration tests: a fresh seeded database and a test stack on it, plus readers for the
  * facts the tests assert.
  */
-import { seed } from "../../scripts/seed";
+import { seed } from "../../operations/seed";
 import { freshDb, type TestDb } from "./db";
 import { collect, testStack, type TestStack } from "../../harness/stack";
 

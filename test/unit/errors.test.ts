@@ -4,7 +4,7 @@ import { GuardianConfigError, parseConfig } from "../../lib/config";
 import { exitCodeOf, GuardianRefusal } from "../../lib/errors";
 import { NoGoError } from "../../lib/preflight";
 import { RollbackRefusal } from "../../lib/stackHistory";
-import { ReportError } from "../../scripts/report";
+import { ReportError } from "../../operations/report";
 
 describe("refusals", () => {
   it("every refusal is a GuardianRefusal with exit code 2 and its class's name; anything else exits 1", () => {

@@ -3,19 +3,24 @@
  *
  * Nothing here is copied from stack outputs or from a template: each figure is a query, so a report cannot say
  * "multi-credit deployed" about a database that is still unified (facts.md, "What went wrong", 1). Stack facts
- * (name, update version, outputs) are added by scripts/report.ts, which also cross-checks outputs against these.
+ * (name, update version, outputs) are added by buildReport (./index.ts), which also cross-checks outputs against these.
  *
  * Every query tolerates a database that is not (or no longer) migrated: a missing object is reported as missing.
+ *
+ * databaseFigures composes one exported step per figure group, each runnable alone on a client: serverVersion,
+ * catalogueFigures, migrationColumns, organizationFigures (per model and rule), conservationFigures, anomalyFigures,
+ * backupFigures, functionFigures, policyFigures (and RLS), consumptionFigures (the logs), marginFigures, chartFigures
+ * (pools before and after) and accessFigures (shape, isolation, v1).
  */
 import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import type { Client } from "pg";
-import { POOLS, type Pool, type GuardianConfig } from "../config";
-import { isolationMatrix, ISOLATION_TABLES, type IsolationMatrix } from "../isolation";
-import { planMargins } from "../margins";
-import { discoverShape } from "../shape";
-import { v1Facts } from "../v1";
+import { POOLS, type Pool, type GuardianConfig } from "../../lib/config";
+import { isolationMatrix, ISOLATION_TABLES, type IsolationMatrix } from "../../lib/isolation";
+import { planMargins } from "../../lib/margins";
+import { discoverShape } from "../../lib/shape";
+import { v1Facts } from "../../lib/v1";
 
 export type PoolAmounts = Record<Pool, number>;
 
@@ -268,7 +273,11 @@ export interface FigureOptions {
 }
 
 /** The report's facts about the database's shape, isolation and v1 (each read now, from the database). */
-async function accessFigures(c: Client, config: FigureOptions["config"], planNames: string[]) {
+export async function accessFigures(
+  c: Client,
+  config: FigureOptions["config"],
+  planNames: string[],
+): Promise<Pick<DatabaseFigures, "isolation" | "splitPlanNames" | "v1Weaknesses">> {
   const found = await discoverShape(c, config.schema);
   const isolation = found.shape ? await isolationMatrix(c, found.shape.profileRoleColumn, ISOLATION_TABLES) : null;
   const names = await c.query(
@@ -291,11 +300,20 @@ async function accessFigures(c: Client, config: FigureOptions["config"], planNam
   };
 }
 
-export async function databaseFigures(c: Client, opts: FigureOptions): Promise<DatabaseFigures> {
-  const { config } = opts;
-  const serverVersion = (await one(c, `SELECT current_setting('server_version') AS v`)).v as string;
+export async function serverVersion(c: Client): Promise<string> {
+  return (await one(c, `SELECT current_setting('server_version') AS v`)).v as string;
+}
 
-  // The catalogue the database applies (the Catalogue component writes it), else the stack config's.
+export interface CatalogueFigures {
+  /** Per-pool allocation of each catalogue plan. */
+  catalogue: Record<string, PoolAmounts>;
+  catalogueSource: DatabaseFigures["catalogueSource"];
+  /** The catalogue's plan names (what the allocation rule matches, after trim + lower-case). */
+  planNames: string[];
+}
+
+/** The catalogue the database applies (the Catalogue component writes it), else the stack config's. */
+export async function catalogueFigures(c: Client, config: GuardianConfig): Promise<CatalogueFigures> {
   let catalogue: Record<string, PoolAmounts> = {};
   let catalogueSource: DatabaseFigures["catalogueSource"] = "config";
   if (await exists(c, "guardian.plan_catalogue")) {
@@ -308,13 +326,38 @@ export async function databaseFigures(c: Client, opts: FigureOptions): Promise<D
   if (catalogueSource === "config") {
     catalogue = Object.fromEntries(Object.entries(config.plans).map(([k, p]) => [k, { ai: p.ai, whatsapp: p.whatsapp, email: p.email, sms: p.sms }]));
   }
-  const planNames = Object.keys(catalogue);
+  return { catalogue, catalogueSource, planNames: Object.keys(catalogue) };
+}
 
-  const ocCols = await columnsOf(c, "public", "organization_credits");
-  const migrated = ocCols.has("credit_model") && POOLS.every((p) => ocCols.has(`${p}_credits_available`));
-  const modelExpr = ocCols.has("credit_model") ? "credit_model" : "'unified'::text";
+export interface MigrationColumns {
+  /** Columns of public.organization_credits and public.credit_consumption_logs now. */
+  credits: Set<string>;
+  logs: Set<string>;
+  /** organization_credits has credit_model and every pool's _credits_available. */
+  migrated: boolean;
+  /** credit_consumption_logs has every pool's _consumed, credit_model and allocation_epoch. */
+  logMigrated: boolean;
+}
 
-  // Organizations per model and per allocation rule.
+/** Which of the migration's columns exist now (every figure below tolerates a database that is not migrated). */
+export async function migrationColumns(c: Client): Promise<MigrationColumns> {
+  const credits = await columnsOf(c, "public", "organization_credits");
+  const logs = await columnsOf(c, "public", "credit_consumption_logs");
+  return {
+    credits,
+    logs,
+    migrated: credits.has("credit_model") && POOLS.every((p) => credits.has(`${p}_credits_available`)),
+    logMigrated: POOLS.every((p) => logs.has(`${p}_consumed`)) && logs.has("credit_model") && logs.has("allocation_epoch"),
+  };
+}
+
+/** Organizations per model and per allocation rule. */
+export async function organizationFigures(
+  c: Client,
+  planNames: string[],
+  cols: Pick<MigrationColumns, "credits">,
+): Promise<Pick<DatabaseFigures, "orgsByModel" | "orgsTotal" | "orgsPerRule">> {
+  const modelExpr = cols.credits.has("credit_model") ? "credit_model" : "'unified'::text";
   const byRule = await c.query(
     `SELECT ${RULE("plan_name")} AS rule, ${modelExpr} AS model, count(*)::bigint AS n
        FROM public.organization_credits GROUP BY 1, 2 ORDER BY 1, 2`,
@@ -332,70 +375,75 @@ export async function databaseFigures(c: Client, opts: FigureOptions): Promise<D
     orgsByModel[r.model] = (orgsByModel[r.model] ?? 0) + n;
     orgsTotal += n;
   }
+  return { orgsByModel, orgsTotal, orgsPerRule };
+}
 
-  // Conservation, for organizations in the multi model.
+/** Conservation per rule, for organizations in the multi model ({} before the migration). */
+export async function conservationFigures(
+  c: Client,
+  { catalogue, planNames }: Pick<CatalogueFigures, "catalogue" | "planNames">,
+  cols: MigrationColumns,
+): Promise<Record<string, ConservationFigures>> {
   const conservation: Record<string, ConservationFigures> = {};
-  const logCols = await columnsOf(c, "public", "credit_consumption_logs");
-  const logMigrated = POOLS.every((p) => logCols.has(`${p}_consumed`)) && logCols.has("credit_model") && logCols.has("allocation_epoch");
-  if (migrated && ocCols.has("allocation_epoch")) {
-    const consumed = logMigrated
-      ? `SELECT organization_id, allocation_epoch, ${POOLS.map((p) => `sum(${p}_consumed) AS c_${p}`).join(", ")}
-           FROM public.credit_consumption_logs WHERE success AND credit_model = 'multi' GROUP BY 1, 2`
-      : `SELECT NULL::uuid AS organization_id, NULL::int AS allocation_epoch, ${POOLS.map((p) => `0::bigint AS c_${p}`).join(", ")} WHERE false`;
-    const planValues = planNames.length
-      ? `VALUES ${planNames.map((_, i) => `($${i * 5 + 2}::text, $${i * 5 + 3}::int, $${i * 5 + 4}::int, $${i * 5 + 5}::int, $${i * 5 + 6}::int)`).join(", ")}`
-      : `SELECT NULL::text, 0, 0, 0, 0 WHERE false`;
-    const params: unknown[] = [planNames];
-    for (const p of planNames) params.push(p, catalogue[p].ai, catalogue[p].whatsapp, catalogue[p].email, catalogue[p].sms);
-    const sumOf = (prefix: string, suffix: string) => POOLS.map((p) => `${prefix}${p}${suffix}`).join(" + ");
-    const r = await c.query(
-      `WITH cons AS (${consumed}),
-            cat (plan_name, ai, whatsapp, email, sms) AS (${planValues}),
-            o AS (
-              SELECT oc.*, ${RULE("oc.plan_name")} AS rule,
-                     ${POOLS.map((p) => `coalesce(k.c_${p}, 0) AS c_${p}`).join(", ")},
-                     ${POOLS.map((p) => `cat.${p} AS a_${p}`).join(", ")}
-                FROM public.organization_credits oc
-                LEFT JOIN cons k ON k.organization_id = oc.organization_id AND k.allocation_epoch = oc.allocation_epoch
-                LEFT JOIN cat ON 'plan:' || cat.plan_name = ${RULE("oc.plan_name")}
-               WHERE oc.credit_model = 'multi'),
-            chk AS (
-              SELECT organization_id, rule,
-                     CASE WHEN rule = 'split'
-                          THEN ${sumOf("", "_credits_total")} = greatest(total_credits, 0)
-                          ELSE ${POOLS.map((p) => `${p}_credits_total = a_${p}`).join(" AND ")} END AS totals_ok,
-                     CASE WHEN rule = 'split'
-                          THEN ${sumOf("", "_credits_available")} + ${sumOf("c_", "")} = greatest(credits_remaining, 0)
-                          ELSE ${POOLS.map((p) => `${p}_credits_available + c_${p} = a_${p}`).join(" AND ")} END AS available_ok
-                FROM o)
-       SELECT rule, count(*)::bigint AS n,
-              count(*) FILTER (WHERE totals_ok)::bigint AS totals_ok,
-              count(*) FILTER (WHERE available_ok)::bigint AS available_ok,
-              (array_agg(organization_id::text ORDER BY organization_id) FILTER (WHERE NOT (totals_ok AND available_ok)))[1:5] AS bad
-         FROM chk GROUP BY rule ORDER BY rule`,
-      params,
-    );
-    for (const x of r.rows) {
-      conservation[x.rule] = {
-        orgs: Number(x.n),
-        totalsConserved: Number(x.totals_ok),
-        availableConserved: Number(x.available_ok),
-        violations: x.bad ?? [],
-      };
-    }
+  if (!(cols.migrated && cols.credits.has("allocation_epoch"))) return conservation;
+  const consumed = cols.logMigrated
+    ? `SELECT organization_id, allocation_epoch, ${POOLS.map((p) => `sum(${p}_consumed) AS c_${p}`).join(", ")}
+         FROM public.credit_consumption_logs WHERE success AND credit_model = 'multi' GROUP BY 1, 2`
+    : `SELECT NULL::uuid AS organization_id, NULL::int AS allocation_epoch, ${POOLS.map((p) => `0::bigint AS c_${p}`).join(", ")} WHERE false`;
+  const planValues = planNames.length
+    ? `VALUES ${planNames.map((_, i) => `($${i * 5 + 2}::text, $${i * 5 + 3}::int, $${i * 5 + 4}::int, $${i * 5 + 5}::int, $${i * 5 + 6}::int)`).join(", ")}`
+    : `SELECT NULL::text, 0, 0, 0, 0 WHERE false`;
+  const params: unknown[] = [planNames];
+  for (const p of planNames) params.push(p, catalogue[p].ai, catalogue[p].whatsapp, catalogue[p].email, catalogue[p].sms);
+  const sumOf = (prefix: string, suffix: string) => POOLS.map((p) => `${prefix}${p}${suffix}`).join(" + ");
+  const r = await c.query(
+    `WITH cons AS (${consumed}),
+          cat (plan_name, ai, whatsapp, email, sms) AS (${planValues}),
+          o AS (
+            SELECT oc.*, ${RULE("oc.plan_name")} AS rule,
+                   ${POOLS.map((p) => `coalesce(k.c_${p}, 0) AS c_${p}`).join(", ")},
+                   ${POOLS.map((p) => `cat.${p} AS a_${p}`).join(", ")}
+              FROM public.organization_credits oc
+              LEFT JOIN cons k ON k.organization_id = oc.organization_id AND k.allocation_epoch = oc.allocation_epoch
+              LEFT JOIN cat ON 'plan:' || cat.plan_name = ${RULE("oc.plan_name")}
+             WHERE oc.credit_model = 'multi'),
+          chk AS (
+            SELECT organization_id, rule,
+                   CASE WHEN rule = 'split'
+                        THEN ${sumOf("", "_credits_total")} = greatest(total_credits, 0)
+                        ELSE ${POOLS.map((p) => `${p}_credits_total = a_${p}`).join(" AND ")} END AS totals_ok,
+                   CASE WHEN rule = 'split'
+                        THEN ${sumOf("", "_credits_available")} + ${sumOf("c_", "")} = greatest(credits_remaining, 0)
+                        ELSE ${POOLS.map((p) => `${p}_credits_available + c_${p} = a_${p}`).join(" AND ")} END AS available_ok
+              FROM o)
+     SELECT rule, count(*)::bigint AS n,
+            count(*) FILTER (WHERE totals_ok)::bigint AS totals_ok,
+            count(*) FILTER (WHERE available_ok)::bigint AS available_ok,
+            (array_agg(organization_id::text ORDER BY organization_id) FILTER (WHERE NOT (totals_ok AND available_ok)))[1:5] AS bad
+       FROM chk GROUP BY rule ORDER BY rule`,
+    params,
+  );
+  for (const x of r.rows) {
+    conservation[x.rule] = {
+      orgs: Number(x.n),
+      totalsConserved: Number(x.totals_ok),
+      availableConserved: Number(x.available_ok),
+      violations: x.bad ?? [],
+    };
   }
+  return conservation;
+}
 
-  // Anomalies the backfill recorded.
-  const anomalies: Anomaly[] = (await exists(c, "guardian.backfill_anomalies"))
-    ? (await c.query(`SELECT organization_id::text AS id, kind, value, epoch FROM guardian.backfill_anomalies ORDER BY at, organization_id`)).rows.map(
-        (a: any) => ({ organizationId: a.id, kind: a.kind, value: a.value === null ? null : Number(a.value), epoch: a.epoch }),
-      )
-    : [];
+/** Anomalies the backfill recorded ([] when it never ran). */
+export async function anomalyFigures(c: Client): Promise<Anomaly[]> {
+  if (!(await exists(c, "guardian.backfill_anomalies"))) return [];
+  return (await c.query(`SELECT organization_id::text AS id, kind, value, epoch FROM guardian.backfill_anomalies ORDER BY at, organization_id`)).rows.map(
+    (a: any) => ({ organizationId: a.id, kind: a.kind, value: a.value === null ? null : Number(a.value), epoch: a.epoch }),
+  );
+}
 
-  // The backup.
-  const backup = await backupFigures(c, opts.backupId);
-
-  // Function and policy versions.
+/** The installed consume_credits_rpc / consume_credits_batch versions, each compared with what the backup recorded. */
+export async function functionFigures(c: Client, backup: BackupFigures | null): Promise<FunctionFigure[]> {
   const fr = await c.query(
     `SELECT p.oid::regprocedure::text AS signature, md5(pg_get_functiondef(p.oid)) AS md5, p.prosecdef AS secdef,
             coalesce(p.proconfig, '{}') AS config
@@ -403,13 +451,17 @@ export async function databaseFigures(c: Client, opts: FigureOptions): Promise<D
       WHERE p.pronamespace = 'public'::regnamespace AND p.proname IN ('consume_credits_rpc', 'consume_credits_batch')
       ORDER BY 1`,
   );
-  const functions: FunctionFigure[] = fr.rows.map((f: any) => ({
+  return fr.rows.map((f: any) => ({
     signature: f.signature,
     definitionMd5: f.md5,
     securityDefiner: f.secdef,
     config: f.config,
     matchesBackupV1: backup?.recordedFunctionMd5[f.signature] === f.md5,
   }));
+}
+
+/** The row-level security policies of the reported tables (one md5 each, and one over all), and where RLS is on. */
+export async function policyFigures(c: Client): Promise<Pick<DatabaseFigures, "policies" | "policiesMd5" | "rlsEnabled">> {
   const pr = await c.query(
     `SELECT schemaname || '.' || tablename AS tbl, policyname, cmd, roles::text[] AS roles, permissive,
             md5(coalesce(qual, '') || '|' || coalesce(with_check, '') || '|' || cmd || '|' || permissive || '|' || roles::text) AS md5
@@ -438,59 +490,65 @@ export async function databaseFigures(c: Client, opts: FigureOptions): Promise<D
     [REPORTED_TABLES],
   );
   const rlsEnabled = Object.fromEntries(rls.rows.map((r: any) => [r.tbl, r.on]));
+  return { policies, policiesMd5, rlsEnabled };
+}
 
-  // Consumption since the migration (the backup's snapshot time).
-  let consumption: ConsumptionFigures | null = null;
-  if (backup) {
-    const actCols = await columnsOf(c, "public", "credit_actions");
-    const hasRequired = POOLS.every((p) => actCols.has(`${p}_credits_required`));
-    const perPoolSelect = POOLS.map((p) => {
-      const consumed = logMigrated ? `l.${p}_consumed` : "0";
-      const requires = hasRequired ? `a.${p}_credits_required > 0` : "false";
-      return `count(*) FILTER (WHERE l.success AND ${consumed} > 0) AS ${p}_successes,
-              coalesce(sum(${consumed}) FILTER (WHERE l.success), 0) AS ${p}_credits,
-              count(*) FILTER (WHERE NOT l.success AND ${requires}) AS ${p}_refusals`;
-    }).join(",\n");
-    const model = logCols.has("credit_model") ? "coalesce(l.credit_model, 'unified')" : "'unified'";
-    const code = logCols.has("error_code") ? "coalesce(l.error_code, l.error_message, 'unknown')" : "coalesce(l.error_message, 'unknown')";
-    const since = backup.createdAt;
-    const r = await one(
-      c,
-      `SELECT count(*) FILTER (WHERE l.success) AS successes, count(*) FILTER (WHERE NOT l.success) AS refusals,
-              coalesce(sum(l.credits_consumed) FILTER (WHERE l.success), 0) AS unified_cost,
-              ${perPoolSelect}
-         FROM public.credit_consumption_logs l LEFT JOIN public.credit_actions a USING (action_type)
-        WHERE l.created_at >= $1`,
-      [since],
-    );
-    const byModel = await c.query(
-      `SELECT ${model} AS m, count(*)::bigint AS n FROM public.credit_consumption_logs l
-        WHERE l.success AND l.created_at >= $1 GROUP BY 1 ORDER BY 1`,
-      [since],
-    );
-    const byCode = await c.query(
-      `SELECT ${code} AS code, count(*)::bigint AS n FROM public.credit_consumption_logs l
-        WHERE NOT l.success AND l.created_at >= $1 GROUP BY 1 ORDER BY 2 DESC, 1`,
-      [since],
-    );
-    consumption = {
-      since,
-      perPool: Object.fromEntries(
-        POOLS.map((p) => [p, { successes: Number(r[`${p}_successes`]), credits: Number(r[`${p}_credits`]), refusals: Number(r[`${p}_refusals`]) }]),
-      ) as Record<Pool, PoolConsumption>,
-      successes: Number(r.successes),
-      refusals: Number(r.refusals),
-      successesByModel: Object.fromEntries(byModel.rows.map((x: any) => [x.m, Number(x.n)])),
-      unifiedCost: Number(r.unified_cost),
-      refusalsByCode: Object.fromEntries(byCode.rows.map((x: any) => [x.code, Number(x.n)])),
-    };
-  }
+/** Consumption logged since the migration (the backup's snapshot time); null without a backup. */
+export async function consumptionFigures(
+  c: Client,
+  backup: Pick<BackupFigures, "createdAt"> | null,
+  cols: Pick<MigrationColumns, "logs" | "logMigrated">,
+): Promise<ConsumptionFigures | null> {
+  if (!backup) return null;
+  const actCols = await columnsOf(c, "public", "credit_actions");
+  const hasRequired = POOLS.every((p) => actCols.has(`${p}_credits_required`));
+  const perPoolSelect = POOLS.map((p) => {
+    const consumed = cols.logMigrated ? `l.${p}_consumed` : "0";
+    const requires = hasRequired ? `a.${p}_credits_required > 0` : "false";
+    return `count(*) FILTER (WHERE l.success AND ${consumed} > 0) AS ${p}_successes,
+            coalesce(sum(${consumed}) FILTER (WHERE l.success), 0) AS ${p}_credits,
+            count(*) FILTER (WHERE NOT l.success AND ${requires}) AS ${p}_refusals`;
+  }).join(",\n");
+  const model = cols.logs.has("credit_model") ? "coalesce(l.credit_model, 'unified')" : "'unified'";
+  const code = cols.logs.has("error_code") ? "coalesce(l.error_code, l.error_message, 'unknown')" : "coalesce(l.error_message, 'unknown')";
+  const since = backup.createdAt;
+  const r = await one(
+    c,
+    `SELECT count(*) FILTER (WHERE l.success) AS successes, count(*) FILTER (WHERE NOT l.success) AS refusals,
+            coalesce(sum(l.credits_consumed) FILTER (WHERE l.success), 0) AS unified_cost,
+            ${perPoolSelect}
+       FROM public.credit_consumption_logs l LEFT JOIN public.credit_actions a USING (action_type)
+      WHERE l.created_at >= $1`,
+    [since],
+  );
+  const byModel = await c.query(
+    `SELECT ${model} AS m, count(*)::bigint AS n FROM public.credit_consumption_logs l
+      WHERE l.success AND l.created_at >= $1 GROUP BY 1 ORDER BY 1`,
+    [since],
+  );
+  const byCode = await c.query(
+    `SELECT ${code} AS code, count(*)::bigint AS n FROM public.credit_consumption_logs l
+      WHERE NOT l.success AND l.created_at >= $1 GROUP BY 1 ORDER BY 2 DESC, 1`,
+    [since],
+  );
+  return {
+    since,
+    perPool: Object.fromEntries(
+      POOLS.map((p) => [p, { successes: Number(r[`${p}_successes`]), credits: Number(r[`${p}_credits`]), refusals: Number(r[`${p}_refusals`]) }]),
+    ) as Record<Pool, PoolConsumption>,
+    successes: Number(r.successes),
+    refusals: Number(r.refusals),
+    successesByModel: Object.fromEntries(byModel.rows.map((x: any) => [x.m, Number(x.n)])),
+    unifiedCost: Number(r.unified_cost),
+    refusalsByCode: Object.fromEntries(byCode.rows.map((x: any) => [x.code, Number(x.n)])),
+  };
+}
 
-  // Margins: the database's view when it is there, else the same computation from config.
-  let margins: DatabaseFigures["margins"];
+/** Margins: the database's view (public.plan_margins) when it is there, else the same computation from config. */
+export async function marginFigures(c: Client, config: GuardianConfig): Promise<DatabaseFigures["margins"]> {
   if (await exists(c, "public.plan_margins")) {
     const r = await c.query(`SELECT plan_name, price_eur, cost_eur, margin_pct FROM public.plan_margins ORDER BY plan_name`);
-    margins = {
+    return {
       source: "public.plan_margins",
       target: config.marginTarget,
       plans: r.rows.map((m: any) => {
@@ -504,17 +562,23 @@ export async function databaseFigures(c: Client, opts: FigureOptions): Promise<D
         };
       }),
     };
-  } else {
-    margins = {
-      source: "lib/margins.ts",
-      target: config.marginTarget,
-      plans: planMargins(config)
-        .map((m) => ({ plan: m.plan, priceEur: m.priceEur, costEur: m.costEur, marginPct: m.marginPct, belowTarget: m.belowTarget }))
-        .sort((a, b) => a.plan.localeCompare(b.plan)),
-    };
   }
+  return {
+    source: "lib/margins.ts",
+    target: config.marginTarget,
+    plans: planMargins(config)
+      .map((m) => ({ plan: m.plan, priceEur: m.priceEur, costEur: m.costEur, marginPct: m.marginPct, belowTarget: m.belowTarget }))
+      .sort((a, b) => a.plan.localeCompare(b.plan)),
+  };
+}
 
-  // Chart data: unified credits per rule in the backup, per-pool available per rule now.
+/** Chart data: unified credits per rule in the backup, per-pool available per rule now. */
+export async function chartFigures(
+  c: Client,
+  backup: Pick<BackupFigures, "schemaPresent" | "schemaName"> | null,
+  planNames: string[],
+  migrated: boolean,
+): Promise<ChartFigures> {
   const before: Record<string, number> = {};
   if (backup?.schemaPresent && (await exists(c, `${backup.schemaName}.organization_credits`))) {
     const r = await c.query(
@@ -533,24 +597,42 @@ export async function databaseFigures(c: Client, opts: FigureOptions): Promise<D
     );
     for (const x of r.rows) after[x.rule] = Object.fromEntries(POOLS.map((p) => [p, Number(x[p])])) as PoolAmounts;
   }
+  return { before, after };
+}
+
+/** Every figure of the report the database answers, one step at a time (each step above runs alone too). */
+export async function databaseFigures(c: Client, opts: FigureOptions): Promise<DatabaseFigures> {
+  const { config } = opts;
+  const version = await serverVersion(c);
+  const cat = await catalogueFigures(c, config);
+  const cols = await migrationColumns(c);
+  const orgs = await organizationFigures(c, cat.planNames, cols);
+  const conservation = await conservationFigures(c, cat, cols);
+  const anomalies = await anomalyFigures(c);
+  const backup = await backupFigures(c, opts.backupId);
+  const functions = await functionFigures(c, backup);
+  const pol = await policyFigures(c);
+  const consumption = await consumptionFigures(c, backup, cols);
+  const margins = await marginFigures(c, config);
+  const chart = await chartFigures(c, backup, cat.planNames, cols.migrated);
 
   return {
-    serverVersion,
-    orgsByModel,
-    orgsTotal,
-    migrated,
-    catalogueSource,
+    serverVersion: version,
+    orgsByModel: orgs.orgsByModel,
+    orgsTotal: orgs.orgsTotal,
+    migrated: cols.migrated,
+    catalogueSource: cat.catalogueSource,
     backup,
-    orgsPerRule,
+    orgsPerRule: orgs.orgsPerRule,
     conservation,
     anomalies,
     functions,
-    policies,
-    policiesMd5,
-    rlsEnabled,
+    policies: pol.policies,
+    policiesMd5: pol.policiesMd5,
+    rlsEnabled: pol.rlsEnabled,
     consumption,
     margins,
-    chart: { before, after },
-    ...(await accessFigures(c, config, planNames)),
+    chart,
+    ...(await accessFigures(c, config, cat.planNames)),
   };
 }

@@ -8,7 +8,7 @@
  *
  * Every bar is a <rect class="bar" data-panel data-group data-series data-value>, so a test can read the chart back.
  */
-import { POOLS } from "../config";
+import { POOLS } from "../../lib/config";
 import type { ChartFigures, MarginFigure } from "./figures";
 
 const COLORS: Record<string, string> = {

@@ -32,16 +32,16 @@
  */
 import * as fs from "fs";
 import * as path from "path";
-import { ADDITIVE_COLUMNS, CREDIT_SCHEMA_OBJECTS } from "../components/creditSchema";
-import { AUDIT_FILES, renderPurgeSql } from "../components/audit";
-import { CREDIT_FUNCTIONS } from "../components/creditFunctions";
-import { MARGINS_FILE } from "../components/margins";
-import { ownPoliciesSql, POLICY_COMMANDS, tableFiles, TENANCY_DIR } from "../components/tenantPolicies";
-import { actionCatalogueSql, planCatalogueSql } from "./catalogueSql";
-import type { GuardianConfig } from "./config";
-import { type DatabaseShape, describeShape } from "./shape";
-import { loadSql, sha256, SQL_ROOT } from "./sql";
-import { TENANT_TABLES } from "./tenantTables";
+import { ADDITIVE_COLUMNS, CREDIT_SCHEMA_OBJECTS } from "../../components/creditSchema";
+import { AUDIT_FILES, renderPurgeSql } from "../../components/audit";
+import { CREDIT_FUNCTIONS } from "../../components/creditFunctions";
+import { MARGINS_FILE } from "../../components/margins";
+import { ownPoliciesSql, POLICY_COMMANDS, tableFiles, TENANCY_DIR } from "../../components/tenantPolicies";
+import { actionCatalogueSql, planCatalogueSql } from "../../lib/catalogueSql";
+import type { GuardianConfig } from "../../lib/config";
+import { type DatabaseShape, describeShape } from "../../lib/shape";
+import { loadSql, sha256, SQL_ROOT } from "../../lib/sql";
+import { TENANT_TABLES } from "../../lib/tenantTables";
 
 /** One piece of the file: where it comes from (a file under sql/, or what it was generated from) and its SQL. */
 export interface MigrationPart {
