@@ -4,11 +4,11 @@
  *   npm run rollback -- --stack <name> [--to <version>] [--yes | --dry-run] [--config-file F] [--cwd DIR] [--out report.md] [--json]
  *   (--help: the options; lib/cli.ts)
  *
- *   1. reads the stack history (lib/stackHistory.ts); the target is --to, else the last successful update before the
+ *   1. reads the stack history (operations/stack/stackHistory.ts); the target is --to, else the last successful update before the
  *      current one. Its config (secrets decrypted by the stack's current secrets provider) and its git commit.
  *   2. previews the stack with that config (a temporary copy of the stack settings file: the real one is not touched yet)
  *      and, when the commit differs from HEAD, with that commit's program in a temporary git worktree
- *      (lib/programCheckout.ts); prints the preview and the database facts that will change (organizations per
+ *      (operations/stack/programCheckout.ts); prints the preview and the database facts that will change (organizations per
  *      credit model, the functions replaced, the balances reconciled), then asks for confirmation unless --yes.
  *      --dry-run stops here with exit 0: the plan is printed, nothing was written and nothing asked (no terminal needed);
  *      with --json the plan is one JSON document on stdout (resultJson) and the lines go to stderr.
@@ -31,7 +31,7 @@
  * other direction over a half-done one. Only when the up did not start at all (another update took the stack lock in
  * between) is the settings file restored byte for byte, and that is a refusal.
  *
- * Layers: lib/stackHistory.ts and lib/programCheckout.ts are the engine, rollbackCommand() the API (tests call it
+ * Layers: operations/stack/stackHistory.ts and operations/stack/programCheckout.ts are the engine, rollbackCommand() the API (tests call it
  * in-process), main() the CLI.
  */
 import * as fs from "fs";
@@ -56,7 +56,7 @@ import {
 import { parseConfig, tlsSettings } from "../lib/config";
 import { redactSecrets, redactUrl, withClient } from "../lib/db";
 import { PROJECT_ROOT } from "../lib/pgserver";
-import { addWorktree, type GitRepo, hasCommit, repoOf, type Worktree } from "../lib/programCheckout";
+import { addWorktree, type GitRepo, hasCommit, repoOf, type Worktree } from "../operations/stack/programCheckout";
 import {
   cliError,
   configChanges,
@@ -72,7 +72,7 @@ import {
   stackConfigFile,
   stackLocks,
   writeConfigFile,
-} from "../lib/stackHistory";
+} from "../operations/stack/stackHistory";
 import { openStack } from "../lib/workspace";
 import { buildReport } from "./report";
 
