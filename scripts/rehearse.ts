@@ -24,16 +24,13 @@
  * (.guardian/state). Without a passphrase the rehearsal is refused before anything is read or written (exit 2): it
  * restores real customer exports, and there is no default passphrase (lib/safeDefaults.ts rehearsalPassphrase).
  * Exit codes: 0 rehearsed; 2 refused (bad arguments, export or restore check failed); 1 the migration failed.
+ *
+ * The command line only (COMMAND, main); the operation and its steps are operations/rehearse.ts (rehearseCommand).
  */
-import * as fs from "fs";
 import * as path from "path";
 import { command, existingDir, existingFile, flag, matching, option, postgresUrl, runCommandLine, text, type Values } from "../lib/cli";
-import { redactUrl } from "../lib/db";
-import { createDatabase, findPgServer, PROJECT_ROOT } from "../lib/pgserver";
-import { rehearsalPassphrase } from "../lib/safeDefaults";
-import { latestExport, restoreExport, RestoreError } from "../lib/restoreExport";
-import { linkedProgramDir, openStack } from "../lib/workspace";
-import { buildReport } from "../operations/report";
+import { PROJECT_ROOT } from "../lib/pgserver";
+import { type RehearseOptions, rehearseCommand } from "../operations/rehearse";
 
 export const COMMAND = command({
   name: "rehearse",
@@ -91,130 +88,20 @@ export const COMMAND = command({
   notes: ["The state backend and passphrase are the environment's (PULUMI_BACKEND_URL, PULUMI_CONFIG_PASSPHRASE); without them, the demo's (.guardian/state)."],
 });
 
-type Args = Values<typeof COMMAND.options>;
-
-/** The settings of another stack's file without its secrets (and their salt): the rehearsal sets its own. */
-export function settingsWithoutSecrets(text: string): string {
-  const out: string[] = [];
-  const lines = text.split("\n");
-  for (let i = 0; i < lines.length; i++) {
-    const l = lines[i];
-    if (/^encryptionsalt:/.test(l)) continue;
-    if (/^(\s+)guardian:databaseUrl:/.test(l)) {
-      const indent = /^(\s+)/.exec(l)![1].length;
-      while (i + 1 < lines.length && lines[i + 1].trim() && /^(\s*)/.exec(lines[i + 1])![1].length > indent) i++;
-      continue;
-    }
-    out.push(l);
-  }
-  return out.join("\n");
+/** The command line's values as the operation's options. */
+export function toOptions(v: Values<typeof COMMAND.options>): RehearseOptions {
+  return { ...v };
 }
 
-function step(n: number, title: string) {
-  console.log(`\n=== rehearsal ${n}/5 ${title} ${"=".repeat(Math.max(3, 66 - title.length))}`);
-}
-
-async function main(a: Args) {
-  // A real customer export is restored and its scratch URL kept encrypted: no default passphrase, refused up front.
-  const passphrase = rehearsalPassphrase(process.env, !a.restoreOnly);
-  if ("refused" in passphrase) {
-    console.error(passphrase.refused);
-    process.exit(2);
-  }
-
-  step(1, "export");
-  const exportDir = a.export ? path.resolve(a.export) : latestExport(path.resolve(a.exportRoot));
-  console.log(`export: ${exportDir}`);
-
-  step(2, "scratch database");
-  let url: string;
-  if (a.targetUrl) {
-    url = a.targetUrl;
-  } else {
-    const server = await findPgServer(console.log);
-    url = await createDatabase(server, a.database);
-  }
-  const dbName = decodeURIComponent(new URL(url).pathname.slice(1)) || a.database;
-  console.log(`scratch database: ${redactUrl(url)}`);
-  const workDir = path.join(PROJECT_ROOT, ".guardian", "rehearsal", dbName);
-  fs.mkdirSync(workDir, { recursive: true });
-
-  step(3, "restore the export and check it against the manifest");
-  const restored = await restoreExport(exportDir, url, { log: console.log });
-  if (!restored.ok) {
-    throw new RestoreError(
-      `restore of ${restored.backupId} does not match its manifest; the rehearsal stops here`,
-      Object.entries(restored.tables)
-        .filter(([, t]) => !t.ok)
-        .map(([k, t]) => `${k}: ${t.rows} rows / checksum ${t.checksum}, manifest ${t.expectedRows} / ${t.expectedChecksum}`),
-    );
-  }
-  console.log(`restored ${restored.backupId} into ${restored.database} in ${(restored.durationMs / 1000).toFixed(1)} s; every table equals the manifest`);
-  if (a.restoreOnly) return;
-
-  step(4, `pulumi preview and up on stack ${a.stack}`);
-  const env: Record<string, string> = {
-    PULUMI_BACKEND_URL: process.env.PULUMI_BACKEND_URL ?? `file://${path.join(PROJECT_ROOT, ".guardian", "state")}`,
-    ...passphrase.env,
-    // The rehearsal's own backup of the scratch database goes beside it, not among the real exports.
-    GUARDIAN_EXPORT_ROOT: path.join(workDir, "exports"),
-  };
-  if (env.PULUMI_BACKEND_URL.startsWith("file://")) fs.mkdirSync(env.PULUMI_BACKEND_URL.slice("file://".length), { recursive: true });
-  // The rehearsal stack gets a project directory of its own (symlinks to this program), so its settings file
-  // Pulumi.<stack>.yaml, with its encryption salt and the scratch database's URL (encrypted), never lands in the checkout.
-  const programDir = linkedProgramDir(path.join(workDir, "program"));
-  const settingsFile = path.join(programDir, `Pulumi.${a.stack}.yaml`);
-  if (!fs.existsSync(settingsFile)) {
-    fs.writeFileSync(
-      settingsFile,
-      `# Rehearsal settings, from ${path.relative(PROJECT_ROOT, a.settings)} (secrets dropped)\n${settingsWithoutSecrets(fs.readFileSync(a.settings, "utf8"))}`,
-    );
-  } else {
-    // A rehearsal of this database ran before: its settings (salt, encrypted URL) are kept, not replaced by --settings.
-    console.log(
-      `settings: ${path.relative(process.cwd(), settingsFile)} from the earlier rehearsal of ${dbName} is kept (${path.relative(PROJECT_ROOT, a.settings)} is not read)`,
-    );
-  }
-  const stack = await openStack({ stackName: a.stack, workDir: programDir, envVars: env, create: true });
-  await stack.setConfig("guardian:databaseUrl", { value: url, secret: true });
-  const policyPacks = !a.noPolicyPack ? [path.join(PROJECT_ROOT, "policies", "run-policy-pack")] : [];
-  const print = (s: string) => process.stdout.write(s);
-  const where = `(in ${path.relative(process.cwd(), programDir)})`;
-  console.log(`$ pulumi preview --stack ${a.stack} --diff${!a.noPolicyPack ? " --policy-pack policies/run-policy-pack" : ""}   ${where}`);
-  await stack.preview({ policyPacks, diff: true, onOutput: print });
-  if (!a.previewOnly) {
-    console.log(`$ pulumi up --stack ${a.stack} --yes${!a.noPolicyPack ? " --policy-pack policies/run-policy-pack" : ""}   ${where}`);
-    await stack.up({ policyPacks, onOutput: print });
-  }
-
-  step(5, "report");
-  const out = path.join(workDir, "report.md");
-  const r = await buildReport({ stack, svgFileName: "report.svg" });
-  fs.writeFileSync(out, r.markdown);
-  fs.writeFileSync(path.join(workDir, "report.svg"), r.svg);
-  console.log(`report: ${path.relative(process.cwd(), out)} (${r.figures.orgsByModel.multi ?? 0}/${r.figures.orgsTotal} orgs multi)`);
-
-  if (a.drop && !a.targetUrl) {
-    const server = await findPgServer();
-    const { dropDatabase } = require("../lib/pgserver");
-    await dropDatabase(server, dbName);
-    console.log(`dropped the scratch database ${dbName} (the stack ${a.stack} still records it: \`pulumi stack rm ${a.stack} --force\` to forget it)`);
-  }
+export async function main(argv: string[]): Promise<number> {
+  const cli = runCommandLine(COMMAND, argv);
+  if ("exitCode" in cli) return cli.exitCode;
+  return rehearseCommand(toOptions(cli.values));
 }
 
 if (require.main === module) {
-  const cli = runCommandLine(COMMAND, process.argv.slice(2));
-  if ("exitCode" in cli) process.exit(cli.exitCode);
-  main(cli.values).catch((e) => {
-    const refused = e instanceof RestoreError;
-    console.error(
-      refused
-        ? e.message
-        : `rehearsal failed: ${String(e?.message ?? e)
-            .split("\n")
-            .slice(0, 40)
-            .join("\n")}`,
-    );
-    process.exit(refused ? 2 : 1);
+  // Exit explicitly only on a refusal or a failure: a rehearsal that ran ends when its work is done.
+  main(process.argv.slice(2)).then((code) => {
+    if (code !== 0) process.exit(code);
   });
 }

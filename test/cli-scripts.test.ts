@@ -11,7 +11,7 @@ import * as os from "os";
 import * as path from "path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { seed } from "../operations/seed";
-import { rollbackCommand } from "../scripts/rollback";
+import { rollbackCommand } from "../operations/rollback";
 import { freshDb, type TestDb } from "./helpers/db";
 import { git, gitProject } from "./helpers/gitProject";
 import { up } from "./helpers/migration";

@@ -5,7 +5,7 @@
  */
 import * as fs from "fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { rollbackCommand } from "../scripts/rollback";
+import { rollbackCommand } from "../operations/rollback";
 import { asUser, type TestDb } from "./helpers/db";
 import { gitProject } from "./helpers/gitProject";
 import { freshRealCrmDb, REAL_CRM_FACTS, sampleMember } from "./helpers/realCrm";

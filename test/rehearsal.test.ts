@@ -11,7 +11,7 @@ import * as path from "path";
 import { promisify } from "util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { latestExport, restoreExport, RESTORE_ORDER, RestoreError } from "../lib/restoreExport";
-import { settingsWithoutSecrets } from "../scripts/rehearse";
+import { settingsWithoutSecrets } from "../operations/rehearse";
 import { freshDb, pgServer, type TestDb } from "./helpers/db";
 import { type Migrated, seededStack, teardown, up } from "./helpers/migration";
 

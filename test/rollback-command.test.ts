@@ -14,7 +14,7 @@ import * as path from "path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_UNIFIED_COSTS, POOLS } from "../lib/config";
 import { seed } from "../operations/seed";
-import { rollbackCommand, type RollbackOptions, type RollbackResult } from "../scripts/rollback";
+import { rollbackCommand, type RollbackOptions, type RollbackResult } from "../operations/rollback";
 import { expectedPools } from "./helpers/allocation";
 import { freshDb, type TestDb } from "./helpers/db";
 import { orgs, type OrgRow, up } from "./helpers/migration";

@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { GuardianConfigError, parseConfig } from "../../lib/config";
 import { exitCodeOf, GuardianRefusal } from "../../lib/errors";
 import { NoGoError } from "../../lib/preflight";
-import { RollbackRefusal } from "../../lib/stackHistory";
+import { RollbackRefusal } from "../../operations/stack/stackHistory";
 import { ReportError } from "../../operations/report";
 
 describe("refusals", () => {

@@ -32,7 +32,7 @@ import * as path from "path";
 import { fileURLToPath } from "url";
 import { promisify } from "util";
 import type { ConfigMap, ConfigValue, LocalWorkspace, Stack, UpdateSummary } from "@pulumi/pulumi/automation";
-import { GuardianRefusal } from "./errors";
+import { GuardianRefusal } from "../../lib/errors";
 
 /** A refusal: the command stops before writing anything, with this one message (exit code 2). */
 export class RollbackRefusal extends GuardianRefusal {
