@@ -24,7 +24,7 @@ import * as os from "os";
 import * as path from "path";
 import { promisify } from "util";
 import { connect } from "../lib/db";
-import { createDatabase } from "../lib/pgserver";
+import { createDatabase } from "../operations/shared/pgserver";
 import { prepareV1, prepareV2, scripts } from "./rpc";
 
 const runAsync = promisify(execFile);

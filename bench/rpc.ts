@@ -26,7 +26,7 @@ import { actionCatalogueSql, planCatalogueSql } from "../lib/catalogueSql";
 import { parseConfig } from "../lib/config";
 import { ensureBaseline } from "../lib/baseline";
 import { connect, inTransaction, redactSecrets } from "../lib/db";
-import { createDatabase, dropDatabase } from "../lib/pgserver";
+import { createDatabase, dropDatabase } from "../operations/shared/pgserver";
 import { explainSqlError, loadSql } from "../lib/sql";
 import { CREDIT_FUNCTIONS } from "../components/creditFunctions";
 import { CREDIT_SCHEMA_OBJECTS } from "../components/creditSchema";
@@ -156,7 +156,7 @@ async function sql(c: Client, file: string, text: string): Promise<void> {
   }
 }
 
-/** A scratch database, marked as this project's (lib/pgserver.ts): only such a database is ever dropped. */
+/** A scratch database, marked as this project's (operations/shared/pgserver.ts): only such a database is ever dropped. */
 async function createDb(adminUrl: string, name: string): Promise<string> {
   return createDatabase(adminUrl, name);
 }

@@ -8,7 +8,7 @@
  *   npm run bench -- --zero-downtime [--sizes ...]  the zero-downtime proof at scale (harness/consumerFleet.ts)
  *   npm run bench -- --rpc-only [--rpc-rounds N]    only the consume_credits_rpc pgbench cases (bench/rpc.ts), N rounds
  *   options: --out DIR (default bench/results), --consumers N (default 4), --rpc-seconds N, --rpc-rounds N, --json
- *   (npm run bench -- --help: every option; lib/cli.ts)
+ *   (npm run bench -- --help: every option; operations/shared/cli.ts)
  *
  * Writes bench/results/<YYYY-MM-DD>[.quick|.zero-downtime|.rpc].json and .md (the Markdown is the summary to quote).
  *
@@ -32,9 +32,9 @@ import * as crypto from "crypto";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { command, flag, integer, jsonFlag, list, option, outputPath, positiveInteger, printJson, runCommandLine, type Values } from "../lib/cli";
+import { command, flag, integer, jsonFlag, list, option, outputPath, positiveInteger, printJson, runCommandLine, type Values } from "../operations/shared/cli";
 import { connect } from "../lib/db";
-import { createDatabase, dropDatabase, findPgServer, type PgServer } from "../lib/pgserver";
+import { createDatabase, dropDatabase, findPgServer, type PgServer } from "../operations/shared/pgserver";
 import { seed } from "../operations/seed";
 import { collect, pulumiRoot, testStack, type TestStack } from "../harness/stack";
 import { benchRpc, type BenchRpcResult } from "./rpc";

@@ -6,7 +6,7 @@
  */
 import * as crypto from "crypto";
 import { redactUrl } from "../lib/db";
-import { createDatabase, dropDatabase } from "../lib/pgserver";
+import { createDatabase, dropDatabase } from "../operations/shared/pgserver";
 import { seed } from "../operations/seed";
 
 export interface SeedBenchResult {
@@ -22,7 +22,7 @@ export async function benchSeed(adminUrl: string, sizes: number[], log: (line: s
   const results: SeedBenchResult[] = [];
   for (const orgs of sizes) {
     const name = `gb_seed_${crypto.randomBytes(4).toString("hex")}`;
-    const url = await createDatabase(adminUrl, name); // marked: only a marked database is ever dropped (lib/pgserver.ts)
+    const url = await createDatabase(adminUrl, name); // marked: only a marked database is ever dropped (operations/shared/pgserver.ts)
     try {
       const started = process.hrtime.bigint();
       const r = await seed({ databaseUrl: url, orgs, seed: 1, log });

@@ -15,7 +15,7 @@ import { execFileSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { command, existingDir, jsonFlag, option, positiveInteger, printJson, runCommandLine } from "../lib/cli";
+import { command, existingDir, jsonFlag, option, positiveInteger, printJson, runCommandLine } from "../operations/shared/cli";
 import { CREDIT_FUNCTIONS, functionSpecMeta } from "../components/creditFunctions";
 import { policyFacts, POLICY_COMMANDS, TENANCY_DIR, tableFiles, TENANT_TABLES } from "../components/tenantPolicies";
 import { loadSqlParser } from "../lib/pgsql";

@@ -4,28 +4,28 @@
  *
  *   1. export    chooseExport: opts.export, else the newest guardian_backup_* with a manifest.json under opts.exportRoot
  *   2. database  scratchDatabase: opts.targetUrl (an empty database), else a new database opts.database on the server
- *                lib/pgserver.ts finds (GUARDIAN_TEST_DATABASE_URL, else 127.0.0.1:5432, else an embedded Postgres;
+ *                operations/shared/pgserver.ts finds (GUARDIAN_TEST_DATABASE_URL, else 127.0.0.1:5432, else an embedded Postgres;
  *                never DATABASE_URL)
- *   3. restore   restore: lib/restoreExport.ts, checked against the manifest; a difference stops the rehearsal here
+ *   3. restore   restore: operations/shared/restoreExport.ts, checked against the manifest; a difference stops the rehearsal here
  *                (RestoreError, exit 2); opts.restoreOnly ends here
  *   4. migrate   migrate: stack opts.stack in a project directory of its own (symlinks to this program) with the
  *                settings of opts.settings (secrets dropped, settingsWithoutSecrets), its guardian:databaseUrl the scratch
  *                database (a secret); pulumi preview then up, with the policy pack unless opts.noPolicyPack
- *   5. report    report: scripts/report.ts buildReport, into .guardian/rehearsal/<database>/report.md (+ .svg);
+ *   5. report    report: operations/report buildReport, into .guardian/rehearsal/<database>/report.md (+ .svg);
  *                dropScratch then drops a database it created when opts.drop
  *
  * Without a passphrase (PULUMI_CONFIG_PASSPHRASE[_FILE]) the rehearsal is refused before anything is read or written
- * (exit 2; lib/safeDefaults.ts rehearsalPassphrase), unless opts.restoreOnly.
+ * (exit 2; operations/shared/safeDefaults.ts rehearsalPassphrase), unless opts.restoreOnly.
  * Exit codes: 0 rehearsed; 2 refused (no passphrase, export or restore check failed); 1 the migration failed.
  */
 import * as fs from "fs";
 import * as path from "path";
 import type { Stack } from "@pulumi/pulumi/automation";
 import { redactUrl } from "../lib/db";
-import { createDatabase, dropDatabase, findPgServer, PROJECT_ROOT } from "../lib/pgserver";
-import { latestExport, RestoreError, restoreExport } from "../lib/restoreExport";
-import { rehearsalPassphrase } from "../lib/safeDefaults";
-import { linkedProgramDir, openStack } from "../lib/workspace";
+import { createDatabase, dropDatabase, findPgServer, PROJECT_ROOT } from "./shared/pgserver";
+import { latestExport, RestoreError, restoreExport } from "./shared/restoreExport";
+import { rehearsalPassphrase } from "./shared/safeDefaults";
+import { linkedProgramDir, openStack } from "./shared/workspace";
 import { buildReport } from "./report";
 
 export interface RehearseOptions {
@@ -35,7 +35,7 @@ export interface RehearseOptions {
   exportRoot: string;
   /** An empty database to restore into. */
   targetUrl?: string;
-  /** A new scratch database on the server lib/pgserver.ts finds (used when targetUrl is not given). */
+  /** A new scratch database on the server operations/shared/pgserver.ts finds (used when targetUrl is not given). */
   database: string;
   /** The rehearsal's stack. */
   stack: string;

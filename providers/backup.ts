@@ -58,7 +58,7 @@ export interface BackupOutputs extends BackupInputs {
 export type BackupArgs = ResourceArgs<BackupInputs>;
 
 /**
- * Modes of the on-disk export: owner only (lib/restoreExport.ts and the restore check refuse anything wider). Plain
+ * Modes of the on-disk export: owner only (operations/shared/restoreExport.ts and the restore check refuse anything wider). Plain
  * consts exported by name, so the serialized provider captures the numbers, not this module's `exports`.
  */
 const EXPORT_DIR_MODE = 0o700;

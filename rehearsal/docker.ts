@@ -17,7 +17,7 @@ export interface ScratchPostgresArgs {
   password: pulumi.Input<string>;
   /** Image; default "postgres:15". Use production's major version: the export is restored with COPY, not pg_restore. */
   image?: string;
-  /** Port published on 127.0.0.1; default 54330 (54329 is the embedded Postgres of lib/pgserver.ts). */
+  /** Port published on 127.0.0.1; default 54330 (54329 is the embedded Postgres of operations/shared/pgserver.ts). */
   port?: number;
   /** Database created in the container; default "guardian_rehearsal". */
   database?: string;

@@ -7,18 +7,18 @@
  *
  * Uses the real `pulumi` CLI on the project directory, stack `dev`, the project's own file backend, which it sets itself
  * (PULUMI_BACKEND_URL=file://<project>/.guardian/state; any backend outside <project>/.guardian is refused, exit 2:
- * the demo removes and re-creates stack dev there, lib/safeDefaults.ts), and a copy
+ * the demo removes and re-creates stack dev there, operations/shared/safeDefaults.ts), and a copy
  * of Pulumi.dev.yaml under .guardian/demo (so the checkout stays clean).
  *
- *   npm run demo -- [--orgs N]          (--help: the options; lib/cli.ts)
+ *   npm run demo -- [--orgs N]          (--help: the options; operations/shared/cli.ts)
  */
 import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
-import { command, integer, option, runCommandLine } from "../lib/cli";
+import { command, integer, option, runCommandLine } from "../operations/shared/cli";
 import { redactUrl } from "../lib/db";
-import { createDatabase, findPgServer, PROJECT_ROOT } from "../lib/pgserver";
-import { demoBackend } from "../lib/safeDefaults";
+import { createDatabase, findPgServer, PROJECT_ROOT } from "../operations/shared/pgserver";
+import { demoBackend } from "../operations/shared/safeDefaults";
 import { MAX_ORGS, seed } from "../operations/seed";
 
 export const COMMAND = command({

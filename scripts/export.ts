@@ -3,7 +3,7 @@
  * goes in the file: operations/export/supabaseMigration.ts).
  *
  *   npm run export -- --supabase supabase/migrations [--stack NAME | --config-file FILE] [--database-url URL]
- *                     [--version YYYYMMDDHHMMSS] [--json]                      (--help: the options; lib/cli.ts)
+ *                     [--version YYYYMMDDHHMMSS] [--json]                      (--help: the options; operations/shared/cli.ts)
  *
  * Writes <dir>/<version>_guardian_credits.sql. Config: the stack settings file's guardian: keys (secrets are not
  * read), else the defaults. Shape: discovered read-only from --database-url, else guardian:schema of the config,
@@ -11,9 +11,9 @@
  */
 import * as fs from "fs";
 import * as path from "path";
-import { command, existingFile, jsonFlag, matching, option, postgresUrl, printJson, runCommandLine, text, ValueError } from "../lib/cli";
+import { command, existingFile, jsonFlag, matching, option, postgresUrl, printJson, runCommandLine, text, ValueError } from "../operations/shared/cli";
 import { redactUrl } from "../lib/db";
-import { PROJECT_ROOT } from "../lib/pgserver";
+import { PROJECT_ROOT } from "../operations/shared/pgserver";
 import { ExportRefusal, exportSupabase } from "../operations/export";
 
 /** A directory to write into: an existing one, or one to create (not a file). */

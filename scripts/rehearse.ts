@@ -3,14 +3,14 @@
  *
  *   npm run rehearse -- [--export DIR | --export-root DIR] [--target-url URL | --database NAME]
  *                       [--stack rehearsal] [--settings Pulumi.staging.yaml] [--restore-only] [--preview-only]
- *                       [--no-policy-pack] [--drop]          (--help: the options and which ones conflict; lib/cli.ts)
+ *                       [--no-policy-pack] [--drop]          (--help: the options and which ones conflict; operations/shared/cli.ts)
  *
  *   1. export    --export DIR, else the newest guardian_backup_* with a manifest.json under --export-root
  *                (default GUARDIAN_EXPORT_ROOT, else .guardian/backups, where `up` writes them)
  *   2. database  --target-url URL of an empty database (e.g. the container of rehearsal/docker.ts), else a new database
- *                --database NAME (default guardian_rehearsal_<utc stamp>) on the server lib/pgserver.ts finds
+ *                --database NAME (default guardian_rehearsal_<utc stamp>) on the server operations/shared/pgserver.ts finds
  *                (GUARDIAN_TEST_DATABASE_URL, else 127.0.0.1:5432, else an embedded Postgres; never DATABASE_URL)
- *   3. restore   lib/restoreExport.ts: sha256 of every file, baseline schema, COPY in foreign-key order, row counts and
+ *   3. restore   operations/shared/restoreExport.ts: sha256 of every file, baseline schema, COPY in foreign-key order, row counts and
  *                checksums against the manifest; a difference stops the rehearsal here
  *   4. migrate   stack --stack (default "rehearsal") with the settings of --settings (default Pulumi.staging.yaml,
  *                secrets dropped), its guardian:databaseUrl set (as a secret) to the scratch database; `pulumi preview`
@@ -22,14 +22,14 @@
  * exports, the report. The checkout is left as it was. The state backend and passphrase are the environment's
  * (PULUMI_BACKEND_URL, PULUMI_CONFIG_PASSPHRASE or PULUMI_CONFIG_PASSPHRASE_FILE); without a backend, the project's own
  * (.guardian/state). Without a passphrase the rehearsal is refused before anything is read or written (exit 2): it
- * restores real customer exports, and there is no default passphrase (lib/safeDefaults.ts rehearsalPassphrase).
+ * restores real customer exports, and there is no default passphrase (operations/shared/safeDefaults.ts rehearsalPassphrase).
  * Exit codes: 0 rehearsed; 2 refused (bad arguments, export or restore check failed); 1 the migration failed.
  *
  * The command line only (COMMAND, main); the operation and its steps are operations/rehearse.ts (rehearseCommand).
  */
 import * as path from "path";
-import { command, existingDir, existingFile, flag, matching, option, postgresUrl, runCommandLine, text, type Values } from "../lib/cli";
-import { PROJECT_ROOT } from "../lib/pgserver";
+import { command, existingDir, existingFile, flag, matching, option, postgresUrl, runCommandLine, text, type Values } from "../operations/shared/cli";
+import { PROJECT_ROOT } from "../operations/shared/pgserver";
 import { type RehearseOptions, rehearseCommand } from "../operations/rehearse";
 
 export const COMMAND = command({
@@ -54,7 +54,7 @@ export const COMMAND = command({
     }),
     database: option(matching(/^[a-z_][a-z0-9_]{0,62}$/, "a lower-case SQL identifier ([a-z_][a-z0-9_]*, at most 63 characters)"), {
       valueName: "NAME",
-      description: "a new scratch database on the server lib/pgserver.ts finds",
+      description: "a new scratch database on the server operations/shared/pgserver.ts finds",
       default: () => `guardian_rehearsal_${new Date().toISOString().replace(/[-:T]/g, "").slice(0, 14)}`,
       defaultText: "guardian_rehearsal_<utc stamp>",
     }),

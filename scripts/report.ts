@@ -13,7 +13,7 @@
  */
 import * as fs from "fs";
 import * as path from "path";
-import { command, existingFile, jsonFlag, option, outputPath, printJson, runCommandLine, text } from "../lib/cli";
+import { command, existingFile, jsonFlag, option, outputPath, printJson, runCommandLine, text } from "../operations/shared/cli";
 import { exitCodeOf } from "../lib/errors";
 import { buildReport, ReportError, reportPaths } from "../operations/report";
 

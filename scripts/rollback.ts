@@ -2,7 +2,7 @@
  * One command back to an earlier update of the stack: its config and the program of its commit.
  *
  *   npm run rollback -- --stack <name> [--to <version>] [--yes | --dry-run] [--config-file F] [--cwd DIR] [--out report.md] [--json]
- *   (--help: the options; lib/cli.ts)
+ *   (--help: the options; operations/shared/cli.ts)
  *
  * The command line only: the options (COMMAND), parseArgs/toOptions, --json printing, main. The operation, its steps,
  * refusals and exit codes are operations/rollback/ (rollbackCommand, the API tests call in-process); the terminal
@@ -22,8 +22,8 @@ import {
   runCommandLine,
   text,
   type Values,
-} from "../lib/cli";
-import { PROJECT_ROOT } from "../lib/pgserver";
+} from "../operations/shared/cli";
+import { PROJECT_ROOT } from "../operations/shared/pgserver";
 import { type RollbackOptions, resultJson, rollbackCommand } from "../operations/rollback";
 
 export const COMMAND = command({
@@ -91,7 +91,7 @@ function toOptions(v: Values<typeof COMMAND.options>): RollbackOptions {
   return o;
 }
 
-/** The command line as RollbackOptions (throws UsageError, lib/cli.ts), or "help". */
+/** The command line as RollbackOptions (throws UsageError, operations/shared/cli.ts), or "help". */
 export function parseArgs(argv: string[]): (RollbackOptions & { json: boolean }) | "help" {
   const p = parseCommand(COMMAND, argv);
   return p.help ? "help" : { ...toOptions(p.values), json: p.values.json };

@@ -2,7 +2,7 @@
  * Synthetic Guardian organizations, for rehearsals, tests and benchmarks: the command line of operations/seed (the
  * operation, its summary and the deterministic generator live there).
  *
- *   npm run seed -- --database-url URL --orgs N [--seed S] [--json]      (--help: the options; lib/cli.ts)
+ *   npm run seed -- --database-url URL --orgs N [--seed S] [--json]      (--help: the options; operations/shared/cli.ts)
  *
  * Creates the pre-Phase-3.5 schema where it is missing, then adds N organizations (`--orgs 0`: the schema only).
  * Progress goes to stderr; the summary (or, with --json, the result) to stdout.
@@ -10,7 +10,7 @@
  * Exit codes: 0 done; 2 bad arguments or the database cannot be reached (one line on stderr, password redacted);
  * 1 any other failure.
  */
-import { command, integer, jsonFlag, option, parseCommand, postgresUrl, printJson, runCommandLine, usageLine, UsageError } from "../lib/cli";
+import { command, integer, jsonFlag, option, parseCommand, postgresUrl, printJson, runCommandLine, usageLine, UsageError } from "../operations/shared/cli";
 import { redactSecrets, redactUrl } from "../lib/db";
 import { MAX_ORGS, SeedConnectError, seed, summary } from "../operations/seed";
 

@@ -1,5 +1,5 @@
 /**
- * lib/cli.ts: the one command-line parser of every script. Pure logic (no child process here; test/cli-scripts.test.ts
+ * operations/shared/cli.ts: the one command-line parser of every script. Pure logic (no child process here; test/cli-scripts.test.ts
  * runs each script for real).
  */
 import * as fs from "fs";
@@ -26,7 +26,7 @@ import {
   text,
   usageLine,
   UsageError,
-} from "../lib/cli";
+} from "../operations/shared/cli";
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "guardian-cli-args-"));
 fs.writeFileSync(path.join(tmp, "a-file.md"), "x");
@@ -66,7 +66,7 @@ const refusal = (...argv: string[]) => {
   return "accepted";
 };
 
-describe("lib/cli: parsing", () => {
+describe("operations/shared/cli: parsing", () => {
   it("applies defaults, types the values, and says which options were given", () => {
     const p = parse("--stack", "dev");
     expect(p.help).toBe(false);
@@ -148,7 +148,7 @@ describe("lib/cli: parsing", () => {
   });
 });
 
-describe("lib/cli: help and the command line", () => {
+describe("operations/shared/cli: help and the command line", () => {
   it("--help wins over everything else on the line", () => {
     expect(parse("--help")).toEqual({ help: true });
     expect(parse("--bogus", "-h")).toEqual({ help: true });

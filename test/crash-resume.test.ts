@@ -33,7 +33,7 @@ import * as path from "path";
 import type { Client } from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connect } from "../lib/db";
-import { dropDatabase, markScratchDatabase } from "../lib/pgserver";
+import { dropDatabase, markScratchDatabase } from "../operations/shared/pgserver";
 import { seed } from "../operations/seed";
 import { eventTail, killSession, pendingOperations, pulumi, readEvents, repairFileBackend, startPulumi, stateUrns } from "./helpers/cli";
 import { freshDb, pgServer, type TestDb } from "./helpers/db";

@@ -12,7 +12,7 @@ const ROOT = path.resolve(__dirname, "..");
 
 function run(env: Record<string, string>): { source: string; version: string } {
   const script = `
-    const { findPgServer, stopEmbedded } = require("./lib/pgserver");
+    const { findPgServer, stopEmbedded } = require("./operations/shared/pgserver");
     (async () => {
       const s = await findPgServer();
       const { Client } = require("pg");

@@ -10,7 +10,7 @@ import * as os from "os";
 import * as path from "path";
 import { promisify } from "util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { latestExport, restoreExport, RESTORE_ORDER, RestoreError } from "../lib/restoreExport";
+import { latestExport, restoreExport, RESTORE_ORDER, RestoreError } from "../operations/shared/restoreExport";
 import { settingsWithoutSecrets } from "../operations/rehearse";
 import { freshDb, pgServer, type TestDb } from "./helpers/db";
 import { type Migrated, seededStack, teardown, up } from "./helpers/migration";

@@ -27,8 +27,8 @@ import {
   SCRATCH_MARKER,
   ScratchRefusal,
   serverHosts,
-} from "../lib/pgserver";
-import { demoBackend, projectBackendUrl, rehearsalPassphrase } from "../lib/safeDefaults";
+} from "../operations/shared/pgserver";
+import { demoBackend, projectBackendUrl, rehearsalPassphrase } from "../operations/shared/safeDefaults";
 import { freshDb, pgServer } from "./helpers/db";
 
 const REMOTE = "postgres://postgres:s3cr3t-pw@db.abcdefghij.supabase.co:5432/postgres";
@@ -106,12 +106,13 @@ describe("the scratch server: GUARDIAN_TEST_DATABASE_URL, local only unless told
 
   it("no script, helper, bench or CI file takes DATABASE_URL as its server", () => {
     const files = [
-      "lib/pgserver.ts",
+      "operations/shared/pgserver.ts",
       "scripts/setup.sh",
       "scripts/demo.sh",
       "scripts/demo.ts",
       "scripts/test.sh",
       "scripts/rehearse.ts",
+      "operations/rehearse.ts",
       ".ci/run",
       ".github/workflows/guardian.yml",
       ...fs.readdirSync(path.join(PROJECT_ROOT, "test/helpers")).map((f) => `test/helpers/${f}`),
@@ -119,6 +120,7 @@ describe("the scratch server: GUARDIAN_TEST_DATABASE_URL, local only unless told
         .readdirSync(path.join(PROJECT_ROOT, "bench"))
         .filter((f) => f.endsWith(".ts"))
         .map((f) => `bench/${f}`),
+      ...fs.readdirSync(path.join(PROJECT_ROOT, "harness")).map((f) => `harness/${f}`),
     ];
     for (const f of files) {
       const lines = fs.readFileSync(path.join(PROJECT_ROOT, f), "utf8").split("\n");

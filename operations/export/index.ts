@@ -12,7 +12,7 @@ import * as path from "path";
 import { type GuardianConfig, GuardianConfigError, parseConfig } from "../../lib/config";
 import { redactUrl, withClient } from "../../lib/db";
 import { GuardianRefusal } from "../../lib/errors";
-import { PROJECT_ROOT } from "../../lib/pgserver";
+import { PROJECT_ROOT } from "../shared/pgserver";
 import { type DatabaseShape, discoverShape, SEED_SHAPE } from "../../lib/shape";
 import { migrationVersion, supabaseMigration, writeSupabaseMigration } from "./supabaseMigration";
 

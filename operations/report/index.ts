@@ -17,7 +17,7 @@ import { GuardianConfigError, parseConfig, tlsSettings } from "../../lib/config"
 import type { GuardianConfig } from "../../lib/config";
 import { connectionSecrets, redactSecrets, redactUrl, withClient } from "../../lib/db";
 import { GuardianRefusal } from "../../lib/errors";
-import { guardianKeys, openStack, readStackConfig } from "../../lib/workspace";
+import { guardianKeys, openStack, readStackConfig } from "../shared/workspace";
 import { databaseFigures, type DatabaseFigures } from "./figures";
 import { renderMarkdown } from "./markdown";
 import { renderSvg } from "./svg";

@@ -2,7 +2,7 @@
  * One command back to an earlier update of the stack: its config and the program of its commit.
  *
  *   npm run rollback -- --stack <name> [--to <version>] [--yes | --dry-run] [--config-file F] [--cwd DIR] [--out report.md] [--json]
- *   (--help: the options; lib/cli.ts)
+ *   (--help: the options; operations/shared/cli.ts)
  *
  *   1. reads the stack history (operations/stack/stackHistory.ts); the target is --to, else the last successful update before the
  *      current one. Its config (secrets decrypted by the stack's current secrets provider) and its git commit.
@@ -14,7 +14,7 @@
  *      with --json the plan is one JSON document on stdout (resultJson) and the lines go to stderr.
  *   3. writes the target's config into the stack settings, runs `pulumi up` (same program, same config), verifies the
  *      result against the database (the stack's verification outputs and its own queries), and writes the report
- *      (scripts/report.ts buildReport) to .guardian/reports/<stack>-rollback-v<version>.md (+ .svg).
+ *      (operations/report buildReport) to .guardian/reports/<stack>-rollback-v<version>.md (+ .svg).
  *
  * Refusals (one message on stderr, nothing written, exit 2): no such version or no earlier successful update; the
  * target is not an update or it failed; its commit is not in the repository (or the project is not in one); its

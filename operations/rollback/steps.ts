@@ -22,8 +22,8 @@ import * as readline from "readline";
 import type { ConfigMap, PreviewResult, Stack, UpResult } from "@pulumi/pulumi/automation";
 import { parseConfig, tlsSettings } from "../../lib/config";
 import { redactSecrets, redactUrl, withClient } from "../../lib/db";
-import { PROJECT_ROOT } from "../../lib/pgserver";
-import { openStack } from "../../lib/workspace";
+import { PROJECT_ROOT } from "../shared/pgserver";
+import { openStack } from "../shared/workspace";
 import { buildReport } from "../report";
 import { addWorktree, type GitRepo, hasCommit, repoOf, type Worktree } from "../stack/programCheckout";
 import {
@@ -365,7 +365,7 @@ export function reportPath(cwd: string, stackName: string, newVersion: number | 
   return p;
 }
 
-/** 10. The report (scripts/report.ts buildReport, + .svg), and the result of a rollback done. */
+/** 10. The report (operations/report buildReport, + .svg), and the result of a rollback done. */
 export async function writeReport(ctx: VerifiedContext): Promise<RollbackResult> {
   const { opts, stack, target, newVersion, settingsFile, after, log, result } = ctx;
   const out = reportPath(ctx.cwd, stack.name, newVersion, opts.out);

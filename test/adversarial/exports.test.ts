@@ -1,7 +1,7 @@
 /**
  * Adversarial suite (issue 12, finding 3), the on-disk backup export: every tenant's organizations, balances and
  * consumption history. Written owner-only whatever the umask; a copy that group or others can read is refused by the
- * restore check (providers/restoreCheck.ts) and by the restore (lib/restoreExport.ts), naming the file, and nothing
+ * restore check (providers/restoreCheck.ts) and by the restore (operations/shared/restoreExport.ts), naming the file, and nothing
  * is written. The providers are called directly (the real code, no engine); test/export-permissions.test.ts runs the
  * same through `pulumi up`.
  */
@@ -11,7 +11,7 @@ import * as path from "path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BACKUP_TABLES } from "../../components/backup";
 import { redactUrl } from "../../lib/db";
-import { restoreExport, RestoreError } from "../../lib/restoreExport";
+import { restoreExport, RestoreError } from "../../operations/shared/restoreExport";
 import { loadSql } from "../../lib/sql";
 import { backupProvider } from "../../providers/backup";
 import { restoreCheckProvider } from "../../providers/restoreCheck";

@@ -6,7 +6,7 @@ import * as crypto from "crypto";
 import type { Client } from "pg";
 import { ensureBaseline } from "../../lib/baseline";
 import { connect } from "../../lib/db";
-import { createDatabase, dropDatabase, findPgServer, type PgServer } from "../../lib/pgserver";
+import { createDatabase, dropDatabase, findPgServer, type PgServer } from "../../operations/shared/pgserver";
 
 let serverPromise: Promise<PgServer> | undefined;
 export function pgServer(): Promise<PgServer> {

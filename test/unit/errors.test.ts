@@ -40,7 +40,7 @@ describe("refusals inside a dynamic provider", () => {
   it("keep their class's name and exit code after Pulumi serializes the code that throws them", async () => {
     const pulumi = await import("@pulumi/pulumi");
     const { TlsConfigError } = await import("../../lib/pgConnection");
-    const { RestoreError } = await import("../../lib/restoreExport");
+    const { RestoreError } = await import("../../operations/shared/restoreExport");
     const throwBoth = () => [new TlsConfigError("guardian:tls.mode: bad"), new RestoreError("restore refused", ["x"])];
     const s = await pulumi.runtime.serializeFunction(() => throwBoth, { allowSecrets: false });
     const mod: { exports: any } = { exports: {} };

@@ -3,7 +3,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { describe, expect, it } from "vitest";
-import { RestoreError } from "../../lib/restoreExport";
+import { RestoreError } from "../../operations/shared/restoreExport";
 import { chooseExport, failureOf, type RehearseIo, type RehearseOptions, rehearseCommand, stepHeading } from "../../operations/rehearse";
 
 function recorder() {

@@ -23,8 +23,8 @@
 import * as fs from "fs";
 import * as path from "path";
 import { parseArgs as nodeParseArgs } from "node:util";
-import { isPostgresUrl } from "./config";
-import { GuardianRefusal } from "./errors";
+import { isPostgresUrl } from "../../lib/config";
+import { GuardianRefusal } from "../../lib/errors";
 
 /** A usage error: the message names the flag. The CLI prints `<command>: <message> (usage: ...)` and exits 2. */
 export class UsageError extends GuardianRefusal {

@@ -15,9 +15,9 @@
  */
 import * as fs from "fs";
 import * as path from "path";
-import { redactUrl } from "./db";
+import { redactUrl } from "../../lib/db";
 
-export const PROJECT_ROOT = path.resolve(__dirname, "..");
+export const PROJECT_ROOT = path.resolve(__dirname, "..", "..");
 // Overridable so the fallback itself can be tested on a machine where a local server answers.
 const EMBEDDED_DIR = process.env.GUARDIAN_EMBEDDED_PG_DIR ?? path.join(PROJECT_ROOT, ".guardian", "pg");
 const EMBEDDED_PORT = Number(process.env.GUARDIAN_EMBEDDED_PG_PORT ?? 54329);
@@ -205,7 +205,7 @@ export async function markScratchDatabase(server: ServerRef, name: string): Prom
 
 const markSql = (name: string) =>
   `COMMENT ON DATABASE ${name} IS '${SCRATCH_MARKER}: created ${new Date().toISOString()} by pid ${process.pid}; ` +
-  `lib/pgserver.ts drops only databases with this comment'`;
+  `operations/shared/pgserver.ts drops only databases with this comment'`;
 
 /** Whether `name` exists on the server and carries the scratch mark. */
 export async function isScratchDatabase(server: ServerRef, name: string): Promise<boolean> {

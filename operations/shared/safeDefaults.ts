@@ -9,7 +9,7 @@
  *                        config and state, encrypted with the passphrase: there is no default passphrase, the
  *                        environment must give one (PULUMI_CONFIG_PASSPHRASE, not empty, or PULUMI_CONFIG_PASSPHRASE_FILE).
  *
- * (Scratch databases: lib/pgserver.ts, GUARDIAN_TEST_DATABASE_URL, the local-server rule and the COMMENT mark.)
+ * (Scratch databases: operations/shared/pgserver.ts, GUARDIAN_TEST_DATABASE_URL, the local-server rule and the COMMENT mark.)
  */
 import * as os from "os";
 import * as path from "path";

@@ -25,10 +25,10 @@ import * as path from "path";
 import { pipeline } from "stream/promises";
 import { Transform } from "stream";
 import type { Client } from "pg";
-import { ensureBaseline } from "./baseline";
-import { connect, inTransaction, redactUrl } from "./db";
-import { explainSqlError, loadSql } from "./sql";
-import { GuardianRefusal } from "./errors";
+import { ensureBaseline } from "../../lib/baseline";
+import { connect, inTransaction, redactUrl } from "../../lib/db";
+import { explainSqlError, loadSql } from "../../lib/sql";
+import { GuardianRefusal } from "../../lib/errors";
 
 /** Foreign-key order: parents first. */
 export const RESTORE_ORDER = ["organizations", "organization_credits", "credit_actions", "credit_consumption_logs"];
