@@ -69,8 +69,8 @@ describe("drift: hand edits show in preview --refresh and up --refresh repairs t
     // The three edits.
     await m.db.query(`DROP POLICY guardian_select ON public.organization_credits`);
     const [{ def }] = await m.db.query(`SELECT pg_get_functiondef('${V2}'::regprocedure) AS def`);
-    expect(def).toContain("'unknown action type'");
-    await m.db.query(def.replace("'unknown action type'", "'no such action'"));
+    expect(def).toContain("'quantity must be an integer from 1 to 100000'"); // a literal of v2's own body (its shared steps are guardian.consume_debit's)
+    await m.db.query(def.replace("'quantity must be an integer from 1 to 100000'", "'bad quantity'"));
     await m.db.query(`ALTER TABLE public.credit_consumption_logs DROP COLUMN idempotency_key`);
     brokenCall = await m.db.query(`SELECT public.consume_credits_rpc($1, 'ai_chat') AS r`, [org]).then(
       (r) => r[0].r,
