@@ -8,7 +8,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { functionMeta, type FunctionMeta } from "../lib/functionMeta";
-import { loadSql, sha256 } from "../lib/sql";
+import { combinedSha256, loadSql } from "../lib/sql";
 import { functionProbe, type GuardianContext, shapeOf, sqlFileObject } from "./sqlFile";
 
 /** One function file: its signature (the object's identity), the role of its child, and how to drop it. */
@@ -110,14 +110,7 @@ export class CreditFunctions extends pulumi.ComponentResource {
 
     const shas: Record<string, string> = Object.fromEntries(CREDIT_FUNCTIONS.map((s) => [s.file, loadSql(s.file, shapeOf(ctx)).sha256]));
     this.sqlSha256 = pulumi.output(shas);
-    this.combinedSqlSha256 = pulumi.output(
-      sha256(
-        Object.keys(shas)
-          .sort()
-          .map((f) => `${shas[f]}  ${f}\n`)
-          .join(""),
-      ),
-    );
+    this.combinedSqlSha256 = pulumi.output(combinedSha256(shas));
     this.functionSignatures = pulumi.output(CREDIT_FUNCTIONS.map((s) => s.signature));
     this.functionMeta = pulumi.output(Object.fromEntries(CREDIT_FUNCTIONS.map((s, i) => [s.signature, metas[i]])));
     this.appliedFingerprints = pulumi

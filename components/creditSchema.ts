@@ -6,7 +6,7 @@
  * history of the consumption log queryable after it.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { loadSql, sha256 } from "../lib/sql";
+import { combinedSha256, loadSql } from "../lib/sql";
 import { type GuardianContext, sqlFileObject } from "./sqlFile";
 
 /** One SQL file of the credit schema and how to tell it is applied. */
@@ -210,14 +210,7 @@ export class CreditSchema extends pulumi.ComponentResource {
 
     const shas: Record<string, string> = Object.fromEntries(CREDIT_SCHEMA_OBJECTS.map((s) => [s.file, loadSql(s.file).sha256]));
     this.sqlSha256 = pulumi.output(shas);
-    this.combinedSqlSha256 = pulumi.output(
-      sha256(
-        Object.keys(shas)
-          .sort()
-          .map((f) => `${shas[f]}  ${f}\n`)
-          .join(""),
-      ),
-    );
+    this.combinedSqlSha256 = pulumi.output(combinedSha256(shas));
     this.schemaName = pulumi.output("guardian");
     this.columns = pulumi.output(Object.fromEntries(Object.entries(ADDITIVE_COLUMNS).map(([t, s]) => [t, s.columns])));
     this.appliedFingerprints = pulumi

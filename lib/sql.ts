@@ -21,6 +21,16 @@ export function sha256(text: string): string {
   return crypto.createHash("sha256").update(text).digest("hex");
 }
 
+/** One sha256 over several files' sha256s, as `sha256sum` lists them (sorted by file): a component's combined input. */
+export function combinedSha256(shas: Record<string, string>): string {
+  return sha256(
+    Object.keys(shas)
+      .sort()
+      .map((f) => `${shas[f]}  ${f}\n`)
+      .join(""),
+  );
+}
+
 /**
  * A SQL file, with its shape tokens ({{profile_role:p}}, {{is_trial:oc}}; lib/shape.ts) rendered for `shape`: the
  * database's, as go/no-go found it, or the seed's where a caller (a test, the bench) applies SQL to a seeded database.
