@@ -22,15 +22,15 @@
 --   o_result NULL                             -> debited; o_* give the row after the debit
 -- o_cost and o_ai .. o_sms are what the call costs (from 2) whenever it got that far.
 --
--- The common case takes one statement: the conditional UPDATE of step 7 that also checks 2 (the action, joined to
--- the catalogue, for one action), 3, 5 and 6, so the row is locked and written once (a SELECT ... FOR UPDATE then an
--- UPDATE lock and write it twice: two WAL records, two buffer dirties, on the hottest row of the call; and each
--- statement a PL/pgSQL function runs costs its executor's start and end besides its work). When it matches no row (a
--- refusal, an organization not migrated yet, an action that needs no pool, or a keyed call, whose key must be read
--- under the lock before anything is debited), the steps run one by one, the row locked with SELECT ... FOR UPDATE,
--- as consume_credits_rpc always did (a unified debit first tries its own one-statement UPDATE). The paths give the
--- same answer: an UPDATE's conditions are those of steps 2, 3, 5 and 6, evaluated on the row it locks (PostgreSQL
--- re-checks them on the newest version when another transaction changed the row).
+-- consume_credits_batch's common case takes one statement: the conditional UPDATE of step 7 that also checks 3, 5
+-- and 6, so the row is locked and written once (a SELECT ... FOR UPDATE then an UPDATE lock and write it twice: two
+-- WAL records, two buffer dirties, on the hottest row of the call). consume_credits_rpc runs the same kind of
+-- statement for one action itself, joined to the catalogue, and calls this function when it matches no row. When it
+-- matches no row (a refusal, an organization not migrated yet, an action that needs no pool, or a keyed call, whose
+-- key must be read under the lock before anything is debited), the steps run one by one, the row locked with
+-- SELECT ... FOR UPDATE (a unified debit first tries its own one-statement UPDATE). The paths give the same answer:
+-- an UPDATE's conditions are those of steps 3, 5 and 6, evaluated on the row it locks (PostgreSQL re-checks them on
+-- the newest version when another transaction changed the row).
 --
 -- SECURITY INVOKER: it runs with the privileges of the SECURITY DEFINER function that calls it, its owner. Nobody
 -- else may execute it. search_path ends with pg_temp (see consume_credits_rpc_v2.sql).
@@ -101,39 +101,10 @@ BEGIN
     RETURN;
   END IF;
 
-  -- The common case: one statement locks, checks and debits (a multi organization, an action drawing on a pool).
+  -- consume_credits_batch's common case: one statement locks, checks and debits the totals (a multi organization, a
+  -- batch drawing on a pool). (consume_credits_rpc runs its own for one action before it calls this function.)
   IF p_key IS NULL THEN
-    IF p_cost IS NULL THEN
-      UPDATE public.organization_credits oc
-         SET ai_credits_available = oc.ai_credits_available - a.ai_credits_required::bigint * p_quantity,
-             whatsapp_credits_available
-               = oc.whatsapp_credits_available - a.whatsapp_credits_required::bigint * p_quantity,
-             email_credits_available = oc.email_credits_available - a.email_credits_required::bigint * p_quantity,
-             sms_credits_available = oc.sms_credits_available - a.sms_credits_required::bigint * p_quantity,
-             updated_at = now()
-        FROM public.credit_actions a
-       WHERE a.action_type = p_action_type
-         AND (a.ai_credits_required > 0 OR a.whatsapp_credits_required > 0 OR a.email_credits_required > 0
-              OR a.sms_credits_required > 0)
-         AND oc.organization_id = p_organization_id
-         AND oc.credit_model = 'multi'
-         AND oc.ai_credits_available >= a.ai_credits_required::bigint * p_quantity
-         AND oc.whatsapp_credits_available >= a.whatsapp_credits_required::bigint * p_quantity
-         AND oc.email_credits_available >= a.email_credits_required::bigint * p_quantity
-         AND oc.sms_credits_available >= a.sms_credits_required::bigint * p_quantity
-         AND ({{is_trial:oc}} AND oc.cycle_end_date < now()) IS NOT TRUE
-         AND EXISTS (SELECT 1 FROM public.organizations o WHERE o.id = oc.organization_id)
-      RETURNING oc.credit_model, oc.allocation_epoch, oc.credits_remaining, oc.ai_credits_available,
-                oc.whatsapp_credits_available, oc.email_credits_available, oc.sms_credits_available,
-                a.credits_cost::bigint * p_quantity, a.ai_credits_required::bigint * p_quantity,
-                a.whatsapp_credits_required::bigint * p_quantity, a.email_credits_required::bigint * p_quantity,
-                a.sms_credits_required::bigint * p_quantity
-        INTO o_credit_model, o_allocation_epoch, o_credits_remaining, o_ai_available, o_whatsapp_available,
-             o_email_available, o_sms_available, o_cost, o_ai, o_whatsapp, o_email, o_sms;
-      IF FOUND THEN
-        RETURN;
-      END IF;
-    ELSIF p_ai + p_whatsapp + p_email + p_sms > 0 THEN
+    IF p_cost IS NOT NULL AND p_ai + p_whatsapp + p_email + p_sms > 0 THEN
       UPDATE public.organization_credits oc
          SET ai_credits_available = oc.ai_credits_available - p_ai,
              whatsapp_credits_available = oc.whatsapp_credits_available - p_whatsapp,
