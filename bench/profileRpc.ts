@@ -293,7 +293,7 @@ async function main() {
     await prepareV2(v2Url, 1000);
     for (const u of [v1Url, v2Url]) await q(u, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
     await q(v2Url, "CREATE EXTENSION IF NOT EXISTS plpgsql_check");
-    const s = scripts(1000);
+    const s = scripts(1000, "direct");
 
     log("profile: EXPLAIN (ANALYZE, BUFFERS) of the statements inside one call");
     result.explain = {

@@ -9,7 +9,11 @@
  *   v2_hot_org          v2 with every client on one organization (row-lock contention), checked afterwards:
  *                       successes == credits debited, and one log row per transaction
  *
- * Every case connects as service_role (PGOPTIONS=-c role=service_role), the role a backend calls v2 with.
+ * Every case connects as service_role (PGOPTIONS=-c role=service_role), the role a backend calls v2 with. With the
+ * Supabase caller (the default), every case is one transaction as PostgREST runs a request: BEGIN, the request's
+ * settings in one SELECT of set_config (search_path, role, request.jwt.claims, method, path, headers, cookies), the
+ * statement, COMMIT; the independent check of issue 14 measured with that preamble on both sides. The direct caller
+ * sends the statement alone (autocommit): the harsher ratio, since a request's fixed costs are left out.
  * Figures depend on the machine: commit (WAL flush) dominates each call, so compare cases of one run, not runs.
  *
  * Each case runs at each client count (default 1, 8, 32) for a short fixed time. Returns plain data; writing results
@@ -38,8 +42,10 @@ export interface BenchRpcOptions {
   durationSec?: number;
   /** Client counts to run each case at. Default [1, 8, 32]. */
   clients?: number[];
-  /** Organizations the clients pick from at random (not the hot-org case). Default 1000. */
+  /** Organizations the clients pick from at random (not the hot-org case). Default 3,371 (the independent check's). */
   orgs?: number;
+  /** How each call arrives: "supabase" (a PostgREST request's transaction and settings, the default) or "direct". */
+  caller?: BenchCaller;
   /** Rounds: the whole set of cases run this many times, each round side by side (ratios are per round). Default 1. */
   rounds?: number;
   /** Path of pgbench. Default /usr/bin/pgbench, else pgbench on PATH. */
@@ -47,6 +53,9 @@ export interface BenchRpcOptions {
   /** Progress lines. Default: none. */
   log?: (line: string) => void;
 }
+
+export type BenchCaller = "supabase" | "direct";
+export const BENCH_CALLERS: readonly BenchCaller[] = ["supabase", "direct"];
 
 export interface LatencyMs {
   p50: number;
@@ -100,6 +109,7 @@ export interface BenchRpcResult {
   at: string;
   durationSec: number;
   orgs: number;
+  caller: BenchCaller;
   cases: CaseResult[];
   rounds: number;
   hotOrg: HotOrgResult[];
@@ -114,17 +124,28 @@ export interface BenchRpcResult {
 const HOT_ORG_CREDITS = 1_000_000_000;
 const orgUuid = (i: string) => `('00000000-0000-4000-8000-' || lpad((${i})::text, 12, '0'))::uuid`;
 
-/** The pgbench scripts; every one picks its organization with the same expression, so only the call differs. */
-export function scripts(orgs: number): Record<string, string> {
+/** What PostgREST sets for a request, in one statement, before it runs the request's statement (transaction-local). */
+const SUPABASE_PREAMBLE =
+  "SELECT set_config('search_path', '\"public\", \"extensions\"', true), set_config('role', 'service_role', true), " +
+  `set_config('request.jwt.claims', '{"role":"service_role","iss":"supabase"}', true), set_config('request.method', 'POST', true), ` +
+  "set_config('request.path', '/rpc/consume_credits_rpc', true), " +
+  `set_config('request.headers', '{"accept":"application/json","content-type":"application/json","prefer":"return=representation"}', true), ` +
+  "set_config('request.cookies', '{}', true);";
+
+/** The pgbench scripts; every one picks its organization with the same expression and arrives the same way (the
+ *  caller), so only the call differs. */
+export function scripts(orgs: number, caller: BenchCaller = "supabase"): Record<string, string> {
   const pick = `\\set i random(1, ${orgs})\n`;
+  const call = (statement: string) => (caller === "supabase" ? `BEGIN;\n${SUPABASE_PREAMBLE}\n${statement}\nEND;\n` : `${statement}\n`);
   return {
-    v1: `${pick}SELECT public.consume_credits_rpc(${orgUuid(":i")}, 'ai_chat');\n`,
-    v2: `${pick}SELECT public.consume_credits_rpc(${orgUuid(":i")}, 'ai_chat', 1);\n`,
-    bare_update:
-      `${pick}UPDATE public.organization_credits SET ai_credits_available = ai_credits_available - 1 ` +
-      `WHERE organization_id = ${orgUuid(":i")} AND ai_credits_available >= 1;\n`,
-    plpgsql_reference: `${pick}SELECT public.bench_debit_and_log(${orgUuid(":i")});\n`,
-    v2_hot_org: `\\set i 0\nSELECT public.consume_credits_rpc(${orgUuid(":i")}, 'ai_chat', 1);\n`,
+    v1: `${pick}${call(`SELECT public.consume_credits_rpc(${orgUuid(":i")}, 'ai_chat');`)}`,
+    v2: `${pick}${call(`SELECT public.consume_credits_rpc(${orgUuid(":i")}, 'ai_chat', 1);`)}`,
+    bare_update: `${pick}${call(
+      "UPDATE public.organization_credits SET ai_credits_available = ai_credits_available - 1 " +
+        `WHERE organization_id = ${orgUuid(":i")} AND ai_credits_available >= 1;`,
+    )}`,
+    plpgsql_reference: `${pick}${call(`SELECT public.bench_debit_and_log(${orgUuid(":i")});`)}`,
+    v2_hot_org: `\\set i 0\n${call(`SELECT public.consume_credits_rpc(${orgUuid(":i")}, 'ai_chat', 1);`)}`,
   };
 }
 
@@ -341,7 +362,8 @@ async function vacuum(url: string): Promise<void> {
 export async function benchRpc(adminUrl: string, opts: BenchRpcOptions = {}): Promise<BenchRpcResult> {
   const durationSec = opts.durationSec ?? 5;
   const clientCounts = opts.clients ?? [1, 8, 32];
-  const orgs = opts.orgs ?? 1000;
+  const orgs = opts.orgs ?? 3371;
+  const caller = opts.caller ?? "supabase";
   const rounds = opts.rounds ?? 1;
   const bin = opts.pgbench ?? (fs.existsSync("/usr/bin/pgbench") ? "/usr/bin/pgbench" : "pgbench");
   const log = opts.log ?? (() => undefined);
@@ -349,7 +371,7 @@ export async function benchRpc(adminUrl: string, opts: BenchRpcOptions = {}): Pr
   const v1Name = `guardian_bench_v1_${tag}`;
   const v2Name = `guardian_bench_v2_${tag}`;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "guardian-bench-"));
-  const s = scripts(orgs);
+  const s = scripts(orgs, caller);
   try {
     const [v1Url, v2Url] = [await createDb(adminUrl, v1Name), await createDb(adminUrl, v2Name)];
     await prepareV1(v1Url, orgs);
@@ -429,6 +451,7 @@ export async function benchRpc(adminUrl: string, opts: BenchRpcOptions = {}): Pr
       at: new Date().toISOString(),
       durationSec,
       orgs,
+      caller,
       cases,
       rounds,
       hotOrg,

@@ -7,10 +7,12 @@
  *   npm run bench -- --quick                        CI size: 10,000 orgs, 2-second pgbench runs (unless --sizes, --rpc-seconds)
  *   npm run bench -- --zero-downtime [--sizes ...]  the zero-downtime proof at scale (harness/consumerFleet.ts)
  *   npm run bench -- --rpc-only [--rpc-rounds N]    only the consume_credits_rpc pgbench cases (bench/rpc.ts), N rounds
- *   options: --out DIR (default bench/results), --consumers N (default 4), --rpc-seconds N, --rpc-rounds N, --json
+ *   options: --out DIR (default bench/results), --consumers N (default 4), --rpc-seconds N, --rpc-rounds N, --json,
+ *            --rpc-caller supabase|direct (how each pgbench call arrives, bench/rpc.ts; default supabase), --rpc-orgs N
  *   (npm run bench -- --help: every option; operations/shared/cli.ts)
  *
- * Writes bench/results/<YYYY-MM-DD>[.quick|.zero-downtime|.rpc].json and .md (the Markdown is the summary to quote).
+ * Writes bench/results/<YYYY-MM-DD>[.quick|.zero-downtime|.rpc][.direct].json and .md (the Markdown is the summary to
+ * quote; .direct when the pgbench calls were sent without the Supabase caller's transaction).
  *
  * Per size, on a fresh database seeded with operations/seed (seed 1) and analyzed, through the real engine
  * (harness/stack.ts: the CLI, a file backend in a temp dir):
@@ -32,12 +34,25 @@ import * as crypto from "crypto";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { command, flag, integer, jsonFlag, list, option, outputPath, positiveInteger, printJson, runCommandLine, type Values } from "../operations/shared/cli";
+import {
+  command,
+  flag,
+  integer,
+  jsonFlag,
+  list,
+  oneOf,
+  option,
+  outputPath,
+  positiveInteger,
+  printJson,
+  runCommandLine,
+  type Values,
+} from "../operations/shared/cli";
 import { connect } from "../lib/db";
 import { createDatabase, dropDatabase, findPgServer, type PgServer } from "../operations/shared/pgserver";
 import { seed } from "../operations/seed";
 import { collect, pulumiRoot, testStack, type TestStack } from "../harness/stack";
-import { benchRpc, type BenchRpcResult } from "./rpc";
+import { BENCH_CALLERS, benchRpc, type BenchCaller, type BenchRpcResult } from "./rpc";
 import { checkLedger, checkMulti, checkUnifiedAfterRollback, ConsumerFleet, fleetOrgs, latencySummary, maxLogId, phaseStats } from "../harness/consumerFleet";
 
 const DEFAULT_SIZES = [10_000, 100_000, 1_000_000];
@@ -71,12 +86,20 @@ export const COMMAND = command({
     }),
     consumers: option(positiveInteger(), { valueName: "N", description: "concurrent consumers calling consume_credits_rpc", default: 4 }),
     rpcSeconds: option(positiveInteger("a positive integer (pgbench -T)"), { valueName: "S", description: "pgbench duration per case", default: 5 }),
+    rpcCaller: option(oneOf(...BENCH_CALLERS), {
+      valueName: "C",
+      default: "supabase" as BenchCaller,
+      description: "how each pgbench call arrives: supabase (a PostgREST request's transaction and settings) or direct (the statement alone)",
+    }),
+    rpcOrgs: option(positiveInteger(), { valueName: "N", description: "organizations the pgbench calls pick from", default: 3371 }),
     json: jsonFlag("the result (the document written to <out>/...json)"),
   },
   conflicts: [
     { options: ["zeroDowntime", "rpcSeconds"], reason: "the zero-downtime run has no pgbench cases" },
     { options: ["zeroDowntime", "rpcOnly"], reason: "the zero-downtime run has no pgbench cases" },
     { options: ["zeroDowntime", "rpcRounds"], reason: "the zero-downtime run has no pgbench cases" },
+    { options: ["zeroDowntime", "rpcCaller"], reason: "the zero-downtime run has no pgbench cases" },
+    { options: ["zeroDowntime", "rpcOrgs"], reason: "the zero-downtime run has no pgbench cases" },
     { options: ["rpcOnly", "sizes"], reason: "--rpc-only runs no migration size" },
   ],
   check: (v, given) => {
@@ -98,6 +121,8 @@ interface Args {
   out: string;
   consumers: number;
   rpcSeconds: number;
+  rpcCaller: BenchCaller;
+  rpcOrgs: number;
   json: boolean;
 }
 
@@ -112,6 +137,8 @@ function toArgs(v: Values<typeof COMMAND.options>, given: ReadonlySet<string>): 
     out: path.resolve(v.out ?? path.join(__dirname, "results")),
     consumers: v.consumers,
     rpcSeconds: v.quick && !given.has("rpcSeconds") ? 2 : v.rpcSeconds,
+    rpcCaller: v.rpcCaller,
+    rpcOrgs: v.rpcOrgs,
     json: v.json,
   };
 }
@@ -778,6 +805,10 @@ function markdown(r: any): string {
     L.push(
       `## consume_credits_rpc (pgbench, ${rpc.durationSec} s per case, ${fmt(rpc.orgs)} orgs, as service_role${rounds > 1 ? `, ${rounds} rounds` : ""})`,
       "",
+      rpc.caller === "direct"
+        ? "Each call is sent alone (autocommit), without a Supabase request's transaction and settings: the harsher ratio, since a request's fixed costs are left out."
+        : "Each call arrives as PostgREST runs a request, on every case alike: BEGIN, the request's settings in one SELECT of set_config (search_path, role, request.jwt.claims, method, path, headers, cookies), the statement, COMMIT.",
+      "",
     );
     L.push(`| case | clients |${rh} tps | p50 ms | p95 ms | p99 ms | max ms |`, `|---|---:|${rs}---:|---:|---:|---:|---:|`);
     for (const c of [...rpc.cases].sort((x, y) => x.case.localeCompare(y.case) || x.clients - y.clients || (x.round ?? 1) - (y.round ?? 1))) {
@@ -917,8 +948,15 @@ async function main(argv: string[], a: Args) {
     result.zeroDowntime = [];
     for (const n of a.sizes) result.zeroDowntime.push(await zeroDowntimeSize(server, n, a));
   } else {
-    log(`rpc: pgbench, ${a.rpcSeconds} s per case, ${a.rpcRounds} round(s)`);
-    const rpc = await benchRpc(server.adminUrl, { durationSec: a.rpcSeconds, clients: [1, 8, 32], orgs: 1000, rounds: a.rpcRounds, log });
+    log(`rpc: pgbench, ${a.rpcSeconds} s per case, ${a.rpcRounds} round(s), ${fmt(a.rpcOrgs)} orgs, ${a.rpcCaller} caller`);
+    const rpc = await benchRpc(server.adminUrl, {
+      durationSec: a.rpcSeconds,
+      clients: [1, 8, 32],
+      orgs: a.rpcOrgs,
+      caller: a.rpcCaller,
+      rounds: a.rpcRounds,
+      log,
+    });
     result.rpc = rpc;
     result.rpcRatios = rpc.ratios.map((x) => {
       const at = (c: string) => rpc.cases.find((y) => y.case === c && y.clients === x.clients && y.round === x.round)!;
@@ -966,7 +1004,8 @@ async function main(argv: string[], a: Args) {
   );
 
   fs.mkdirSync(a.out, { recursive: true });
-  const base = path.join(a.out, `${result.date}${result.mode === "full" ? "" : `.${result.mode}`}`);
+  const direct = !a.zeroDowntime && a.rpcCaller === "direct" ? ".direct" : "";
+  const base = path.join(a.out, `${result.date}${result.mode === "full" ? "" : `.${result.mode}`}${direct}`);
   fs.writeFileSync(`${base}.json`, `${JSON.stringify(result, null, 2)}\n`);
   fs.writeFileSync(`${base}.md`, markdown(result));
   log(`bench: wrote ${path.relative(process.cwd(), base)}.json and .md`);
