@@ -58,6 +58,13 @@ interface Server {
 
 async function startServer(): Promise<Server> {
   const bin = pgBinDir();
+  // Checked before anything is created: without it the server refuses to start and says so only in its own log.
+  const libdir = execFileSync(path.join(bin, "pg_config"), ["--pkglibdir"], { encoding: "utf8" }).trim();
+  const major = path.basename(path.dirname(bin));
+  const packages: Record<string, string> = { pg_stat_statements: `postgresql-${major}`, plpgsql_check: `postgresql-${major}-plpgsql-check` };
+  for (const [lib, pkg] of Object.entries(packages)) {
+    if (!fs.existsSync(path.join(libdir, `${lib}.so`))) throw new Error(`${lib} is not installed in ${libdir} (Debian: apt-get install ${pkg})`);
+  }
   const root = fs.mkdtempSync(path.join(os.tmpdir(), "guardian-profile-"));
   const data = path.join(root, "data");
   if (asRoot) execFileSync("chown", ["-R", "postgres", root]);
