@@ -204,7 +204,7 @@ function fakeCli(dir: string, name: string, reply: string): { calls: () => strin
   return { calls: () => (fs.existsSync(log) ? fs.readFileSync(log, "utf8").split("\n").filter(Boolean) : []) };
 }
 
-describe("issue 13: a rollback that sticks, previews on the pull request, the chart in the job summary", () => {
+describe("a rollback that sticks, previews on the pull request, the chart in the job summary", () => {
   const wf = yaml.load(fs.readFileSync(WORKFLOW, "utf8")) as any;
   const steps = (job: string): any[] => wf.jobs[job].steps;
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "guardian-wf-steps-"));

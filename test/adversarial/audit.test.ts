@@ -15,7 +15,7 @@ afterAll(() => bf?.drop());
 
 const service: Who = { role: "service_role" };
 
-describe("forged consumption records (issue 12, finding 6)", () => {
+describe("forged consumption records are refused", () => {
   it("service_role cannot INSERT a forged success into credit_consumption_logs (rollback would count it)", async () => {
     const before = await state(bf.db);
     const e = await refused(
@@ -74,7 +74,7 @@ describe("a grant put back by hand shows as drift of the audit", () => {
   });
 });
 
-describe("erasure aimed at what is not a user (issue 12, finding 4)", () => {
+describe("erasure aimed at what is not a user is refused", () => {
   it("guardian.erase_user(<an organization's id>) is refused, saying why; the organization stays in the audit and in the backup", async () => {
     const before = await state(bf.db);
     expect(Object.keys(before.md5)).toContain(`${bf.backupId}.organization_credits`);

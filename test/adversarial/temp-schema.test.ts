@@ -109,7 +109,7 @@ async function attack(shadows: string[], calls: { sql: string; params: unknown[]
   return { results, errors, notices: s.notices, marksInSession };
 }
 
-describe("temporary-schema shadowing (issue 12, finding 1): the attacker's code never runs as the owner", () => {
+describe("temporary-schema shadowing: the attacker's code never runs as the owner", () => {
   for (const [label, shadows] of Object.entries(SHADOWS)) {
     // May FAIL until sql/functions pins search_path = pg_catalog, pg_temp (see the header).
     it(`shadowing ${label}, then consume_credits_rpc and consume_credits_batch for another org`, async () => {
