@@ -27,6 +27,7 @@ import {
   splitProblems,
   SQL_OBJECT,
   tenantTablesHaveRls,
+  ownerOnlyTriggerTruncate,
 } from "./rules";
 
 const resources = (args: StackValidationArgs): Res[] => args.resources as unknown as Res[];
@@ -51,6 +52,16 @@ new PolicyPack("guardian-credits", {
       validateStack: async (args, report) => {
         await loadSqlParser();
         for (const v of tenantTablesHaveRls(resources(args))) report(v.message, v.urn);
+      },
+    },
+    {
+      name: "owner-only-trigger-truncate",
+      description:
+        "No GRANT of TRIGGER or TRUNCATE on the tables the program's SECURITY DEFINER functions read or write: a trigger runs as their owner, TRUNCATE bypasses row level security.",
+      enforcementLevel: "mandatory",
+      validateStack: async (args, report) => {
+        await loadSqlParser();
+        for (const v of ownerOnlyTriggerTruncate(resources(args))) report(v.message, v.urn);
       },
     },
     {

@@ -114,6 +114,50 @@ export function tenantTablesHaveRls(resources: Res[]): Violation[] {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// owner-only-trigger-truncate: no GRANT of TRIGGER or TRUNCATE (or ALL) on the tables the program's SECURITY DEFINER
+// functions read or write. A trigger fires inside those functions and runs as their owner; TRUNCATE bypasses row
+// level security and the append-only audit.
+// ---------------------------------------------------------------------------------------------------------------
+
+/** The tables whose TRIGGER and TRUNCATE stay the owner's. */
+export const OWNER_ONLY_TABLES = [...FIXED_TENANT_TABLES, "profiles"];
+
+export function ownerOnlyTriggerTruncate(resources: Res[]): Violation[] {
+  const out: Violation[] = [];
+  for (const r of sqlObjects(resources)) {
+    if (typeof r.props.sql !== "string") continue;
+    const what = `${r.props.kind} ${r.props.objectName}${r.props.sqlFile ? ` (sql/${r.props.sqlFile})` : ""}`;
+    let executed: ExecutedSql;
+    try {
+      executed = executedStatements(r.props.sql);
+    } catch (e) {
+      if (!(e instanceof SqlParseError)) throw e;
+      continue; // tenant-tables-have-rls names SQL that does not parse
+    }
+    for (const st of executed.statements) {
+      if (st.type !== "GrantStmt" || st.stmt.is_grant !== true || st.stmt.objtype !== "OBJECT_TABLE") continue;
+      const privs: string[] = (st.stmt.privileges ?? []).map((p: any) => String(unwrap(p)[1].priv_name ?? "").toLowerCase());
+      const granted = privs.length === 0 ? ["all"] : privs.filter((p) => p === "trigger" || p === "truncate" || p === "all");
+      if (!granted.length) continue;
+      const tables =
+        st.stmt.targtype === "ACL_TARGET_ALL_IN_SCHEMA"
+          ? OWNER_ONLY_TABLES
+          : (st.stmt.objects ?? []).map((o: any) => {
+              const rv = unwrap(o)[1];
+              return normaliseTable([rv.schemaname, rv.relname].filter(Boolean).join("."));
+            });
+      for (const t of tables.filter((x: string) => OWNER_ONLY_TABLES.includes(x))) {
+        out.push({
+          message: `${what} grants ${granted.map((g) => g.toUpperCase()).join(", ")} on ${t} (line ${st.line}): only the owner may hold TRIGGER and TRUNCATE on the tables the program's SECURITY DEFINER functions read or write`,
+          urn: r.urn,
+        });
+      }
+    }
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 // security-definer-pins-search-path: the SQL read with PostgreSQL's parser (lib/pgsql.ts, lib/functionMeta.ts)
 // ---------------------------------------------------------------------------------------------------------------
 

@@ -131,7 +131,7 @@ const NO_CREDIT_ACCOUNT = {
 const BAD_BATCH = {
   success: false,
   error_code: "INVALID_QUANTITY",
-  error: 'p_actions must be a JSON array of 1 to 1000 {"action_type", "quantity"} objects',
+  error: 'p_actions must be a JSON array of 1 to 100 {"action_type", "quantity"} objects',
   ...V1_NONE,
 };
 

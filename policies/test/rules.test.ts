@@ -16,6 +16,7 @@ import {
   securityDefinerProblems,
   splitProblems,
   tenantTablesHaveRls,
+  ownerOnlyTriggerTruncate,
 } from "../rules";
 
 const SQL_ROOT = path.resolve(__dirname, "..", "..", "sql");
@@ -93,7 +94,7 @@ describe("security-definer-pins-search-path: reading the SQL", () => {
     "PostgreSQL searches the caller's temporary schema first for tables and types unless pg_temp is named, so the caller's " +
     "objects can stand in for the function's (SET search_path = pg_catalog, pg_temp)";
 
-  it("refuses an empty search_path: it still searches the temporary schema first (issue 12, finding 1)", () => {
+  it("refuses an empty search_path: it still searches the temporary schema first", () => {
     const sql = `CREATE FUNCTION public.f() RETURNS int LANGUAGE sql SECURITY DEFINER SET search_path = '' AS $$ SELECT 1 $$;
                  REVOKE ALL ON FUNCTION public.f() FROM PUBLIC, anon;`;
     expect(fn(sql, { securityDefiner: true, searchPath: "''", executeRoles: [] })).toEqual([
@@ -361,5 +362,39 @@ describe("plan margins, every pool counted", () => {
 describe("tenant-tables-have-rls", () => {
   it("requires the fixed tenant tables even when no resource mentions them", () => {
     expect(tenantTablesHaveRls([]).map((v) => v.message)).toHaveLength(4);
+  });
+});
+
+describe("owner-only-trigger-truncate", () => {
+  const obj = (sql: string) => ({
+    type: "pulumi-nodejs:dynamic/guardian:SqlObject",
+    name: "g",
+    urn: "urn:g",
+    dependencies: [],
+    props: { kind: "grants", objectName: "grants", sql },
+  });
+  it("refuses a grant of TRIGGER, TRUNCATE or ALL on a table the SECURITY DEFINER functions touch, to any role", () => {
+    for (const sql of [
+      "GRANT TRIGGER ON public.organization_credits TO service_role",
+      "GRANT TRUNCATE ON TABLE credit_consumption_logs TO authenticated",
+      "GRANT ALL ON public.profiles TO anon",
+      "DO $$ BEGIN GRANT ALL PRIVILEGES ON public.organizations TO service_role; END $$",
+      "GRANT ALL ON ALL TABLES IN SCHEMA public TO service_role",
+    ]) {
+      const v = ownerOnlyTriggerTruncate([obj(sql)]);
+      expect(v.length, sql).toBeGreaterThan(0);
+      expect(v[0].message).toMatch(/only the owner may hold TRIGGER and TRUNCATE/);
+    }
+  });
+  it("lets other grants and revokes pass, and the project's own SQL", () => {
+    for (const sql of [
+      "GRANT SELECT ON public.organization_credits TO authenticated",
+      "REVOKE TRIGGER, TRUNCATE ON public.organization_credits FROM service_role",
+      "GRANT TRIGGER ON public.some_other_table TO service_role",
+    ]) {
+      expect(ownerOnlyTriggerTruncate([obj(sql)]), sql).toEqual([]);
+    }
+    const own = fs.readdirSync(path.join(SQL_ROOT, "tenancy")).map((f) => obj(loadSql(`tenancy/${f}`).text));
+    expect(ownerOnlyTriggerTruncate(own)).toEqual([]);
   });
 });

@@ -2,7 +2,8 @@
 -- rules, result and error shapes. p_actions = [{"action_type": "...", "quantity": n}, ...] ("quantity" omitted = 1).
 --
 --   1. caller rules (guardian.may_consume_for)                              -> FORBIDDEN
---   2. p_actions is an array of 1 to 1000 elements                          -> INVALID_QUANTITY
+--   2. p_actions is an array of at least 1 element                          -> INVALID_QUANTITY
+--      and of at most 100 elements                                         -> BATCH_TOO_LARGE (nothing written)
 --   3. every element validated before anything else, in order; the first bad one is reported with its 0-based
 --      "index": a quantity that is not an integer from 1 to 100000          -> INVALID_QUANTITY
 --      an element that is not an object, or whose action_type is not in the catalogue -> UNKNOWN_ACTION
@@ -10,7 +11,10 @@
 --   5. a trial (lib/shape.ts) with cycle_end_date in the past                              -> TRIAL_EXPIRED
 --   6. the totals per pool (multi) or the total unified cost (unified) must be available, else INSUFFICIENT_CREDITS
 --      naming the first short pool with the batch's total requirement; nothing is debited.
---   7. one debit of the totals, one credit_consumption_logs row per element (also for 5 and 6, success=false).
+--   7. one debit of the totals and one credit_consumption_logs row per element; a refused batch (5, 6) writes ONE
+--      row, success=false, for its first element that could not be served (its first element drawing on the short
+--      pool; its first element for TRIAL_EXPIRED), so a caller cannot grow the append-only log with batches it cannot
+--      afford.
 -- Nothing is written for 1-4. Steps 1 and 4-6 and the debit of 7 are guardian.consume_debit (01_consume_debit.sql),
 -- shared with consume_credits_rpc: this function validates 2-3 first (they only read) and hands their refusal to it,
 -- so the caller rules still answer first.
@@ -35,10 +39,13 @@ DECLARE
   v_remaining json;
 BEGIN
   -- 2-3, answered by guardian.consume_debit after the caller rules (1).
-  IF p_actions IS NULL OR jsonb_typeof(p_actions) <> 'array'
-     OR jsonb_array_length(p_actions) < 1 OR jsonb_array_length(p_actions) > 1000 THEN
+  IF p_actions IS NULL OR jsonb_typeof(p_actions) <> 'array' OR jsonb_array_length(p_actions) < 1 THEN
     v_refusal := json_build_object('success', false, 'error_code', 'INVALID_QUANTITY',
-      'error', 'p_actions must be a JSON array of 1 to 1000 {"action_type", "quantity"} objects',
+      'error', 'p_actions must be a JSON array of 1 to 100 {"action_type", "quantity"} objects',
+      'remaining_credits', 0, 'required_credits', 0);
+  ELSIF jsonb_array_length(p_actions) > 100 THEN
+    v_refusal := json_build_object('success', false, 'error_code', 'BATCH_TOO_LARGE',
+      'error', format('p_actions has %s elements; a batch takes at most 100', jsonb_array_length(p_actions)),
       'remaining_credits', 0, 'required_credits', 0);
   ELSE
     WITH elements AS (
@@ -92,17 +99,24 @@ BEGIN
     RETURN v_d.o_result; -- refused before anything is written
   END IF;
 
-  -- 7. One log row per element.
+  -- 7. A refused batch: one log row, its first element that could not be served.
   IF v_d.o_result IS NOT NULL THEN
     INSERT INTO public.credit_consumption_logs
       (organization_id, action_type, credits_consumed, credits_remaining, success, error_message, error_code,
        quantity, user_id, credit_model, allocation_epoch)
     SELECT p_organization_id, i.action_type, 0, v_d.o_credits_remaining, false, v_d.o_error, v_d.o_error_code,
            i.quantity, auth.uid(), v_d.o_credit_model, v_d.o_allocation_epoch
-      FROM jsonb_to_recordset(v_items) AS i(idx integer, action_type text, quantity integer)
-     ORDER BY i.idx;
+      FROM jsonb_to_recordset(v_items)
+           AS i(idx integer, action_type text, quantity integer, cost integer, ai integer, whatsapp integer,
+                email integer, sms integer)
+     ORDER BY CASE v_d.o_result ->> 'credit_type'
+                WHEN 'ai' THEN (i.ai > 0) WHEN 'whatsapp' THEN (i.whatsapp > 0) WHEN 'email' THEN (i.email > 0)
+                WHEN 'sms' THEN (i.sms > 0) WHEN 'unified' THEN (i.cost > 0) ELSE true END DESC,
+              i.idx
+     LIMIT 1;
     RETURN v_d.o_result;
   END IF;
+  -- 7. A served batch: one log row per element.
 
   IF v_d.o_credit_model = 'multi' THEN
     INSERT INTO public.credit_consumption_logs
