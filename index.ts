@@ -160,17 +160,19 @@ async function main() {
   const verification = new Verification("verification", {
     ctx,
     model: "unified",
-    upstream: { rollback: rollback.v1DefinitionMd5, orgsReconciled: rollback.orgsReconciled, policies: tenancy.sqlSha256 },
+    upstream: { rollback: rollback.v1DefinitionMd5, orgsSwitched: rollback.orgsSwitched, policies: tenancy.sqlSha256 },
     dependsOn: [rollback, tenancy, margins, audit],
   });
   return {
     ...common,
     rolledBack: rollback.rolledBack,
     rollbackBackupId: rollback.backupId,
-    orgsReconciled: rollback.orgsReconciled,
+    orgsSwitched: rollback.orgsSwitched,
+    unifiedValuesChanged: rollback.unifiedValuesChanged,
     rollbackDurationMs: rollback.durationMs,
     v1DefinitionMd5: rollback.v1DefinitionMd5,
-    reconcileVerified: rollback.reconcileVerified,
+    unifiedValuesKept: rollback.unifiedValuesKept,
+    v1SearchPathPinned: rollback.v1SearchPathPinned,
     pricesRestored: rollback.pricesRestored,
     functionRestored: rollback.functionRestored,
     v1Weaknesses: rollback.v1Weaknesses,

@@ -4,6 +4,7 @@
  *
  *   sql/tenancy/00_helpers.sql            guardian_rls.current_org_id(), .is_super_admin()       kind "function"
  *   sql/tenancy/01_roles_grants.sql       privileges of anon / authenticated / service_role      kind "grants"
+ *   sql/tenancy/02_profiles_guard.sql     a profile's organization and role: the backend's       kind "trigger"
  *   sql/tenancy/<n>0_<table>_select.sql   who reads which rows                                   kind "policy"
  *   sql/tenancy/<n>1..3_<table>_<cmd>.sql no direct insert / update / delete (restrictive)       kind "policy"
  *   sql/tenancy/<n>9_<table>_rls.sql      ENABLE ROW LEVEL SECURITY                               kind "rls"
@@ -130,7 +131,7 @@ export function tableFiles(table: string, dirEntries = fs.readdirSync(path.join(
 /** Files under sql/tenancy that no table of TENANT_TABLES (nor the helpers and grants) accounts for. */
 export function unwiredFiles(dirEntries: string[]): string[] {
   const known = new RegExp(
-    `^(00_helpers|01_roles_grants|\\d\\d_(${TENANT_TABLES.map((t) => t.table.split(".").pop()).join("|")})_(${POLICY_COMMANDS.join("|")}|rls))\\.sql$`,
+    `^(00_helpers|01_roles_grants|02_profiles_guard|\\d\\d_(${TENANT_TABLES.map((t) => t.table.split(".").pop()).join("|")})_(${POLICY_COMMANDS.join("|")}|rls))\\.sql$`,
   );
   return dirEntries.filter((f) => f.endsWith(".sql") && !known.test(f));
 }
@@ -182,6 +183,15 @@ function helpersProbe(): string {
             FROM pg_catalog.pg_proc p
            WHERE p.oid IN (${HELPERS.map((h) => `to_regprocedure(${q(h)})`).join(", ")})
           HAVING count(*) = ${HELPERS.length}`;
+}
+
+/** The guard's function (definition, ACL) and its trigger on profiles; no row unless both exist. */
+function guardProbe(): string {
+  return `SELECT md5(pg_get_functiondef(p.oid) || coalesce(p.proacl::text, '') || pg_get_triggerdef(t.oid)) AS fingerprint
+            FROM pg_catalog.pg_proc p
+            JOIN pg_catalog.pg_trigger t ON t.tgfoid = p.oid AND t.tgrelid = to_regclass('public.profiles')
+                                        AND t.tgname = 'guardian_guard_profile_tenancy'
+           WHERE p.oid = to_regprocedure('guardian_rls.guard_profile_tenancy()')`;
 }
 
 /** Privileges of the Data API roles (and PUBLIC) on the public credit tables and their sequences, and the default
@@ -270,6 +280,22 @@ export class TenantPolicies extends pulumi.ComponentResource {
       { parent: this, dependsOn: [helpers] },
     );
 
+    const guardFile = load(`${TENANCY_DIR}/02_profiles_guard.sql`);
+    const guard = sqlTextObject(
+      `${name}-profiles-guard`,
+      ctx,
+      {
+        kind: "trigger",
+        objectName: "public.profiles/guardian_guard_profile_tenancy",
+        sql: guardFile.text,
+        sqlFile: guardFile.file,
+        probeSql: guardProbe(),
+        // Retained: dropping it would reopen the escalation (a member raising its own role).
+        meta: { table: "public.profiles", securityDefiner: false, searchPath: "pg_catalog, pg_temp" },
+      },
+      { parent: this, dependsOn: [grants] },
+    );
+
     const foreign = ctx.discovery?.foreignPolicies ?? [];
     const policyObjects: SqlObject[] = [];
     const policyNames: string[] = [];
@@ -303,7 +329,7 @@ export class TenantPolicies extends pulumi.ComponentResource {
                 ...(replaces.length ? { replacesPolicies: replaces } : {}),
               },
             },
-            { parent: this, dependsOn: [grants] },
+            { parent: this, dependsOn: [grants, guard] },
           ),
         );
         policyNames.push(`${t.table}/${command}`);
@@ -331,7 +357,7 @@ export class TenantPolicies extends pulumi.ComponentResource {
     }
 
     const fileShas: Record<string, string> = Object.fromEntries(applied.map((f) => [f.file, f.sha256]));
-    this.objects = [helpers, grants, ...policyObjects, ...rlsObjects];
+    this.objects = [helpers, grants, guard, ...policyObjects, ...rlsObjects];
     this.policies = pulumi.output(policyNames);
     this.replacedPolicies = pulumi.output(foreign.map((p) => `public.${p.table}/${p.name} (${p.command})`));
     this.rlsTables = pulumi.output(tables.map((t) => t.table));

@@ -66,13 +66,16 @@ export function actionCatalogueSql(config: ActionsConfig, opts: { setPrices: boo
     return `  (${values.join(", ")})`;
   });
   const cols = ["action_type", ...ACTION_COLUMNS, "description"];
-  const updated = [...REQUIRED_COLUMNS.map((c) => `${c} = EXCLUDED.${c}`), "description = coalesce(EXCLUDED.description, a.description)"];
+  // An existing row gets the program's own columns (the pool requirements) and nothing else: its description and
+  // price are the CRM's (a price changes only where guardian:actions sets creditsCost, below). A row the catalogue
+  // lacks is inserted with the configured description.
+  const updated = REQUIRED_COLUMNS.map((c) => `${c} = EXCLUDED.${c}`);
   let sql =
     header +
     `INSERT INTO public.credit_actions AS a (${cols.join(", ")})\nVALUES\n${rows.join(",\n")}\n` +
     `ON CONFLICT (action_type) DO UPDATE\n   SET ${updated.join(",\n       ")}\n` +
-    ` WHERE (${REQUIRED_COLUMNS.map((c) => `a.${c}`).join(", ")}, a.description)\n` +
-    `       IS DISTINCT FROM (${REQUIRED_COLUMNS.map((c) => `EXCLUDED.${c}`).join(", ")}, coalesce(EXCLUDED.description, a.description));\n`;
+    ` WHERE (${REQUIRED_COLUMNS.map((c) => `a.${c}`).join(", ")})\n` +
+    `       IS DISTINCT FROM (${REQUIRED_COLUMNS.map((c) => `EXCLUDED.${c}`).join(", ")});\n`;
   const priced = names.filter((n) => config.actions[n].creditsCost !== undefined);
   if (opts.setPrices && priced.length) {
     sql +=

@@ -184,11 +184,14 @@ export const configSchema = z
     rollback: z
       .object({
         /**
-         * v1: consume_credits_rpc becomes the backed-up v1 again, byte for byte (its weaknesses come back: preview and
-         * the report list them). safe: a unified-model function with v1's signature and result, but locked, caller-
-         * checked, never adding actions or giving free credits (sql/rollback/safe_v1.sql).
+         * v1: consume_credits_rpc becomes the backed-up v1 again: body, signature, result and COMMENT byte for byte,
+         * with a pinned search_path ending with pg_temp (sql/rollback/06_pin_v1.sql), so no caller's temporary objects
+         * run as its owner; its other weaknesses come back (preview and the report list them). safe: a unified-model
+         * function with v1's signature and result, but locked, caller-checked, never adding actions or giving free
+         * credits (sql/rollback/safe_v1.sql). verbatim: the definition exactly as backed up, unpinned, only when asked;
+         * preview, verification and the report flag it.
          */
-        function: z.enum(["v1", "safe"]).default("v1"),
+        function: z.enum(["v1", "safe", "verbatim"]).default("v1"),
       })
       .strict()
       .default({ function: "v1" }),

@@ -27,8 +27,9 @@ export interface Subject {
 
 /**
  * For each subject and guarded table: how many rows it sees (capped) and how many belong to another organization
- * than its own. A member or a user without a profile seeing another organization's row, or anon seeing any row, is a
- * violation; a super_admin's rows are reported (it reads all by design).
+ * than its own. A member or a user without a profile seeing another organization's row, or anon seeing any row of a
+ * tenant's table, is a violation; a super_admin's rows are reported (it reads all by design), and so are the rows of
+ * a table every tenant shares (the public price list).
  */
 export async function isolationMatrix(
   c: Pick<Client, "query">,
@@ -81,8 +82,11 @@ export async function isolationMatrix(
             )
           : null;
         row[s.name] = { visible, otherOrganizations: other };
+        // A table shared by every tenant (the price list, no organization column) is no leak to read.
         const leak =
-          s.name !== "super_admin" && ((s.role === "anon" && visible > 0) || (other !== null && other > 0) || (s.name === "no_profile" && visible > 0));
+          s.name !== "super_admin" &&
+          t.orgColumn !== null &&
+          ((s.role === "anon" && visible > 0) || (other !== null && other > 0) || (s.name === "no_profile" && visible > 0));
         if (leak) {
           violations.push(
             `tenant isolation: ${s.name} (${s.role}${s.sub ? ` ${s.sub}` : ""}) reads ${t.orgColumn ? `${other} row(s) of other organizations` : `${visible} row(s)`} of ${t.table}`,

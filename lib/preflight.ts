@@ -32,7 +32,7 @@ import { findUnmappedActions } from "./catalogueSql";
 import { type GuardianConfig, tlsSettings } from "./config";
 import { connect, redactUrl } from "./db";
 import { resolveTls, type TlsSettings } from "./pgConnection";
-import { type DatabaseShape, discoverShape } from "./shape";
+import { type DatabaseShape, discoverShape, renderSql } from "./shape";
 import { v1Facts, type V1Facts } from "./v1";
 import { errorCode, errorMessage, GuardianRefusal } from "./errors";
 
@@ -45,6 +45,8 @@ export interface Discovery {
   foreignPolicies: { table: string; name: string; command: string; permissive: string; roles: string; using: string | null; check: string | null }[];
   /** The v1 consume_credits_rpc(uuid,text), when it is live: its behaviours v2 changes and its weaknesses. */
   v1?: V1Facts & { comment: string | null };
+  /** Organizations on a trial (the shape's rule) whose cycle_end_date is past: v2 refuses them with TRIAL_EXPIRED. */
+  expiredTrials: number;
 }
 
 export const GATES = ["connection", "session", "server", "baseline", "shape", "locks", "catalogue"] as const;
@@ -326,8 +328,13 @@ async function discover(c: Client, shape: DatabaseShape): Promise<Discovery> {
     `SELECT pg_get_functiondef(p.oid) AS def, p.proacl::text AS acl, obj_description(p.oid, 'pg_proc') AS comment
        FROM pg_catalog.pg_proc p WHERE p.oid = to_regprocedure('public.consume_credits_rpc(uuid,text)')`,
   );
+  const expired = await c.query<{ n: string }>(
+    `SELECT count(*)::bigint AS n FROM public.organization_credits oc
+      WHERE (${renderSql("{{is_trial:oc}}", shape)}) AND oc.cycle_end_date < now()`,
+  );
   return {
     shape,
+    expiredTrials: Number(expired.rows[0].n),
     livePrices: Object.fromEntries(prices.rows.map((r) => [r.action_type, Number(r.credits_cost)])),
     foreignPolicies: policies.rows,
     v1: v1.rows[0] ? { ...v1Facts(v1.rows[0].def, v1.rows[0].acl), comment: v1.rows[0].comment } : undefined,

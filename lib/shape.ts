@@ -11,6 +11,7 @@
  *
  * The SQL files carry the two adaptable spots as tokens, rendered per shape by renderSql:
  *   {{profile_role:p}}   the role column of profiles alias p       -> p.role | p.user_role
+ *   {{profile_role}}     the same column, unqualified              -> role | user_role
  *   {{is_trial:oc}}      whether the credit row alias oc is a trial -> oc.is_trial | lower(btrim(oc.plan_name)) = ANY(...)
  * so the rendered text (and its sha256) says which shape preview found.
  */
@@ -58,6 +59,7 @@ function isTrialSql(s: DatabaseShape, alias: string): string {
 export function renderSql(text: string, shape: DatabaseShape): string {
   return text
     .replace(/\{\{profile_role:([a-z_][a-z0-9_]*)\}\}/g, (_m, alias) => `${alias}.${shape.profileRoleColumn}`)
+    .replace(/\{\{profile_role\}\}/g, shape.profileRoleColumn)
     .replace(/\{\{is_trial:([a-z_][a-z0-9_]*)\}\}/g, (_m, alias) => isTrialSql(shape, alias));
 }
 

@@ -46,7 +46,9 @@ export function loadSql(file: string, shape: DatabaseShape = SEED_SHAPE): SqlFil
   const text = renderSql(raw, shape);
   const left = unrenderedTokens(text);
   if (left.length)
-    throw new Error(`SQL file "sql/${file}": unknown token(s) ${left.join(", ")} (lib/shape.ts renders {{profile_role:<alias>}} and {{is_trial:<alias>}})`);
+    throw new Error(
+      `SQL file "sql/${file}": unknown token(s) ${left.join(", ")} (lib/shape.ts renders {{profile_role}}, {{profile_role:<alias>}} and {{is_trial:<alias>}})`,
+    );
   return { file, text, sha256: sha256(text) };
 }
 

@@ -1,18 +1,21 @@
 /**
- * Rollback: returns the database to the unified model without losing anything.
+ * Rollback: returns the database to the unified model without losing anything the application wrote.
  *
  *   create  when Phase 3.5 is in place (v2 present, orgs in the multi model, or the allocation trigger): picks the
- *           latest verified backup that recorded v1, then (1) stops allocation, (2) flips orgs back in batches with
- *           reconciled balances while v2 still serves both models, (3) in one transaction: verifies the reconcile
- *           exactly (every backed-up org's balance = backup - unified cost of every success since, while v2 still
- *           serves under row locks; sql/rollback/05_check_reconcile.sql), restores v1 byte for byte with its COMMENT,
- *           its grants (but anon and PUBLIC) and the catalogue's backed-up prices, checks the restored definition's
- *           md5 against the backup's (or installs the safe function instead), and journals 'rollback'. Every step is
- *           idempotent, so a rollback interrupted by a crash completes on the next run. When nothing was migrated it
- *           does nothing and says so.
+ *           latest verified backup that recorded v1, then (1) stops allocation, (2) switches orgs back in batches,
+ *           credit_model alone, while v2 still serves both models: nothing is recomputed, because v2 kept the
+ *           unified columns current while multi was applied (each batch counts the unified values it changed, and
+ *           refuses when that is not 0: something else on the table rewrote them), and records what forward again
+ *           needs (guardian.rolled_back_pools), (3) in one transaction: checks that no org is left multi, restores v1
+ *           with its COMMENT, its grants (but anon and PUBLIC) and the catalogue's backed-up prices, checks the
+ *           restored definition's md5 against the backup's, pins its search_path (sql/rollback/06_pin_v1.sql) unless
+ *           guardian:rollback.function = verbatim (or installs the safe function instead), and journals 'rollback'.
+ *           Every step is idempotent, so a rollback interrupted by a crash completes on the next run. When nothing
+ *           was migrated it does nothing and says so.
  *   read    keeps the recorded result.
- *   diff    never changes once done, but for a rotated connection string, which is recorded in place (a new rollback is a new resource: the program only declares it in the unified
- *           model, so leaving and re-entering unified creates it again).
+ *   diff    never changes once done, but for a rotated connection string, which is recorded in place (a new rollback
+ *           is a new resource: the program only declares it in the unified model, so leaving and re-entering unified
+ *           creates it again).
  *   delete  nothing: re-entering the multi model is the migration's job.
  * The backup schemas and the additive columns (and the per-pool log details) are kept.
  */
@@ -36,17 +39,18 @@ import { TABLE_PAGES_SQL, walkPages, walkPlan } from "./pageWalk";
 export interface RollbackSql {
   stopAllocation: string;
   lockBatch: string;
-  reconcileBatch: string;
-  checkReconcile: string;
+  switchBatch: string;
+  checkSwitch: string;
+  pinV1: string;
   restoreV1: string;
   safeV1: string;
 }
 
 export interface RollbackInputs extends Connection {
   sql: RollbackSql;
-  /** guardian:rollback.function: "v1" restores the backed-up v1 byte for byte; "safe" a locked, caller-checked
-   *  function with v1's signature and result (sql/rollback/safe_v1.sql). */
-  rollbackFunction: "v1" | "safe";
+  /** guardian:rollback.function: "v1" restores the backed-up v1 (pinned search_path); "verbatim" exactly as backed up;
+   *  "safe" a locked, caller-checked function with v1's signature and result (sql/rollback/safe_v1.sql). */
+  rollbackFunction: "v1" | "safe" | "verbatim";
   sqlSha256: string;
   batchSize: number;
   /** guardian:ddl: each transaction's lock timeout, and how many times it is retried on a lock conflict (default 10). */
@@ -57,12 +61,14 @@ export interface RollbackInputs extends Connection {
 export interface RollbackOutputs extends RollbackInputs {
   rolledBack: boolean;
   backupId: string;
-  orgsReconciled: number;
+  orgsSwitched: number;
+  unifiedValuesChanged: number;
   durationMs: number;
   v1DefinitionMd5: string;
-  reconcileVerified: boolean;
+  unifiedValuesKept: boolean;
+  v1SearchPathPinned: boolean;
   pricesRestored: number;
-  functionRestored: "" | "v1" | "safe";
+  functionRestored: "" | "v1" | "safe" | "verbatim";
   v1Weaknesses: string[];
 }
 
@@ -76,12 +82,10 @@ interface V1Backup {
   acl: string | null;
 }
 
-/** sql/rollback/05_check_reconcile.sql's answer. */
-interface ReconcileCheck {
+/** sql/rollback/05_check_switch.sql's answer. */
+interface SwitchCheck {
   checked: string | number;
-  mismatched: string | number;
   still_multi: string | number;
-  some_ids: string[] | null;
 }
 
 async function rollback(inputs: RollbackInputs): Promise<RollbackOutputs> {
@@ -108,10 +112,12 @@ async function rollback(inputs: RollbackInputs): Promise<RollbackOutputs> {
         ...inputs,
         rolledBack: false,
         backupId: "",
-        orgsReconciled: 0,
+        orgsSwitched: 0,
+        unifiedValuesChanged: 0,
         durationMs: Date.now() - started,
         v1DefinitionMd5: "",
-        reconcileVerified: false,
+        unifiedValuesKept: true,
+        v1SearchPathPinned: false,
         pricesRestored: 0,
         functionRestored: "",
         v1Weaknesses: [],
@@ -128,10 +134,12 @@ async function rollback(inputs: RollbackInputs): Promise<RollbackOutputs> {
     ).rows[0];
     if (!bk) throw new Error("rollback refused: no verified backup records the v1 consume_credits_rpc(uuid,text)");
     if (!/^guardian_backup_[0-9a-f_]+$/.test(bk.backup_id)) throw new Error(`rollback refused: unexpected backup schema name ${bk.backup_id}`);
-    say(`rolling back to the unified model using backup ${bk.backup_id}; ${fmt(multiOrgs)} orgs to reconcile`);
+    say(
+      `rolling back to the unified model using backup ${bk.backup_id}; ${fmt(multiOrgs)} orgs to switch back ` +
+        "(credit_model only: their unified balances were kept current while multi was applied)",
+    );
 
     await tx(() => c.query(inputs.sql.stopAllocation));
-    const reconcile = inputs.sql.reconcileBatch.split("__BACKUP_SCHEMA__").join(bk.backup_id);
     // Batches are ranges of heap pages holding about batchSize multi orgs (never more than batchSize), walked in
     // physical order (providers/pageWalk.ts).
     let done = 0;
@@ -146,7 +154,16 @@ async function rollback(inputs: RollbackInputs): Promise<RollbackOutputs> {
         const b = await tx(async () => {
           const r = await c.query<{ organization_id: string }>(inputs.sql.lockBatch, [from, to, inputs.batchSize]);
           const ids = r.rows.map((x) => x.organization_id);
-          if (ids.length) await c.query(reconcile, [ids]);
+          if (ids.length) {
+            const sw = (await c.query<{ switched: number; unified_changed: number }>(inputs.sql.switchBatch, [ids])).rows[0];
+            if (sw.unified_changed > 0) {
+              throw new Error(
+                `rollback: switching ${ids.length} org(s) back changed the unified values of ${sw.unified_changed} ` +
+                  "(plan_name, total_credits, credits_remaining or cycle_end_date): something else on public.organization_credits " +
+                  "(a trigger the program did not write?) rewrites them; nothing of this batch was switched (v2 keeps serving)",
+              );
+            }
+          }
           const size = await c.query<{ pages: string }>(`SELECT ${TABLE_PAGES_SQL} AS pages`);
           return { locked: ids.length, tablePages: Number(size.rows[0].pages) };
         });
@@ -154,7 +171,7 @@ async function rollback(inputs: RollbackInputs): Promise<RollbackOutputs> {
         if (Date.now() - last > 2000) {
           last = Date.now();
           say(
-            `${fmt(done)}/${fmt(multiOrgs)} orgs reconciled (${Math.floor((100 * done) / Math.max(1, multiOrgs))}%), ${fmt(done / ((Date.now() - started) / 1000))} orgs/s`,
+            `${fmt(done)}/${fmt(multiOrgs)} orgs switched back (${Math.floor((100 * done) / Math.max(1, multiOrgs))}%), ${fmt(done / ((Date.now() - started) / 1000))} orgs/s`,
           );
         }
         return b;
@@ -163,17 +180,14 @@ async function rollback(inputs: RollbackInputs): Promise<RollbackOutputs> {
       "rollback",
     );
     const safe = inputs.rollbackFunction === "safe";
+    const pin = inputs.rollbackFunction === "v1";
     const restored = await tx(async () => {
-      // Exact, before v1 takes over: v2 still serves every call under its row lock.
-      const chk = (await c.query<ReconcileCheck>(inputs.sql.checkReconcile.split("__BACKUP_SCHEMA__").join(bk.backup_id))).rows[0];
-      if (Number(chk.mismatched) > 0 || Number(chk.still_multi) > 0) {
-        throw new Error(
-          `rollback: the reconcile does not hold, nothing was switched (v2 keeps serving): ` +
-            `${chk.mismatched} org(s) differ from backup ${bk.backup_id} minus the consumption since` +
-            `${chk.some_ids ? ` (${chk.some_ids.join(", ")})` : ""}, ${chk.still_multi} still multi`,
-        );
+      // Before v1 takes over: v2 still serves every call under its row lock.
+      const chk = (await c.query<SwitchCheck>(inputs.sql.checkSwitch)).rows[0];
+      if (Number(chk.still_multi) > 0) {
+        throw new Error(`rollback: ${chk.still_multi} org(s) are still multi after the switch; v1 not restored (v2 keeps serving). Run the rollback again.`);
       }
-      say(`reconcile verified before the switch: ${fmt(Number(chk.checked))} backed-up orgs = backup - consumption since`);
+      say(`switch checked before v1 takes over: ${fmt(Number(chk.checked))} orgs unified, no unified value changed`);
       await c.query(`SELECT set_config('guardian.rollback_backup', $1, true)`, [bk.backup_id]);
       await c.query(inputs.sql.restoreV1);
       const prices = Number((await c.query<{ n: string | null }>(`SELECT current_setting('guardian.rollback_prices_restored', true) AS n`)).rows[0].n ?? 0);
@@ -182,38 +196,46 @@ async function rollback(inputs: RollbackInputs): Promise<RollbackOutputs> {
       if (safe) {
         await c.query(inputs.sql.safeV1);
         md5 = await v1Md5(c);
+      } else if (pin) {
+        await c.query(inputs.sql.pinV1);
+        md5 = await v1Md5(c); // the definition as it now is: the backup's, plus the pinned search_path
       }
+      const definition = (await c.query<{ d: string }>(`SELECT pg_get_functiondef('public.consume_credits_rpc(uuid,text)'::regprocedure) AS d`)).rows[0].d;
       await journal(c, {
         step: "rollback",
         objectName: bk.backup_id,
         details: {
-          orgsReconciled: done,
+          orgsSwitched: done,
+          unifiedValuesChanged: 0,
           v1DefinitionMd5: md5,
-          reconcileVerified: true,
+          v1SearchPathPinned: pin,
           orgsChecked: Number(chk.checked),
           pricesRestored: prices,
-          function: safe ? "safe" : "v1",
+          function: inputs.rollbackFunction,
         },
       });
-      return { md5, prices };
+      return { md5, prices, definition };
     });
     const durationMs = Date.now() - started;
-    const weaknesses = safe ? [] : v1Facts(bk.definition, bk.acl).weaknesses;
+    const weaknesses = safe ? [] : v1Facts(restored.definition, bk.acl).weaknesses;
     say(
-      `done: ${fmt(done)} orgs reconciled, ${safe ? "the safe unified function installed" : "v1 restored"} (definition md5 ${restored.md5}), ` +
-        `${restored.prices} price(s) restored from the backup, ${(durationMs / 1000).toFixed(1)} s`,
+      `done: ${fmt(done)} orgs switched back, no unified value changed, ` +
+        `${safe ? "the safe unified function installed" : pin ? "v1 restored with a pinned search_path" : "v1 restored VERBATIM (unpinned search_path, as asked)"} ` +
+        `(definition md5 ${restored.md5}), ${restored.prices} price(s) restored from the backup, ${(durationMs / 1000).toFixed(1)} s`,
     );
     for (const w of weaknesses) say(`v1 is back, and with it: ${w}`);
     return {
       ...inputs,
       rolledBack: true,
       backupId: bk.backup_id,
-      orgsReconciled: done,
+      orgsSwitched: done,
+      unifiedValuesChanged: 0,
       durationMs,
       v1DefinitionMd5: restored.md5,
-      reconcileVerified: true,
+      unifiedValuesKept: true,
+      v1SearchPathPinned: pin,
       pricesRestored: restored.prices,
-      functionRestored: safe ? "safe" : "v1",
+      functionRestored: inputs.rollbackFunction,
       v1Weaknesses: weaknesses,
     };
   });
@@ -248,10 +270,12 @@ export const rollbackProvider: Provider<RollbackInputs, RollbackOutputs> = {
 export class RollbackRun extends ConnectedResource<RollbackInputs, RollbackOutputs> {
   declare readonly rolledBack: pulumi.Output<boolean>;
   declare readonly backupId: pulumi.Output<string>;
-  declare readonly orgsReconciled: pulumi.Output<number>;
+  declare readonly orgsSwitched: pulumi.Output<number>;
+  declare readonly unifiedValuesChanged: pulumi.Output<number>;
   declare readonly durationMs: pulumi.Output<number>;
   declare readonly v1DefinitionMd5: pulumi.Output<string>;
-  declare readonly reconcileVerified: pulumi.Output<boolean>;
+  declare readonly unifiedValuesKept: pulumi.Output<boolean>;
+  declare readonly v1SearchPathPinned: pulumi.Output<boolean>;
   declare readonly pricesRestored: pulumi.Output<number>;
   declare readonly functionRestored: pulumi.Output<string>;
   declare readonly v1Weaknesses: pulumi.Output<string[]>;
@@ -262,7 +286,19 @@ export class RollbackRun extends ConnectedResource<RollbackInputs, RollbackOutpu
       "Rollback",
       name,
       args,
-      ["rolledBack", "backupId", "orgsReconciled", "durationMs", "v1DefinitionMd5", "reconcileVerified", "pricesRestored", "functionRestored", "v1Weaknesses"],
+      [
+        "rolledBack",
+        "backupId",
+        "orgsSwitched",
+        "unifiedValuesChanged",
+        "durationMs",
+        "v1DefinitionMd5",
+        "unifiedValuesKept",
+        "v1SearchPathPinned",
+        "pricesRestored",
+        "functionRestored",
+        "v1Weaknesses",
+      ],
       opts,
     );
   }

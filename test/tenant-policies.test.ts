@@ -60,7 +60,8 @@ describe("TenantPolicies (real engine)", () => {
     expect(res.outputs.policies.value).toEqual(expected);
     expect(res.outputs.rlsTables.value).toEqual(TENANT_TABLES.map((x) => x.table));
     expect(res.outputs.sqlSha256.value).toMatch(/^[0-9a-f]{64}$/);
-    expect(Object.keys(res.outputs.files.value)).toHaveLength(2 + TENANT_TABLES.length * 5);
+    // helpers, grants, the profiles guard, and per table four policies and the RLS switch
+    expect(Object.keys(res.outputs.files.value)).toHaveLength(3 + TENANT_TABLES.length * 5);
     expect((await policyRows(db)).map((r) => `${r.t}/${r.cmd}`)).toEqual([...expected].sort());
     const rls = await db.query(`SELECT count(*)::int AS n FROM unnest($1::text[]) t JOIN pg_class c ON c.oid = to_regclass(t) WHERE c.relrowsecurity`, [
       TENANT_TABLES.map((x) => x.table),
@@ -102,16 +103,20 @@ describe("TenantPolicies (real engine)", () => {
     expect(profiles.relrowsecurity).toBe(true);
   });
 
-  it("on destroy drops its policies but leaves RLS on and the privileges revoked (fail closed)", async () => {
+  it("on destroy drops its policies but leaves RLS on and the credit tables' privileges revoked (fail closed)", async () => {
     await t.stack.destroy({ onEvent: collect(t) });
     expect(await policyRows(db)).toEqual([]);
+    // With RLS on and no policy, no row of any of these tables is visible to the Data API roles.
     const [state] = await db.query(
-      `SELECT bool_and(c.relrowsecurity) AS rls,
-              bool_or(has_table_privilege('authenticated', c.oid, 'INSERT, UPDATE, DELETE')) AS authenticated_writes,
-              bool_or(has_table_privilege('anon', c.oid, 'SELECT')) AS anon_reads
-         FROM unnest($1::text[]) t JOIN pg_class c ON c.oid = to_regclass(t)`,
+      `SELECT bool_and(c.relrowsecurity) AS rls FROM unnest($1::text[]) t JOIN pg_class c ON c.oid = to_regclass(t)`,
       [TENANT_TABLES.filter((x) => x.table.startsWith("public.")).map((x) => x.table)],
     );
-    expect(state).toEqual({ rls: true, authenticated_writes: false, anon_reads: false });
+    expect(state).toEqual({ rls: true });
+    const [credit] = await db.query(
+      `SELECT bool_or(has_table_privilege('authenticated', c.oid, 'INSERT, UPDATE, DELETE')) AS authenticated_writes,
+              bool_or(has_table_privilege('anon', c.oid, 'SELECT')) AS anon_reads
+         FROM unnest(ARRAY['public.organization_credits', 'public.credit_consumption_logs']) t JOIN pg_class c ON c.oid = to_regclass(t)`,
+    );
+    expect(credit).toEqual({ authenticated_writes: false, anon_reads: false });
   });
 });

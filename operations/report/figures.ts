@@ -402,17 +402,22 @@ export async function conservationFigures(
           o AS (
             SELECT oc.*, ${RULE("oc.plan_name")} AS rule,
                    ${POOLS.map((p) => `coalesce(k.c_${p}, 0) AS c_${p}`).join(", ")},
-                   ${POOLS.map((p) => `cat.${p} AS a_${p}`).join(", ")}
+                   ${POOLS.map((p) => `cat.${p} AS a_${p}`).join(", ")},
+                   ${POOLS.map((p) => `al.${p} AS al_${p}`).join(", ")}, al.organization_id IS NOT NULL AS recorded
               FROM public.organization_credits oc
               LEFT JOIN cons k ON k.organization_id = oc.organization_id AND k.allocation_epoch = oc.allocation_epoch
               LEFT JOIN cat ON 'plan:' || cat.plan_name = ${RULE("oc.plan_name")}
+              -- the pools the epoch started with (credits_remaining moves with v2's unified debit and the
+              -- application's refunds, which do not re-allocate); an allocation of an earlier version has none
+              LEFT JOIN guardian.allocations al ON al.organization_id = oc.organization_id AND al.epoch = oc.allocation_epoch
              WHERE oc.credit_model = 'multi'),
           chk AS (
             SELECT organization_id, rule,
                    CASE WHEN rule = 'split'
                         THEN ${sumOf("", "_credits_total")} = greatest(total_credits, 0)
                         ELSE ${POOLS.map((p) => `${p}_credits_total = a_${p}`).join(" AND ")} END AS totals_ok,
-                   CASE WHEN rule = 'split'
+                   CASE WHEN recorded THEN ${POOLS.map((p) => `${p}_credits_available + c_${p} = al_${p}`).join(" AND ")}
+                        WHEN rule = 'split'
                         THEN ${sumOf("", "_credits_available")} + ${sumOf("c_", "")} = greatest(credits_remaining, 0)
                         ELSE ${POOLS.map((p) => `${p}_credits_available + c_${p} = a_${p}`).join(" AND ")} END AS available_ok
               FROM o)

@@ -89,10 +89,10 @@ export function describeChanges(now: DbFacts, model: string, where: string): str
   for (const s of added.filter((a) => !((a === V1 && dropped.includes(V2)) || (a === V2 && dropped.includes(V1))))) L.push(`    function ${s}: created`);
   if (model === "unified" && (now.orgsByModel.multi ?? 0) > 0) {
     L.push(
-      now.backup && now.sinceBackup
-        ? `    balances: credits_remaining of ${fmt(now.orgsByModel.multi)} orgs = their value in backup ${now.backup.backupId} minus the unified cost of ` +
-            `${fmt(now.sinceBackup.successes)} successful consumptions since (${fmt(now.sinceBackup.unifiedCost)} credits in all), floored at 0`
-        : `    balances: reconciled by the Rollback resource (no verified backup found now: it will refuse)`,
+      now.backup
+        ? `    balances: nothing recomputed: ${fmt(now.orgsByModel.multi)} orgs switched back by credit_model alone, with the credits_remaining ` +
+            "v2 and the application kept current (upgrades, cycle resets, grants and refunds made meanwhile stay)"
+        : `    balances: the Rollback resource will refuse (no verified backup with v1 found now)`,
     );
   } else if (model === "multi" && (now.orgsByModel.unified ?? 0) > 0) {
     L.push(`    balances: a new backup is taken, then ${fmt(now.orgsByModel.unified)} orgs are allocated to the four pools from their current balances`);

@@ -14,24 +14,62 @@
 -- A catalogue plan's pools are its catalogue row (the first branch of guardian.allocate_pools); only the other orgs
 -- call guardian.allocate_pools, the one place of the split rule and its rounding (OFFSET 0 keeps the lateral
 -- subquery apart, so its WHERE is a one-time filter: no call for a catalogue org).
+-- Forward again after a rollback gives no one free credits (contract): an organization guardian.rolled_back_pools
+-- holds, whose plan_name, total_credits and cycle_end_date are still what the rollback found, keeps its pool totals
+-- and gets back the pools it had then, minus what v1 (or v2's unified path) served after the rollback's log mark,
+-- mapped to pools by the catalogue (floored at 0): rule 'kept'. Any other is allocated by the rule above. Its record
+-- is then removed, so only the rollback that wrote it is ever read.
 WITH batch AS (
-  SELECT organization_id, plan_name, total_credits, credits_remaining
+  SELECT organization_id, plan_name, total_credits, credits_remaining, cycle_end_date,
+         ai_credits_total, ai_credits_available, whatsapp_credits_total, whatsapp_credits_available,
+         email_credits_total, email_credits_available, sms_credits_total, sms_credits_available
     FROM public.organization_credits
    WHERE ctid >= format('(%s,0)', $1::bigint)::tid AND ctid < format('(%s,0)', $2::bigint)::tid
      AND credit_model = 'unified'
    LIMIT $3
    FOR UPDATE
-), alloc AS (
-  SELECT b.organization_id, pc.plan_name AS catalogue_plan,
-         coalesce(pc.ai, a.ai_total) AS ai_total, coalesce(pc.ai, a.ai_available) AS ai_available,
-         coalesce(pc.whatsapp, a.whatsapp_total) AS whatsapp_total, coalesce(pc.whatsapp, a.whatsapp_available) AS whatsapp_available,
-         coalesce(pc.email, a.email_total) AS email_total, coalesce(pc.email, a.email_available) AS email_available,
-         coalesce(pc.sms, a.sms_total) AS sms_total, coalesce(pc.sms, a.sms_available) AS sms_available
+), kept AS (
+  SELECT b.organization_id,
+         greatest(0, b.ai_credits_available - coalesce(u.ai, 0)) AS ai_available,
+         greatest(0, b.whatsapp_credits_available - coalesce(u.whatsapp, 0)) AS whatsapp_available,
+         greatest(0, b.email_credits_available - coalesce(u.email, 0)) AS email_available,
+         greatest(0, b.sms_credits_available - coalesce(u.sms, 0)) AS sms_available
     FROM batch b
+    JOIN guardian.rolled_back_pools r
+      ON r.organization_id = b.organization_id
+     AND (r.plan_name, r.total_credits, r.cycle_end_date)
+         IS NOT DISTINCT FROM (b.plan_name, b.total_credits, b.cycle_end_date)
+    LEFT JOIN LATERAL (
+      SELECT sum(x.ai_credits_required::bigint * l.quantity) AS ai,
+             sum(x.whatsapp_credits_required::bigint * l.quantity) AS whatsapp,
+             sum(x.email_credits_required::bigint * l.quantity) AS email,
+             sum(x.sms_credits_required::bigint * l.quantity) AS sms
+        FROM public.credit_consumption_logs l
+        JOIN public.credit_actions x ON x.action_type = l.action_type
+       WHERE l.organization_id = b.organization_id AND l.id > r.log_mark AND l.success
+         AND l.credit_model IS DISTINCT FROM 'multi'
+      OFFSET 0
+    ) u ON true
+), alloc AS (
+  SELECT b.organization_id, CASE WHEN k.organization_id IS NOT NULL THEN 'kept' ELSE pc.plan_name END AS catalogue_plan,
+         CASE WHEN k.organization_id IS NOT NULL THEN b.ai_credits_total ELSE coalesce(pc.ai, a.ai_total) END AS ai_total,
+         coalesce(k.ai_available, pc.ai, a.ai_available) AS ai_available,
+         CASE WHEN k.organization_id IS NOT NULL THEN b.whatsapp_credits_total ELSE coalesce(pc.whatsapp, a.whatsapp_total) END AS whatsapp_total,
+         coalesce(k.whatsapp_available, pc.whatsapp, a.whatsapp_available) AS whatsapp_available,
+         CASE WHEN k.organization_id IS NOT NULL THEN b.email_credits_total ELSE coalesce(pc.email, a.email_total) END AS email_total,
+         coalesce(k.email_available, pc.email, a.email_available) AS email_available,
+         CASE WHEN k.organization_id IS NOT NULL THEN b.sms_credits_total ELSE coalesce(pc.sms, a.sms_total) END AS sms_total,
+         coalesce(k.sms_available, pc.sms, a.sms_available) AS sms_available
+    FROM batch b
+    LEFT JOIN kept k ON k.organization_id = b.organization_id
     LEFT JOIN guardian.plan_catalogue pc ON pc.plan_name = lower(btrim(b.plan_name, E' \t\r\n'))
     LEFT JOIN LATERAL (
-      SELECT * FROM guardian.allocate_pools(b.plan_name, b.total_credits, b.credits_remaining) WHERE pc.plan_name IS NULL OFFSET 0
+      SELECT * FROM guardian.allocate_pools(b.plan_name, b.total_credits, b.credits_remaining)
+       WHERE pc.plan_name IS NULL AND k.organization_id IS NULL OFFSET 0
     ) a ON true
+), forgotten AS (
+  DELETE FROM guardian.rolled_back_pools r USING batch b WHERE r.organization_id = b.organization_id
+  RETURNING r.organization_id
 ), flipped AS (
   UPDATE public.organization_credits oc
      SET (ai_credits_total, ai_credits_available, whatsapp_credits_total, whatsapp_credits_available,
@@ -44,6 +82,15 @@ WITH batch AS (
     FROM alloc a
    WHERE oc.organization_id = a.organization_id
   RETURNING oc.organization_id, oc.plan_name, oc.total_credits, oc.credits_remaining, oc.allocation_epoch, a.catalogue_plan
+), recorded AS (
+  INSERT INTO guardian.allocations (organization_id, epoch, rule, basis, ai, whatsapp, email, sms)
+  SELECT f.organization_id, f.allocation_epoch, coalesce(f.catalogue_plan, 'split'), f.credits_remaining,
+         a.ai_available, a.whatsapp_available, a.email_available, a.sms_available
+    FROM flipped f JOIN alloc a ON a.organization_id = f.organization_id
+  ON CONFLICT (organization_id, epoch) DO UPDATE
+    SET rule = EXCLUDED.rule, basis = EXCLUDED.basis, ai = EXCLUDED.ai, whatsapp = EXCLUDED.whatsapp,
+        email = EXCLUDED.email, sms = EXCLUDED.sms, at = now()
+  RETURNING organization_id
 ), ruled AS (
   SELECT f.*, coalesce(f.catalogue_plan, 'split') AS rule,
          f.catalogue_plan IS NULL AND (f.credits_remaining < 0 OR f.total_credits < 0) AS clamped
@@ -56,6 +103,8 @@ WITH batch AS (
 )
 SELECT pg_relation_size('public.organization_credits') / current_setting('block_size')::bigint AS table_pages,
        (SELECT count(*)::int FROM batch) AS locked,
+       (SELECT count(*)::int FROM forgotten) AS records_used,
+       (SELECT count(*)::int FROM recorded) AS allocations_recorded,
        (SELECT count(*)::int FROM ruled) AS flipped,
        (SELECT coalesce(jsonb_object_agg(rule, n), '{}'::jsonb) FROM (SELECT rule, count(*)::int n FROM ruled GROUP BY rule) x) AS per_rule,
        (SELECT coalesce(jsonb_agg(organization_id), '[]'::jsonb) FROM anomalies) AS clamped_orgs;

@@ -110,6 +110,7 @@ BEGIN
              whatsapp_credits_available = oc.whatsapp_credits_available - p_whatsapp,
              email_credits_available = oc.email_credits_available - p_email,
              sms_credits_available = oc.sms_credits_available - p_sms,
+             credits_remaining = greatest(0, oc.credits_remaining - p_cost),
              updated_at = now()
        WHERE oc.organization_id = p_organization_id
          AND oc.credit_model = 'multi'
@@ -146,7 +147,7 @@ BEGIN
   END IF;
 
   IF p_key IS NULL THEN
-    -- (UPDATE OF credits_remaining fires the allocation trigger, so the unified debit is its own statement.)
+    -- (A unified organization: v1's debit, as one statement.)
     UPDATE public.organization_credits oc
        SET credits_remaining = oc.credits_remaining - o_cost, updated_at = now()
      WHERE oc.organization_id = p_organization_id
@@ -243,18 +244,22 @@ BEGIN
   END IF;
 
   IF v_org.credit_model = 'multi' THEN
-    IF o_ai + o_whatsapp + o_email + o_sms > 0 THEN
+    -- The pools the action draws on, and the unified balance follows with the unified cost, floored at 0 (never a
+    -- reason to refuse: contract, "The application around the credits keeps working"). An action that needs no pool
+    -- and costs nothing writes nothing.
+    IF o_ai + o_whatsapp + o_email + o_sms > 0 OR o_cost > 0 THEN
       UPDATE public.organization_credits oc
          SET ai_credits_available = oc.ai_credits_available - o_ai,
              whatsapp_credits_available = oc.whatsapp_credits_available - o_whatsapp,
              email_credits_available = oc.email_credits_available - o_email,
              sms_credits_available = oc.sms_credits_available - o_sms,
+             credits_remaining = greatest(0, oc.credits_remaining - o_cost),
              updated_at = now()
        WHERE oc.organization_id = p_organization_id
-      RETURNING oc.ai_credits_available, oc.whatsapp_credits_available, oc.email_credits_available,
-                oc.sms_credits_available
-        INTO o_ai_available, o_whatsapp_available, o_email_available, o_sms_available;
-    END IF; -- an action that needs no pool (a free action): nothing to debit
+      RETURNING oc.credits_remaining, oc.ai_credits_available, oc.whatsapp_credits_available,
+                oc.email_credits_available, oc.sms_credits_available
+        INTO o_credits_remaining, o_ai_available, o_whatsapp_available, o_email_available, o_sms_available;
+    END IF;
   ELSE
     UPDATE public.organization_credits oc
        SET credits_remaining = oc.credits_remaining - o_cost, updated_at = now()

@@ -92,6 +92,9 @@ BEGIN
            whatsapp_credits_available = oc.whatsapp_credits_available - a.whatsapp_credits_required::bigint * p_quantity,
            email_credits_available = oc.email_credits_available - a.email_credits_required::bigint * p_quantity,
            sms_credits_available = oc.sms_credits_available - a.sms_credits_required::bigint * p_quantity,
+           -- The unified balance follows (contract: "The application around the credits keeps working"): the unified
+           -- cost, floored at 0, never a reason to refuse; so a rollback has nothing to recompute.
+           credits_remaining = greatest(0, oc.credits_remaining - a.credits_cost::bigint * p_quantity),
            updated_at = now()
       FROM public.credit_actions a
      WHERE a.action_type = p_action_type
@@ -148,8 +151,8 @@ BEGIN
     END IF;
   END IF;
 
-  -- 8. A success's log row. credits_remaining is the org's unified balance after the call (untouched by a multi
-  -- debit).
+  -- 8. A success's log row. credits_remaining is the org's unified balance after the call (a multi debit takes the
+  -- unified cost from it too, floored at 0).
   IF v_result IS NULL THEN
     IF v_model = 'multi' THEN
       INSERT INTO public.credit_consumption_logs

@@ -53,6 +53,37 @@ CREATE TABLE IF NOT EXISTS guardian.backfill_anomalies (
 );
 CREATE INDEX IF NOT EXISTS backfill_anomalies_org_idx ON guardian.backfill_anomalies (organization_id, epoch);
 
+-- Each allocation of an organization's pools (one row per allocation epoch): the rule, the unified balance it
+-- started from, and the pools available then. Written by the backfill (sql/backfill/batch.sql) and the allocation
+-- trigger (sql/backfill/02_allocation_trigger.sql). Verification checks available + consumed in the epoch against
+-- it: credits_remaining moves with v2's unified debit and the application's refunds and grants, which do not
+-- re-allocate, so the allocation cannot be recomputed from today's balance.
+CREATE TABLE IF NOT EXISTS guardian.allocations (
+  organization_id uuid NOT NULL,
+  epoch integer NOT NULL,
+  rule text NOT NULL,
+  basis integer,
+  ai integer NOT NULL,
+  whatsapp integer NOT NULL,
+  email integer NOT NULL,
+  sms integer NOT NULL,
+  at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (organization_id, epoch)
+);
+
+-- What a rollback found per organization when it switched it back to the unified model (sql/rollback/03_switch_batch.sql):
+-- the columns that decide an allocation and the log's last id then. Forward again reads it (sql/backfill/batch.sql):
+-- an organization whose plan_name, total_credits and cycle_end_date are still these gets back the pools it had, minus
+-- what v1 served after log_mark; any other is allocated by the backfill rule. Ids and numbers only.
+CREATE TABLE IF NOT EXISTS guardian.rolled_back_pools (
+  organization_id uuid PRIMARY KEY,
+  plan_name text,
+  total_credits integer,
+  cycle_end_date timestamptz,
+  log_mark bigint NOT NULL,
+  rolled_back_at timestamptz NOT NULL DEFAULT now()
+);
+
 -- One row per backup, written by the Backup resource (providers/backup.ts), which also creates this table when it runs
 -- first. `functions` holds every consume_credits_rpc definition at backup time (signature, pg_get_functiondef text,
 -- ACL, md5s): rollback restores v1 byte for byte from it.

@@ -1,5 +1,4 @@
--- public.organizations: who reads which rows.
--- Members read their own organization; super_admin profiles read every organization.
+-- public.organizations: who reads which rows. A member reads its own organization; a super_admin reads all.
 DROP POLICY IF EXISTS guardian_select ON public.organizations;
 CREATE POLICY guardian_select ON public.organizations
   AS PERMISSIVE FOR SELECT TO authenticated

@@ -1,8 +1,7 @@
--- public.organizations: no UPDATE by anon or authenticated (organizations are created and changed by the backend
--- (service_role)).
--- Their privileges are already revoked (01_roles_grants.sql); this restrictive policy is the second lock: it holds
--- even if a privilege or a permissive policy is added by mistake, because restrictive policies AND with the rest.
+-- public.organizations: a super_admin updates organizations, as the CRM's own policy allowed ("super admins may do
+-- anything" with organizations); no other authenticated user and no anon (no policy for them: row level security
+-- refuses). The backend (service_role) bypasses row level security.
 DROP POLICY IF EXISTS guardian_update ON public.organizations;
 CREATE POLICY guardian_update ON public.organizations
-  AS RESTRICTIVE FOR UPDATE TO anon, authenticated
-  USING (false) WITH CHECK (false);
+  AS PERMISSIVE FOR UPDATE TO authenticated
+  USING ((SELECT guardian_rls.is_super_admin())) WITH CHECK ((SELECT guardian_rls.is_super_admin()));

@@ -1,8 +1,7 @@
--- public.organizations: no DELETE by anon or authenticated (organizations are created and changed by the backend
--- (service_role)).
--- Their privileges are already revoked (01_roles_grants.sql); this restrictive policy is the second lock: it holds
--- even if a privilege or a permissive policy is added by mistake, because restrictive policies AND with the rest.
+-- public.organizations: a super_admin deletes organizations, as the CRM's own policy allowed ("super admins may do
+-- anything" with organizations); no other authenticated user and no anon (no policy for them: row level security
+-- refuses). The backend (service_role) bypasses row level security.
 DROP POLICY IF EXISTS guardian_delete ON public.organizations;
 CREATE POLICY guardian_delete ON public.organizations
-  AS RESTRICTIVE FOR DELETE TO anon, authenticated
-  USING (false);
+  AS PERMISSIVE FOR DELETE TO authenticated
+  USING ((SELECT guardian_rls.is_super_admin()));

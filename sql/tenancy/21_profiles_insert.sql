@@ -1,8 +1,9 @@
--- public.profiles: no INSERT by anon or authenticated (profiles carry the tenant and the role; they are written by
--- the backend (service_role)).
--- Their privileges are already revoked (01_roles_grants.sql); this restrictive policy is the second lock: it holds
--- even if a privilege or a permissive policy is added by mistake, because restrictive policies AND with the rest.
+-- public.profiles: a new user inserts its own profile (client-side signup), but it cannot name an organization or a
+-- role above the lowest ('user'): the profile's organization and role decide the tenant and the rank, and the
+-- program's isolation trusts them. A super_admin inserts any profile. The backend (service_role) bypasses row level
+-- security and sets them. (The CRM's own policy let a new user name any organization: an escalation, closed here.)
 DROP POLICY IF EXISTS guardian_insert ON public.profiles;
 CREATE POLICY guardian_insert ON public.profiles
-  AS RESTRICTIVE FOR INSERT TO anon, authenticated
-  WITH CHECK (false);
+  AS PERMISSIVE FOR INSERT TO authenticated
+  WITH CHECK ((id = (SELECT auth.uid()) AND organization_id IS NULL AND coalesce({{profile_role}}, 'user') = 'user')
+              OR (SELECT guardian_rls.is_super_admin()));

@@ -1,8 +1,6 @@
--- public.profiles: no DELETE by anon or authenticated (profiles carry the tenant and the role; they are written by
--- the backend (service_role)).
--- Their privileges are already revoked (01_roles_grants.sql); this restrictive policy is the second lock: it holds
--- even if a privilege or a permissive policy is added by mistake, because restrictive policies AND with the rest.
+-- public.profiles: a super_admin deletes profiles, as the CRM's own policies allowed; no other user. The backend
+-- (service_role) bypasses row level security.
 DROP POLICY IF EXISTS guardian_delete ON public.profiles;
 CREATE POLICY guardian_delete ON public.profiles
-  AS RESTRICTIVE FOR DELETE TO anon, authenticated
-  USING (false);
+  AS PERMISSIVE FOR DELETE TO authenticated
+  USING ((SELECT guardian_rls.is_super_admin()));

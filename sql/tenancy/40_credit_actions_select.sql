@@ -1,7 +1,6 @@
--- public.credit_actions: who reads which rows.
--- The price catalogue (not tenant data): readable by every signed-in user who belongs to an organization, and by
--- super_admin. A JWT whose user does not exist, or a user without a profile, reads nothing.
+-- public.credit_actions: the price list. Every reader the database grants SELECT reads every row: a signed-in user,
+-- and anon where the database lets the public read it (its grant is left as found).
 DROP POLICY IF EXISTS guardian_select ON public.credit_actions;
 CREATE POLICY guardian_select ON public.credit_actions
-  AS PERMISSIVE FOR SELECT TO authenticated
-  USING ((SELECT guardian_rls.current_org_id()) IS NOT NULL OR (SELECT guardian_rls.is_super_admin()));
+  AS PERMISSIVE FOR SELECT TO anon, authenticated
+  USING (true);

@@ -24,10 +24,18 @@ BEGIN
          a.rule, a.ai_total, a.ai_available, a.whatsapp_total, a.whatsapp_available,
          a.email_total, a.email_available, a.sms_total, a.sms_available,
          coalesce(c.ai, 0) AS c_ai, coalesce(c.whatsapp, 0) AS c_whatsapp,
-         coalesce(c.email, 0) AS c_email, coalesce(c.sms, 0) AS c_sms
+         coalesce(c.email, 0) AS c_email, coalesce(c.sms, 0) AS c_sms,
+         -- The pools this epoch started with (guardian.allocations): credits_remaining has moved since (v2's unified
+         -- debit, the application's refunds and grants), so the allocation is read, not recomputed. Where no row was
+         -- recorded (an allocation by an earlier version), the rule on today's balance, as before.
+         al.rule AS allocated_rule,
+         coalesce(al.ai, a.ai_available) AS al_ai, coalesce(al.whatsapp, a.whatsapp_available) AS al_whatsapp,
+         coalesce(al.email, a.email_available) AS al_email, coalesce(al.sms, a.sms_available) AS al_sms,
+         CASE WHEN al.organization_id IS NULL THEN oc.credits_remaining ELSE al.basis END AS al_basis
     FROM public.organization_credits oc
    CROSS JOIN LATERAL guardian.allocate_pools(oc.plan_name, oc.total_credits, oc.credits_remaining) a
-    LEFT JOIN cons c ON c.organization_id = oc.organization_id AND c.allocation_epoch = oc.allocation_epoch;
+    LEFT JOIN cons c ON c.organization_id = oc.organization_id AND c.allocation_epoch = oc.allocation_epoch
+    LEFT JOIN guardian.allocations al ON al.organization_id = oc.organization_id AND al.epoch = oc.allocation_epoch;
 
   -- Facts.
   SELECT jsonb_build_object(
@@ -36,7 +44,8 @@ BEGIN
            'orgsPerPlan', coalesce((SELECT jsonb_object_agg(rule, k) FROM (SELECT rule, count(*) k FROM guardian_verify_orgs GROUP BY rule) x), '{}'::jsonb),
            'splitOrgsConserved', count(*) FILTER (WHERE rule = 'split'
                AND ai_credits_total + whatsapp_credits_total + email_credits_total + sms_credits_total = greatest(total_credits, 0)
-               AND ai_available + whatsapp_available + email_available + sms_available = greatest(credits_remaining, 0)),
+               AND (allocated_rule = 'kept'
+                    OR al_ai + al_whatsapp + al_email + al_sms = greatest(al_basis, 0))),
            'splitOrgs', count(*) FILTER (WHERE rule = 'split'),
            'creditsAvailable', jsonb_build_object(
                'ai', coalesce(sum(ai_credits_available), 0), 'whatsapp', coalesce(sum(whatsapp_credits_available), 0),
@@ -58,7 +67,7 @@ BEGIN
       SELECT 'available + consumed since allocation differs from the allocation', organization_id FROM guardian_verify_orgs
        WHERE credit_model = 'multi'
          AND (ai_credits_available + c_ai, whatsapp_credits_available + c_whatsapp, email_credits_available + c_email, sms_credits_available + c_sms)
-             IS DISTINCT FROM (ai_available::bigint, whatsapp_available::bigint, email_available::bigint, sms_available::bigint)
+             IS DISTINCT FROM (al_ai::bigint, al_whatsapp::bigint, al_email::bigint, al_sms::bigint)
       UNION ALL
       SELECT 'split pools do not add up to total_credits', organization_id FROM guardian_verify_orgs
        WHERE credit_model = 'multi' AND rule = 'split'

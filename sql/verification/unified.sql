@@ -11,6 +11,8 @@ DECLARE
   some_ids text;
   bk text;
   rolled_back boolean := false;
+  pinned boolean;
+  rb jsonb;
 BEGIN
   SELECT jsonb_build_object('orgsTotal', count(*)) INTO facts FROM public.organization_credits;
 
@@ -34,39 +36,44 @@ BEGIN
     facts := facts || jsonb_build_object('orgsMulti', 0);
   END IF;
 
-  -- After a rollback. The reconcile itself was verified exactly by the rollback, in the transaction that switched
-  -- to v1 and before v1 served a call (sql/rollback/05_check_reconcile.sql; journal 'rollback', reconcileVerified):
-  -- a rollback without that record is a violation. Since then, v1 serves: its unlocked read-then-write loses updates
-  -- under concurrency, and the application may reset balances. So the difference between each balance and "backup -
-  -- consumption since" is reported here as a fact with figures (orgs, credits), not as a failed rollback.
+  -- v1's search_path: a SECURITY DEFINER v1 without a pinned one that ends with pg_temp runs a caller's temporary
+  -- objects as its owner. Restored by the rollback, it is pinned (sql/rollback/06_pin_v1.sql) unless
+  -- guardian:rollback.function = verbatim asked for it as backed up: then a fact and a flag, not a violation.
+  SELECT p.prosecdef, EXISTS (SELECT 1 FROM unnest(p.proconfig) c WHERE c LIKE 'search_path=%' AND c ~ '(^|[=,] ?)"?pg_temp"?$')
+    INTO rolled_back, pinned
+    FROM pg_proc p WHERE p.oid = to_regprocedure('public.consume_credits_rpc(uuid,text)');
+  facts := facts || jsonb_build_object('v1SecurityDefiner', coalesce(rolled_back, false), 'v1SearchPathPinned', coalesce(pinned, false));
+  rolled_back := false;
+
+  -- After a rollback: the switch changed no unified value (checked in each batch's transaction, and recorded).
+  -- Since then, v1 serves: its unlocked read-then-write loses updates under concurrency, and the application writes
+  -- balances as it always did; nothing here recomputes them.
   IF to_regclass('guardian.backups') IS NOT NULL AND to_regclass('guardian.migration_journal') IS NOT NULL THEN
     SELECT b.schema_name INTO bk FROM guardian.backups b
      WHERE b.restore_verified AND to_regnamespace(b.schema_name) IS NOT NULL
      ORDER BY b.created_at DESC LIMIT 1;
     IF bk IS NOT NULL THEN
-      SELECT EXISTS (SELECT 1 FROM guardian.migration_journal j WHERE j.step = 'rollback' AND j.object_name = bk) INTO rolled_back;
+      SELECT j.details INTO rb FROM guardian.migration_journal j
+       WHERE j.step = 'rollback' AND j.object_name = bk ORDER BY j.id DESC LIMIT 1;
+      rolled_back := rb IS NOT NULL;
     END IF;
     facts := facts || jsonb_build_object('latestBackup', bk, 'rolledBackFromBackup', rolled_back);
     IF rolled_back THEN
-      IF NOT EXISTS (SELECT 1 FROM guardian.migration_journal j WHERE j.step = 'rollback' AND j.object_name = bk
-                        AND (j.details ->> 'reconcileVerified')::boolean) THEN
-        violations := violations || format('rollback from %s has no exact reconcile check on record (journal step rollback, reconcileVerified)', bk);
+      facts := facts || jsonb_build_object('rollback', jsonb_build_object(
+        'orgsSwitched', rb -> 'orgsSwitched', 'unifiedValuesChanged', rb -> 'unifiedValuesChanged',
+        'function', rb ->> 'function'));
+      IF rb -> 'unifiedValuesChanged' IS NULL THEN
+        violations := violations || format('rollback from %s has no record that the switch kept every unified value (journal step rollback, unifiedValuesChanged)', bk);
+      ELSIF (rb ->> 'unifiedValuesChanged')::bigint <> 0 THEN
+        violations := violations || format('rollback from %s changed %s unified value(s)', bk, rb ->> 'unifiedValuesChanged');
       END IF;
-      EXECUTE format($q$
-        WITH since AS (
-          SELECT l.organization_id, sum(l.credits_consumed) AS consumed
-            FROM public.credit_consumption_logs l
-           WHERE l.success AND NOT EXISTS (SELECT 1 FROM %1$I.credit_consumption_logs x WHERE x.id = l.id)
-           GROUP BY 1)
-        SELECT count(*), coalesce(sum(oc.credits_remaining - greatest(0, b.credits_remaining - coalesce(s.consumed, 0))), 0)
-          FROM public.organization_credits oc
-          JOIN %1$I.organization_credits b USING (organization_id)
-          LEFT JOIN since s USING (organization_id)
-         WHERE oc.credits_remaining <> greatest(0, b.credits_remaining - coalesce(s.consumed, 0))$q$, bk)
-        INTO k, n;
-      facts := facts || jsonb_build_object('balancesChangedSinceRollback', jsonb_build_object(
-        'orgs', k, 'creditsMoreThanLogged', n,
-        'meaning', 'balances that are not backup minus logged consumption since: updates v1 lost under concurrency (positive credits), or balances the application set'));
+      IF coalesce(rb ->> 'function', 'v1') = 'v1' AND (facts ->> 'v1SecurityDefiner')::boolean
+         AND NOT (facts ->> 'v1SearchPathPinned')::boolean THEN
+        violations := violations || 'v1 is SECURITY DEFINER without a search_path that ends with pg_temp: a caller''s temporary objects would run as its owner'::text;
+      END IF;
+      IF rb ->> 'function' = 'verbatim' THEN
+        facts := facts || jsonb_build_object('v1Verbatim', true);
+      END IF;
     END IF;
   END IF;
 

@@ -77,7 +77,8 @@ describe("actionCatalogueSql", () => {
     );
     expect(sql).toContain("('quote_test', 1, 1, 0, 0, 0, 'it''s a ''test''')");
     expect(sql).toContain("('bare', 2, 0, 0, 0, 1, NULL)");
-    expect(sql).toContain("description = coalesce(EXCLUDED.description, a.description)");
+    // An existing row's description is the CRM's: the conflict branch sets the pool requirements only.
+    expect(sql.slice(sql.indexOf("ON CONFLICT"))).not.toContain("description");
   });
 
   it("probes for exactly the configured actions", () => {

@@ -114,19 +114,19 @@ describe("describeChanges: what the target model implies in the database", () =>
     sinceBackup: { successes: 3000, unifiedCost: 45000 },
   });
 
-  it("multi back to unified: organizations, v2 replaced by the v1 of the backup, the batch dropped, balances reconciled", () => {
+  it("multi back to unified: organizations, v2 replaced by the v1 of the backup, the batch dropped, nothing recomputed", () => {
     expect(describeChanges(multi, "unified", "postgres://h/db")).toEqual([
       "  database postgres://h/db",
       "    organizations per model: multi 1,200 -> unified 1,200",
       `    function ${BATCH} (md5 b): dropped`,
       `    function ${V2} (md5 m2): replaced by ${V1}, v1 as recorded in backup guardian_backup_1 (md5 m1)`,
-      "    balances: credits_remaining of 1,200 orgs = their value in backup guardian_backup_1 minus the unified cost of 3,000 successful consumptions since (45,000 credits in all), floored at 0",
+      "    balances: nothing recomputed: 1,200 orgs switched back by credit_model alone, with the credits_remaining v2 and the application kept current (upgrades, cycle resets, grants and refunds made meanwhile stay)",
     ]);
   });
 
   it("without a verified backup the balances line says the Rollback resource will refuse", () => {
     expect(describeChanges({ ...multi, backup: null, sinceBackup: null }, "unified", "db").at(-1)).toBe(
-      "    balances: reconciled by the Rollback resource (no verified backup found now: it will refuse)",
+      "    balances: the Rollback resource will refuse (no verified backup with v1 found now)",
     );
   });
 

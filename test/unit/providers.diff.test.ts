@@ -216,16 +216,18 @@ describe("Backfill diff (providers/backfill.ts)", () => {
 });
 
 describe("Rollback diff (providers/rollback.ts)", () => {
-  const sql = { stopAllocation: "-", lockBatch: "-", reconcileBatch: "-", checkReconcile: "-", restoreV1: "-", safeV1: "-" };
+  const sql = { stopAllocation: "-", lockBatch: "-", switchBatch: "-", checkSwitch: "-", restoreV1: "-", pinV1: "-", safeV1: "-" };
   const inputs: RollbackInputs = { databaseUrl: OLD_URL, sql, rollbackFunction: "v1", sqlSha256: "sql-1", batchSize: 5000, lockTimeoutMs: 2000, retries: 10 };
   const recorded: RollbackOutputs = {
     ...inputs,
     rolledBack: true,
     backupId: "guardian_backup_1",
-    orgsReconciled: 10000,
+    orgsSwitched: 10000,
+    unifiedValuesChanged: 0,
     durationMs: 1000,
     v1DefinitionMd5: "md5",
-    reconcileVerified: true,
+    unifiedValuesKept: true,
+    v1SearchPathPinned: true,
     pricesRestored: 0,
     functionRestored: "v1",
     v1Weaknesses: [],
