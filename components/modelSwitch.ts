@@ -5,7 +5,7 @@
  *
  * The order the steps happen in is the engine's: every create and update runs first, in dependency order
  * (dependsOn), and only then are the resources the program no longer declares deleted, in reverse dependency order.
- * So, rolling back, the Rollback resource (a create) restores v1 and reconciles every balance BEFORE the engine
+ * So, rolling back, the Rollback resource (a create) restores v1 and switches every organization back BEFORE the engine
  * deletes the multi-only resources (CreditFunctions' caller-rules helper, the Backfill's allocation function, trigger
  * and run record), whose deletes then find v2, the batch function and the trigger already gone and tolerate it.
  */
@@ -27,9 +27,9 @@ export const SWITCH_STEPS: Record<CreditModel, string[]> = {
   unified: [
     "go/no-go (program time, nothing written)",
     "rollback 1: the allocation trigger dropped (rollback-run)",
-    "rollback 2: organizations flipped back in batches, balances = backup - consumption since, while v2 serves (rollback-run)",
-    "rollback 3: reconcile verified exactly, then in one transaction v1 restored (COMMENT, grants but anon/PUBLIC, backed-up prices) or the safe function, v2 and the batch dropped (rollback-run)",
-    "verification (unified): trial calls, isolation, v1's lost updates since as a fact (verification-run)",
+    "rollback 2: organizations switched back in batches by credit_model alone, no unified value recomputed or changed (checked per batch), while v2 serves (rollback-run)",
+    "rollback 3: no organization left multi, then in one transaction v1 restored (body and COMMENT as backed up, search_path pinned; grants but anon/PUBLIC; backed-up prices) or the safe function, v2 and the batch dropped (rollback-run)",
+    "verification (unified): trial calls, isolation, the switch's record, v1's search_path (verification-run)",
     "then the engine deletes what the unified program no longer declares: credit-functions-* (the caller-rules helper) and backfill-* (allocation function, trigger, run record)",
   ],
 };

@@ -177,26 +177,28 @@ describe("on the CRM's real schema: preview, up, calls, rollback, forward again"
     it("previews the switch as one change with its steps, besides the resources that carry them out", () => {
       expect(switchPreview).toMatch(/~ pulumi-nodejs:dynamic\/guardian:ModelSwitch: \(update\)/);
       expect(switchPreview).toMatch(/~ model\s*: "multi" => "unified"/);
-      expect(switchPreview).toContain("rollback 3: reconcile verified exactly");
+      expect(switchPreview).toContain("rollback 3: no organization left multi");
       expect(switchPreview).toMatch(/\+ pulumi-nodejs:dynamic\/guardian:Rollback: \(create\)/);
       expect(switchPreview).toMatch(/- pulumi-nodejs:dynamic\/guardian:SqlObject: \(delete\)/);
       expect(rolledBack.outputs.modelSwitchSteps.value[1]).toBe("rollback 1: the allocation trigger dropped (rollback-run)");
     });
 
-    it("restores v1 byte for byte, with its COMMENT, and its grants except anon and PUBLIC", async () => {
+    it("restores v1 byte for byte with a pinned search_path, its COMMENT, and its grants except anon and PUBLIC", async () => {
       const [now] = await db.query(`SELECT pg_get_functiondef(p.oid) AS def, obj_description(p.oid, 'pg_proc') AS comment,
                                            has_function_privilege('service_role', p.oid, 'EXECUTE') AS service,
                                            has_function_privilege('authenticated', p.oid, 'EXECUTE') AS auth,
                                            has_function_privilege('anon', p.oid, 'EXECUTE') AS anon,
                                            EXISTS (SELECT 1 FROM aclexplode(p.proacl) a WHERE a.grantee = 0) AS public
                                       FROM pg_proc p WHERE p.oid = 'public.consume_credits_rpc(uuid,text)'::regprocedure`);
-      expect(now.def).toBe(v1.def);
+      expect(now.def.replace(/\n SET search_path TO 'public', 'pg_temp'/, "")).toBe(v1.def);
+      expect(now.def).toContain("SET search_path TO 'public', 'pg_temp'");
       expect(now.comment).toBe(v1.comment);
       expect(now).toMatchObject({ service: true, auth: true, anon: false, public: false });
-      expect(rolledBack.outputs.reconcileVerified.value).toBe(true);
+      expect(rolledBack.outputs.unifiedValuesKept.value).toBe(true);
       expect(rolledBack.outputs.v1Weaknesses.value.join("\n")).toContain("without a row lock");
-      // v1 is the CRM's own function: its unpinned search_path is a warning of the verification, not a violation.
-      expect(rolledBack.outputs.verification.value.securityDefinerWarnings.join("\n")).toContain("consume_credits_rpc(uuid,text) (not the program's)");
+      // v1 came back pinned: no SECURITY DEFINER function left with a search_path a caller can shadow.
+      expect(rolledBack.outputs.verification.value.securityDefinerWarnings.join("\n")).not.toContain("consume_credits_rpc(uuid,text)");
+      expect(rolledBack.outputs.verification.value.v1SearchPathPinned).toBe(true);
     });
 
     it("the report lists the weaknesses v1 brought back", async () => {

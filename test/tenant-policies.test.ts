@@ -107,10 +107,9 @@ describe("TenantPolicies (real engine)", () => {
     await t.stack.destroy({ onEvent: collect(t) });
     expect(await policyRows(db)).toEqual([]);
     // With RLS on and no policy, no row of any of these tables is visible to the Data API roles.
-    const [state] = await db.query(
-      `SELECT bool_and(c.relrowsecurity) AS rls FROM unnest($1::text[]) t JOIN pg_class c ON c.oid = to_regclass(t)`,
-      [TENANT_TABLES.filter((x) => x.table.startsWith("public.")).map((x) => x.table)],
-    );
+    const [state] = await db.query(`SELECT bool_and(c.relrowsecurity) AS rls FROM unnest($1::text[]) t JOIN pg_class c ON c.oid = to_regclass(t)`, [
+      TENANT_TABLES.filter((x) => x.table.startsWith("public.")).map((x) => x.table),
+    ]);
     expect(state).toEqual({ rls: true });
     const [credit] = await db.query(
       `SELECT bool_or(has_table_privilege('authenticated', c.oid, 'INSERT, UPDATE, DELETE')) AS authenticated_writes,

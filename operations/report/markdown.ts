@@ -282,7 +282,7 @@ export function renderMarkdown(f: ReportFigures, svgFileName: string): string {
   L.push(
     f.creditModel === "multi"
       ? "The second line is the contract's rollback (config revert then up): consume_credits_rpc v1 comes back from the backup's recorded definition, " +
-          "balances are reconciled with every consumption since the backup, and the backup is kept."
+          "its search_path pinned; balances are not recomputed (v2 kept them current), and the backup is kept."
       : "This stack is configured for the unified model (rolled back, or never migrated): the second line migrates it (again), taking a new backup first.",
     "",
   );
