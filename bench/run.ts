@@ -410,7 +410,7 @@ export interface SizeResult {
   };
   /** Longest delay of the bench's own event loop in each window (ms): part of any measured call it overlapped. */
   clientLagMs: { duringBackfill: number; duringUp: number; duringRollback: number };
-  rollback: { upSeconds: number; providerSeconds: number; orgsReconciled: number };
+  rollback: { upSeconds: number; providerSeconds: number; orgsSwitched: number };
   /** Repairs the bench had to make for the `up` to complete (upWithRepair); upSeconds then spans both runs. */
   repairs: string[];
 }
@@ -505,7 +505,7 @@ async function benchSize(server: PgServer, orgs: number, a: Args): Promise<SizeR
       rollback: {
         upSeconds: secs(rbMs),
         providerSeconds: secs(Number(rb.outputs.rollbackDurationMs?.value)),
-        orgsReconciled: Number(rb.outputs.orgsReconciled?.value),
+        orgsSwitched: Number(rb.outputs.orgsSwitched?.value),
       },
       repairs,
     };

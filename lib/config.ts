@@ -150,7 +150,7 @@ export const configSchema = z
         batchSize: z.number().int().positive().max(100000).default(1000),
         /** Pause between batches, to leave room to a busy production database. */
         pauseMs: z.number().int().min(0).max(60000).default(0),
-        /** Organizations reconciled per transaction when rolling back. */
+        /** Organizations switched back per transaction when rolling back. */
         rollbackBatchSize: z.number().int().positive().max(100000).default(5000),
       })
       .strict()

@@ -27,6 +27,7 @@ import { latestExport, RestoreError, restoreExport } from "./shared/restoreExpor
 import { rehearsalPassphrase } from "./shared/safeDefaults";
 import { linkedProgramDir, openStack } from "./shared/workspace";
 import { buildReport } from "./report";
+import { pulumiCli } from "./stack/stackHistory";
 
 export interface RehearseOptions {
   /** The export to restore. */
@@ -174,7 +175,8 @@ export async function migrate(ctx: ScratchContext): Promise<Stack> {
     );
   }
   const stack = await openStack({ stackName: opts.stack, workDir: programDir, envVars: env, create: true });
-  await stack.setConfig("guardian:databaseUrl", { value: url, secret: true });
+  // The scratch URL (with its password) goes on the CLI's standard input, never into its arguments.
+  await pulumiCli(stack, ["config", "set", "guardian:databaseUrl", "--secret", "--stack", stack.name, "--config-file", settingsFile], url);
   const policyPacks = !opts.noPolicyPack ? [path.join(PROJECT_ROOT, "policies", "run-policy-pack")] : [];
   const where = `(in ${path.relative(process.cwd(), programDir)})`;
   io.log(`$ pulumi preview --stack ${opts.stack} --diff${!opts.noPolicyPack ? " --policy-pack policies/run-policy-pack" : ""}   ${where}`);

@@ -191,10 +191,14 @@ describe("the application around the credits keeps working, on the CRM's real sc
       );
 
     beforeAll(async () => {
-      const orgs = await db.query(`SELECT oc.organization_id FROM public.organization_credits oc
+      const orgs = await db.query(
+        `SELECT oc.organization_id FROM public.organization_credits oc
                                      JOIN public.organizations o ON o.id = oc.organization_id
                                     WHERE lower(btrim(oc.plan_name)) NOT IN ('business', 'trial_14') AND oc.ai_credits_available >= 5
-                                    ORDER BY 1 LIMIT 2`);
+                                      AND oc.organization_id <> $1
+                                    ORDER BY 1 LIMIT 2`,
+        [users.member.organizationId],
+      );
       expect(orgs).toHaveLength(2);
       [upgraded, reset] = orgs.map((o) => o.organization_id);
       // An upgrade and a cycle reset, written by the backend as it always did, then one call each.
@@ -232,6 +236,34 @@ describe("the application around the credits keeps working, on the CRM's real sc
       }
       expect((await row(upgraded)).credits_remaining).toBe(2999);
       expect((await row(reset)).credits_remaining).toBe(1499);
+    });
+
+    it("after the rollback, a member's temporary table with a trigger never runs as the restored v1's owner", async () => {
+      const c: Client = await db.client();
+      let answer: any;
+      try {
+        await c.query("SELECT set_config('request.jwt.claims', $1, false)", [JSON.stringify({ sub: users.member.userId, role: "authenticated" })]);
+        await c.query("SET ROLE authenticated");
+        // The attack of an unpinned SECURITY DEFINER v1: its unqualified INSERT INTO credit_consumption_logs would
+        // find this table first, and the trigger would run as v1's owner.
+        await c.query(`CREATE TEMP TABLE credit_consumption_logs (organization_id uuid, action_type text, credits_consumed int,
+                         credits_remaining int, success boolean, error_message text)`);
+        await c.query(`CREATE FUNCTION pg_temp.take() RETURNS trigger LANGUAGE plpgsql AS $$
+                         BEGIN UPDATE public.organization_credits SET credits_remaining = 1000000 WHERE organization_id = NEW.organization_id;
+                               RETURN NEW; END $$`);
+        await c.query(`CREATE TRIGGER take BEFORE INSERT ON pg_temp.credit_consumption_logs FOR EACH ROW EXECUTE FUNCTION pg_temp.take()`);
+        answer = (await c.query(`SELECT public.consume_credits_rpc($1, 'ai_chat') AS r`, [users.member.organizationId])).rows[0].r;
+        const [{ n }] = (await c.query(`SELECT count(*)::int AS n FROM pg_temp.credit_consumption_logs`)).rows;
+        expect(n).toBe(0); // v1 wrote to public.credit_consumption_logs, not to the member's table
+      } finally {
+        await c.end();
+      }
+      expect(answer.success).toBe(true);
+      expect((await row(users.member.organizationId)).credits_remaining).not.toBe(1000000);
+      const [{ last }] = await db.query(`SELECT action_type AS last FROM public.credit_consumption_logs WHERE organization_id = $1 ORDER BY id DESC LIMIT 1`, [
+        users.member.organizationId,
+      ]);
+      expect(last).toBe("ai_chat");
     });
 
     it("after the rollback the program's access fixes stay: the same capabilities as after up", async () => {

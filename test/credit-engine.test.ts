@@ -166,7 +166,8 @@ describe("consume_credits_rpc v2: the two models", () => {
     const org = await makeOrg(db, { model: "multi", pools: { ai: 10, whatsapp: 10, email: 10, sms: 10 }, creditsRemaining: 100 });
     const r = await rpc(org, "ai_campaign", 3);
     expect(r).toMatchObject({ success: true, consumed: { ai: 3, whatsapp: 0, email: 6, sms: 3 }, remaining: { ai: 7, whatsapp: 10, email: 4, sms: 7 } });
-    expect(await balances(db, org)).toMatchObject({ credits_remaining: 100, ai: 7, whatsapp: 10, email: 4, sms: 7 });
+    // The unified balance follows: 100 - the unified cost (7 x 3), so a rollback has nothing to recompute.
+    expect(await balances(db, org)).toMatchObject({ credits_remaining: 79, ai: 7, whatsapp: 10, email: 4, sms: 7 });
     expect((await logs(org))[0]).toMatchObject({ credits_consumed: 21, ai_consumed: 3, email_consumed: 6, sms_consumed: 3 });
   });
 
@@ -520,7 +521,8 @@ describe("consume_credits_batch", () => {
       credits_consumed: 24,
       remaining_credits: 32,
     });
-    expect(await balances(db, org)).toMatchObject({ credits_remaining: 7, ai: 17, whatsapp: 4, email: 10, sms: 1 });
+    // The unified balance follows, floored at 0 (7 - 24): never a reason to refuse.
+    expect(await balances(db, org)).toMatchObject({ credits_remaining: 0, ai: 17, whatsapp: 4, email: 10, sms: 1 });
     expect(
       (await logs(org)).map((l) => [l.action_type, l.success, l.quantity, l.credits_consumed, l.ai_consumed, l.whatsapp_consumed, l.email_consumed]),
     ).toEqual([
@@ -530,7 +532,7 @@ describe("consume_credits_batch", () => {
     ]);
   });
 
-  it("changes nothing when one pool is short, and names it with the batch's total requirement", async () => {
+  it("changes nothing when one pool is short, names it with the batch's total requirement, and logs one row", async () => {
     const org = await makeOrg(db, { model: "multi", pools: { ai: 20, whatsapp: 5, email: 15, sms: 1 } });
     const r = await batch(org, [
       { action_type: "ai_chat", quantity: 3 },
@@ -549,10 +551,8 @@ describe("consume_credits_batch", () => {
     expect(await balances(db, org)).toMatchObject({ ai: 20, whatsapp: 5, email: 15, sms: 1 });
     const l = await logs(org);
     expect(l.filter((x) => x.success)).toEqual([]);
-    expect(l.map((x) => [x.action_type, x.error_code, x.credits_consumed])).toEqual([
-      ["ai_chat", "INSUFFICIENT_CREDITS", 0],
-      ["bulk_email", "INSUFFICIENT_CREDITS", 0],
-    ]);
+    // One row for the refused batch: its first element drawing on the short pool.
+    expect(l.map((x) => [x.action_type, x.error_code, x.credits_consumed])).toEqual([["bulk_email", "INSUFFICIENT_CREDITS", 0]]);
   });
 
   it("validates every element before anything: reports the first bad one by index and writes nothing", async () => {
@@ -605,13 +605,48 @@ describe("consume_credits_batch", () => {
     });
   });
 
-  it("refuses an expired trial with TRIAL_EXPIRED and logs each refused action", async () => {
+  it("refuses a batch of more than 100 actions with BATCH_TOO_LARGE and writes nothing", async () => {
+    const org = await makeOrg(db, { model: "multi", pools: { ai: 500 } });
+    const r = await batch(
+      org,
+      Array.from({ length: 101 }, () => ({ action_type: "ai_chat" })),
+    );
+    expect(r).toEqual({
+      success: false,
+      error_code: "BATCH_TOO_LARGE",
+      error: "p_actions has 101 elements; a batch takes at most 100",
+      remaining_credits: 0,
+      required_credits: 0,
+    });
+    expect(await logs(org)).toEqual([]);
+    expect(await balances(db, org)).toMatchObject({ ai: 500 });
+    expect(
+      await batch(
+        org,
+        Array.from({ length: 100 }, () => ({ action_type: "ai_chat" })),
+      ),
+    ).toMatchObject({ success: true });
+  });
+
+  it("a member cannot grow the append-only log: a batch of 100 it cannot afford writes one row", async () => {
+    const org = await makeOrg(db, { model: "multi", pools: { ai: 1 } });
+    const user = await makeUser(db, org);
+    const r = await asUser(db, { role: "authenticated", sub: user }, (c) =>
+      c
+        .query("SELECT public.consume_credits_batch($1::uuid, $2::jsonb) AS r", [
+          org,
+          JSON.stringify(Array.from({ length: 100 }, () => ({ action_type: "ai_chat", quantity: 1000 }))),
+        ])
+        .then((x) => x.rows[0].r),
+    );
+    expect(r).toMatchObject({ success: false, error_code: "INSUFFICIENT_CREDITS", credit_type: "ai" });
+    expect((await logs(org)).map((l) => [l.success, l.error_code, l.user_id])).toEqual([[false, "INSUFFICIENT_CREDITS", user]]);
+  });
+
+  it("refuses an expired trial with TRIAL_EXPIRED and logs the refused batch once", async () => {
     const org = await makeOrg(db, { model: "multi", pools: { ai: 5 }, isTrial: true, cycleEndDate: new Date(Date.now() - 1000) });
     expect(await batch(org, [{ action_type: "ai_chat" }, { action_type: "ai_chat" }])).toMatchObject({ error_code: "TRIAL_EXPIRED" });
-    expect((await logs(org)).map((l) => [l.success, l.error_code])).toEqual([
-      [false, "TRIAL_EXPIRED"],
-      [false, "TRIAL_EXPIRED"],
-    ]);
+    expect((await logs(org)).map((l) => [l.success, l.error_code])).toEqual([[false, "TRIAL_EXPIRED"]]);
     expect(await balances(db, org)).toMatchObject({ ai: 5 });
   });
 });

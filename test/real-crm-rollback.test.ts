@@ -44,13 +44,15 @@ describe("npm run rollback on the CRM's real schema", () => {
     if (t) fs.rmSync(t.stateDir, { recursive: true, force: true });
   });
 
-  it("goes back to version 1: v1 byte for byte with its COMMENT, verified, and the live prices", async () => {
+  it("goes back to version 1: v1 byte for byte (search_path pinned) with its COMMENT, verified, and the live prices", async () => {
     const lines: string[] = [];
     const r = await rollbackCommand({ stack: "test", cwd: repo, envVars: t.env, yes: true, log: (s) => lines.push(s), error: (s) => lines.push(s) });
     expect(r.exitCode, lines.join("\n")).toBe(0);
     expect(r.outcome).toBe("rolled-back");
     const now = await v1Now(db);
-    expect(now.def).toBe(before.def);
+    // v1's definition as backed up, plus the pinned search_path (contract: "Rollback").
+    expect(now.def.replace(/\n SET search_path TO 'public', 'pg_temp'/, "")).toBe(before.def);
+    expect(now.def).toContain("SET search_path TO 'public', 'pg_temp'");
     expect(now.comment).toBe(before.comment);
     const prices = Object.fromEntries((await db.query(`SELECT action_type, credits_cost FROM credit_actions`)).map((x) => [x.action_type, x.credits_cost]));
     for (const [a, cost] of Object.entries(REAL_CRM_FACTS.actionCosts)) expect(prices[a], a).toBe(cost);

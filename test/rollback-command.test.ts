@@ -132,9 +132,7 @@ describe("npm run rollback: one command back to an earlier update", () => {
       /function consume_credits_rpc\(uuid,text,integer,text\) \(md5 [0-9a-f]{32}\): replaced by consume_credits_rpc\(uuid,text\), v1 as recorded in backup guardian_backup_/,
     );
     expect(r.text).toMatch(/function consume_credits_batch\(uuid,jsonb\) \(md5 [0-9a-f]{32}\): dropped/);
-    expect(r.text).toMatch(
-      /balances: credits_remaining of 100 orgs = their value in backup guardian_backup_\S+ minus the unified cost of \d+ successful consumptions since/,
-    );
+    expect(r.text).toContain("balances: nothing recomputed: 100 orgs switched back by credit_model alone");
     expect(r.text).toMatch(/--- preview: .*\d+ to (create|delete|update)/);
     expect(r.message).toBe("rollback: declined; nothing was written (stack test stays at version 2)");
     expect(settings()).toBe(before);
@@ -143,7 +141,7 @@ describe("npm run rollback: one command back to an earlier update", () => {
     expect(git(repo, "worktree", "list").split("\n")).toHaveLength(1);
   });
 
-  it("rolls back to version 1 with --yes: v1 byte for byte, balances reconciled, verified, report written", async () => {
+  it("rolls back to version 1 with --yes: v1 byte for byte (pinned), balances kept, verified, report written", async () => {
     const status = git(repo, "status", "--porcelain");
     const r = await rollback({ yes: true });
     expect(r.message).toMatch(/^rollback: done\. Stack test is at version 3: version 1's config and program \(100 orgs unified\)\. Report: /);
@@ -157,13 +155,14 @@ describe("npm run rollback: one command back to an earlier update", () => {
     const now = new Map((await orgs(db)).map((o) => [o.organization_id, o]));
     for (const o of original) {
       const got = now.get(o.organization_id)!;
-      expect(got.credits_remaining, `${o.organization_id} (${o.plan_name})`).toBe(Math.max(0, o.credits_remaining - (spent.get(o.organization_id) ?? 0)));
+      const want = spent.has(o.organization_id) ? Math.max(0, o.credits_remaining - spent.get(o.organization_id)!) : o.credits_remaining;
+      expect(got.credits_remaining, `${o.organization_id} (${o.plan_name})`).toBe(want);
       expect(got.credit_model).toBe("unified");
     }
     const fns = await db.query(`SELECT oid::regprocedure::text AS sig, pg_get_functiondef(oid) AS def FROM pg_proc
                                  WHERE proname IN ('consume_credits_rpc', 'consume_credits_batch') AND pronamespace = 'public'::regnamespace`);
     expect(fns.map((f) => f.sig)).toEqual(["consume_credits_rpc(uuid,text)"]);
-    expect(fns[0].def).toBe(v1Def);
+    expect(fns[0].def.replace(/\n SET search_path TO 'public', 'pg_temp'/, "")).toBe(v1Def);
 
     // The program of commit A ran (from the worktree), the checkout was not touched, the worktree is gone.
     const [latest] = await t.stack.history(1, 1, false);

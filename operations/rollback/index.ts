@@ -9,7 +9,7 @@
  *   2. previews the stack with that config (a temporary copy of the stack settings file: the real one is not touched yet)
  *      and, when the commit differs from HEAD, with that commit's program in a temporary git worktree
  *      (operations/stack/programCheckout.ts); prints the preview and the database facts that will change (organizations per
- *      credit model, the functions replaced, the balances reconciled), then asks for confirmation unless --yes.
+ *      credit model, the functions replaced, what happens to balances), then asks for confirmation unless --yes.
  *      --dry-run stops here with exit 0: the plan is printed, nothing was written and nothing asked (no terminal needed);
  *      with --json the plan is one JSON document on stdout (resultJson) and the lines go to stderr.
  *   3. writes the target's config into the stack settings, runs `pulumi up` (same program, same config), verifies the

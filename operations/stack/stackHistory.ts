@@ -25,7 +25,7 @@
  * timestamp}) while an update, refresh or destroy runs (a preview takes none). Other backends refuse a concurrent
  * update themselves; isLockedError() recognises both refusals.
  */
-import { execFile } from "child_process";
+import { execFile, spawn } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
@@ -245,14 +245,31 @@ export function lockRefusal(stackName: string, holders: LockHolder[], detail?: s
 // Stack config files
 
 /** Runs the workspace's CLI directly (Automation API's config methods have no --config-file). */
-export async function pulumiCli(stack: Stack, args: string[]): Promise<string> {
+export async function pulumiCli(stack: Stack, args: string[], stdin?: string): Promise<string> {
   const ws = stack.workspace as LocalWorkspace;
-  const { stdout } = await promisify(execFile)(ws.pulumiCommand.command, [...args, "--non-interactive"], {
-    cwd: ws.workDir,
-    env: { ...process.env, ...ws.envVars },
-    maxBuffer: 32 * 1024 * 1024,
+  if (stdin === undefined) {
+    const { stdout } = await promisify(execFile)(ws.pulumiCommand.command, [...args, "--non-interactive"], {
+      cwd: ws.workDir,
+      env: { ...process.env, ...ws.envVars },
+      maxBuffer: 32 * 1024 * 1024,
+    });
+    return stdout;
+  }
+  // A value that must not appear in any process's arguments (a secret) goes on standard input.
+  return new Promise((resolve, reject) => {
+    const child = spawn(ws.pulumiCommand.command, [...args, "--non-interactive"], { cwd: ws.workDir, env: { ...process.env, ...ws.envVars } });
+    let out = "";
+    let err = "";
+    child.stdout.on("data", (d) => {
+      out += d;
+    });
+    child.stderr.on("data", (d) => {
+      err += d;
+    });
+    child.on("error", reject);
+    child.on("close", (code) => (code === 0 ? resolve(out) : reject(new Error(`pulumi ${args.slice(0, 2).join(" ")} failed (exit ${code}): ${err.trim()}`))));
+    child.stdin.end(stdin);
   });
-  return stdout;
 }
 
 /** The stack's settings file: --config-file when given, else Pulumi.<stack>.yaml beside Pulumi.yaml. */
@@ -275,14 +292,18 @@ export async function readConfigFile(stack: Stack, file: string): Promise<Config
 export async function writeConfigFile(stack: Stack, file: string, current: ConfigMap, target: ConfigMap): Promise<void> {
   const removed = Object.keys(current).filter((k) => !(k in target));
   if (removed.length) await pulumiCli(stack, ["config", "rm-all", "--stack", stack.name, "--config-file", file, ...removed]);
+  // Plain values in one call; each secret in a call of its own with its value on standard input, never in the
+  // arguments (which any local user reads in /proc/<pid>/cmdline).
   const values: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(target)) {
+    if (v.secret) continue;
     values[k] =
-      v.secret || (v as any).objectValue === undefined
-        ? { value: v.value, secret: !!v.secret }
-        : { value: v.value, objectValue: (v as any).objectValue, secret: false };
+      (v as any).objectValue === undefined ? { value: v.value, secret: false } : { value: v.value, objectValue: (v as any).objectValue, secret: false };
   }
   if (Object.keys(values).length) {
     await pulumiCli(stack, ["config", "set-all", "--stack", stack.name, "--config-file", file, "--json", JSON.stringify(values)]);
+  }
+  for (const [k, v] of Object.entries(target)) {
+    if (v.secret) await pulumiCli(stack, ["config", "set", k, "--secret", "--stack", stack.name, "--config-file", file], String(v.value));
   }
 }
