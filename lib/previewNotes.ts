@@ -4,6 +4,7 @@
  * what the restored v1 brings back. One line each, printed by index.ts as diagnostics of the update.
  */
 import type { Client } from "pg";
+import { accessLines } from "./access";
 import { priceChanges } from "./catalogueSql";
 import { type GuardianConfig, POOLS } from "./config";
 import type { Discovery } from "./preflight";
@@ -27,9 +28,11 @@ export function discoveryLines(d: Discovery, config: GuardianConfig, multi: bool
   for (const p of d.foreignPolicies) {
     out.push(
       `tenant isolation: policy "${p.name}" on public.${p.table} (${p.command}, ${p.permissive.toLowerCase()}, ${p.roles}, USING ${flat(p.using)}${p.check ? `, WITH CHECK ${flat(p.check)}` : ""}) ` +
-        `was not written by this program: it is recorded in the backup and dropped when the program's own policy for ${p.command === "ALL" ? "every command" : p.command} is created`,
+        `was not written by this program: it is recorded in the backup and replaced by the program's own policy for ${p.command === "ALL" ? "every command" : p.command}; what that keeps and closes is listed under "access:"`,
     );
   }
+  // What changes for the application's users and backend (lib/access.ts), every change with its reason.
+  out.push(...accessLines());
   if (multi && d.v1) {
     for (const c of d.v1.behaviourChanges) out.push(`consume_credits_rpc v1 -> v2, for callers: ${c}`);
   }
