@@ -71,6 +71,18 @@ CREATE TABLE IF NOT EXISTS guardian.allocations (
   PRIMARY KEY (organization_id, epoch)
 );
 
+-- v2's latency before the switch, timed in the installing transaction (sql/watch/01_baseline.sql): what `npm run
+-- watch` compares a window's latency with. One row per install; the watch reads the latest.
+CREATE TABLE IF NOT EXISTS guardian.function_baselines (
+  id bigserial PRIMARY KEY,
+  function_signature text NOT NULL,
+  calls integer NOT NULL,
+  p50_ms double precision,
+  p95_ms double precision,
+  mean_ms double precision,
+  at timestamptz NOT NULL DEFAULT now()
+);
+
 -- What a rollback found per organization when it switched it back to the unified model (sql/rollback/03_switch_batch.sql):
 -- the columns that decide an allocation and the log's last id then. Forward again reads it (sql/backfill/batch.sql):
 -- an organization whose plan_name, total_credits and cycle_end_date are still these gets back the pools it had, minus
