@@ -12,7 +12,7 @@
  *                         guardian:plans / split / providerCosts
  *   3. audit              sql/audit: append-only triggers, the retention purge (guardian:audit.retentionDays written
  *                         in, components/audit.ts renderPurgeSql), the erasure
- *   4. tenancy            sql/tenancy: helpers, grants, then per table and command the generated ownPoliciesSql prefix
+ *   4. tenancy            sql/tenancy: helpers, grants, the profiles guard, then per table and command the generated ownPoliciesSql prefix
  *                         (components/tenantPolicies.ts) and the policy file, then the RLS switches
  *   5. functions          components/creditFunctions.ts CREDIT_FUNCTIONS (v2 replaces v1), then the trial calls the
  *                         program runs in the installing transaction (sql/verification/trial_calls.sql: they always
@@ -97,6 +97,7 @@ export function migrationParts(config: GuardianConfig, shape: DatabaseShape): Mi
 
   file("tenancy", `${TENANCY_DIR}/00_helpers.sql`);
   file("tenancy", `${TENANCY_DIR}/01_roles_grants.sql`);
+  file("tenancy", `${TENANCY_DIR}/02_profiles_guard.sql`);
   const entries = fs.readdirSync(path.join(SQL_ROOT, TENANCY_DIR));
   const plans = TENANT_TABLES.map((t) => ({ table: t.table, files: tableFiles(t.table, entries) }));
   for (const { table, files } of plans) {
