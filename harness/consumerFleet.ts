@@ -354,9 +354,10 @@ async function* pages(c: Client, sql: string, params: unknown[]): AsyncGenerator
 }
 
 /**
- * Multi model: every org is multi, and for each pool total = allocation and available + consumed in its current
- * epoch = initial allocation (docs/architecture.md, Invariants), the allocation computed in TypeScript from the row.
- * Returns the violations (at most 20) and the number of orgs checked.
+ * Multi model: every org is multi, and for each pool total = allocation (computed in TypeScript from the row's plan
+ * and total) and available + consumed in its current epoch = the pools the epoch started with (guardian.allocations,
+ * recorded by the backfill and the allocation trigger: credits_remaining moves with v2's unified debit, so they
+ * cannot be recomputed from today's row). Returns the violations (at most 20) and the number of orgs checked.
  */
 export async function checkMulti(url: string): Promise<{ orgs: number; violations: string[] }> {
   const c = await connect(url);
@@ -365,8 +366,9 @@ export async function checkMulti(url: string): Promise<{ orgs: number; violation
   try {
     const sql = `
       SELECT oc.organization_id, oc.plan_name, oc.total_credits, oc.credits_remaining, oc.credit_model, oc.allocation_epoch,
-             ${POOLS.map((p) => `oc.${p}_credits_total AS ${p}_total, oc.${p}_credits_available AS ${p}_available, coalesce(s.${p}, 0)::bigint AS ${p}_consumed`).join(",\n             ")}
+             ${POOLS.map((p) => `oc.${p}_credits_total AS ${p}_total, oc.${p}_credits_available AS ${p}_available, coalesce(s.${p}, 0)::bigint AS ${p}_consumed, al.${p} AS ${p}_allocated`).join(",\n             ")}
         FROM public.organization_credits oc
+        LEFT JOIN guardian.allocations al ON al.organization_id = oc.organization_id AND al.epoch = oc.allocation_epoch
         LEFT JOIN LATERAL (
           SELECT ${POOLS.map((p) => `sum(l.${p}_consumed) AS ${p}`).join(", ")}
             FROM public.credit_consumption_logs l
@@ -382,9 +384,12 @@ export async function checkMulti(url: string): Promise<{ orgs: number; violation
           if (violations.length < 20) violations.push(`${o.organization_id}: credit_model ${o.credit_model}, expected multi`);
           continue;
         }
-        const want = expectedAvailable(o.plan_name, o.total_credits, o.credits_remaining);
+        const want = expectedAvailable(o.plan_name, o.total_credits, 0);
         for (const p of POOLS) {
           const have = Number(o[`${p}_available`]) + Number(o[`${p}_consumed`]);
+          if (o[`${p}_allocated`] === null && violations.length < 20)
+            violations.push(`${o.organization_id}: no allocation recorded for epoch ${o.allocation_epoch}`);
+          want.available[p] = Number(o[`${p}_allocated`]);
           if (o[`${p}_total`] !== want.total[p] || have !== want.available[p]) {
             if (violations.length < 20) {
               violations.push(
@@ -403,8 +408,10 @@ export async function checkMulti(url: string): Promise<{ orgs: number; violation
 }
 
 /**
- * Unified model after rollback: credits_remaining = max(0, value in the backup - unified cost of the successes
- * since the backup up to the org's flip back) - unified cost of the successes after the flip back.
+ * Unified model after rollback: credits_remaining = max(0, value in the backup - unified cost of every success since
+ * the backup), before or after the org's flip back: v2 took each success's unified cost from credits_remaining too
+ * (floored at 0), so the rollback recomputed nothing. (Every write here is a debit, so flooring at each step and
+ * once at the end agree.)
  * `boundaryLogId` is the largest log id when the fleet was paused after the migration (every success with a larger
  * id was made during or after the rollback): successes with a larger id served as 'unified' (by v2 after the org's
  * flip back) or by v1 (credit_model NULL) come after the flip back; every other success since the backup, before.
@@ -433,11 +440,11 @@ export async function checkUnifiedAfterRollback(url: string, backupSchema: strin
     for await (const rows of pages(c, sql, [boundaryLogId])) {
       for (const o of rows) {
         orgs++;
-        const want = Math.max(0, Number(o.backup_value) - Number(o.before_flip)) - Number(o.after_flip);
+        const want = Math.max(0, Number(o.backup_value) - Number(o.before_flip) - Number(o.after_flip));
         if (o.credit_model !== "unified" || o.backup_value === null || o.credits_remaining !== want) {
           if (violations.length < 20) {
             violations.push(
-              `${o.organization_id}: ${o.credit_model}, credits_remaining ${o.credits_remaining}, expected max(0, ${o.backup_value} - ${o.before_flip}) - ${o.after_flip} = ${want}`,
+              `${o.organization_id}: ${o.credit_model}, credits_remaining ${o.credits_remaining}, expected max(0, ${o.backup_value} - ${o.before_flip} - ${o.after_flip}) = ${want}`,
             );
           }
         }
