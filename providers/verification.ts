@@ -122,6 +122,24 @@ async function verify(inputs: VerificationInputs): Promise<VerificationOutputs> 
     facts.securityDefinerWarnings = warnings;
     for (const w of warnings) console.log(`verification (${inputs.model}): warning: ${w}`);
 
+    // TRIGGER and TRUNCATE are the owner's alone on the tables the SECURITY DEFINER functions read or write: a
+    // trigger fires inside them as their owner; TRUNCATE bypasses row level security and the append-only audit.
+    const ownerOnly = (
+      await c.query<{ t: string; who: string; what: string }>(
+        `SELECT c.oid::regclass::text AS t, coalesce(r.rolname, 'PUBLIC') AS who, a.privilege_type AS what
+           FROM pg_catalog.pg_class c
+          CROSS JOIN LATERAL aclexplode(c.relacl) a
+           LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
+          WHERE c.oid IN (SELECT to_regclass(x) FROM unnest(ARRAY['public.organizations', 'public.profiles', 'public.organization_credits',
+                                                                  'public.credit_actions', 'public.credit_consumption_logs']) x)
+            AND a.privilege_type IN ('TRIGGER', 'TRUNCATE') AND a.grantee <> c.relowner
+            AND NOT coalesce((SELECT rolsuper FROM pg_catalog.pg_roles s WHERE s.oid = a.grantee), false)
+          ORDER BY 1, 2, 3`,
+      )
+    ).rows;
+    for (const x of ownerOnly) violations.push(`owner-only privileges: ${x.who} holds ${x.what} on ${x.t} (only the owner may)`);
+    facts.ownerOnlyTriggerTruncate = ownerOnly.length === 0;
+
     // Tenant isolation, as real users (and anon), on every guarded table.
     const iso = await isolationMatrix(c, inputs.profileRoleColumn, inputs.isolationTables);
     facts.isolation = iso.matrix;
