@@ -104,6 +104,8 @@ describe("the application around the credits keeps working, on the CRM's real sc
   let afterUp: Awaited<ReturnType<typeof capabilities>>;
   let defaclBefore: any[];
   let descriptionsBefore: any[];
+  let previewText: string;
+  let expiredTrials: number;
 
   beforeAll(async () => {
     db = await freshRealCrmDb({ orgs: 60, seed: 31 });
@@ -114,12 +116,27 @@ describe("the application around the credits keeps working, on the CRM's real sc
     defaclBefore = await defaultPrivileges(db);
     descriptionsBefore = await db.query(`SELECT action_type, description FROM public.credit_actions ORDER BY 1`);
     t = await testStack(db.url, { creditModel: "multi" });
+    const p = await t.stack.preview({ onEvent: collect(t), diff: true });
+    previewText = t.logText() + p.stdout;
+    [{ n: expiredTrials }] = await db.query(
+      `SELECT count(*)::int AS n FROM public.organization_credits WHERE lower(btrim(plan_name)) = 'trial_14' AND cycle_end_date < now()`,
+    );
     await t.stack.up({ onEvent: collect(t) });
     afterUp = await capabilities(db, users);
   });
   afterAll(async () => {
     t?.destroyWorkspace();
     await db?.drop();
+  });
+
+  it("preview says what callers and users will see: every access change with its reason, expired trials, each action's pools", () => {
+    expect(previewText).toContain("access: kept: a member edits its own profile (name and the like)");
+    expect(previewText).toContain("access: closed: a member sets its own profile's role (e.g. to super_admin) (escalation:");
+    expect(previewText).toContain("access: appears: a super_admin changes a profile's organization or role");
+    expect(expiredTrials).toBeGreaterThan(0);
+    expect(previewText).toContain(`${expiredTrials} organization(s) on a trial whose cycle has ended get TRIAL_EXPIRED`);
+    expect(previewText).toMatch(/catalogue: pools \| action +\| unified \| ai \| whatsapp \| email \| sms/);
+    expect(previewText).toMatch(/catalogue: pools \| ai_chat +\| +1 \| +1 \| +0 \| +0 \| +0/);
   });
 
   it("before up, the CRM's own policies have the hole: a member raises its role or changes organization, a new user names one", () => {
