@@ -70,7 +70,7 @@ export async function battlefield(prefix = "adv"): Promise<Battlefield> {
     }
     // TenantPolicies as the component applies it: helpers, grants, then per table and command the program's policy
     // with every foreign policy for that command dropped in the same transaction (ownPoliciesSql), then RLS.
-    for (const file of [`${TENANCY_DIR}/00_helpers.sql`, `${TENANCY_DIR}/01_roles_grants.sql`]) {
+    for (const file of [`${TENANCY_DIR}/00_helpers.sql`, `${TENANCY_DIR}/01_roles_grants.sql`, `${TENANCY_DIR}/02_profiles_guard.sql`]) {
       const f = loadSql(file);
       await apply(c, f.file, f.text);
     }

@@ -106,7 +106,12 @@ describe("idempotency keys across organizations", () => {
     expect(b.remaining.ai).toBe(Number(before.balances[bf.org.B].ai) - 1);
     const after = await state(bf.db);
     expect(after.balances[bf.org.A]).toEqual(before.balances[bf.org.A]);
-    expect(after.balances[bf.org.B]).toEqual({ ...before.balances[bf.org.B], ai: Number(before.balances[bf.org.B].ai) - 1 });
+    expect(after.balances[bf.org.B]).toEqual({
+      ...before.balances[bf.org.B],
+      ai: Number(before.balances[bf.org.B].ai) - 1,
+      // the unified balance follows (ai_chat costs 1), floored at 0
+      credits_remaining: Math.max(0, Number(before.balances[bf.org.B].credits_remaining) - 1),
+    });
     expect(after.rows["public.credit_consumption_logs"]).toBe(before.rows["public.credit_consumption_logs"] + 1);
     // The replay for B is B's own result.
     expect(await call(memberB(), `SELECT public.consume_credits_rpc($1, 'ai_chat', 1, $2) AS r`, [bf.org.B, key])).toEqual(b);
@@ -177,7 +182,8 @@ describe("concurrency", () => {
       await Promise.all(clients.map((c) => c.end().catch(() => undefined)));
     }
     const after = await state(bf.db);
-    expect(after.balances[C]).toMatchObject({ ai: 0, whatsapp: 0, email: 0, sms: 0, credits_remaining: 10 });
+    // 10 successes of ai_chat (unified cost 1 each): the unified balance follows, 10 -> 0.
+    expect(after.balances[C]).toMatchObject({ ai: 0, whatsapp: 0, email: 0, sms: 0, credits_remaining: 0 });
     const [logs] = await bf.db.query(
       `SELECT count(*) FILTER (WHERE success)::int AS ok, count(*) FILTER (WHERE NOT success)::int AS refused,
               coalesce(sum(ai_consumed) FILTER (WHERE success), 0)::int AS ai

@@ -139,7 +139,12 @@ describe("temporary-schema shadowing: the attacker's code never runs as the owne
       expect(r.results[0]).toMatchObject({ success: true, consumed: { ai: 1, whatsapp: 0, email: 0, sms: 0 } });
       expect(await bf.db.query(SIDE_EFFECTS)).toEqual([]);
       const after = await state(bf.db);
-      expect(after.balances[bf.org.B]).toEqual({ ...before.balances[bf.org.B], ai: Number(before.balances[bf.org.B].ai) - 1 });
+      expect(after.balances[bf.org.B]).toEqual({
+        ...before.balances[bf.org.B],
+        ai: Number(before.balances[bf.org.B].ai) - 1,
+        // the unified balance follows (ai_chat costs 1), floored at 0
+        credits_remaining: Math.max(0, Number(before.balances[bf.org.B].credits_remaining) - 1),
+      });
       for (const o of [bf.org.A, bf.org.S]) expect(after.balances[o]).toEqual(before.balances[o]);
       expect(after.rows["public.credit_consumption_logs"]).toBe(before.rows["public.credit_consumption_logs"] + 1);
     });
