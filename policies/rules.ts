@@ -62,6 +62,24 @@ function rowSecuritySwitches(executed: ExecutedSql): { subtype: string; table: s
 
 const sqlObjects = (resources: Res[], kind?: string) => resources.filter((r) => r.type === SQL_OBJECT && (kind === undefined || r.props?.kind === kind));
 
+/** How a message names a SqlObject: its kind, object and file. */
+const objectLabel = (r: Res) => `${r.props.kind} ${r.props.objectName}${r.props.sqlFile ? ` (sql/${r.props.sqlFile})` : ""}`;
+
+/** Every SqlObject with SQL, read with PostgreSQL's parser: its statements, or the parse error. */
+function readSqlObjects(resources: Res[]): ({ r: Res; what: string } & ({ executed: ExecutedSql } | { parseError: SqlParseError }))[] {
+  return sqlObjects(resources)
+    .filter((r) => typeof r.props.sql === "string")
+    .map((r) => {
+      const what = objectLabel(r);
+      try {
+        return { r, what, executed: executedStatements(r.props.sql) };
+      } catch (e) {
+        if (!(e instanceof SqlParseError)) throw e;
+        return { r, what, parseError: e };
+      }
+    });
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // tenant-tables-have-rls
 // ---------------------------------------------------------------------------------------------------------------
@@ -85,17 +103,16 @@ export function tenantTablesHaveRls(resources: Res[]): Violation[] {
   for (const r of rls) {
     if (!r.props.meta?.table) out.push({ message: `rls resource ${r.name} has no meta.table`, urn: r.urn });
   }
-  for (const r of sqlObjects(resources)) {
-    if (typeof r.props.sql !== "string") continue;
-    const what = `${r.props.kind} ${r.props.objectName}${r.props.sqlFile ? ` (sql/${r.props.sqlFile})` : ""}`;
-    let executed: ExecutedSql;
-    try {
-      executed = executedStatements(r.props.sql);
-    } catch (e) {
-      if (!(e instanceof SqlParseError)) throw e;
-      out.push({ message: `${what}: its SQL does not parse (${e.message}), so the policy cannot tell what it does to row level security`, urn: r.urn });
+  for (const o of readSqlObjects(resources)) {
+    const { r, what } = o;
+    if ("parseError" in o) {
+      out.push({
+        message: `${what}: its SQL does not parse (${o.parseError.message}), so the policy cannot tell what it does to row level security`,
+        urn: r.urn,
+      });
       continue;
     }
+    const executed = o.executed;
     const switches = rowSecuritySwitches(executed);
     if (switches.some((x) => x.subtype === "AT_DisableRowSecurity" || x.subtype === "AT_NoForceRowSecurity")) {
       out.push({ message: `${what} disables row level security`, urn: r.urn });
@@ -124,17 +141,10 @@ export const OWNER_ONLY_TABLES = [...FIXED_TENANT_TABLES, "profiles"];
 
 export function ownerOnlyTriggerTruncate(resources: Res[]): Violation[] {
   const out: Violation[] = [];
-  for (const r of sqlObjects(resources)) {
-    if (typeof r.props.sql !== "string") continue;
-    const what = `${r.props.kind} ${r.props.objectName}${r.props.sqlFile ? ` (sql/${r.props.sqlFile})` : ""}`;
-    let executed: ExecutedSql;
-    try {
-      executed = executedStatements(r.props.sql);
-    } catch (e) {
-      if (!(e instanceof SqlParseError)) throw e;
-      continue; // tenant-tables-have-rls names SQL that does not parse
-    }
-    for (const st of executed.statements) {
+  for (const o of readSqlObjects(resources)) {
+    if ("parseError" in o) continue; // tenant-tables-have-rls names SQL that does not parse
+    const { r, what } = o;
+    for (const st of o.executed.statements) {
       if (st.type !== "GrantStmt" || st.stmt.is_grant !== true || st.stmt.objtype !== "OBJECT_TABLE") continue;
       const privs: string[] = (st.stmt.privileges ?? []).map((p: any) => String(unwrap(p)[1].priv_name ?? "").toLowerCase());
       const granted = privs.length === 0 ? ["all"] : privs.filter((p) => p === "trigger" || p === "truncate" || p === "all");
