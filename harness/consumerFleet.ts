@@ -385,10 +385,9 @@ export async function checkMulti(url: string): Promise<{ orgs: number; violation
           continue;
         }
         const want = expectedAvailable(o.plan_name, o.total_credits, 0);
+        if (o.ai_allocated === null && violations.length < 20) violations.push(`${o.organization_id}: no allocation recorded for epoch ${o.allocation_epoch}`);
         for (const p of POOLS) {
           const have = Number(o[`${p}_available`]) + Number(o[`${p}_consumed`]);
-          if (o[`${p}_allocated`] === null && violations.length < 20)
-            violations.push(`${o.organization_id}: no allocation recorded for epoch ${o.allocation_epoch}`);
           want.available[p] = Number(o[`${p}_allocated`]);
           if (o[`${p}_total`] !== want.total[p] || have !== want.available[p]) {
             if (violations.length < 20) {
