@@ -18,6 +18,9 @@
  *   baseline    the tables of lib/baseline.ts BASELINE_TABLES, auth.uid(), and consume_credits_rpc in some version
  *   shape       every column and function the program's SQL reads is there, and the shape is known (lib/shape.ts):
  *               the profile role column (role or user_role), trials (is_trial, or plan names with cycle_end_date)
+ *   access      acting as the application's roles (read-only; lib/accessProbe.ts), no capability they have today is
+ *               taken away by the program's policies unless a leak, an escalation or a restriction the contract requires
+ *               explains it (lib/access.ts); every change, closed or appearing, is named in the notes and in preview
  *   locks       no other session has held a transaction open longer than N seconds with a lock on one of those
  *               tables (the migration's DDL would queue behind it, and every application query behind the DDL)
  *   catalogue   (creditModel multi) every action type in public.credit_actions has a mapping in guardian:actions
@@ -34,6 +37,8 @@ import { connect, redactUrl } from "./db";
 import { resolveTls, type TlsSettings } from "./pgConnection";
 import { type DatabaseShape, discoverShape, renderSql } from "./shape";
 import { v1Facts, type V1Facts } from "./v1";
+import { type AccessComparison, compareAccess } from "./access";
+import { probeAccess } from "./accessProbe";
 import { errorCode, errorMessage, GuardianRefusal } from "./errors";
 
 /** What the program found in the database, read-only, for the components and for preview. */
@@ -47,9 +52,11 @@ export interface Discovery {
   v1?: V1Facts & { comment: string | null };
   /** Organizations on a trial (the shape's rule) whose cycle_end_date is past: v2 refuses them with TRIAL_EXPIRED. */
   expiredTrials: number;
+  /** The access matrix as found (lib/accessProbe.ts, read-only) against what the program's policies allow. */
+  access?: AccessComparison;
 }
 
-export const GATES = ["connection", "session", "server", "baseline", "shape", "locks", "catalogue"] as const;
+export const GATES = ["connection", "session", "server", "baseline", "shape", "access", "locks", "catalogue"] as const;
 export type Gate = (typeof GATES)[number];
 
 export const MIN_SERVER_VERSION_NUM = 140000;
@@ -315,6 +322,27 @@ async function gateCatalogue(c: Client, config: GuardianConfig, report: Prefligh
   if (unmapped.length === 0) report.notes.push(`catalogue: all ${types.length} action types of public.credit_actions are mapped in guardian:actions`);
 }
 
+/**
+ * Access (contract: "The application around the credits keeps working"): the matrix found by acting as anon, a
+ * member, an organization admin, a super_admin, a user without a profile and service_role (read-only: writes are
+ * evaluated, never made), compared with what the program's policies allow. A capability taken away that no leak,
+ * escalation or required restriction covers is a no-go; every change is in the notes (and in preview).
+ */
+async function gateAccess(c: Client, d: Discovery, report: PreflightReport, fail: (g: Gate, m: string) => void): Promise<void> {
+  try {
+    d.access = compareAccess(await probeAccess(c, d.shape.profileRoleColumn));
+  } catch (e) {
+    fail("access", `could not act as the application's roles to find what they may do: ${errorMessage(e)}`);
+    return;
+  }
+  for (const l of d.access.lost) {
+    fail("access", `${l.role} may ${l.cell} today and could not after up, and no leak, escalation or required restriction explains it (lib/access.ts)`);
+  }
+  report.notes.push(
+    `access: ${d.access.cells} cells probed as the application's roles: ${d.access.kept} kept, ${d.access.closed.length} closed (named), ${d.access.appears.length} appear (named), ${d.access.lost.length} lost`,
+  );
+}
+
 async function discover(c: Client, shape: DatabaseShape): Promise<Discovery> {
   const prices = await c.query(`SELECT action_type, credits_cost FROM public.credit_actions`);
   const policies = await c.query(
@@ -370,7 +398,7 @@ export async function preflight(config: GuardianConfig, opts: PreflightOptions =
     failedGates.add(gate);
   };
   const finish = (evaluated: Gate[]): PreflightReport => {
-    report.passed = evaluated.filter((g) => !failedGates.has(g));
+    report.passed = GATES.filter((g) => evaluated.includes(g) && !failedGates.has(g));
     report.failures.sort((a, b) => GATES.indexOf(a.gate) - GATES.indexOf(b.gate));
     report.go = report.failures.length === 0;
     if (!report.go && opts.throwOnNoGo !== false) throw new NoGoError(report);
@@ -399,7 +427,13 @@ export async function preflight(config: GuardianConfig, opts: PreflightOptions =
     const found = await discoverShape(c, config.schema);
     for (const p of found.problems) fail("shape", p);
     report.notes.push(...found.notes);
-    if (found.shape && present.size === BASELINE_TABLES.length) report.discovery = await discover(c, found.shape);
+    if (found.shape && present.size === BASELINE_TABLES.length) {
+      report.discovery = await discover(c, found.shape);
+      evaluated.push("access");
+      await gateAccess(c, report.discovery, report, fail);
+    } else {
+      report.skipped.push({ gate: "access", reason: "the baseline or the shape gate failed: there is nothing to act on" });
+    }
     await gateLocks(c, limit, report, fail);
     if (config.creditModel !== "multi") {
       report.skipped.push({ gate: "catalogue", reason: "creditModel is unified: no action needs a pool" });

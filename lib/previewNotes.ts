@@ -32,7 +32,7 @@ export function discoveryLines(d: Discovery, config: GuardianConfig, multi: bool
     );
   }
   // What changes for the application's users and backend (lib/access.ts), every change with its reason.
-  out.push(...accessLines());
+  out.push(...accessLines(d.access));
   if (multi && d.v1) {
     for (const c of d.v1.behaviourChanges) out.push(`consume_credits_rpc v1 -> v2, for callers: ${c}`);
   }

@@ -17,6 +17,8 @@
  */
 import type * as pulumi from "@pulumi/pulumi";
 import { isolationMatrix } from "../lib/isolation";
+import { programAccess } from "../lib/access";
+import { cellName, probeAccess } from "../lib/accessProbe";
 import {
   connectionChanged,
   ConnectedResource,
@@ -139,6 +141,20 @@ async function verify(inputs: VerificationInputs): Promise<VerificationOutputs> 
     ).rows;
     for (const x of ownerOnly) violations.push(`owner-only privileges: ${x.who} holds ${x.what} on ${x.t} (only the owner may)`);
     facts.ownerOnlyTriggerTruncate = ownerOnly.length === 0;
+
+    // The access matrix, acting as the application's roles (read-only): each cell as the program's grants, policies
+    // and guard trigger decide it (lib/access.ts programAccess), after up and after a rollback alike (the policies stay).
+    const access = await probeAccess(c, inputs.profileRoleColumn);
+    const accessMismatches = access.cells.filter((x) => x.allowed !== programAccess(x));
+    for (const x of accessMismatches)
+      violations.push(
+        `access: ${x.role} ${cellName(x)} is ${x.allowed ? "allowed" : `denied (${x.why ?? "?"})`}, the program's policies say ${x.allowed ? "denied" : "allowed"}`,
+      );
+    facts.accessMatrix = {
+      cells: access.cells.length,
+      mismatches: accessMismatches.length,
+      allowed: Object.fromEntries(access.roles.map((r) => [r, access.cells.filter((x) => x.role === r && x.allowed).map(cellName)])),
+    };
 
     // Tenant isolation, as real users (and anon), on every guarded table.
     const iso = await isolationMatrix(c, inputs.profileRoleColumn, inputs.isolationTables);

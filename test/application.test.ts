@@ -16,6 +16,19 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { collect, testStack, type TestStack } from "../harness/stack";
 import { type TestDb } from "./helpers/db";
 import { freshRealCrmDb, sampleMember, sampleSuperAdmin, userWithoutProfile } from "./helpers/realCrm";
+import { programAccess } from "../lib/access";
+import { type AccessMatrix, cellName, probeAccess } from "../lib/accessProbe";
+
+/** The access matrix of lib/accessProbe.ts: evaluated without writing (as preview does), and by writing for real. */
+async function matrices(db: TestDb): Promise<{ evaluated: AccessMatrix; written: AccessMatrix }> {
+  const c: Client = await db.client();
+  try {
+    return { evaluated: await probeAccess(c, "user_role"), written: await probeAccess(c, "user_role", { write: true }) };
+  } finally {
+    await c.end();
+  }
+}
+const cellsOf = (m: AccessMatrix) => Object.fromEntries(m.cells.map((x) => [`${x.role} ${cellName(x)}`, x.allowed]));
 
 type Who = { role: "anon" | "authenticated" | "service_role"; sub?: string };
 interface Answer {
@@ -106,6 +119,9 @@ describe("the application around the credits keeps working, on the CRM's real sc
   let descriptionsBefore: any[];
   let previewText: string;
   let expiredTrials: number;
+  let matrixBefore: Awaited<ReturnType<typeof matrices>>;
+  let matrixAfterUp: Awaited<ReturnType<typeof matrices>>;
+  let upOutputs: Record<string, any>;
 
   beforeAll(async () => {
     db = await freshRealCrmDb({ orgs: 60, seed: 31 });
@@ -113,6 +129,7 @@ describe("the application around the credits keeps working, on the CRM's real sc
     const [{ id: otherOrg }] = await db.query(`SELECT id FROM public.organizations WHERE id <> $1 ORDER BY id LIMIT 1`, [member.organizationId]);
     users = { member, superAdmin: await sampleSuperAdmin(db), newUser: await userWithoutProfile(db), otherOrg };
     before = await capabilities(db, users);
+    matrixBefore = await matrices(db);
     defaclBefore = await defaultPrivileges(db);
     descriptionsBefore = await db.query(`SELECT action_type, description FROM public.credit_actions ORDER BY 1`);
     t = await testStack(db.url, { creditModel: "multi" });
@@ -121,8 +138,9 @@ describe("the application around the credits keeps working, on the CRM's real sc
     [{ n: expiredTrials }] = await db.query(
       `SELECT count(*)::int AS n FROM public.organization_credits WHERE lower(btrim(plan_name)) = 'trial_14' AND cycle_end_date < now()`,
     );
-    await t.stack.up({ onEvent: collect(t) });
+    upOutputs = (await t.stack.up({ onEvent: collect(t) })).outputs;
     afterUp = await capabilities(db, users);
+    matrixAfterUp = await matrices(db);
   });
   afterAll(async () => {
     t?.destroyWorkspace();
@@ -131,12 +149,33 @@ describe("the application around the credits keeps working, on the CRM's real sc
 
   it("preview says what callers and users will see: every access change with its reason, expired trials, each action's pools", () => {
     expect(previewText).toContain("access: kept: a member edits its own profile (name and the like)");
-    expect(previewText).toContain("access: closed: a member sets its own profile's role (e.g. to super_admin) (escalation:");
-    expect(previewText).toContain("access: appears: a super_admin changes a profile's organization or role");
+    expect(previewText).toMatch(
+      /access matrix \(probed as anon, a member, .*read-only\): \d+ cells, \d+ kept, \d+ closed, \d+ appear, 0 lost without a reason/,
+    );
+    expect(previewText).toMatch(
+      /access: closed: a member sets its own profile's role \(e\.g\. to super_admin\) or moves it into another organization \(escalation:[^\n]*\): member UPDATE tenancy profiles \(own\)/,
+    );
+    expect(previewText).toMatch(
+      /access: closed: a user other than a super_admin reads another organization's rows[^\n]*member SELECT organization_credits \(other\)/,
+    );
+    expect(previewText).toMatch(/access: appears: a super_admin reads, inserts and changes any profile[^\n]*super_admin UPDATE tenancy profiles \(other\)/);
     expect(expiredTrials).toBeGreaterThan(0);
     expect(previewText).toContain(`${expiredTrials} organization(s) on a trial whose cycle has ended get TRIAL_EXPIRED`);
     expect(previewText).toMatch(/catalogue: pools \| action +\| unified \| ai \| whatsapp \| email \| sms/);
     expect(previewText).toMatch(/catalogue: pools \| ai_chat +\| +1 \| +1 \| +0 \| +0 \| +0/);
+  });
+
+  it("acting as the roles without writing finds what writing finds, cell by cell, before and after up", () => {
+    expect(matrixBefore.evaluated.cells.length).toBeGreaterThan(150);
+    expect(matrixBefore.evaluated.roles).toEqual(["anon", "member", "org_admin", "super_admin", "no_profile", "service_role"]);
+    expect(cellsOf(matrixBefore.evaluated)).toEqual(cellsOf(matrixBefore.written));
+    expect(cellsOf(matrixAfterUp.evaluated)).toEqual(cellsOf(matrixAfterUp.written));
+  });
+
+  it("after up, every cell is what the program's policies allow, and the verification found the same", () => {
+    const after = cellsOf(matrixAfterUp.written);
+    for (const x of matrixBefore.written.cells) expect(after[`${x.role} ${cellName(x)}`], `${x.role} ${cellName(x)}`).toBe(programAccess(x));
+    expect(upOutputs.verification.value.accessMatrix).toMatchObject({ cells: matrixAfterUp.evaluated.cells.length, mismatches: 0 });
   });
 
   it("before up, the CRM's own policies have the hole: a member raises its role or changes organization, a new user names one", () => {
@@ -283,8 +322,12 @@ describe("the application around the credits keeps working, on the CRM's real sc
       expect(last).toBe("ai_chat");
     });
 
-    it("after the rollback the program's access fixes stay: the same capabilities as after up", async () => {
+    it("after the rollback the program's access fixes stay: the same capabilities and the same matrix as after up", async () => {
       expect(await capabilities(db, users)).toEqual(afterUp);
+      const now = await matrices(db);
+      expect(cellsOf(now.written)).toEqual(cellsOf(matrixAfterUp.written));
+      expect(cellsOf(now.evaluated)).toEqual(cellsOf(matrixAfterUp.written));
+      expect(rollbackOuts.verification.value.accessMatrix).toMatchObject({ mismatches: 0 });
     });
 
     it("forward again gives back the pools as rolled back, minus what v1 served meanwhile", async () => {

@@ -84,6 +84,8 @@ const POINTS: KillPoint[] = [
 interface EndState {
   orgs: any[];
   anomalies: any[];
+  allocations: any[];
+  baselines: any[];
   actions: any[];
   /** Catalog lines of test/helpers/fingerprint.ts, without backup schemas (their names carry a timestamp). */
   catalog: string[];
@@ -96,9 +98,12 @@ interface EndState {
 async function endState(db: TestDb, t: TestStack): Promise<EndState> {
   const fp = await fingerprint(db);
   // Left out: rows carrying times or ids of the run (journal, backups, anomalies' `at`, organization_credits.updated_at,
-  // credit_actions.created_at of the actions the catalogue adds; compared below without them), and guardian.erasure_key, a random secret per installation.
+  // credit_actions.created_at of the actions the catalogue adds, guardian.allocations' `at`; compared below without them),
+  // guardian.erasure_key, a random secret per installation, and guardian.function_baselines, v2's latency as measured.
   const stable = (k: string) =>
-    !/guardian_backup_|guardian\.(migration_journal|backups|backfill_anomalies|erasure_key)$|public\.(organization_credits|credit_actions)$/.test(k);
+    !/guardian_backup_|guardian\.(migration_journal|backups|backfill_anomalies|erasure_key|allocations|function_baselines)$|public\.(organization_credits|credit_actions)$/.test(
+      k,
+    );
   const [backups] = await db.query(`
     SELECT (SELECT count(*)::int FROM pg_namespace WHERE nspname LIKE 'guardian\\_backup\\_%') AS schemas,
            count(*) FILTER (WHERE restore_verified)::int AS verified, count(*) FILTER (WHERE export_dir IS NULL)::int AS unexported
@@ -110,6 +115,10 @@ async function endState(db: TestDb, t: TestStack): Promise<EndState> {
              email_credits_total, email_credits_available, sms_credits_total, sms_credits_available
         FROM public.organization_credits ORDER BY organization_id`),
     anomalies: await db.query(`SELECT organization_id, kind, value, epoch FROM guardian.backfill_anomalies ORDER BY organization_id, epoch`),
+    allocations: await db.query(
+      `SELECT organization_id, epoch, rule, basis, ai, whatsapp, email, sms FROM guardian.allocations ORDER BY organization_id, epoch`,
+    ),
+    baselines: await db.query(`SELECT DISTINCT function_signature, calls FROM guardian.function_baselines ORDER BY function_signature`),
     actions: await db.query(`SELECT * FROM public.credit_actions ORDER BY action_type`).then((rows) => rows.map(({ created_at, ...r }) => r)),
     catalog: fp.catalogLines.filter((l) => !l.includes("guardian_backup_")),
     tables: Object.fromEntries(Object.entries(fp.tables).filter(([k]) => stable(k))),
@@ -332,6 +341,7 @@ describe("crash and resume: SIGKILL at each dangerous point, recover, same end s
     for (const s of scenarios) {
       expect(s.end.orgs, s.point).toEqual(reference.orgs);
       expect(s.end.anomalies, s.point).toEqual(reference.anomalies);
+      expect(s.end.allocations, s.point).toEqual(reference.allocations);
     }
   });
 
@@ -339,6 +349,7 @@ describe("crash and resume: SIGKILL at each dangerous point, recover, same end s
     for (const s of scenarios) {
       expect(s.end.catalog, s.point).toEqual(reference.catalog);
       expect(s.end.tables, s.point).toEqual(reference.tables);
+      expect(s.end.baselines, s.point).toEqual(reference.baselines);
       expect(s.end.actions, s.point).toEqual(reference.actions);
     }
   });

@@ -64,7 +64,7 @@ describe("poolers: go/no-go's session gate against a real PgBouncer", () => {
         "the direct connection is db.<project-ref>.supabase.co:5432 (IPv6 only unless the project has the IPv4 add-on; GitHub-hosted runners are IPv4 only)",
     );
     // The other gates were still evaluated, through the same pooler.
-    expect(e!.report.passed).toEqual(["connection", "server", "baseline", "shape", "locks", "catalogue"]);
+    expect(e!.report.passed).toEqual(["connection", "server", "baseline", "shape", "access", "locks", "catalogue"]);
     // Nothing left on the server: no advisory lock of the gate's class, the probe setting gone from every pooled connection.
     const locks = await db.query(`SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND classid = ${0x4755}`);
     expect(locks[0].n).toBe(0);
@@ -96,7 +96,7 @@ describe("poolers: go/no-go's session gate against a real PgBouncer", () => {
   it("session mode: go, the gate saying why", async () => {
     const report = await preflight(config(session.url(db.name)));
     expect(report.go).toBe(true);
-    expect(report.passed).toEqual(["connection", "session", "server", "baseline", "shape", "locks", "catalogue"]);
+    expect(report.passed).toEqual(["connection", "session", "server", "baseline", "shape", "access", "locks", "catalogue"]);
     expect(report.notes.join("\n")).toMatch(
       /^session: a session setting and an advisory lock survive from one transaction to the next \(backend pid \d+ throughout, a second connection on pid \d+\): no transaction-mode pooler in between$/m,
     );

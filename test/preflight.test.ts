@@ -63,7 +63,7 @@ describe("go/no-go (lib/preflight.ts)", () => {
     const report = await preflight(config(db.url));
     expect(report.go).toBe(true);
     expect(report.failures).toEqual([]);
-    expect(report.passed).toEqual(["connection", "session", "server", "baseline", "shape", "locks", "catalogue"]);
+    expect(report.passed).toEqual(["connection", "session", "server", "baseline", "shape", "access", "locks", "catalogue"]);
     expect(report.notes).toContain("shape: profile role column profiles.role; trials by organization_credits.is_trial");
     expect(report.serverVersionNum).toBeGreaterThanOrEqual(140000);
     expect(report.notes.join("\n")).toMatch(/^server: PostgreSQL \d+/m);
@@ -79,7 +79,7 @@ describe("go/no-go (lib/preflight.ts)", () => {
         "  - connection: cannot connect to the Guardian database at postgres://guardian:***@127.0.0.1:1/guardian: " +
         "connection refused (is the server running and listening there?) [ECONNREFUSED]; the other gates were not evaluated",
     );
-    expect(e.report.skipped.map((s) => s.gate)).toEqual(["session", "server", "baseline", "shape", "locks", "catalogue"]);
+    expect(e.report.skipped.map((s) => s.gate)).toEqual(["session", "server", "baseline", "shape", "access", "locks", "catalogue"]);
   });
 
   it("refuses a host name that does not resolve", async () => {

@@ -47,10 +47,11 @@ const EXPECTED: Record<string, Record<Actor, string>> = {
   },
   "public.profiles": {
     anon: "-/0      -/L      -/0      -/0",
-    // A member reads its own profile, not its teammates' (as the CRM's own policies allow): 1 of org A's 2.
-    member: "partial(1/2)/0      L/L      R/0      0/0",
-    member_b: "R/0      L/L      R/0      0/0",
-    org_admin: "partial(1/2)/0      L/L      R/0      0/0",
+    // A member reads its organization's profiles (the team list) and deletes its own (leaving); it updates its own
+    // (the write cells touch the caller's own row only: R here is its row, of the rows in the organization).
+    member: "R/0      L/L      R/0      R/0",
+    member_b: "R/0      L/L      R/0      R/0",
+    org_admin: "R/0      L/L      R/0      R/0",
     super_admin: "R/R      R/R      R/R      R/R",
     service_role: "-/R      -/R      -/R      -/R",
     ghost: "-/0      -/L      -/0      -/0",

@@ -67,7 +67,7 @@ describe("TLS (lib/pgConnection.ts) against a PostgreSQL with ssl = on", () => {
   it("verify-full with the project's CA: go/no-go says go, over TLS, certificate and host name verified", async () => {
     const report = await preflight(config({ mode: "verify-full", rootCert: server.certs.caFile }));
     expect(report.go).toBe(true);
-    expect(report.passed).toEqual(["connection", "session", "server", "baseline", "shape", "locks", "catalogue"]);
+    expect(report.passed).toEqual(["connection", "session", "server", "baseline", "shape", "access", "locks", "catalogue"]);
     expect(report.notes[0]).toBe(
       `connection: TLSv1.3, certificate and host name verified against guardian:tls.rootCert (${server.certs.caFile}) (sslmode verify-full from guardian:tls.mode)`,
     );

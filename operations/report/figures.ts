@@ -18,6 +18,8 @@ import * as path from "path";
 import type { Client } from "pg";
 import { POOLS, type Pool, type GuardianConfig } from "../../lib/config";
 import { isolationMatrix, ISOLATION_TABLES, type IsolationMatrix } from "../../lib/isolation";
+import { programAccess } from "../../lib/access";
+import { type AccessMatrix, cellName, probeAccess } from "../../lib/accessProbe";
 import { planMargins } from "../../lib/margins";
 import { discoverShape } from "../../lib/shape";
 import { v1Facts } from "../../lib/v1";
@@ -154,6 +156,9 @@ export interface DatabaseFigures {
   chart: ChartFigures;
   /** Tenant isolation as sampled real users and anon see it now (lib/isolation.ts); null when the shape is unknown. */
   isolation: { matrix: IsolationMatrix; violations: string[] } | null;
+  /** The access matrix as the application's roles find it now (lib/accessProbe.ts, read-only), each cell against
+   * what the program's policies allow (lib/access.ts programAccess); null when the shape is unknown. */
+  access: { matrix: AccessMatrix; mismatches: string[] } | null;
   /** Organizations served by the split rule, per stored plan name (trim + lower-case). */
   splitPlanNames: Record<string, number>;
   /** What the installed consume_credits_rpc(uuid,text) does wrong (lib/v1.ts), when it is a v1-shaped function. */
@@ -277,9 +282,16 @@ export async function accessFigures(
   c: Client,
   config: FigureOptions["config"],
   planNames: string[],
-): Promise<Pick<DatabaseFigures, "isolation" | "splitPlanNames" | "v1Weaknesses">> {
+): Promise<Pick<DatabaseFigures, "isolation" | "access" | "splitPlanNames" | "v1Weaknesses">> {
   const found = await discoverShape(c, config.schema);
   const isolation = found.shape ? await isolationMatrix(c, found.shape.profileRoleColumn, ISOLATION_TABLES) : null;
+  const matrix = found.shape ? await probeAccess(c, found.shape.profileRoleColumn) : null;
+  const access = matrix
+    ? {
+        matrix,
+        mismatches: matrix.cells.filter((x) => x.allowed !== programAccess(x)).map((x) => `${x.role} ${cellName(x)} is ${x.allowed ? "allowed" : "denied"}`),
+      }
+    : null;
   const names = await c.query(
     `SELECT coalesce(nullif(lower(btrim(plan_name, E' \\t\\r\\n')), ''), '(empty)') AS plan, count(*)::bigint AS n
        FROM public.organization_credits
@@ -295,6 +307,7 @@ export async function accessFigures(
   ).rows[0];
   return {
     isolation,
+    access,
     splitPlanNames: Object.fromEntries(names.rows.map((r) => [r.plan, Number(r.n)])),
     v1Weaknesses: v1 ? v1Facts(v1.def, v1.acl).weaknesses : [],
   };

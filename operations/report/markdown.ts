@@ -221,6 +221,46 @@ export function renderMarkdown(f: ReportFigures, svgFileName: string): string {
     );
   }
 
+  L.push("## What the application's roles may do", "");
+  if (!f.access) {
+    L.push("Not measured: the database's shape is not known (see go/no-go).", "");
+  } else {
+    const m = f.access.matrix;
+    L.push(
+      "Found by acting as each role (read-only: writes are evaluated as Postgres decides them, never made; " +
+        "lib/accessProbe.ts). A cell lists the commands allowed on the role's own row or organization / a teammate's profile / " +
+        "another organization's rows (`S` select, `I` insert, `U` update, `T` update of the profile's organization and role, `D` delete; " +
+        "`I*` inserting its own profile naming an organization and the role admin).",
+      "",
+    );
+    const letter: Record<string, string> = { SELECT: "S", INSERT: "I", UPDATE: "U", "UPDATE tenancy": "T", DELETE: "D" };
+    const scopes = [["own", "all", "elevated"], ["team"], ["other", "new"]];
+    const tables = [...new Set(m.cells.map((x) => x.table))];
+    table(
+      ["table", ...m.roles],
+      tables.map((t) => [
+        t,
+        ...m.roles.map((r) =>
+          scopes
+            .map(
+              (group) =>
+                m.cells
+                  .filter((x) => x.table === t && x.role === r && x.allowed && group.includes(x.scope))
+                  .map((x) => `${letter[x.command]}${x.scope === "elevated" ? "*" : ""}`)
+                  .join("") || "–",
+            )
+            .join(" / "),
+        ),
+      ]),
+    );
+    L.push(
+      f.access.mismatches.length
+        ? `**Differs from what the program's policies allow:** ${f.access.mismatches.join("; ")}.`
+        : `Every one of the ${n(m.cells.length)} cells is what the program's grants, policies and guard trigger allow (lib/access.ts).`,
+      "",
+    );
+  }
+
   L.push("## Consumption since the migration", "");
   const c = f.consumption;
   if (!c) L.push("No backup, so no migration time to count from.", "");

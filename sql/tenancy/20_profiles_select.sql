@@ -1,6 +1,8 @@
--- public.profiles: who reads which rows. A user reads its own profile; a super_admin reads all. (As the CRM's own
--- policies allowed: members do not read their teammates' profiles, which carry e-mails.)
+-- public.profiles: who reads which rows. A user reads its own profile and its teammates' (the organization's team
+-- list: a CRM without profile policies allowed it, and taking it away would be a loss no leak explains; where the
+-- CRM's own policies did not allow it, preview names it as appearing); a super_admin reads all.
 DROP POLICY IF EXISTS guardian_select ON public.profiles;
 CREATE POLICY guardian_select ON public.profiles
   AS PERMISSIVE FOR SELECT TO authenticated
-  USING (id = (SELECT auth.uid()) OR (SELECT guardian_rls.is_super_admin()));
+  USING (id = (SELECT auth.uid()) OR organization_id = (SELECT guardian_rls.current_org_id())
+         OR (SELECT guardian_rls.is_super_admin()));
