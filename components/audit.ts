@@ -58,7 +58,7 @@ export function renderPurgeSql(text: string, retentionDays: number): string {
   return text.replace(slots[0], `DEFAULT '${retentionDays} days'`).replace(slots[1], `:= '${retentionDays} days'`);
 }
 
-/** Probe: the three audit triggers (definition and enabled state), their functions, and whether anon or authenticated
+/** Probe: the four audit triggers (definition and enabled state), their functions, and whether anon or authenticated
  *  could change the tables. No row when a trigger is missing. service_role's privileges are left out of the
  *  fingerprint: the tenant policies grant it table privileges too, and the trigger refuses it either way. */
 export const APPEND_ONLY_PROBE = `
@@ -66,7 +66,7 @@ SELECT md5(string_agg(x, '|' ORDER BY x)) AS fingerprint FROM (
   SELECT pg_get_triggerdef(t.oid) || ' enabled=' || t.tgenabled::text AS x
     FROM pg_trigger t
    WHERE t.tgrelid IN (to_regclass('public.credit_consumption_logs'), to_regclass('guardian.migration_journal'))
-     AND t.tgname IN ('guardian_audit_append_only', 'guardian_audit_no_personal_data')
+     AND t.tgname IN ('guardian_audit_append_only', 'guardian_audit_no_truncate', 'guardian_audit_no_personal_data')
   UNION ALL
   SELECT md5(pg_get_functiondef(p.oid)) FROM pg_proc p
    WHERE p.oid IN (to_regprocedure('guardian.audit_refuse_change()'),
@@ -83,7 +83,7 @@ SELECT md5(string_agg(x, '|' ORDER BY x)) AS fingerprint FROM (
    WHERE to_regclass(tbl) IS NOT NULL AND EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'service_role')
      AND has_table_privilege('service_role', tbl, pr)
 ) s
-HAVING count(*) FILTER (WHERE x LIKE 'CREATE TRIGGER%') = 3`;
+HAVING count(*) FILTER (WHERE x LIKE 'CREATE TRIGGER%') = 4`;
 
 /** The append-only audit (triggers + privileges), the retention purge and the GDPR erasure. */
 export class Audit extends pulumi.ComponentResource {

@@ -95,6 +95,11 @@ export const CAPABILITIES: readonly Capability[] = [
     covers: (c) => c.role === "service_role" && c.table === "credit_consumption_logs" && isWrite(c),
   },
   {
+    capability: "the backend deletes an organization whose consumption records would go with it (ON DELETE CASCADE)",
+    change: "closed",
+    reason: "required by the contract: records leave only by the retention purge and erasure; an organization without records still leaves",
+  },
+  {
     capability: "anon, authenticated or service_role creates a trigger on, or truncates, a table the credit functions use",
     change: "closed",
     reason: "required by the contract: a trigger runs as the functions' owner; TRUNCATE bypasses row level security",

@@ -47,9 +47,18 @@ describe("append-only audit tables", () => {
     });
   }
 
-  it("refuses an UPDATE that matches no row (the check is per statement)", async () => {
-    const e = await errorOf(db.query(`UPDATE ${LOGS} SET credits_consumed = 0 WHERE false`));
-    expect(e.message).toBe(`UPDATE on ${LOGS} refused: the audit is append-only`);
+  it("refuses a journal UPDATE that matches no row (the journal's check is per statement)", async () => {
+    const e = await errorOf(db.query(`UPDATE ${JOURNAL} SET at = now() WHERE false`));
+    expect(e.message).toBe(`UPDATE on ${JOURNAL} refused: the audit is append-only`);
+  });
+
+  it("lets a DELETE that reaches no consumption record through (an organization without records may leave), and refuses one that does", async () => {
+    await db.query(`INSERT INTO public.organizations (id, name, slug) VALUES ('00000000-0000-4000-8000-00000000e001', 'Leaving', 'leaving-e001')`);
+    expect(await db.query(`DELETE FROM ${LOGS} WHERE organization_id = '00000000-0000-4000-8000-00000000e001' RETURNING id`)).toEqual([]);
+    expect(await db.query(`DELETE FROM public.organizations WHERE id = '00000000-0000-4000-8000-00000000e001' RETURNING id`)).toHaveLength(1);
+    const [{ org }] = await db.query(`SELECT organization_id AS org FROM ${LOGS} LIMIT 1`);
+    const e = await errorOf(db.query(`DELETE FROM ${LOGS} WHERE organization_id = $1`, [org]));
+    expect(e.message).toBe(`DELETE on ${LOGS} refused: the audit is append-only`);
   });
 
   it("still refuses when the session replication role is replica (the triggers are ENABLE ALWAYS)", async () => {

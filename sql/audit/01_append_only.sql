@@ -33,7 +33,9 @@ BEGIN
   -- erasure functions run as. A role granted UPDATE or DELETE by someone else cannot open the door by setting it.
   IF coalesce(current_setting('guardian.audit_maintenance', true), '') = 'on'
      AND pg_has_role(current_user, (SELECT c.relowner FROM pg_class c WHERE c.oid = TG_RELID), 'MEMBER') THEN
-    RETURN NULL; -- statement-level trigger: the return value is ignored, the statement proceeds
+    -- Proceed: a row-level trigger returns the row (NEW for UPDATE, OLD for DELETE); a statement-level one's
+    -- return value is ignored.
+    RETURN CASE WHEN TG_LEVEL = 'ROW' THEN coalesce(NEW, OLD) END;
   END IF;
   RAISE EXCEPTION '% on %.% refused: the audit is append-only', TG_OP, TG_TABLE_SCHEMA, TG_TABLE_NAME
     USING ERRCODE = 'insufficient_privilege',
@@ -116,10 +118,18 @@ BEGIN
 END
 $fn$;
 
--- Statement-level, so an UPDATE or DELETE matching no row is refused too, and a purge of many rows checks once.
-CREATE OR REPLACE TRIGGER guardian_audit_append_only
-  BEFORE UPDATE OR DELETE OR TRUNCATE ON public.credit_consumption_logs
+-- The consumption records: row-level for UPDATE and DELETE, so a statement that reaches no record goes through. The
+-- CRM's records reference their organization ON DELETE CASCADE: deleting an organization runs a DELETE here even
+-- when it has no record, and a statement-level refusal would stop every organization delete, not only those that
+-- would take records with them. TRUNCATE is refused per statement (it has no rows to look at).
+DROP TRIGGER IF EXISTS guardian_audit_append_only ON public.credit_consumption_logs;
+CREATE TRIGGER guardian_audit_append_only
+  BEFORE UPDATE OR DELETE ON public.credit_consumption_logs
+  FOR EACH ROW EXECUTE FUNCTION guardian.audit_refuse_change();
+CREATE OR REPLACE TRIGGER guardian_audit_no_truncate
+  BEFORE TRUNCATE ON public.credit_consumption_logs
   FOR EACH STATEMENT EXECUTE FUNCTION guardian.audit_refuse_change();
+-- The journal: statement-level, so an UPDATE or DELETE matching no row is refused too.
 CREATE OR REPLACE TRIGGER guardian_audit_append_only
   BEFORE UPDATE OR DELETE OR TRUNCATE ON guardian.migration_journal
   FOR EACH STATEMENT EXECUTE FUNCTION guardian.audit_refuse_change();
@@ -128,11 +138,14 @@ CREATE OR REPLACE TRIGGER guardian_audit_no_personal_data
   FOR EACH ROW EXECUTE FUNCTION guardian.audit_journal_no_personal_data();
 
 ALTER TABLE public.credit_consumption_logs ENABLE ALWAYS TRIGGER guardian_audit_append_only;
+ALTER TABLE public.credit_consumption_logs ENABLE ALWAYS TRIGGER guardian_audit_no_truncate;
 ALTER TABLE guardian.migration_journal ENABLE ALWAYS TRIGGER guardian_audit_append_only;
 ALTER TABLE guardian.migration_journal ENABLE ALWAYS TRIGGER guardian_audit_no_personal_data;
 
 COMMENT ON TRIGGER guardian_audit_append_only ON public.credit_consumption_logs IS
   'Audit: append-only. Rows hold ids only (organization_id, user_id, action_type); purge and erasure are the only exits.';
+COMMENT ON TRIGGER guardian_audit_no_truncate ON public.credit_consumption_logs IS
+  'Audit: no TRUNCATE. Purge and erasure are the only exits.';
 COMMENT ON TRIGGER guardian_audit_append_only ON guardian.migration_journal IS
   'Audit: append-only. Purge and erasure are the only exits.';
 COMMENT ON TRIGGER guardian_audit_no_personal_data ON guardian.migration_journal IS
