@@ -140,6 +140,7 @@ async function main() {
       backupRowCounts: backup!.rowCounts,
       backupChecksums: backup!.checksums,
       backupExportDir: backup!.exportDir,
+      backupManifestSigned: backup!.manifestSigned,
       restoreVerified: backup!.restoreVerified,
       backfillPlan: plan.orgsToMigrate,
       rowsBackfilled: backfill.rowsBackfilled,

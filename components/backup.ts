@@ -30,6 +30,8 @@ export class Backup extends pulumi.ComponentResource {
   public readonly backupId: pulumi.Output<string>;
   public readonly exportDir: pulumi.Output<string>;
   public readonly manifestPath: pulumi.Output<string>;
+  /** Whether manifest.sig was written (lib/manifestSignature.ts: a key derived from the stack's passphrase). */
+  public readonly manifestSigned: pulumi.Output<boolean>;
   public readonly rowCounts: pulumi.Output<Record<string, number>>;
   public readonly checksums: pulumi.Output<Record<string, string>>;
   public readonly fileSha256: pulumi.Output<Record<string, string>>;
@@ -58,6 +60,7 @@ export class Backup extends pulumi.ComponentResource {
     this.backupId = snapshot.backupId;
     this.exportDir = snapshot.exportDir;
     this.manifestPath = snapshot.manifestPath;
+    this.manifestSigned = snapshot.manifestSigned;
     this.rowCounts = snapshot.rowCounts;
     this.checksums = snapshot.checksums;
     this.fileSha256 = snapshot.fileSha256;
@@ -66,6 +69,7 @@ export class Backup extends pulumi.ComponentResource {
       backupId: this.backupId,
       exportDir: this.exportDir,
       manifestPath: this.manifestPath,
+      manifestSigned: this.manifestSigned,
       rowCounts: this.rowCounts,
       checksums: this.checksums,
       fileSha256: this.fileSha256,

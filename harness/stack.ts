@@ -12,7 +12,8 @@ import * as path from "path";
 import { LocalWorkspace, PulumiCommand, Stack, type ConfigMap, type EngineEvent } from "@pulumi/pulumi/automation";
 
 export const PROJECT_ROOT = path.resolve(__dirname, "..");
-const PASSPHRASE = "guardian-test-passphrase";
+/** The passphrase of every test stack (its secrets, and the key that signs its backup manifests). */
+export const PASSPHRASE = "guardian-test-passphrase";
 
 let cliRoot: string | undefined;
 /** Runs the project's setup script once (it is cached and idempotent) and returns the CLI root. */

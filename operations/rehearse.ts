@@ -6,7 +6,8 @@
  *   2. database  scratchDatabase: opts.targetUrl (an empty database), else a new database opts.database on the server
  *                operations/shared/pgserver.ts finds (GUARDIAN_TEST_DATABASE_URL, else 127.0.0.1:5432, else an embedded Postgres;
  *                never DATABASE_URL)
- *   3. restore   restore: operations/shared/restoreExport.ts, checked against the manifest; a difference stops the rehearsal here
+ *   3. restore   restore: operations/shared/restoreExport.ts, its signature (the passphrase's key) and rows checked against the
+ *                manifest before anything is committed; a difference stops the rehearsal here
  *                (RestoreError, exit 2); opts.restoreOnly ends here
  *   4. migrate   migrate: stack opts.stack in a project directory of its own (symlinks to this program) with the
  *                settings of opts.settings (secrets dropped, settingsWithoutSecrets), its guardian:databaseUrl the scratch
@@ -43,6 +44,8 @@ export interface RehearseOptions {
   /** The stack settings file to rehearse (secrets dropped; the database URL is the scratch one). */
   settings: string;
   restoreOnly?: boolean;
+  /** Restore an export without manifest.sig (lib/manifestSignature.ts); a signature that does not verify is refused even so. */
+  allowUnsigned?: boolean;
   previewOnly?: boolean;
   noPolicyPack?: boolean;
   drop?: boolean;
@@ -136,7 +139,7 @@ export async function scratchDatabase(ctx: RehearseContext, exportDir: string): 
 export async function restore(ctx: ScratchContext): Promise<void> {
   const { io } = ctx;
   io.log(stepHeading(3, "restore the export and check it against the manifest"));
-  const restored = await restoreExport(ctx.exportDir, ctx.url, { log: io.log });
+  const restored = await restoreExport(ctx.exportDir, ctx.url, { log: io.log, allowUnsigned: ctx.opts.allowUnsigned });
   if (!restored.ok) {
     throw new RestoreError(
       `restore of ${restored.backupId} does not match its manifest; the rehearsal stops here`,

@@ -6,7 +6,8 @@
  *           organizations, organization_credits, credit_actions, credit_consumption_logs into a new schema
  *           guardian_backup_<utc timestamp>_<hex>, records every consume_credits_rpc definition (the v1 that rollback
  *           restores byte for byte), row counts and row checksums in guardian.backups. Then streams each copy to
- *           <exportRoot>/<backupId>/<table>.copy (COPY text format) and writes manifest.json (rows, sha256, checksum).
+ *           <exportRoot>/<backupId>/<table>.copy (COPY text format) and writes manifest.json (rows, sha256, checksum),
+ *           signed in manifest.sig with a key derived from the stack's passphrase (lib/manifestSignature.ts).
  *           Only AccessShare locks are taken: applications keep writing.
  *   read    the backup is there while its schema is; a dropped backup schema reads as gone.
  *   diff    a backup is a fact about the past: a different table list replaces it; a rotated connection string (or
@@ -30,6 +31,7 @@ import {
   withConnection,
 } from "./kernel";
 import type { Connection } from "./kernel";
+import { manifestKey, signManifest } from "../lib/manifestSignature";
 
 export interface BackupInputs extends Connection {
   /** Absolute folder for the on-disk exports. */
@@ -53,6 +55,8 @@ export interface BackupOutputs extends BackupInputs {
   functionsCaptured: string[];
   createdAt: string;
   durationMs: number;
+  /** Whether manifest.sig was written (a passphrase was in the environment). */
+  manifestSigned: boolean;
 }
 
 export type BackupArgs = ResourceArgs<BackupInputs>;
@@ -229,6 +233,16 @@ export const backupProvider: Provider<BackupInputs, BackupOutputs> = {
       const manifestPath = path.join(exportDir, "manifest.json");
       fs.writeFileSync(manifestPath, `${JSON.stringify(manifest, null, 2)}\n`, { mode: EXPORT_FILE_MODE });
       fs.chmodSync(manifestPath, EXPORT_FILE_MODE);
+      // Signed with a key derived from the stack's passphrase (lib/manifestSignature.ts), read from this process's
+      // environment now; without a passphrase the export stays unsigned and the output says so.
+      const key = manifestKey();
+      const manifestSigned = key !== undefined;
+      if (key) signManifest(exportDir, key);
+      say(
+        manifestSigned
+          ? "manifest.json signed (manifest.sig)"
+          : "manifest.json NOT signed: no passphrase in the environment (restoring it needs --allow-unsigned)",
+      );
       for (const p of [exportDir, manifestPath, ...inputs.tables.map((t) => path.join(exportDir, `${t.name}.copy`))]) {
         const want = p === exportDir ? EXPORT_DIR_MODE : EXPORT_FILE_MODE;
         if ((fs.statSync(p).mode & 0o777) !== want) throw new Error(`backup: ${p} has mode ${modeOf(p)}, expected ${want.toString(8).padStart(4, "0")}`);
@@ -249,6 +263,7 @@ export const backupProvider: Provider<BackupInputs, BackupOutputs> = {
         functionsCaptured,
         createdAt,
         durationMs,
+        manifestSigned,
       };
       return { id: backupId, outs };
     });
@@ -277,6 +292,7 @@ export class BackupSnapshot extends ConnectedResource<BackupInputs, BackupOutput
   declare readonly fileSha256: pulumi.Output<Record<string, string>>;
   declare readonly functionsCaptured: pulumi.Output<string[]>;
   declare readonly createdAt: pulumi.Output<string>;
+  declare readonly manifestSigned: pulumi.Output<boolean>;
 
   constructor(name: string, args: BackupArgs, opts?: pulumi.CustomResourceOptions) {
     super(
@@ -284,7 +300,19 @@ export class BackupSnapshot extends ConnectedResource<BackupInputs, BackupOutput
       "Backup",
       name,
       args,
-      ["backupId", "schemaName", "exportDir", "manifestPath", "rowCounts", "checksums", "fileSha256", "functionsCaptured", "createdAt", "durationMs"],
+      [
+        "backupId",
+        "schemaName",
+        "exportDir",
+        "manifestPath",
+        "rowCounts",
+        "checksums",
+        "fileSha256",
+        "functionsCaptured",
+        "createdAt",
+        "durationMs",
+        "manifestSigned",
+      ],
       { ...opts, retainOnDelete: true },
     );
   }

@@ -3,6 +3,7 @@
  *
  *   create  refuses an export that group or others can read or enter (folder not 0700, manifest.json or a table file
  *           not 0600: the export holds every tenant's data), naming each file and its mode; then
+ *           checks manifest.sig (lib/manifestSignature.ts) when the stack has a passphrase;
  *           reads manifest.json; for each table checks the export file's sha256 against the manifest, loads the file
  *           into a scratch schema guardian_restore_check_<hex> (COPY FROM), and compares the restored rows' checksum
  *           with the backup schema's and the manifest's. Any difference fails the update, naming the table, and marks
@@ -17,6 +18,7 @@ import type { Submittable } from "pg";
 import type { Writable } from "stream";
 import { ConnectedResource, connect, connectionChanged, diffOf, journal, type Provider, recordConnection, type ResourceArgs, withConnection } from "./kernel";
 import type { Connection } from "./kernel";
+import { manifestKey, manifestSignatureProblem } from "../lib/manifestSignature";
 
 export interface RestoreCheckInputs extends Connection {
   backupId: string;
@@ -80,6 +82,11 @@ export const restoreCheckProvider: Provider<RestoreCheckInputs, RestoreCheckOutp
         );
       }
     }
+    // The manifest is the one the backup signed (with the key this process derives from the stack's passphrase; an
+    // export made without one is unsigned, and so is checked without it).
+    const key = manifestKey();
+    const unsigned = key ? manifestSignatureProblem(dir, key) : undefined;
+    if (unsigned) problems.push(unsigned);
     const scratch = `guardian_restore_check_${crypto.randomBytes(4).toString("hex")}`;
     const c = await connect(inputs, "restore-check");
     const checked: Record<string, number> = {};

@@ -3,7 +3,7 @@
  *
  *   npm run rehearse -- [--export DIR | --export-root DIR] [--target-url URL | --database NAME]
  *                       [--stack rehearsal] [--settings Pulumi.staging.yaml] [--restore-only] [--preview-only]
- *                       [--no-policy-pack] [--drop]          (--help: the options and which ones conflict; operations/shared/cli.ts)
+ *                       [--no-policy-pack] [--drop] [--allow-unsigned]          (--help: the options and which ones conflict; operations/shared/cli.ts)
  *
  *   1. export    --export DIR, else the newest guardian_backup_* with a manifest.json under --export-root
  *                (default GUARDIAN_EXPORT_ROOT, else .guardian/backups, where `up` writes them)
@@ -66,6 +66,7 @@ export const COMMAND = command({
       defaultText: "Pulumi.staging.yaml",
     }),
     restoreOnly: flag("stop after the restore and its check"),
+    allowUnsigned: flag("restore an export without manifest.sig (made by a stack without a passphrase)"),
     previewOnly: flag("pulumi preview, no up"),
     noPolicyPack: flag("preview and up without the policy pack (policies/run-policy-pack)"),
     drop: flag("drop the scratch database at the end"),

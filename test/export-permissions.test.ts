@@ -41,7 +41,14 @@ describe("backup export permissions (real engine, umask 0)", () => {
     expect(exportRoot).toBe(m.t.env.GUARDIAN_EXPORT_ROOT); // created by the backup, so made 0700 too
     expect({ root: mode(exportRoot), dir: mode(exportDir) }).toEqual({ root: "700", dir: "700" });
     const files = fs.readdirSync(exportDir).sort();
-    expect(files).toEqual(["credit_actions.copy", "credit_consumption_logs.copy", "manifest.json", "organization_credits.copy", "organizations.copy"]);
+    expect(files).toEqual([
+      "credit_actions.copy",
+      "credit_consumption_logs.copy",
+      "manifest.json",
+      "manifest.sig",
+      "organization_credits.copy",
+      "organizations.copy",
+    ]);
     for (const f of files) expect(mode(path.join(exportDir, f)), f).toBe("600");
     const manifest = JSON.parse(fs.readFileSync(path.join(exportDir, "manifest.json"), "utf8"));
     expect(manifest.permissions).toEqual({ directory: "0700", manifest: "0600", files: "0600" });

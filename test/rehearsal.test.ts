@@ -12,8 +12,13 @@ import { promisify } from "util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { latestExport, restoreExport, RESTORE_ORDER, RestoreError } from "../operations/shared/restoreExport";
 import { settingsWithoutSecrets } from "../operations/rehearse";
+import { PASSPHRASE } from "../harness/stack";
+import { manifestKey, signManifest } from "../lib/manifestSignature";
 import { freshDb, pgServer, type TestDb } from "./helpers/db";
 import { type Migrated, seededStack, teardown, up } from "./helpers/migration";
+
+/** The key the test stacks' backups sign their manifests with (their passphrase's). */
+const KEY = manifestKey({ PULUMI_CONFIG_PASSPHRASE: PASSPHRASE })!;
 
 const ROOT = path.resolve(__dirname, "..");
 const KEYS: Record<string, string> = {
@@ -55,7 +60,7 @@ describe("rehearsal: restore the latest backup export and migrate the copy", () 
     const target = await freshDb({ baseline: false, prefix: "gt_restore" });
     extra.push(target);
     const logs: string[] = [];
-    const r = await restoreExport(exportDir, target.url, { log: (l) => logs.push(l) });
+    const r = await restoreExport(exportDir, target.url, { log: (l) => logs.push(l), key: KEY });
     expect(r.ok).toBe(true);
     expect(r.phase35Columns).toBe(false); // the backup was taken before the schema change
     const manifest = JSON.parse(fs.readFileSync(path.join(exportDir, "manifest.json"), "utf8"));
@@ -81,7 +86,7 @@ describe("rehearsal: restore the latest backup export and migrate the copy", () 
 
   it("refuses a database that already holds data, naming the tables", async () => {
     const target = extra[0];
-    const e = await restoreExport(exportDir, target.url).catch((x) => x);
+    const e = await restoreExport(exportDir, target.url, { key: KEY }).catch((x) => x);
     expect(e).toBeInstanceOf(RestoreError);
     expect(e.message).toMatch(/^restore refused: postgres:\/\/\S+ is not empty:\n {2}- public\.organizations has 120 rows/);
   });
@@ -97,7 +102,7 @@ describe("rehearsal: restore the latest backup export and migrate the copy", () 
       );
       const target = await freshDb({ baseline: false, prefix: "gt_restore" });
       extra.push(target);
-      const e = await restoreExport(copy, target.url).catch((x) => x);
+      const e = await restoreExport(copy, target.url, { key: KEY }).catch((x) => x);
       expect(e).toBeInstanceOf(RestoreError);
       expect(e.message).toMatch(
         new RegExp(
@@ -145,9 +150,10 @@ describe("rehearsal: restore the latest backup export and migrate the copy", () 
         JSON.stringify({ backupId: "guardian_backup_20990101000000_abcdef", createdAt: new Date().toISOString(), tables }),
         { mode: 0o600 },
       );
+      signManifest(dir, KEY);
       const target = await freshDb({ baseline: false, prefix: "gt_restore" });
       extra.push(target);
-      const r = await restoreExport(dir, target.url);
+      const r = await restoreExport(dir, target.url, { key: KEY });
       expect(r.phase35Columns).toBe(true);
       expect(r.ok).toBe(true);
       const [{ multi }] = await target.query(`SELECT count(*) FILTER (WHERE credit_model = 'multi')::int AS multi FROM public.organization_credits`);

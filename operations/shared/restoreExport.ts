@@ -2,7 +2,9 @@
  * Restores a backup export (providers/backup.ts: `<table>.copy` files in COPY text format + manifest.json) into an
  * empty database, for the staging rehearsal (scripts/rehearse.ts) or a disaster.
  *
- *   1. Reads manifest.json and checks every export file's sha256 against it (a tampered or truncated export is
+ *   1. Reads manifest.json, checks its signature (manifest.sig, lib/manifestSignature.ts: a key derived from the
+ *      stack's passphrase; an unsigned export only with allowUnsigned), and checks every export file's sha256 against
+ *      it (a tampered or truncated export is
  *      refused before anything is written, every problem named). An export that group or others can read (folder not
  *      0700, a file not 0600, as providers/backup.ts writes them) is refused too, naming the file.
  *   2. Creates the pre-Phase-3.5 Guardian schema (lib/baseline.ts ensureBaseline). An export taken from a database
@@ -13,8 +15,9 @@
  *   4. In one transaction: replaces the baseline's catalogue rows with the export's, COPYs every table in foreign-key
  *      order (organizations, organization_credits, credit_actions, credit_consumption_logs), moves the log's id
  *      sequence past the restored ids. Progress every 2 s for large files.
- *   5. Verifies: per table, the row count and the row checksum (the same expression the backup recorded) against the
- *      manifest. The result names every table; `ok` is false when any differs.
+ *   5. Verifies, in that same transaction before it commits: per table, the row count and the row checksum (the same
+ *      expression the backup recorded) against the manifest. Any difference rolls the load back (RestoreError naming
+ *      each table): no tampered row is ever committed. The result names every table.
  *
  * Not in a backup, so not restored: profiles (and auth.users). The migration does not need them; tenant-isolation
  * checks on a rehearsal database need users made for the purpose.
@@ -29,6 +32,7 @@ import { ensureBaseline } from "../../lib/baseline";
 import { connect, inTransaction, redactUrl } from "../../lib/db";
 import { explainSqlError, loadSql } from "../../lib/sql";
 import { GuardianRefusal } from "../../lib/errors";
+import { manifestKey, manifestSignatureProblem, SIGNATURE_FILE } from "../../lib/manifestSignature";
 
 /** Foreign-key order: parents first. */
 export const RESTORE_ORDER = ["organizations", "organization_credits", "credit_actions", "credit_consumption_logs"];
@@ -161,6 +165,12 @@ const ROW_CHECKSUM = (rel: string) =>
 
 export interface RestoreOptions {
   log?: (line: string) => void;
+  /** The key manifest.sig is checked with (lib/manifestSignature.ts manifestKey; default: from this process's
+   *  PULUMI_CONFIG_PASSPHRASE[_FILE]). */
+  key?: Buffer;
+  /** Restore an export that has no manifest.sig (made by a stack without a passphrase). A signature that is there
+   *  but does not verify is refused even so. */
+  allowUnsigned?: boolean;
   /** Progress interval for large files (default 2,000 ms, as the providers). */
   progressEveryMs?: number;
 }
@@ -190,8 +200,12 @@ export async function restoreExport(exportDir: string, targetUrl: string, opts: 
     const sha = sha256File(file);
     if (sha !== m.sha256) problems.push(`${t}: ${m.file} has sha256 ${sha.slice(0, 12)}…, the manifest says ${String(m.sha256).slice(0, 12)}…`);
   }
+  const signature = manifestSignatureProblem(exportDir, opts.key ?? manifestKey(), opts.allowUnsigned);
+  if (signature) problems.push(signature);
   if (problems.length) throw new RestoreError(`restore of ${manifest.backupId} refused, nothing was written`, problems);
-  say(`export ${exportDir}: ${RESTORE_ORDER.length} files match the manifest's sha256`);
+  say(
+    `export ${exportDir}: ${fs.existsSync(path.join(exportDir, SIGNATURE_FILE)) ? "manifest signature verified, " : "UNSIGNED (allowed), "}${RESTORE_ORDER.length} files match the manifest's sha256`,
+  );
 
   const { from: copyFrom } = require("pg-copy-streams");
   const c = await connect(targetUrl);
@@ -234,7 +248,8 @@ export async function restoreExport(exportDir: string, targetUrl: string, opts: 
       if (diff.length) throw new RestoreError(`restore refused: the export's rows do not fit the Guardian schema`, diff);
     }
 
-    // 4. Load, in one transaction.
+    // 4. Load, in one transaction (5. verified in it).
+    let tables: Record<string, RestoredTable> = {};
     await inTransaction(c, async () => {
       await c.query(`DELETE FROM public.credit_actions`); // the baseline's live catalogue; the export's replaces it
       for (const t of RESTORE_ORDER) {
@@ -264,25 +279,36 @@ export async function restoreExport(exportDir: string, targetUrl: string, opts: 
         `SELECT setval(pg_get_serial_sequence('public.credit_consumption_logs', 'id'), greatest(coalesce(max(id), 0), 1), max(id) IS NOT NULL)
            FROM public.credit_consumption_logs`,
       );
+      // 5. Verify against the manifest.
+      tables = {};
+      for (const t of RESTORE_ORDER) {
+        const m = manifest.tables[t];
+        const r = (await c.query(ROW_CHECKSUM(`public.${t}`))).rows[0];
+        const rows = Number(r.n);
+        tables[t] = {
+          rows,
+          expectedRows: Number(m.rows),
+          checksum: r.checksum,
+          expectedChecksum: String(m.checksum),
+          ok: rows === Number(m.rows) && r.checksum === String(m.checksum),
+        };
+        say(
+          `${t}: ${rows.toLocaleString("en-US")} rows, checksum ${tables[t].ok ? "equal to the manifest's" : `${r.checksum} DIFFERS from the manifest's ${m.checksum}`}`,
+        );
+      }
+      // Before anything is committed: a row that differs from the manifest rolls the whole load back.
+      const bad = RESTORE_ORDER.filter((t) => !tables[t].ok);
+      if (bad.length) {
+        throw new RestoreError(
+          `restore of ${manifest.backupId} refused, nothing was committed`,
+          bad.map(
+            (t) =>
+              `${t}: ${tables[t].rows} rows, checksum ${tables[t].checksum}; the manifest says ${tables[t].expectedRows} rows, checksum ${tables[t].expectedChecksum}`,
+          ),
+        );
+      }
     });
 
-    // 5. Verify against the manifest.
-    const tables: Record<string, RestoredTable> = {};
-    for (const t of RESTORE_ORDER) {
-      const m = manifest.tables[t];
-      const r = (await c.query(ROW_CHECKSUM(`public.${t}`))).rows[0];
-      const rows = Number(r.n);
-      tables[t] = {
-        rows,
-        expectedRows: Number(m.rows),
-        checksum: r.checksum,
-        expectedChecksum: String(m.checksum),
-        ok: rows === Number(m.rows) && r.checksum === String(m.checksum),
-      };
-      say(
-        `${t}: ${rows.toLocaleString("en-US")} rows, checksum ${tables[t].ok ? "equal to the manifest's" : `${r.checksum} DIFFERS from the manifest's ${m.checksum}`}`,
-      );
-    }
     const ok = Object.values(tables).every((x) => x.ok);
     return { backupId: manifest.backupId, database: redactUrl(targetUrl), phase35Columns, tables, ok, durationMs: Date.now() - started };
   } finally {

@@ -50,6 +50,7 @@ describe("backup exports", () => {
     // Every folder the backup created (nested/, exports/, the backup's own) and every file.
     for (const d of [path.dirname(root), root, outs.exportDir]) expect(mode(d).toString(8), d).toBe("700");
     const files = fs.readdirSync(outs.exportDir);
+    // No passphrase in this process: the export is unsigned (test/adversarial/signed-exports.test.ts signs one).
     expect(files.sort()).toEqual(["credit_actions.copy", "credit_consumption_logs.copy", "manifest.json", "organization_credits.copy", "organizations.copy"]);
     for (const f of files) expect(mode(path.join(outs.exportDir, f)).toString(8), f).toBe("600");
     const manifest = JSON.parse(fs.readFileSync(outs.manifestPath, "utf8"));

@@ -109,6 +109,7 @@ describe("Backup diff (providers/backup.ts)", () => {
     functionsCaptured: [],
     createdAt: "2026-11-25T10:00:00.000Z",
     durationMs: 10,
+    manifestSigned: true,
   };
 
   it("no change: a backup is a fact about the past", async () => {
