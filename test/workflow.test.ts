@@ -266,6 +266,69 @@ describe("a rollback that sticks, previews on the pull request, the chart in the
     });
   });
 
+  describe("the watch after up: the plan's rollback triggers, readings in the job summary", () => {
+    for (const job of ["up-staging", "up-prod"]) {
+      const s = steps(job);
+      const watch = s.findIndex((x) => x.id === "watch");
+      const stack = wf.jobs[job].env.STACK;
+
+      it(`${job}: watches after up and before the report${job === "up-prod" ? ", with --auto-rollback" : ", without rolling back by itself"}`, () => {
+        expect(watch).toBeGreaterThan(s.findIndex((x) => /pulumi up --stack "\$STACK"/.test(x.run ?? "")));
+        expect(watch).toBeLessThan(s.findIndex((x) => /npm run report/.test(x.run ?? "")));
+        expect(s[watch].run).toMatch(/npm run --silent watch -- --stack "\$STACK" --minutes "\$GUARDIAN_WATCH_MINUTES"/);
+        expect(s[watch].run.includes("--auto-rollback")).toBe(job === "up-prod");
+        expect(wf.env.GUARDIAN_WATCH_MINUTES).toBe("10");
+      });
+
+      for (const code of [0, 3, 4]) {
+        it(`${job}: a watch that exits ${code} ${code ? "fails the job" : "passes"}, its readings in the job summary, its exit code a step output`, () => {
+          const dir = fs.mkdtempSync(path.join(tmp, `${job}-watch-`));
+          const pulumi = fakeCli(dir, "pulumi", "multi");
+          const npmLog = path.join(dir, "npm-calls.txt");
+          fs.writeFileSync(
+            path.join(dir, "bin", "npm"),
+            `#!/usr/bin/env bash\nprintf '%s\\n' "$*" >> ${JSON.stringify(npmLog)}\necho "watch: reading 1: 40 calls, 0 failures"\nexit ${code}\n`,
+            { mode: 0o755 },
+          );
+          const summary = path.join(dir, "summary.md");
+          const r = runStep(s[watch].run, {
+            cwd: dir,
+            env: { STACK: stack, GUARDIAN_WATCH_MINUTES: "10", GITHUB_STEP_SUMMARY: summary, PATH: `${path.join(dir, "bin")}:${process.env.PATH}` },
+          });
+          expect(r.code, r.stdout + r.stderr).toBe(code);
+          expect(r.outputs.code).toBe(String(code));
+          expect(pulumi.calls()).toEqual([`config get guardian:creditModel --stack ${stack}`]);
+          expect(fs.readFileSync(npmLog, "utf8").trim()).toBe(
+            `run --silent watch -- --stack ${stack} --minutes 10${job === "up-prod" ? " --auto-rollback" : ""}`,
+          );
+          expect(fs.readFileSync(summary, "utf8")).toContain(`## Watch after up: \`${stack}\` (exit ${code})`);
+          expect(fs.readFileSync(summary, "utf8")).toContain("watch: reading 1: 40 calls, 0 failures");
+        });
+      }
+
+      it(`${job}: a stack this up left unified is not watched`, () => {
+        const dir = fs.mkdtempSync(path.join(tmp, `${job}-unified-`));
+        fakeCli(dir, "pulumi", "unified");
+        const npm = fakeCli(dir, "npm", "");
+        const summary = path.join(dir, "summary.md");
+        const r = runStep(s[watch].run, {
+          cwd: dir,
+          env: { STACK: stack, GUARDIAN_WATCH_MINUTES: "10", GITHUB_STEP_SUMMARY: summary, PATH: `${path.join(dir, "bin")}:${process.env.PATH}` },
+        });
+        expect(r.code).toBe(0);
+        expect(npm.calls()).toEqual([]);
+        expect(fs.readFileSync(summary, "utf8")).toContain(`stack ${stack} is unified: nothing to watch`);
+      });
+    }
+
+    it("up-prod: a rollback the watch made (exit 4) goes to a pull request from the branch the up jobs watch", () => {
+      const pr = steps("up-prod").find((x) => String(x.uses).startsWith("peter-evans/create-pull-request@"));
+      expect(pr.if).toBe("${{ !cancelled() && steps.watch.outputs.code == '4' }}");
+      expect(pr.with).toMatchObject({ base: "main", branch: "guardian/rollback-prod", "add-paths": "Pulumi.prod.yaml" });
+      expect(wf.jobs["up-prod"].permissions).toMatchObject({ contents: "write", "pull-requests": "write" });
+    });
+  });
+
   describe("the up jobs refuse while a rollback of their stack waits in a pull request", () => {
     for (const job of ["up-staging", "up-prod"]) {
       const s = steps(job);
@@ -276,7 +339,7 @@ describe("a rollback that sticks, previews on the pull request, the chart in the
       it(`${job}: checks before its first pulumi command, with a token that may read pull requests`, () => {
         expect(gate).toBeGreaterThanOrEqual(0);
         expect(gate).toBeLessThan(firstPulumi);
-        expect(wf.jobs[job].permissions["pull-requests"]).toBe("read");
+        expect(wf.jobs[job].permissions["pull-requests"]).toMatch(/^(read|write)$/); // prod writes the watch's rollback pull request
         expect(s[gate].env).toMatchObject({ GH_TOKEN: "${{ github.token }}", GH_REPO: "${{ github.repository }}" });
       });
 
