@@ -1,14 +1,17 @@
 /**
  * The plan's rollback triggers, automated: `npm run watch` on a migrated stack, through the real engine and a real
- * Postgres. A healthy window passes (exit 0) with a reading per interval; a v2 that starts failing fires the failure
- * trigger (exit 3, nothing rolled back, the command named); with --auto-rollback it rolls the stack back (exit 4: the
- * stack's config and database are unified, the update is in the history); a unified stack is refused (exit 2). The
- * thresholds' arithmetic is judged in-process too.
+ * Postgres, with the consumer fleet of the harness calling during the window. A healthy window passes (exit 0) with a
+ * reading per interval; a window of business refusals alone (an organization out of credits calling in a loop) fires
+ * nothing; 100 ms injected into every debit fires the latency trigger; a pool tampered above its total fires the
+ * invariant trigger; a v2 that starts failing fires the failure trigger (exit 3, nothing rolled back, the command
+ * named); with --auto-rollback it rolls the stack back (exit 4: the stack's config and database are unified, the update
+ * is in the history); a unified stack is refused (exit 2). The thresholds' arithmetic is judged in-process too.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseConfig } from "../lib/config";
 import { judge, watchCommand } from "../operations/watch";
 import { main } from "../scripts/watch";
+import { ConsumerFleet, fleetOrgs, mulberry } from "../harness/consumerFleet";
 import { type Migrated, seededStack, teardown, up } from "./helpers/migration";
 
 const T = parseConfig({ databaseUrl: "postgres://h/d" }).watch;
@@ -28,6 +31,23 @@ describe("the triggers' arithmetic", () => {
 
 describe("npm run watch on a migrated stack", () => {
   let m: Migrated;
+  /** Runs the watch with the consumer fleet calling for `orgs` during the window (the synthetic calls follow them). */
+  async function watchUnderLoad(orgs: string[], opts: Omit<Parameters<typeof watchCommand>[0], "cwd" | "envVars" | "stack">) {
+    const fleet = new ConsumerFleet({
+      url: m.db.url,
+      orgs,
+      consumers: Math.min(2, orgs.length),
+      thinkMs: 10,
+      tag: `w${Date.now() % 100000}`,
+      random: mulberry(9),
+    });
+    await fleet.start();
+    try {
+      return { r: await watchCommand({ stack: "test", cwd: m.t.dir, envVars: m.t.env, ...opts }), fleet };
+    } finally {
+      await fleet.stop();
+    }
+  }
   // The latency trigger's arithmetic is judged above; here the machine is shared with other tests, so its factor is
   // set out of reach and the failure trigger is the one that fires.
   const watchConfig = { watch: { intervalSeconds: 0.5, minCalls: 10, callsPerReading: 5, windowSeconds: 30, latencyFactor: 50 } };
@@ -50,16 +70,100 @@ describe("npm run watch on a migrated stack", () => {
     const [o] = await m.db.query(`SELECT organization_id FROM public.organization_credits ORDER BY 1 LIMIT 1`);
     await m.db.query(`SELECT public.consume_credits_rpc($1, 'ai_chat')`, [o.organization_id]);
     const [{ n: before }] = await m.db.query(`SELECT count(*)::int n FROM public.credit_consumption_logs`);
-    const r = await watchCommand({ stack: "test", minutes: 0.05, cwd: m.t.dir, envVars: m.t.env, log: (s) => lines.push(s), json: (d) => docs.push(d) });
+    // The application's load during the window: the consumer fleet of the harness, on organizations of its own.
+    const fleet = new ConsumerFleet({
+      url: m.db.url,
+      orgs: (await fleetOrgs(m.db.url)).slice(1, 31),
+      consumers: 2,
+      thinkMs: 10,
+      tag: "watch",
+      random: mulberry(5),
+    });
+    await fleet.start();
+    let r: Awaited<ReturnType<typeof watchCommand>>;
+    try {
+      r = await watchCommand({ stack: "test", minutes: 0.05, cwd: m.t.dir, envVars: m.t.env, log: (s) => lines.push(s), json: (d) => docs.push(d) });
+    } finally {
+      await fleet.stop();
+    }
+    expect(fleet.report.failures).toEqual([]);
+    expect(fleet.report.calls).toBeGreaterThan(20);
     expect(r.exitCode, lines.join("\n")).toBe(0);
     expect(r.outcome).toBe("passed");
     expect(r.readings.length).toBeGreaterThanOrEqual(3);
     expect(r.readings.every((x) => x.failures === 0 && x.fired === null)).toBe(true);
     expect(lines.join("\n")).toMatch(/watch: \S+ calls \d+ \| synthetic 5, failures 0 \| p95 [\d.]+ ms/);
     expect(docs.at(-1)).toMatchObject({ final: true, exitCode: 0, outcome: "passed" });
-    // The watch's synthetic calls left nothing behind.
+    // The watch's synthetic calls left nothing behind: the log grew by the fleet's calls alone.
     const [{ n }] = await m.db.query(`SELECT count(*)::int n FROM public.credit_consumption_logs`);
-    expect(n).toBe(before);
+    expect(n).toBe(before + fleet.report.successes + fleet.report.refusals);
+  });
+
+  it("a window of business refusals alone fires nothing: an organization out of credits calling in a loop", async () => {
+    // The organization with the smallest AI pool spends it, then keeps calling through the window.
+    const [o] = await m.db.query(
+      `SELECT organization_id FROM public.organization_credits WHERE credit_model = 'multi' AND ai_credits_available > 0
+          AND NOT (is_trial AND cycle_end_date < now()) ORDER BY ai_credits_available, organization_id LIMIT 1`,
+    );
+    let refused = 0;
+    for (let i = 0; i < 3000 && refused === 0; i++) {
+      const [{ r }] = await m.db.query(`SELECT public.consume_credits_rpc($1, 'ai_chat') AS r`, [o.organization_id]);
+      if (!r.success) refused++;
+    }
+    expect(refused).toBe(1);
+    let stop = false;
+    const loop = (async () => {
+      while (!stop) {
+        const [{ r }] = await m.db.query(`SELECT public.consume_credits_rpc($1, 'ai_chat') AS r`, [o.organization_id]);
+        expect(r.error_code).toBe("INSUFFICIENT_CREDITS");
+        refused++;
+      }
+    })();
+    const lines: string[] = [];
+    let r: Awaited<ReturnType<typeof watchCommand>>;
+    try {
+      r = await watchCommand({ stack: "test", minutes: 0.05, cwd: m.t.dir, envVars: m.t.env, log: (s) => lines.push(s) });
+    } finally {
+      stop = true;
+      await loop;
+    }
+    expect(refused).toBeGreaterThan(10);
+    expect(r.exitCode, lines.join("\n")).toBe(0);
+    expect(r.readings.every((x) => x.failures === 0)).toBe(true);
+  });
+
+  it("a slowdown injected into every debit fires the latency trigger (exit 3)", async () => {
+    // 100 ms in every update of a credit row: far beyond the factor (50 here, so that a busy machine does not fire it).
+    await m.db.query(`CREATE FUNCTION public.zz_slow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(0.1); RETURN NEW; END $$`);
+    await m.db.query(`CREATE TRIGGER zz_slow BEFORE UPDATE ON public.organization_credits FOR EACH ROW EXECUTE FUNCTION public.zz_slow()`);
+    const lines: string[] = [];
+    try {
+      const { r } = await watchUnderLoad((await fleetOrgs(m.db.url)).slice(1, 11), { minutes: 0.3, log: (s) => lines.push(s) });
+      expect(r.exitCode, lines.join("\n")).toBe(3);
+      expect(r.fired).toMatch(/^latency p95 [\d.]+ ms > 50 x baseline/);
+    } finally {
+      await m.db.query(`DROP TRIGGER zz_slow ON public.organization_credits; DROP FUNCTION public.zz_slow()`);
+    }
+  });
+
+  it("a tampered balance fires the invariant trigger at once (exit 3)", async () => {
+    const [o] = await m.db.query(
+      `SELECT organization_id, ai_credits_available FROM public.organization_credits WHERE credit_model = 'multi' AND NOT (is_trial AND cycle_end_date < now())
+        ORDER BY organization_id DESC LIMIT 1`,
+    );
+    await m.db.query(`UPDATE public.organization_credits SET ai_credits_available = ai_credits_total + 500 WHERE organization_id = $1`, [o.organization_id]);
+    const lines: string[] = [];
+    try {
+      // The tampered organization keeps calling during the window: the invariants are checked on the active ones.
+      const { r } = await watchUnderLoad([o.organization_id], { minutes: 0.1, log: (s) => lines.push(s) });
+      expect(r.exitCode, lines.join("\n")).toBe(3);
+      expect(r.fired).toMatch(/^invariant broken: /);
+    } finally {
+      await m.db.query(`UPDATE public.organization_credits SET ai_credits_available = $2 WHERE organization_id = $1`, [
+        o.organization_id,
+        o.ai_credits_available,
+      ]);
+    }
   });
 
   it("refuses bad flags with exit 2 before it does anything", async () => {
