@@ -51,9 +51,11 @@ export function insertCost(a: GuardianConfig["actions"][string]): number {
  */
 export function actionCatalogueSql(config: ActionsConfig, opts: { setPrices: boolean } = { setPrices: true }): string {
   const names = sortedKeys(config.actions);
+  const priced = names.filter((n) => config.actions[n].creditsCost !== undefined);
+  // The same text in both models when no price is configured: a rollback's preview shows no change where none is made.
   const header =
     `-- generated from guardian:actions: ${names.length} action(s); credits required per pool, per unit; ` +
-    `live credits_cost kept unless guardian:actions sets creditsCost${opts.setPrices ? "" : " (prices not set in the unified model)"}.\n`;
+    `live credits_cost kept unless guardian:actions sets creditsCost${opts.setPrices || !priced.length ? "" : " (prices not set in the unified model)"}.\n`;
   if (names.length === 0) return `${header}SELECT 1 WHERE false; -- no action configured\n`;
   const rows = names.map((n) => {
     const a = config.actions[n];
@@ -76,7 +78,6 @@ export function actionCatalogueSql(config: ActionsConfig, opts: { setPrices: boo
     `ON CONFLICT (action_type) DO UPDATE\n   SET ${updated.join(",\n       ")}\n` +
     ` WHERE (${REQUIRED_COLUMNS.map((c) => `a.${c}`).join(", ")})\n` +
     `       IS DISTINCT FROM (${REQUIRED_COLUMNS.map((c) => `EXCLUDED.${c}`).join(", ")});\n`;
-  const priced = names.filter((n) => config.actions[n].creditsCost !== undefined);
   if (opts.setPrices && priced.length) {
     sql +=
       `-- prices set by guardian:actions.<action>.creditsCost:\n` +

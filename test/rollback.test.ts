@@ -17,6 +17,7 @@ describe("rollback to the unified model and migration again", () => {
   const spent = new Map<string, number>(); // unified cost of every successful call made after the backup
   const spentSinceRollback = new Map<string, number>(); // ai credits v1 served after the rollback (ai_chat calls)
 
+  let rollbackPreview: string;
   beforeAll(async () => {
     m = await seededStack(200);
     original = await orgs(m.db);
@@ -36,6 +37,7 @@ describe("rollback to the unified model and migration again", () => {
     expect(spent.size).toBeGreaterThan(30);
     [{ n: logsBeforeRollback }] = await m.db.query(`SELECT count(*)::int n FROM public.credit_consumption_logs`);
     await m.t.setConfig({ creditModel: "unified" });
+    rollbackPreview = (await preview(m.t)).stdout;
     rollbackUp = await up(m.t);
   });
   afterAll(() => teardown(m));
@@ -90,6 +92,25 @@ describe("rollback to the unified model and migration again", () => {
     const [{ r }] = await m.db.query(`SELECT public.consume_credits_rpc($1, 'ai_chat') AS r`, [o.organization_id]);
     expect(r).toMatchObject({ success: true, credits_consumed: 1, remaining_credits: o.credits_remaining - 1 });
     spentSinceRollback.set(o.organization_id, 1);
+  });
+
+  it("its preview shows no change where none is made: the price list's SQL is the same in both models", () => {
+    expect(rollbackPreview).toMatch(/~ pulumi-nodejs:dynamic\/guardian:Verification: \(update\)/); // the unified checks: a real change
+    expect(rollbackPreview).not.toMatch(/\[id=catalogue:public\.credit_actions\]/);
+    // Every `~ sql` that is shown has a line that differs.
+    for (const block of rollbackPreview.split(/\n(?= {4}[~+-] pulumi)/)) {
+      const m = /~ sql\s*:\s*\n((?:\s+[-+ ].*\n)+)/.exec(block);
+      if (!m) continue;
+      const minus = m[1]
+        .split("\n")
+        .filter((l) => /^\s+- /.test(l))
+        .map((l) => l.replace(/^\s+- /, ""));
+      const plus = m[1]
+        .split("\n")
+        .filter((l) => /^\s+\+ /.test(l))
+        .map((l) => l.replace(/^\s+\+ /, ""));
+      expect(minus.join("\n"), block.slice(0, 300)).not.toBe(plus.join("\n"));
+    }
   });
 
   it("a second unified up changes nothing", async () => {
