@@ -101,7 +101,9 @@ export class CreditFunctions extends pulumi.ComponentResource {
         { parent: this, dependsOn },
       );
     const helper = declare(helperSpec, metas[0], []);
-    const debit = declare(debitSpec, metas[1], [helper]);
+    // The debit keeps the unified columns current while multi is applied; the transaction that installs it brings a
+    // database already multi from an earlier version current, once (sql/functions/02_bring_unified_current.sql).
+    const debit = declare(debitSpec, metas[1], [helper], loadSql("functions/02_bring_unified_current.sql").text);
     // v2 first, then the batch function (its trial calls also call v2).
     // v2's trial calls also time it (sql/watch/01_baseline.sql): the latency baseline `npm run watch` compares with,
     // recorded before the switch is committed.

@@ -142,6 +142,14 @@ async function verify(inputs: VerificationInputs): Promise<VerificationOutputs> 
     for (const x of ownerOnly) violations.push(`owner-only privileges: ${x.who} holds ${x.what} on ${x.t} (only the owner may)`);
     facts.ownerOnlyTriggerTruncate = ownerOnly.length === 0;
 
+    // Since when v2 keeps the unified columns current, and how many organizations the up that started it brought
+    // current (a database multi from an earlier version; sql/functions/02_bring_unified_current.sql).
+    const hasMarker = (await c.query(`SELECT to_regclass('guardian.unified_columns_current') IS NOT NULL AS t`)).rows[0].t;
+    const kept = hasMarker
+      ? (await c.query(`SELECT since, backup_id, orgs_brought_current::bigint AS n FROM guardian.unified_columns_current`)).rows[0]
+      : undefined;
+    facts.unifiedColumnsCurrent = kept ? { since: kept.since, fromBackup: kept.backup_id, orgsBroughtCurrent: Number(kept.n) } : null;
+
     // The access matrix, acting as the application's roles (read-only): each cell as the program's grants, policies
     // and guard trigger decide it (lib/access.ts programAccess), after up and after a rollback alike (the policies stay).
     const access = await probeAccess(c, inputs.profileRoleColumn);

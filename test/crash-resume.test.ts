@@ -86,6 +86,7 @@ interface EndState {
   anomalies: any[];
   allocations: any[];
   baselines: any[];
+  broughtCurrent: any[];
   actions: any[];
   /** Catalog lines of test/helpers/fingerprint.ts, without backup schemas (their names carry a timestamp). */
   catalog: string[];
@@ -99,9 +100,10 @@ async function endState(db: TestDb, t: TestStack): Promise<EndState> {
   const fp = await fingerprint(db);
   // Left out: rows carrying times or ids of the run (journal, backups, anomalies' `at`, organization_credits.updated_at,
   // credit_actions.created_at of the actions the catalogue adds, guardian.allocations' `at`; compared below without them),
-  // guardian.erasure_key, a random secret per installation, and guardian.function_baselines, v2's latency as measured.
+  // guardian.erasure_key, a random secret per installation, guardian.function_baselines, v2's latency as measured, and
+  // guardian.unified_columns_current's `since`.
   const stable = (k: string) =>
-    !/guardian_backup_|guardian\.(migration_journal|backups|backfill_anomalies|erasure_key|allocations|function_baselines)$|public\.(organization_credits|credit_actions)$/.test(
+    !/guardian_backup_|guardian\.(migration_journal|backups|backfill_anomalies|erasure_key|allocations|function_baselines|unified_columns_current)$|public\.(organization_credits|credit_actions)$/.test(
       k,
     );
   const [backups] = await db.query(`
@@ -119,6 +121,7 @@ async function endState(db: TestDb, t: TestStack): Promise<EndState> {
       `SELECT organization_id, epoch, rule, basis, ai, whatsapp, email, sms FROM guardian.allocations ORDER BY organization_id, epoch`,
     ),
     baselines: await db.query(`SELECT DISTINCT function_signature, calls FROM guardian.function_baselines ORDER BY function_signature`),
+    broughtCurrent: await db.query(`SELECT backup_id IS NULL AS none, orgs_brought_current FROM guardian.unified_columns_current`),
     actions: await db.query(`SELECT * FROM public.credit_actions ORDER BY action_type`).then((rows) => rows.map(({ created_at, ...r }) => r)),
     catalog: fp.catalogLines.filter((l) => !l.includes("guardian_backup_")),
     tables: Object.fromEntries(Object.entries(fp.tables).filter(([k]) => stable(k))),
@@ -350,6 +353,7 @@ describe("crash and resume: SIGKILL at each dangerous point, recover, same end s
       expect(s.end.catalog, s.point).toEqual(reference.catalog);
       expect(s.end.tables, s.point).toEqual(reference.tables);
       expect(s.end.baselines, s.point).toEqual(reference.baselines);
+      expect(s.end.broughtCurrent, s.point).toEqual([{ none: true, orgs_brought_current: "0" }]);
       expect(s.end.actions, s.point).toEqual(reference.actions);
     }
   });

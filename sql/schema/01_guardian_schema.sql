@@ -99,6 +99,17 @@ CREATE TABLE IF NOT EXISTS guardian.rolled_back_pools (
 -- One row per backup, written by the Backup resource (providers/backup.ts), which also creates this table when it runs
 -- first. `functions` holds every consume_credits_rpc definition at backup time (signature, pg_get_functiondef text,
 -- ACL, md5s): rollback restores v1 byte for byte from it.
+-- One row, written by the transaction that installed the debit which keeps the unified columns current while multi
+-- is applied (sql/functions/02_bring_unified_current.sql): from then on rollback has nothing to recompute. A database
+-- that was multi before (an earlier version's v2 left credits_remaining at its backup value) had its organizations'
+-- credits_remaining brought current once, there: orgs_brought_current of them, from backup_id.
+CREATE TABLE IF NOT EXISTS guardian.unified_columns_current (
+  one boolean PRIMARY KEY DEFAULT true CHECK (one),
+  since timestamptz NOT NULL DEFAULT now(),
+  backup_id text,
+  orgs_brought_current bigint NOT NULL DEFAULT 0
+);
+
 CREATE TABLE IF NOT EXISTS guardian.backups (
   backup_id text PRIMARY KEY,
   schema_name text NOT NULL,
