@@ -5,7 +5,8 @@
  * the sha256 and the checksums) cannot make a valid signature without the passphrase.
  *
  * The key: HMAC-SHA256(passphrase, "guardian-credits backup manifest v1"), the passphrase from
- * PULUMI_CONFIG_PASSPHRASE or the file PULUMI_CONFIG_PASSPHRASE_FILE names (as pulumi reads it). The backup provider
+ * GUARDIAN_BACKUP_PASSPHRASE (or the file GUARDIAN_BACKUP_PASSPHRASE_FILE names), else the stack's
+ * PULUMI_CONFIG_PASSPHRASE (or PULUMI_CONFIG_PASSPHRASE_FILE), as pulumi reads it. The backup provider
  * derives it at run time from its own environment (it captures no secret); the restore check, the rehearsal and a
  * disaster restore derive it the same way. A stack whose secrets provider needs no passphrase writes unsigned exports,
  * and says so (output backupManifestSigned false); restoring one needs `allowUnsigned`.
@@ -24,12 +25,21 @@ const PREFIX = "hmac-sha256:";
 export function manifestKey(env: NodeJS.ProcessEnv = process.env): Buffer | undefined {
   const fs: Fs = require("fs");
   const crypto: Crypto = require("crypto");
-  let passphrase = env.PULUMI_CONFIG_PASSPHRASE;
-  if (!passphrase && env.PULUMI_CONFIG_PASSPHRASE_FILE) {
-    try {
-      passphrase = fs.readFileSync(env.PULUMI_CONFIG_PASSPHRASE_FILE, "utf8").replace(/\r?\n$/, "");
-    } catch {
-      passphrase = undefined;
+  // GUARDIAN_BACKUP_PASSPHRASE[_FILE] first: a rehearsal's own stack may have another passphrase than the stack
+  // whose backup it restores.
+  let passphrase: string | undefined;
+  for (const [value, file] of [
+    [env.GUARDIAN_BACKUP_PASSPHRASE, env.GUARDIAN_BACKUP_PASSPHRASE_FILE],
+    [env.PULUMI_CONFIG_PASSPHRASE, env.PULUMI_CONFIG_PASSPHRASE_FILE],
+  ]) {
+    if (passphrase) break;
+    passphrase = value || undefined;
+    if (!passphrase && file) {
+      try {
+        passphrase = fs.readFileSync(file, "utf8").replace(/\r?\n$/, "") || undefined;
+      } catch {
+        passphrase = undefined;
+      }
     }
   }
   if (!passphrase) return undefined;
@@ -65,11 +75,12 @@ export function manifestSignatureProblem(exportDir: string, key: Buffer | undefi
       ? undefined
       : `${sigFile} is missing: the export is unsigned, so anyone who could write its files could have changed them (restore it anyway only with allowUnsigned / --allow-unsigned)`;
   }
-  if (!key) return `${sigFile} cannot be verified: no passphrase (PULUMI_CONFIG_PASSPHRASE or PULUMI_CONFIG_PASSPHRASE_FILE, the stack's)`;
+  if (!key)
+    return `${sigFile} cannot be verified: no passphrase (GUARDIAN_BACKUP_PASSPHRASE, else PULUMI_CONFIG_PASSPHRASE: the one of the stack that took the backup)`;
   const want = Buffer.from(signatureOf(fs.readFileSync(path.join(exportDir, "manifest.json")), key));
   const have = fs.readFileSync(sigFile);
   if (have.length !== want.length || !crypto.timingSafeEqual(have, want)) {
-    return `${sigFile} does not match manifest.json: the manifest was changed after the backup signed it, or the passphrase is not the stack's`;
+    return `${sigFile} does not match manifest.json: the manifest was changed after the backup signed it, or the passphrase is not the one of the stack that took it (set GUARDIAN_BACKUP_PASSPHRASE)`;
   }
   return undefined;
 }

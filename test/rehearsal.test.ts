@@ -200,6 +200,8 @@ describe("rehearsal: restore the latest backup export and migrate the copy", () 
             ...process.env,
             PULUMI_BACKEND_URL: `file://${state}`,
             PULUMI_CONFIG_PASSPHRASE: "guardian-rehearsal-test",
+            // The rehearsal's own stack has its own passphrase; the export was signed with the migrated stack's.
+            GUARDIAN_BACKUP_PASSPHRASE: PASSPHRASE,
             PATH: m.t.env.PATH,
             GUARDIAN_TEST_DATABASE_URL: server.adminUrl,
           },
