@@ -1,6 +1,7 @@
 -- The watch's latency baseline (contract: "Rollback triggers"), recorded in the transaction that installs v2, before
 -- the switch is committed: 5 warm-up calls then 25 timed calls of the new consume_credits_rpc, as service_role, on an
--- organization the catalogue can serve, each in a subtransaction rolled back (nothing is debited or logged). The same
+-- organization the catalogue can serve, served from its pools as a migrated one is, each in a subtransaction rolled
+-- back (nothing is debited or logged). The same
 -- call shape the watch times later (sql/watch/02_calls.sql), so the two are comparable. Stored in
 -- guardian.function_baselines, where `npm run watch` finds it. No organization or action: nothing recorded, and the
 -- watch refuses, saying so.
@@ -21,6 +22,15 @@ BEGIN
   END IF;
   FOR i IN 1..30 LOOP
     BEGIN
+      -- The path the watch times afterwards is the multi one (the backfill has not run yet, so v2 would serve this
+      -- organization from credits_remaining, a cheaper path): the organization is made multi, with pools that cover
+      -- the call, inside the subtransaction that is rolled back below.
+      UPDATE public.organization_credits
+         SET credit_model = 'multi', ai_credits_total = 1000000, ai_credits_available = 1000000,
+             whatsapp_credits_total = 1000000, whatsapp_credits_available = 1000000,
+             email_credits_total = 1000000, email_credits_available = 1000000,
+             sms_credits_total = 1000000, sms_credits_available = 1000000
+       WHERE organization_id = v_org;
       PERFORM set_config('request.jwt.claims', '{"role": "service_role"}', true);
       PERFORM set_config('role', 'service_role', true);
       v_t0 := clock_timestamp();
