@@ -15,6 +15,7 @@
 import type { Client } from "pg";
 import { connect } from "../lib/db";
 import { FLEET_ACTIONS } from "./consumerFleet";
+import { PauseGate } from "./pauseGate";
 
 export interface AppOrg {
   organization_id: string;
@@ -59,10 +60,7 @@ export class ApplicationFleet {
   readonly oracle = new Map<string, OracleRow>();
   readonly report: AppReport = { steps: {}, failures: [] };
   private workers: Worker[] = [];
-  private paused: Promise<void> | undefined;
-  private release: (() => void) | undefined;
-  private inFlight = 0;
-  private idle: (() => void) | undefined;
+  private readonly gate = new PauseGate();
 
   constructor(private readonly o: AppFleetOptions) {}
 
@@ -89,16 +87,12 @@ export class ApplicationFleet {
   }
 
   /** Stops between steps and waits for the steps in flight. */
-  async pause(): Promise<void> {
-    this.paused = new Promise((r) => (this.release = r));
-    if (this.inFlight > 0) await new Promise<void>((r) => (this.idle = r));
+  pause(): Promise<void> {
+    return this.gate.pause();
   }
 
   resume(): void {
-    const r = this.release;
-    this.paused = undefined;
-    this.release = undefined;
-    r?.();
+    this.gate.resume();
   }
 
   async stop(): Promise<AppReport> {
@@ -145,93 +139,88 @@ export class ApplicationFleet {
     const rnd = this.o.random;
     const plans = Object.entries(this.o.plans);
     while (!w.stopped) {
-      if (this.paused) {
-        await this.paused;
-        continue;
-      }
+      if (await this.gate.waited()) continue;
       if (!w.orgs.length) return;
-      this.inFlight++;
-      try {
-        const org = w.orgs[Math.floor(rnd() * w.orgs.length)];
-        const id = org.organization_id;
-        const want = this.oracle.get(id)!;
-        const r = rnd();
-        if (r < 0.4) {
-          // Consumption, with the two-argument signature every version has.
-          const action = FLEET_ACTIONS[Math.floor(rnd() * FLEET_ACTIONS.length)];
-          const res = (await w.svc.query(`SELECT public.consume_credits_rpc($1::uuid, $2) AS r`, [id, action])).rows[0].r;
-          if (res?.success) {
-            const [log] = (
-              await w.svc.query(`SELECT credits_consumed FROM public.credit_consumption_logs WHERE organization_id = $1 AND success ORDER BY id DESC LIMIT 1`, [
-                id,
-              ])
-            ).rows;
-            want.credits_remaining = Math.max(0, want.credits_remaining - Number(log.credits_consumed));
-          }
-          this.count(res?.success ? "consume (served)" : "consume (refused)");
-        } else {
-          let sql: string;
-          let step: string;
-          let params: unknown[] = [id];
-          if (r < 0.5) {
-            const [plan, total] = plans[Math.floor(rnd() * plans.length)];
-            step = "plan change";
-            sql = `UPDATE public.organization_credits SET plan_name = $2, total_credits = $3, credits_remaining = $3 WHERE organization_id = $1`;
-            params = [id, plan, total];
-            Object.assign(want, { plan_name: plan, total_credits: total, credits_remaining: total });
-          } else if (r < 0.6) {
-            step = "cycle reset";
-            sql = `UPDATE public.organization_credits SET credits_remaining = total_credits, cycle_start_date = now(), cycle_end_date = now() + interval '30 days' WHERE organization_id = $1`;
-            want.credits_remaining = want.total_credits;
-          } else if (r < 0.7) {
-            step = "grant";
-            sql = `UPDATE public.organization_credits SET credits_remaining = credits_remaining + 100 WHERE organization_id = $1`;
-            want.credits_remaining += 100;
-          } else if (r < 0.8) {
-            step = "refund";
-            sql = `UPDATE public.organization_credits SET credits_remaining = credits_remaining + 3 WHERE organization_id = $1`;
-            want.credits_remaining += 3;
-          } else if (org.member) {
-            // The member: edits its own profile's name, then reads its organization's credits.
-            await w.user.query("BEGIN");
-            try {
-              await w.user.query(`SELECT set_config('request.jwt.claims', $1, true)`, [JSON.stringify({ sub: org.member, role: "authenticated" })]);
-              await w.user.query("SET LOCAL ROLE authenticated");
-              const edit = await w.user.query(`UPDATE public.profiles SET ${this.o.nameColumn} = 'member' || $1 || '@example.com' WHERE id = auth.uid()`, [
-                String(Math.floor(rnd() * 1000)),
-              ]);
-              if (edit.rowCount !== 1) this.fail(`${id}: the member's own profile edit changed ${edit.rowCount} rows`);
-              const read = await w.user.query(`SELECT credits_remaining FROM public.organization_credits WHERE organization_id = $1`, [id]);
-              if (read.rows.length !== 1) this.fail(`${id}: the member reads ${read.rows.length} rows of its organization's credits`);
-              else if (read.rows[0].credits_remaining !== want.credits_remaining)
-                this.fail(`${id}: the member reads credits_remaining ${read.rows[0].credits_remaining}, the application wrote ${want.credits_remaining}`);
-              await w.user.query("COMMIT");
-            } catch (e) {
-              await w.user.query("ROLLBACK").catch(() => undefined);
-              throw e;
+      // true: the step was the member's, or none: go on without the pause between steps.
+      const again = await this.gate.step(async () => {
+        try {
+          const org = w.orgs[Math.floor(rnd() * w.orgs.length)];
+          const id = org.organization_id;
+          const want = this.oracle.get(id)!;
+          const r = rnd();
+          if (r < 0.4) {
+            // Consumption, with the two-argument signature every version has.
+            const action = FLEET_ACTIONS[Math.floor(rnd() * FLEET_ACTIONS.length)];
+            const res = (await w.svc.query(`SELECT public.consume_credits_rpc($1::uuid, $2) AS r`, [id, action])).rows[0].r;
+            if (res?.success) {
+              const [log] = (
+                await w.svc.query(
+                  `SELECT credits_consumed FROM public.credit_consumption_logs WHERE organization_id = $1 AND success ORDER BY id DESC LIMIT 1`,
+                  [id],
+                )
+              ).rows;
+              want.credits_remaining = Math.max(0, want.credits_remaining - Number(log.credits_consumed));
             }
-            this.count("member edits its profile and reads its credits");
-            continue;
+            this.count(res?.success ? "consume (served)" : "consume (refused)");
           } else {
-            continue;
+            let sql: string;
+            let step: string;
+            let params: unknown[] = [id];
+            if (r < 0.5) {
+              const [plan, total] = plans[Math.floor(rnd() * plans.length)];
+              step = "plan change";
+              sql = `UPDATE public.organization_credits SET plan_name = $2, total_credits = $3, credits_remaining = $3 WHERE organization_id = $1`;
+              params = [id, plan, total];
+              Object.assign(want, { plan_name: plan, total_credits: total, credits_remaining: total });
+            } else if (r < 0.6) {
+              step = "cycle reset";
+              sql = `UPDATE public.organization_credits SET credits_remaining = total_credits, cycle_start_date = now(), cycle_end_date = now() + interval '30 days' WHERE organization_id = $1`;
+              want.credits_remaining = want.total_credits;
+            } else if (r < 0.7) {
+              step = "grant";
+              sql = `UPDATE public.organization_credits SET credits_remaining = credits_remaining + 100 WHERE organization_id = $1`;
+              want.credits_remaining += 100;
+            } else if (r < 0.8) {
+              step = "refund";
+              sql = `UPDATE public.organization_credits SET credits_remaining = credits_remaining + 3 WHERE organization_id = $1`;
+              want.credits_remaining += 3;
+            } else if (org.member) {
+              // The member: edits its own profile's name, then reads its organization's credits.
+              await w.user.query("BEGIN");
+              try {
+                await w.user.query(`SELECT set_config('request.jwt.claims', $1, true)`, [JSON.stringify({ sub: org.member, role: "authenticated" })]);
+                await w.user.query("SET LOCAL ROLE authenticated");
+                const edit = await w.user.query(`UPDATE public.profiles SET ${this.o.nameColumn} = 'member' || $1 || '@example.com' WHERE id = auth.uid()`, [
+                  String(Math.floor(rnd() * 1000)),
+                ]);
+                if (edit.rowCount !== 1) this.fail(`${id}: the member's own profile edit changed ${edit.rowCount} rows`);
+                const read = await w.user.query(`SELECT credits_remaining FROM public.organization_credits WHERE organization_id = $1`, [id]);
+                if (read.rows.length !== 1) this.fail(`${id}: the member reads ${read.rows.length} rows of its organization's credits`);
+                else if (read.rows[0].credits_remaining !== want.credits_remaining)
+                  this.fail(`${id}: the member reads credits_remaining ${read.rows[0].credits_remaining}, the application wrote ${want.credits_remaining}`);
+                await w.user.query("COMMIT");
+              } catch (e) {
+                await w.user.query("ROLLBACK").catch(() => undefined);
+                throw e;
+              }
+              this.count("member edits its profile and reads its credits");
+              return true;
+            } else {
+              return true;
+            }
+            const res = await w.svc.query(`${sql} RETURNING plan_name, total_credits, credits_remaining`, params);
+            const got = res.rows[0];
+            if (!got) this.fail(`${id}: ${step} reached no row`);
+            else if (got.credits_remaining !== want.credits_remaining || got.total_credits !== want.total_credits || got.plan_name !== want.plan_name)
+              this.fail(`${id}: ${step} returned ${JSON.stringify(got)}, the application wrote ${JSON.stringify(want)}`);
+            this.count(step);
           }
-          const res = await w.svc.query(`${sql} RETURNING plan_name, total_credits, credits_remaining`, params);
-          const got = res.rows[0];
-          if (!got) this.fail(`${id}: ${step} reached no row`);
-          else if (got.credits_remaining !== want.credits_remaining || got.total_credits !== want.total_credits || got.plan_name !== want.plan_name)
-            this.fail(`${id}: ${step} returned ${JSON.stringify(got)}, the application wrote ${JSON.stringify(want)}`);
-          this.count(step);
+        } catch (e: any) {
+          this.fail(`${e?.code ?? ""} ${e?.message ?? e}`);
         }
-      } catch (e: any) {
-        this.fail(`${e?.code ?? ""} ${e?.message ?? e}`);
-      } finally {
-        this.inFlight--;
-        if (this.inFlight === 0 && this.idle) {
-          const r = this.idle;
-          this.idle = undefined;
-          r();
-        }
-      }
+        return false;
+      });
+      if (again) continue;
       if (this.o.thinkMs ?? 5) await new Promise((r) => setTimeout(r, this.o.thinkMs ?? 5));
     }
   }

@@ -40,6 +40,7 @@ import type { Client } from "pg";
 import { DEFAULT_UNIFIED_COSTS, DEFAULT_PLANS, DEFAULT_SPLIT, POOLS } from "../lib/config";
 import { connect } from "../lib/db";
 import { mulberry32 } from "../operations/seed";
+import { PauseGate } from "./pauseGate";
 
 /** A deterministic source of choices for a fleet (operations/seed's PRNG). */
 export const mulberry = (seed: number) => mulberry32(seed);
@@ -139,10 +140,7 @@ export function percentile(sorted: number[], p: number): number {
 /** A fleet of consumers; start(), pause()/resume() around checks, stop() for the report. */
 export class ConsumerFleet {
   private consumers: Consumer[] = [];
-  private paused: Promise<void> | undefined;
-  private release: (() => void) | undefined;
-  private inFlight = 0;
-  private idle: (() => void) | undefined;
+  private readonly gate = new PauseGate();
   readonly report: FleetReport = {
     calls: 0,
     twoArg: 0,
@@ -174,16 +172,12 @@ export class ConsumerFleet {
   }
 
   /** Stops issuing calls and waits for the calls in flight: the database is quiescent for the fleet's orgs. */
-  async pause(): Promise<void> {
-    this.paused = new Promise((r) => (this.release = r));
-    if (this.inFlight > 0) await new Promise<void>((r) => (this.idle = r));
+  pause(): Promise<void> {
+    return this.gate.pause();
   }
 
   resume(): void {
-    const r = this.release;
-    this.paused = undefined;
-    this.release = undefined;
-    r?.();
+    this.gate.resume();
   }
 
   async stop(): Promise<FleetReport> {
@@ -208,30 +202,21 @@ export class ConsumerFleet {
   private async run(k: Consumer, index: number): Promise<void> {
     const pick = <T>(xs: T[]) => xs[Math.floor(this.rnd() * xs.length)];
     while (!k.stopped) {
-      if (this.paused) {
-        await this.paused;
-        continue;
-      }
+      if (await this.gate.waited()) continue;
       if (!k.orgs.length) return;
-      this.inFlight++;
-      try {
-        const replay = k.lastKey && this.rnd() < (this.o.replayShare ?? 0.05);
-        const four = replay || this.rnd() < (this.o.fourArgShare ?? 0.5);
-        const org = replay ? k.lastKey!.org : pick(k.orgs);
-        const action = replay ? k.lastKey!.action : pick(FLEET_ACTIONS);
-        const qty = replay ? k.lastKey!.qty : four ? 1 + Math.floor(this.rnd() * 3) : 1;
-        const key = replay ? k.lastKey!.key : `zd-${this.o.tag}-${index}-${k.n++}`;
-        await this.call(k, org, action, qty, four ? key : undefined, !!replay);
-      } catch (e: any) {
-        this.fail(`client: ${e?.code ?? ""} ${e?.message ?? e}`);
-      } finally {
-        this.inFlight--;
-        if (this.inFlight === 0 && this.idle) {
-          const r = this.idle;
-          this.idle = undefined;
-          r();
+      await this.gate.step(async () => {
+        try {
+          const replay = k.lastKey && this.rnd() < (this.o.replayShare ?? 0.05);
+          const four = replay || this.rnd() < (this.o.fourArgShare ?? 0.5);
+          const org = replay ? k.lastKey!.org : pick(k.orgs);
+          const action = replay ? k.lastKey!.action : pick(FLEET_ACTIONS);
+          const qty = replay ? k.lastKey!.qty : four ? 1 + Math.floor(this.rnd() * 3) : 1;
+          const key = replay ? k.lastKey!.key : `zd-${this.o.tag}-${index}-${k.n++}`;
+          await this.call(k, org, action, qty, four ? key : undefined, !!replay);
+        } catch (e: any) {
+          this.fail(`client: ${e?.code ?? ""} ${e?.message ?? e}`);
         }
-      }
+      });
       if (this.o.thinkMs) await new Promise((r) => setTimeout(r, this.o.thinkMs));
     }
   }
