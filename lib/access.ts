@@ -143,6 +143,17 @@ export function programAccess(found: Cell): boolean {
   }
 }
 
+/** The cells of a probed matrix that differ from what the program's policies allow, one line each (verification fails
+ *  on them; the report lists them). */
+export function accessMismatches(m: AccessMatrix): string[] {
+  return m.cells
+    .filter((x) => x.allowed !== programAccess(x))
+    .map(
+      (x) =>
+        `access: ${x.role} ${cellName(x)} is ${x.allowed ? "allowed" : `denied (${x.why ?? "?"})`}, the program's policies say ${x.allowed ? "denied" : "allowed"}`,
+    );
+}
+
 export interface AccessChangeLine {
   cell: string;
   role: string;

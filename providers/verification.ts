@@ -17,7 +17,7 @@
  */
 import type * as pulumi from "@pulumi/pulumi";
 import { isolationMatrix } from "../lib/isolation";
-import { programAccess } from "../lib/access";
+import { accessMismatches } from "../lib/access";
 import { cellName, probeAccess } from "../lib/accessProbe";
 import {
   connectionChanged,
@@ -153,14 +153,11 @@ async function verify(inputs: VerificationInputs): Promise<VerificationOutputs> 
     // The access matrix, acting as the application's roles (read-only): each cell as the program's grants, policies
     // and guard trigger decide it (lib/access.ts programAccess), after up and after a rollback alike (the policies stay).
     const access = await probeAccess(c, inputs.profileRoleColumn);
-    const accessMismatches = access.cells.filter((x) => x.allowed !== programAccess(x));
-    for (const x of accessMismatches)
-      violations.push(
-        `access: ${x.role} ${cellName(x)} is ${x.allowed ? "allowed" : `denied (${x.why ?? "?"})`}, the program's policies say ${x.allowed ? "denied" : "allowed"}`,
-      );
+    const accessMismatch = accessMismatches(access);
+    violations.push(...accessMismatch);
     facts.accessMatrix = {
       cells: access.cells.length,
-      mismatches: accessMismatches.length,
+      mismatches: accessMismatch.length,
       allowed: Object.fromEntries(access.roles.map((r) => [r, access.cells.filter((x) => x.role === r && x.allowed).map(cellName)])),
     };
 

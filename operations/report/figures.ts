@@ -18,8 +18,8 @@ import * as path from "path";
 import type { Client } from "pg";
 import { POOLS, type Pool, type GuardianConfig } from "../../lib/config";
 import { isolationMatrix, ISOLATION_TABLES, type IsolationMatrix } from "../../lib/isolation";
-import { programAccess } from "../../lib/access";
-import { type AccessMatrix, cellName, probeAccess } from "../../lib/accessProbe";
+import { accessMismatches } from "../../lib/access";
+import { type AccessMatrix, probeAccess } from "../../lib/accessProbe";
 import { planMargins } from "../../lib/margins";
 import { discoverShape } from "../../lib/shape";
 import { v1Facts } from "../../lib/v1";
@@ -286,12 +286,7 @@ export async function accessFigures(
   const found = await discoverShape(c, config.schema);
   const isolation = found.shape ? await isolationMatrix(c, found.shape.profileRoleColumn, ISOLATION_TABLES) : null;
   const matrix = found.shape ? await probeAccess(c, found.shape.profileRoleColumn) : null;
-  const access = matrix
-    ? {
-        matrix,
-        mismatches: matrix.cells.filter((x) => x.allowed !== programAccess(x)).map((x) => `${x.role} ${cellName(x)} is ${x.allowed ? "allowed" : "denied"}`),
-      }
-    : null;
+  const access = matrix ? { matrix, mismatches: accessMismatches(matrix) } : null;
   const names = await c.query(
     `SELECT coalesce(nullif(lower(btrim(plan_name, E' \\t\\r\\n')), ''), '(empty)') AS plan, count(*)::bigint AS n
        FROM public.organization_credits
