@@ -62,9 +62,15 @@ async function main(orgs: number) {
     PULUMI_CONFIG_PASSPHRASE: process.env.PULUMI_CONFIG_PASSPHRASE ?? "guardian-demo-passphrase",
     PULUMI_SKIP_UPDATE_CHECK: "true",
   };
-  const pulumi = (...args: string[]) => {
-    console.log(`\n$ pulumi ${args.join(" ").replace(/postgres(ql)?:\/\/\S+/g, "<secret>")}`);
-    const r = spawnSync("pulumi", [...args, "--config-file", configFile], { cwd: PROJECT_ROOT, env, stdio: "inherit" });
+  /** Runs the CLI; a secret goes on its standard input, never in its arguments (another local user reads those). */
+  const pulumi = (args: string[], secretInput?: string) => {
+    console.log(`\n$ pulumi ${args.join(" ")}${secretInput === undefined ? "" : " < (the value, on standard input)"}`);
+    const r = spawnSync("pulumi", [...args, "--config-file", configFile, ...(secretInput === undefined ? [] : ["--non-interactive"])], {
+      cwd: PROJECT_ROOT,
+      env,
+      stdio: secretInput === undefined ? "inherit" : ["pipe", "inherit", "inherit"],
+      ...(secretInput === undefined ? {} : { input: secretInput }),
+    });
     if (r.status !== 0) throw new Error(`pulumi ${args[0]} failed (exit ${r.status})`);
   };
   const report = (label: string) => {
@@ -98,17 +104,17 @@ async function main(orgs: number) {
   const salt = fs.readFileSync(devYaml, "utf8").match(/^encryptionsalt: .*$/m)?.[0];
   fs.writeFileSync(devYaml, original);
   if (salt) fs.appendFileSync(configFile, `${salt}\n`);
-  pulumi("config", "set", "--secret", "guardian:databaseUrl", url);
-  pulumi("config", "set", "guardian:creditModel", "multi");
-  pulumi("preview", "--stack", "dev", "--diff");
+  pulumi(["config", "set", "--secret", "guardian:databaseUrl"], url);
+  pulumi(["config", "set", "guardian:creditModel", "multi"]);
+  pulumi(["preview", "--stack", "dev", "--diff"]);
 
   step(4, "pulumi up (backup, schema, functions, backfill, verification)");
-  pulumi("up", "--stack", "dev", "--yes", "--skip-preview");
+  pulumi(["up", "--stack", "dev", "--yes", "--skip-preview"]);
   report("after-up");
 
   step(5, "rollback: creditModel = unified, pulumi up");
-  pulumi("config", "set", "guardian:creditModel", "unified");
-  pulumi("up", "--stack", "dev", "--yes", "--skip-preview");
+  pulumi(["config", "set", "guardian:creditModel", "unified"]);
+  pulumi(["up", "--stack", "dev", "--yes", "--skip-preview"]);
 
   step(6, "report after rollback");
   report("after-rollback");
