@@ -219,7 +219,11 @@ export function accessLines(cmp?: AccessComparison): string[] {
     for (const l of cmp.lost)
       out.push(`access: LOST: ${l.role} ${l.cell}: allowed before, denied after, and no leak, escalation or required restriction covers it`);
   }
-  out.push(...CAPABILITIES.map((c) => `access: ${c.change}: ${c.capability}${c.reason ? ` (${c.reason})` : ""}`));
+  const unchanged = cmp && !cmp.closed.length && !cmp.appears.length && !cmp.lost.length;
+  out.push(
+    `access: the program's policies against the CRM's own, capability by capability${unchanged ? " (in place already: this update changes no cell)" : ""}:`,
+    ...CAPABILITIES.map((c) => `access: ${c.change}: ${c.capability}${c.reason ? ` (${c.reason})` : ""}`),
+  );
   return out;
 }
 

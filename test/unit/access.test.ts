@@ -69,6 +69,13 @@ describe("the access matrix compared: what the program's policies take away must
     expect(accessLines(cmp).join("\n")).toContain("access: LOST: org_admin UPDATE organizations (own)");
   });
 
+  it("the capability list says when the database has the program's policies already (a second up, a rollback)", () => {
+    const changed = accessLines(compareAccess(before)).join("\n");
+    expect(changed).toContain("access: the program's policies against the CRM's own, capability by capability:");
+    const same = accessLines({ ...compareAccess(before), closed: [], appears: [], lost: [] }).join("\n");
+    expect(same).toContain("capability by capability (in place already: this update changes no cell):");
+  });
+
   it("what the program allows: a member's own profile but not its tenancy columns; a super_admin's organizations; credit rows read-only", () => {
     expect(programAccess(cell("member", "profiles", "UPDATE", "own", false))).toBe(true);
     expect(programAccess(cell("member", "profiles", "UPDATE tenancy", "own", true))).toBe(false);
