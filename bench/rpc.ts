@@ -5,7 +5,11 @@
  *   v1                  the pre-Phase-3.5 function (sql/baseline/03_consume_credits_rpc_v1.sql), in its own fresh DB
  *   v2                  consume_credits_rpc v2 on multi organizations, called as service_role
  *   bare_update         one conditional single-row UPDATE of a pool: the floor of any debit
- *   plpgsql_reference   a minimal plpgsql debit-plus-log function: the floor of a debit that is also logged
+ *   plpgsql_reference   a minimal plpgsql debit-plus-log function into the migrated log (its width and indexes)
+ *   bare_minimum        the floor of one locked debit plus one durable log row: a plpgsql function that runs a
+ *                       conditional UPDATE on a two-column table (organization id primary key, one integer pool) and,
+ *                       when a row was updated, an INSERT into a three-column log (bigserial id, organization id,
+ *                       timestamptz DEFAULT now()), and returns the pool left
  *   v2_hot_org          v2 with every client on one organization (row-lock contention), checked afterwards:
  *                       successes == credits debited, and one log row per transaction
  *
@@ -122,7 +126,9 @@ export interface BenchRpcResult {
 }
 
 const HOT_ORG_CREDITS = 1_000_000_000;
-const orgUuid = (i: string) => `('00000000-0000-4000-8000-' || lpad((${i})::text, 12, '0'))::uuid`;
+/** The cases v2 is compared with, each round. */
+const VERSUS = ["v1", "bare_update", "plpgsql_reference", "bare_minimum"];
+export const orgUuid = (i: string) => `('00000000-0000-4000-8000-' || lpad((${i})::text, 12, '0'))::uuid`;
 
 /** What PostgREST sets for a request, in one statement, before it runs the request's statement (transaction-local). */
 const SUPABASE_PREAMBLE =
@@ -145,6 +151,7 @@ export function scripts(orgs: number, caller: BenchCaller = "supabase"): Record<
         `WHERE organization_id = ${orgUuid(":i")} AND ai_credits_available >= 1;`,
     )}`,
     plpgsql_reference: `${pick}${call(`SELECT public.bench_debit_and_log(${orgUuid(":i")});`)}`,
+    bare_minimum: `${pick}${call(`SELECT public.bench_bare_minimum(${orgUuid(":i")});`)}`,
     v2_hot_org: `\\set i 0\n${call(`SELECT public.consume_credits_rpc(${orgUuid(":i")}, 'ai_chat', 1);`)}`,
   };
 }
@@ -167,7 +174,26 @@ BEGIN
   RETURN json_build_object('success', true, 'remaining', v_left);
 END
 $fn$;
-GRANT EXECUTE ON FUNCTION public.bench_debit_and_log(uuid) TO service_role;`;
+GRANT EXECUTE ON FUNCTION public.bench_debit_and_log(uuid) TO service_role;
+
+CREATE TABLE public.bench_min_pool (organization_id uuid PRIMARY KEY, pool integer NOT NULL);
+CREATE TABLE public.bench_min_log (id bigserial PRIMARY KEY, organization_id uuid NOT NULL, at timestamptz NOT NULL DEFAULT now());
+CREATE OR REPLACE FUNCTION public.bench_bare_minimum(p_org uuid) RETURNS integer
+LANGUAGE plpgsql AS $fn$
+DECLARE
+  v_left integer;
+BEGIN
+  UPDATE public.bench_min_pool SET pool = pool - 1 WHERE organization_id = p_org AND pool >= 1 RETURNING pool INTO v_left;
+  IF FOUND THEN
+    INSERT INTO public.bench_min_log (organization_id) VALUES (p_org);
+  END IF;
+  RETURN v_left;
+END
+$fn$;
+GRANT SELECT, UPDATE ON public.bench_min_pool TO service_role;
+GRANT INSERT ON public.bench_min_log TO service_role;
+GRANT USAGE ON SEQUENCE public.bench_min_log_id_seq TO service_role;
+GRANT EXECUTE ON FUNCTION public.bench_bare_minimum(uuid) TO service_role;`;
 
 async function sql(c: Client, file: string, text: string): Promise<void> {
   try {
@@ -237,6 +263,10 @@ async function insertOrgs(c: Client, n: number, multi: boolean): Promise<void> {
               email_credits_total = $1, email_credits_available = $1, sms_credits_total = $1, sms_credits_available = $1`,
       [HOT_ORG_CREDITS],
     );
+  }
+  if (multi) {
+    await c.query(`INSERT INTO public.bench_min_pool (organization_id, pool) SELECT ${orgUuid("g")}, $2 FROM generate_series(0, $1) g`, [n, HOT_ORG_CREDITS]);
+    await c.query("VACUUM ANALYZE public.bench_min_pool");
   }
   await c.query("VACUUM ANALYZE public.organization_credits");
 }
@@ -390,6 +420,7 @@ export async function benchRpc(adminUrl: string, opts: BenchRpcOptions = {}): Pr
       ["v1", v1Url],
       ["bare_update", v2Url],
       ["plpgsql_reference", v2Url],
+      ["bare_minimum", v2Url],
       ["v2", v2Url],
     ];
     let turn = 0;
@@ -425,7 +456,7 @@ export async function benchRpc(adminUrl: string, opts: BenchRpcOptions = {}): Pr
     for (let round = 1; round <= rounds; round++) {
       for (const clients of clientCounts) {
         const v2 = cases.find((c) => c.case === "v2" && c.clients === clients && c.round === round)!;
-        for (const versus of ["v1", "bare_update", "plpgsql_reference"]) {
+        for (const versus of VERSUS) {
           const b = cases.find((c) => c.case === versus && c.clients === clients && c.round === round)!;
           ratios.push({
             clients,
@@ -440,7 +471,7 @@ export async function benchRpc(adminUrl: string, opts: BenchRpcOptions = {}): Pr
     }
     const ratioSpread: RatioSpread[] = [];
     for (const clients of clientCounts) {
-      for (const versus of ["v1", "bare_update", "plpgsql_reference"]) {
+      for (const versus of VERSUS) {
         const xs = ratios.filter((x) => x.clients === clients && x.versus === versus);
         ratioSpread.push({ clients, versus, rounds: xs.length, tps: spread(xs.map((x) => x.tps)), p99: spread(xs.map((x) => x.p99)) });
       }

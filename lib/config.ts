@@ -198,20 +198,25 @@ export const configSchema = z
     /**
      * `npm run watch` (contract: "Rollback triggers"): the plan's thresholds as defaults. A trigger fires when, over
      * the last windowSeconds of readings, the failed share of the synthetic calls exceeds failureShare, or their p95
-     * exceeds latencyFactor x the baseline's p95; neither fires on fewer than minCalls calls. An invariant broken fires
-     * at once. One reading every intervalSeconds, making callsPerReading synthetic calls.
+     * exceeds latencyFactor x the baseline's p95 and the baseline by latencyFloorMs at least; neither fires on fewer
+     * than minCalls calls. An invariant broken fires at once. One reading every intervalSeconds, making callsPerReading
+     * timed synthetic calls. latencyFloorMs: the call takes about 0.1-0.3 ms in the server, where a scheduler's pause
+     * alone doubles one call (measured at rest: a window's p95 up to 3x the baseline, 0.3 ms above it at most), while
+     * the request the application waits for (its commit, the network) takes milliseconds; 0.5 ms above the baseline
+     * is where a slowdown starts to be the application's, not the timer's.
      */
     watch: z
       .object({
         failureShare: z.number().min(0).max(1).default(0.1),
         latencyFactor: z.number().min(1).max(100).default(1.5),
+        latencyFloorMs: z.number().min(0).max(10000).default(0.5),
         minCalls: z.number().int().min(1).max(100000).default(20),
         windowSeconds: z.number().int().min(1).max(3600).default(60),
         intervalSeconds: z.number().min(0.2).max(600).default(5),
         callsPerReading: z.number().int().min(1).max(1000).default(10),
       })
       .strict()
-      .default({ failureShare: 0.1, latencyFactor: 1.5, minCalls: 20, windowSeconds: 60, intervalSeconds: 5, callsPerReading: 10 }),
+      .default({ failureShare: 0.1, latencyFactor: 1.5, latencyFloorMs: 0.5, minCalls: 20, windowSeconds: 60, intervalSeconds: 5, callsPerReading: 10 }),
     ddl: z
       .object({
         lockTimeoutMs: z.number().int().positive().max(60000).default(2000),

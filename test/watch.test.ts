@@ -9,7 +9,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseConfig } from "../lib/config";
-import { judge, watchCommand } from "../operations/watch";
+import { judge, WARM_CALLS, watchCommand } from "../operations/watch";
 import { main } from "../scripts/watch";
 import { ConsumerFleet, fleetOrgs, mulberry } from "../harness/consumerFleet";
 import { type Migrated, seededStack, teardown, up } from "./helpers/migration";
@@ -17,11 +17,16 @@ import { type Migrated, seededStack, teardown, up } from "./helpers/migration";
 const T = parseConfig({ databaseUrl: "postgres://h/d" }).watch;
 
 describe("the triggers' arithmetic", () => {
-  it("fires on failures above the share, on p95 above the factor, on any invariant, never on too few calls", () => {
+  it("fires on failures above the share, on p95 above the factor and the floor, on any invariant, never on too few calls", () => {
     expect(judge({ calls: 20, errors: 3, ms: Array(17).fill(1) }, 1, [], T).fired).toMatch(/^function failures 15\.0% of 20 calls > 10%/);
     expect(judge({ calls: 20, errors: 2, ms: Array(18).fill(1) }, 1, [], T).fired).toBeNull(); // 10% is not above 10%
     expect(judge({ calls: 20, errors: 0, ms: Array(20).fill(1.6) }, 1, [], T).fired).toMatch(/^latency p95 1\.60 ms > 1\.5 x baseline/);
     expect(judge({ calls: 20, errors: 0, ms: Array(20).fill(1.5) }, 1, [], T).fired).toBeNull();
+    // Below the floor a ratio is the timer's: 3x a 0.2 ms baseline is 0.4 ms above it, under the 0.5 ms floor.
+    expect(judge({ calls: 20, errors: 0, ms: Array(20).fill(0.6) }, 0.2, [], T).fired).toBeNull();
+    expect(judge({ calls: 20, errors: 0, ms: Array(20).fill(0.75) }, 0.2, [], T).fired).toMatch(
+      /^latency p95 0\.75 ms > 1\.5 x baseline 0\.20 ms \(3\.75x\), 0\.55 ms above it/,
+    );
     const few = judge({ calls: 19, errors: 19, ms: [] }, 1, [], T);
     expect(few.fired).toBeNull();
     expect(few.window.enough).toBe(false);
@@ -60,7 +65,8 @@ describe("npm run watch on a migrated stack", () => {
 
   it("records v2's latency baseline in the transaction that installed it", async () => {
     const [b] = await m.db.query(`SELECT function_signature, calls, p95_ms FROM guardian.function_baselines ORDER BY id DESC LIMIT 1`);
-    expect(b).toMatchObject({ function_signature: "consume_credits_rpc(uuid,text,integer,text)", calls: 25 });
+    // 200 warm calls across organizations, timed as the readings time theirs (sql/watch/01_baseline.sql).
+    expect(b).toMatchObject({ function_signature: "consume_credits_rpc(uuid,text,integer,text)", calls: 200 });
     expect(b.p95_ms).toBeGreaterThan(0);
   });
 
@@ -92,7 +98,8 @@ describe("npm run watch on a migrated stack", () => {
     expect(r.outcome).toBe("passed");
     expect(r.readings.length).toBeGreaterThanOrEqual(3);
     expect(r.readings.every((x) => x.failures === 0 && x.fired === null)).toBe(true);
-    expect(lines.join("\n")).toMatch(/watch: \S+ calls \d+ \| synthetic 5, failures 0 \| p95 [\d.]+ ms/);
+    // callsPerReading (5) timed calls, after WARM_CALLS untimed ones that still count as calls.
+    expect(lines.join("\n")).toMatch(new RegExp(`watch: \\S+ calls \\d+ \\| synthetic ${5 + WARM_CALLS}, failures 0 \\| p95 [\\d.]+ ms`));
     expect(docs.at(-1)).toMatchObject({ final: true, exitCode: 0, outcome: "passed" });
     // The watch's synthetic calls left nothing behind: the log grew by the fleet's calls alone.
     const [{ n }] = await m.db.query(`SELECT count(*)::int n FROM public.credit_consumption_logs`);

@@ -13,12 +13,13 @@
  *     pg_stat_statements records only completed statements, so the database keeps no record of errors; and v2 gets
  *     no extra subtransaction or write per call;
  *   - latency: the synthetic calls' p95 against the baseline's p95, timed the same way in the transaction that
- *     installed v2 (sql/watch/01_baseline.sql, guardian.function_baselines);
+ *     installed v2 (sql/watch/01_baseline.sql, guardian.function_baselines): warm calls (each reading's first
+ *     WARM_CALLS are not timed), across organizations;
  *   - invariants: the organizations active since the last reading (no pool below 0 or above its total; available +
  *     consumed in the epoch = the allocation: sql/watch/03_invariants.sql), and isolation as a sampled member
  *     (lib/isolation.ts on organization_credits).
- * Triggers (guardian:watch.*): failures > failureShare (10%) or p95 > latencyFactor (1.5) x baseline, over the
- * readings of the last windowSeconds, and only with at least minCalls synthetic calls there (the reading says when it
+ * Triggers (guardian:watch.*): failures > failureShare (10%) or p95 > latencyFactor (1.5) x baseline and at least
+ * latencyFloorMs (0.5 ms) above it, over the readings of the last windowSeconds, and only with at least minCalls synthetic calls there (the reading says when it
  * has too few); any invariant broken, at once. The watch stops at the first trigger.
  *
  * Exit codes: 0 the window passed; 3 a trigger fired, nothing rolled back (with the command to run); 4 fired and rolled
@@ -82,6 +83,10 @@ export interface WatchResult {
   fired?: string;
 }
 
+/** Calls at the start of each reading that are not timed (still counted as calls): a transaction's first calls of v2
+ *  pay PL/pgSQL's per-transaction set-up, 3 to 5 times a warm call (measured), and the baseline times warm calls. */
+export const WARM_CALLS = 3;
+
 const p95 = (xs: number[]) => {
   if (!xs.length) return null;
   const s = [...xs].sort((a, b) => a - b);
@@ -103,9 +108,11 @@ export function judge(
   if (enough && share > t.failureShare) {
     return { fired: `function failures ${(share * 100).toFixed(1)}% of ${w.calls} calls > ${(t.failureShare * 100).toFixed(0)}%`, window };
   }
-  if (enough && windowP95 !== null && windowP95 > t.latencyFactor * baselineP95) {
+  if (enough && windowP95 !== null && windowP95 > t.latencyFactor * baselineP95 && windowP95 - baselineP95 >= t.latencyFloorMs) {
     return {
-      fired: `latency p95 ${windowP95.toFixed(2)} ms > ${t.latencyFactor} x baseline ${baselineP95.toFixed(2)} ms (${(windowP95 / baselineP95).toFixed(2)}x)`,
+      fired:
+        `latency p95 ${windowP95.toFixed(2)} ms > ${t.latencyFactor} x baseline ${baselineP95.toFixed(2)} ms (${(windowP95 / baselineP95).toFixed(2)}x), ` +
+        `${(windowP95 - baselineP95).toFixed(2)} ms above it (floor ${t.latencyFloorMs} ms)`,
       window,
     };
   }
@@ -116,11 +123,76 @@ export function judge(
 export function formatReading(r: Reading): string {
   const lat =
     r.p95Ms === null ? "p95 -" : `p95 ${r.p95Ms.toFixed(2)} ms (${(r.p95Ms / r.baselineP95Ms).toFixed(2)}x baseline ${r.baselineP95Ms.toFixed(2)} ms)`;
+  const wp = r.window.p95Ms;
   const win = r.window.enough
-    ? `window: ${r.window.calls} synthetic calls, ${(r.window.failureShare * 100).toFixed(1)}% failed`
+    ? `window: ${r.window.calls} synthetic calls, ${(r.window.failureShare * 100).toFixed(1)}% failed` +
+      (wp === null
+        ? ""
+        : `, p95 ${wp.toFixed(2)} ms (${(wp / r.baselineP95Ms).toFixed(2)}x, ${wp - r.baselineP95Ms >= 0 ? "+" : ""}${(wp - r.baselineP95Ms).toFixed(2)} ms)`)
     : `window: ${r.window.calls} synthetic calls, too few to judge failures or latency (minimum ${r.window.calls < 1 ? 1 : "guardian:watch.minCalls"})`;
   const inv = `invariants: ${r.invariants.checked} active org(s) checked, ${r.invariants.broken.length + r.invariants.isolation.length} broken`;
   return `watch: ${r.at} calls ${r.calls} | synthetic ${r.synthetic}, failures ${r.failures} | ${lat} | ${win} | ${inv}${r.fired ? ` | FIRED: ${r.fired}` : ""}`;
+}
+
+/** The watch's database session: its synthetic-call function, the organization and action it calls when the log is
+ *  quiet, the log id it has read up to. */
+export interface WatchSession {
+  c: Client;
+  profileRoleColumn: string;
+  fallback: { org: string | null; action: string | null };
+  lastId: number;
+  invariantsSql: string;
+}
+
+/** Prepares a session on `c` for readings (the bench times one reading through the same code). */
+export async function openSession(c: Client, profileRoleColumn: string): Promise<WatchSession> {
+  await c.query(loadSql("watch/02_calls.sql").text);
+  const fallback = (
+    await c.query<{ org: string | null; action: string | null }>(
+      `SELECT (SELECT oc.organization_id::text FROM public.organization_credits oc
+                WHERE oc.credit_model = 'multi' AND EXISTS (SELECT 1 FROM public.organizations o WHERE o.id = oc.organization_id)
+                ORDER BY oc.organization_id LIMIT 1) AS org,
+              (SELECT action_type FROM public.credit_actions ORDER BY credits_cost, action_type LIMIT 1) AS action`,
+    )
+  ).rows[0];
+  // Warm-up, not counted: the session's first calls compile the functions' plans.
+  if (fallback.org) {
+    await c.query(`SELECT * FROM pg_temp.guardian_watch_calls($1::uuid[], $2::text[])`, [Array(5).fill(fallback.org), Array(5).fill(fallback.action)]);
+  }
+  const lastId = Number((await c.query(`SELECT coalesce(max(id), 0)::bigint AS id FROM public.credit_consumption_logs`)).rows[0].id);
+  return { c, profileRoleColumn, fallback, lastId, invariantsSql: loadSql("watch/03_invariants.sql").text };
+}
+
+/** One reading's database work: the log rows since the last reading, the synthetic calls of the (organization,
+ *  action) pairs they show, the invariants of the organizations active since, isolation as a sampled member. */
+export async function sample(session: WatchSession, callsPerReading: number) {
+  const { c, fallback } = session;
+  const seen = (
+    await c.query<{ org: string; action: string; id: string }>(
+      `SELECT organization_id::text AS org, action_type AS action, id::text FROM public.credit_consumption_logs
+        WHERE id > $1 ORDER BY id DESC LIMIT 5000`,
+      [session.lastId],
+    )
+  ).rows;
+  const calls = seen.length;
+  const since = session.lastId;
+  if (seen.length) session.lastId = Math.max(session.lastId, ...seen.map((x) => Number(x.id)));
+  const pairs = new Map<string, { org: string; action: string }>();
+  for (const x of seen) if (pairs.size < callsPerReading) pairs.set(`${x.org}/${x.action}`, x);
+  const list = [...pairs.values()];
+  const quiet = fallback.org && fallback.action ? { org: fallback.org, action: fallback.action } : undefined;
+  while (list.length < callsPerReading && (list.length || quiet)) list.push(list[list.length % Math.max(1, pairs.size)] ?? quiet!);
+  // The first WARM_CALLS calls are calls (a failure counts) but are not timed: the baseline times warm calls.
+  const batch = [...list.slice(0, WARM_CALLS), ...list];
+  const r = (
+    await c.query<{ calls: number; errors: number; ms: number[] | null; first_error: string | null }>(
+      `SELECT * FROM pg_temp.guardian_watch_calls($1::uuid[], $2::text[], $3)`,
+      [batch.map((x) => x.org), batch.map((x) => x.action), Math.min(WARM_CALLS, list.length)],
+    )
+  ).rows[0];
+  const inv = (await c.query<{ checked: number; broken: { organization: string; broken: string }[] }>(session.invariantsSql, [since, 200])).rows[0];
+  const iso = await isolationMatrix(c, session.profileRoleColumn, [{ table: "public.organization_credits", orgColumn: "organization_id" }]);
+  return { calls, r, inv, iso };
 }
 
 export async function watchCommand(opts: WatchOptions): Promise<WatchResult> {
@@ -174,52 +246,19 @@ export async function watchCommand(opts: WatchOptions): Promise<WatchResult> {
     if (!v2) return refuse("consume_credits_rpc v2 is not installed: the database is not multi");
     const shape = (await discoverShape(c, config.schema)).shape;
     if (!shape) return refuse("the database's shape is not the one the program migrated (see pulumi preview)");
-    await c.query(loadSql("watch/02_calls.sql").text);
-    const invariantsSql = loadSql("watch/03_invariants.sql").text;
-    const fallback = (
-      await c.query<{ org: string; action: string }>(
-        `SELECT (SELECT oc.organization_id::text FROM public.organization_credits oc
-                  WHERE oc.credit_model = 'multi' AND EXISTS (SELECT 1 FROM public.organizations o WHERE o.id = oc.organization_id)
-                  ORDER BY oc.organization_id LIMIT 1) AS org,
-                (SELECT action_type FROM public.credit_actions ORDER BY credits_cost, action_type LIMIT 1) AS action`,
-      )
-    ).rows[0];
-    // Warm-up, not counted: the session's first calls compile the functions' plans.
-    if (fallback.org) {
-      await c.query(`SELECT * FROM pg_temp.guardian_watch_calls($1::uuid[], $2::text[])`, [Array(5).fill(fallback.org), Array(5).fill(fallback.action)]);
-    }
-    let lastId = Number((await c.query(`SELECT coalesce(max(id), 0)::bigint AS id FROM public.credit_consumption_logs`)).rows[0].id);
+    const session = await openSession(c, shape.profileRoleColumn);
     const window: { at: number; calls: number; errors: number; ms: number[] }[] = [];
     const until = Date.now() + opts.minutes * 60_000;
     log(
       `watch: stack ${opts.stack} (${redactUrl(config.databaseUrl)}) for ${opts.minutes} min, a reading every ${t.intervalSeconds} s; ` +
-        `triggers: failures > ${(t.failureShare * 100).toFixed(0)}%, p95 > ${t.latencyFactor}x baseline ${baseline.p95_ms.toFixed(2)} ms, ` +
+        `triggers: failures > ${(t.failureShare * 100).toFixed(0)}%, p95 > ${t.latencyFactor}x baseline ${baseline.p95_ms.toFixed(2)} ms ` +
+        `and ${t.latencyFloorMs} ms above it, ` +
         `any invariant broken; failure and latency judged on the last ${t.windowSeconds} s with at least ${t.minCalls} calls`,
     );
     let fired: string | null = null;
     while (Date.now() < until && !fired) {
       if (opts.signal?.aborted) throw new Error("interrupted");
-      const seen = (
-        await c.query<{ org: string; action: string; id: string }>(
-          `SELECT organization_id::text AS org, action_type AS action, id::text FROM public.credit_consumption_logs
-            WHERE id > $1 ORDER BY id DESC LIMIT 5000`,
-          [lastId],
-        )
-      ).rows;
-      const calls = seen.length;
-      if (seen.length) lastId = Math.max(lastId, ...seen.map((s) => Number(s.id)));
-      const pairs = new Map<string, { org: string; action: string }>();
-      for (const s of seen) if (pairs.size < t.callsPerReading) pairs.set(`${s.org}/${s.action}`, s);
-      const list = [...pairs.values()];
-      while (list.length < t.callsPerReading && (list.length || fallback.org)) list.push(list[list.length % Math.max(1, pairs.size)] ?? fallback);
-      const r = (
-        await c.query<{ calls: number; errors: number; ms: number[]; first_error: string | null }>(
-          `SELECT * FROM pg_temp.guardian_watch_calls($1::uuid[], $2::text[])`,
-          [list.map((x) => x.org), list.map((x) => x.action)],
-        )
-      ).rows[0];
-      const inv = (await c.query<{ checked: number; broken: { organization: string; broken: string }[] }>(invariantsSql, [lastId - calls, 200])).rows[0];
-      const iso = await isolationMatrix(c, shape.profileRoleColumn, [{ table: "public.organization_credits", orgColumn: "organization_id" }]);
+      const { calls, r, inv, iso } = await sample(session, t.callsPerReading);
       const now = Date.now();
       window.push({ at: now, calls: r.calls, errors: r.errors, ms: r.ms ?? [] });
       while (window.length && window[0].at < now - t.windowSeconds * 1000) window.shift();

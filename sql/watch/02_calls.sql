@@ -4,7 +4,9 @@
 -- pg_stat_statements records only completed statements, so the database keeps no record of errors; and v2 gets no
 -- extra subtransaction or write per call (its speed is a target of its own). An answer, success or business refusal
 -- (INSUFFICIENT_CREDITS, TRIAL_EXPIRED, FORBIDDEN, ...), is a call that worked; an exception is a failure.
-CREATE OR REPLACE FUNCTION pg_temp.guardian_watch_calls(p_orgs uuid[], p_actions text[])
+-- The first p_untimed calls count as calls (a failure is a failure) but are not timed: a transaction's first calls of
+-- v2 pay PL/pgSQL's per-transaction set-up, and the baseline (sql/watch/01_baseline.sql) times warm calls.
+CREATE OR REPLACE FUNCTION pg_temp.guardian_watch_calls(p_orgs uuid[], p_actions text[], p_untimed integer DEFAULT 0)
 RETURNS TABLE (calls integer, errors integer, ms double precision[], first_error text)
 LANGUAGE plpgsql AS $fn$
 DECLARE
@@ -31,7 +33,9 @@ BEGIN
       PERFORM set_config('role', 'service_role', true);
       v_t0 := clock_timestamp();
       PERFORM public.consume_credits_rpc(p_orgs[i], p_actions[i]);
-      ms := ms || (extract(epoch FROM clock_timestamp() - v_t0) * 1000)::double precision;
+      IF i > p_untimed THEN
+        ms := ms || (extract(epoch FROM clock_timestamp() - v_t0) * 1000)::double precision;
+      END IF;
       RAISE EXCEPTION USING ERRCODE = 'GW001'; -- undo the call
     EXCEPTION
       WHEN SQLSTATE 'GW001' THEN NULL;
