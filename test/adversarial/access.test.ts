@@ -233,3 +233,37 @@ describe("backup schemas and operator views", () => {
     }
   }
 });
+
+describe("code as the owner through a trigger (issue 22, finding 3, and its variants)", () => {
+  /** Every table of schemas public and guardian: those the SECURITY DEFINER functions read or write, and the rest. */
+  async function tables(): Promise<string[]> {
+    return (
+      await bf.db.query(`SELECT c.oid::regclass::text AS t FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                          WHERE n.nspname IN ('public', 'guardian') AND c.relkind IN ('r', 'p') ORDER BY 1`)
+    ).map((r: any) => r.t);
+  }
+
+  it("service_role, with Supabase's ALL on public's tables and CREATE on public, creates no trigger on any table of public or guardian", async () => {
+    // The trigger function itself can be made (CREATE on public, ./fixture.ts); a trigger on the program's tables
+    // cannot: it would run inside the SECURITY DEFINER functions as their owner.
+    const ts = await tables();
+    expect(ts).toEqual(expect.arrayContaining(["organization_credits", "credit_consumption_logs", "guardian.allocations", "guardian.idempotency_keys"]));
+    for (const t of ts) {
+      const e = await refusedUnchanged(
+        service,
+        `CREATE FUNCTION public.zz_forge() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
+         CREATE TRIGGER zz_forge BEFORE INSERT OR UPDATE ON ${t} FOR EACH ROW EXECUTE FUNCTION public.zz_forge()`,
+      );
+      expect(e.message, t).toMatch(/^permission denied for (table|schema) \S+$/);
+    }
+  });
+
+  it("no one but the owner truncates a table of public or guardian", async () => {
+    for (const t of await tables()) {
+      for (const who of [anon, memberA(), service]) {
+        const e = await refusedUnchanged(who, `TRUNCATE ${t}`);
+        expect(e.message, `${who.role} ${t}`).toMatch(/^permission denied for (table|schema) \S+$/);
+      }
+    }
+  });
+});

@@ -8,6 +8,8 @@
  *   allocation rule and trigger -> a Backup taken by the real provider (providers/backup.ts: a guardian_backup_*
  *   schema and an on-disk export).
  *
+ * Before the program runs, the API roles hold Supabase's grants: ALL on public's tables, CREATE on public for service_role.
+ *
  * Organizations: A and B (multi, every pool stocked), with a member, an admin and (in a third org S) a super_admin.
  * Attacks act as Supabase's real roles (SET ROLE anon | authenticated | service_role + request.jwt.claims), through
  * test/helpers/db.ts asUser or `session` below. `state()` fingerprints everything an attack could change, so a test
@@ -61,6 +63,11 @@ async function apply(c: Client, file: string, text: string): Promise<void> {
 
 export async function battlefield(prefix = "adv"): Promise<Battlefield> {
   const db = await freshDb({ prefix });
+  // Supabase's own grants, before the program runs: ALL on public's tables to its three API roles (TRIGGER and
+  // TRUNCATE included) and CREATE on schema public to service_role. The program revokes what it must; attacks meet
+  // what is left, as on Supabase.
+  await db.query(`GRANT ALL ON ALL TABLES IN SCHEMA public TO anon, authenticated, service_role;
+                  GRANT CREATE ON SCHEMA public TO service_role`);
   await installCreditEngine(db); // schema, catalogue (plans, split, provider costs, actions), functions
   const c = await db.client();
   try {
