@@ -63,6 +63,39 @@ describe("quantities out of range", () => {
   });
 });
 
+describe("growing the append-only log for free (issue 22, finding 5)", () => {
+  const logRows = async () =>
+    (
+      await bf.db.query(`SELECT success, error_code, user_id FROM public.credit_consumption_logs WHERE organization_id = $1 AND id > $2 ORDER BY id`, [
+        bf.org.A,
+        mark,
+      ])
+    ).map((l: any) => [l.success, l.error_code, l.user_id]);
+  let mark = 0;
+  beforeAll(async () => {
+    [{ mark }] = await bf.db.query(`SELECT coalesce(max(id), 0)::int AS mark FROM public.credit_consumption_logs`);
+  });
+
+  it("a member's batch of 1,000 actions is BATCH_TOO_LARGE: no row written, nothing debited", async () => {
+    const before = await state(bf.db);
+    const r = await call(memberA(), `SELECT public.consume_credits_batch($1, $2::jsonb) AS r`, [
+      bf.org.A,
+      JSON.stringify(Array.from({ length: 1000 }, () => ({ action_type: "ai_chat", quantity: 1000 }))),
+    ]);
+    expect(r).toMatchObject({ success: false, error_code: "BATCH_TOO_LARGE" });
+    expect(await state(bf.db)).toEqual(before);
+  });
+
+  it("a member's batch of 100 actions it cannot afford writes one refusal row, whoever it is", async () => {
+    const r = await call(memberA(), `SELECT public.consume_credits_batch($1, $2::jsonb) AS r`, [
+      bf.org.A,
+      JSON.stringify(Array.from({ length: 100 }, () => ({ action_type: "ai_chat", quantity: 1000 }))),
+    ]);
+    expect(r).toMatchObject({ success: false, error_code: "INSUFFICIENT_CREDITS", credit_type: "ai" });
+    expect(await logRows()).toEqual([[false, "INSUFFICIENT_CREDITS", bf.user.memberA]]);
+  });
+});
+
 describe("injection in action types", () => {
   const payloads = [
     "ai_chat'; UPDATE public.organization_credits SET ai_credits_available = 1000000; --",
