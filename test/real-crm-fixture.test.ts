@@ -1,5 +1,5 @@
 /**
- * The real-CRM fixture (test/fixtures/real-crm, test/helpers/realCrm.ts) has every fact it promises: the production
+ * The real-CRM fixture (harness/fixtures/real-crm, harness/realCrm.ts) has every fact it promises: the production
  * shape that differs from this project's seed, the live v1 consume_credits_rpc and its behaviours, the leaking RLS,
  * and data with the CRM's untidiness (orphan credit row, orgs without credits, plan-name variants, negative balances,
  * expired trials, users without profile). Each test makes its own database and drops it.

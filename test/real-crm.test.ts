@@ -1,5 +1,5 @@
 /**
- * The whole lifecycle on a database shaped like the CRM's real one (test/fixtures/real-crm: profiles.user_role, no
+ * The whole lifecycle on a database shaped like the CRM's real one (harness/fixtures/real-crm: profiles.user_role, no
  * is_trial, a credit row without its organization, 26 live prices, the live v1 with its COMMENT and grants, the
  * leaking policy "Authenticated users can view organization credits"), through the real engine: preview, up (multi),
  * the application's calls as its real roles, rollback, forward again.

@@ -12,7 +12,7 @@
  *
  * Organizations: A and B (multi, every pool stocked), with a member, an admin and (in a third org S) a super_admin.
  * Attacks act as Supabase's real roles (SET ROLE anon | authenticated | service_role + request.jwt.claims), through
- * test/helpers/db.ts asUser or `session` below. `state()` fingerprints everything an attack could change, so a test
+ * harness/db.ts asUser or `session` below. `state()` fingerprints everything an attack could change, so a test
  * asserts both what was refused and that nothing changed.
  */
 import * as crypto from "crypto";
