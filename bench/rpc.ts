@@ -287,8 +287,12 @@ function spread(xs: number[]): { median: number; min: number; max: number } {
   return { median: round2(m), min: s[0], max: s[s.length - 1] };
 }
 
-/** Runs one pgbench case and computes its latency percentiles from the per-transaction log. */
-async function pgbench(
+/** pgbench's path: /usr/bin/pgbench, else pgbench on PATH. */
+export const pgbenchBin = () => (fs.existsSync("/usr/bin/pgbench") ? "/usr/bin/pgbench" : "pgbench");
+
+/** Runs one pgbench case and computes its latency percentiles from the per-transaction log. Each connection starts
+ *  as `role` (service_role unless given). */
+export async function pgbench(
   bin: string,
   url: string,
   name: string,
@@ -296,6 +300,7 @@ async function pgbench(
   clients: number,
   durationSec: number,
   dir: string,
+  role = "service_role",
 ): Promise<Omit<CaseResult, "round">> {
   const scriptFile = path.join(dir, `${name}.sql`);
   fs.writeFileSync(scriptFile, script);
@@ -320,7 +325,7 @@ async function pgbench(
   try {
     ({ stdout } = await run(bin, args, {
       cwd: dir,
-      env: { ...process.env, PGOPTIONS: "-c role=service_role" },
+      env: { ...process.env, PGOPTIONS: `-c role=${role}` },
       maxBuffer: 16 * 1024 * 1024,
     }));
   } catch (e: any) {
@@ -395,7 +400,7 @@ export async function benchRpc(adminUrl: string, opts: BenchRpcOptions = {}): Pr
   const orgs = opts.orgs ?? 3371;
   const caller = opts.caller ?? "supabase";
   const rounds = opts.rounds ?? 1;
-  const bin = opts.pgbench ?? (fs.existsSync("/usr/bin/pgbench") ? "/usr/bin/pgbench" : "pgbench");
+  const bin = opts.pgbench ?? pgbenchBin();
   const log = opts.log ?? (() => undefined);
   const tag = crypto.randomBytes(4).toString("hex");
   const v1Name = `guardian_bench_v1_${tag}`;

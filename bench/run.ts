@@ -54,6 +54,7 @@ import { seed } from "../operations/seed";
 import { collect, pulumiRoot, testStack, type TestStack } from "../harness/stack";
 import { BENCH_CALLERS, benchRpc, type BenchCaller, type BenchRpcResult } from "./rpc";
 import { benchWatchReading, type WatchReadingResult } from "./watchReading";
+import { benchCrmReads, type CrmReadsResult } from "./crmReads";
 import { checkLedger, checkMulti, checkUnifiedAfterRollback, ConsumerFleet, fleetOrgs, latencySummary, maxLogId, phaseStats } from "../harness/consumerFleet";
 
 const DEFAULT_SIZES = [10_000, 100_000, 1_000_000];
@@ -75,6 +76,9 @@ export const COMMAND = command({
     quick: flag("the CI size: 10,000 orgs (unless --sizes), 2-second pgbench runs (unless --rpc-seconds)"),
     zeroDowntime: flag("the zero-downtime proof at scale instead (harness/consumerFleet.ts): up multi, up unified, up multi"),
     rpcOnly: flag("only the consume_credits_rpc pgbench cases (bench/rpc.ts), no migration sizes"),
+    crmReads: flag(
+      "only the CRM's reads as its users make them (bench/crmReads.ts), before up, after up and after a rollback: --sizes orgs (default 2,000), 100 log rows each, 4 clients, --rpc-seconds and --rpc-rounds per case",
+    ),
     watchReading: flag(
       "only one `npm run watch` reading's time on a large database (bench/watchReading.ts): --sizes orgs (default 1,000,000), 10 log rows each",
     ),
@@ -106,6 +110,9 @@ export const COMMAND = command({
     { options: ["zeroDowntime", "rpcOrgs"], reason: "the zero-downtime run has no pgbench cases" },
     { options: ["rpcOnly", "sizes"], reason: "--rpc-only runs no migration size" },
     { options: ["watchReading", "zeroDowntime"], reason: "--watch-reading runs only the watch's reading" },
+    { options: ["crmReads", "zeroDowntime"], reason: "--crm-reads runs only the CRM's reads" },
+    { options: ["crmReads", "rpcOnly"], reason: "--crm-reads runs only the CRM's reads" },
+    { options: ["crmReads", "watchReading"], reason: "--crm-reads and --watch-reading are runs of their own" },
     { options: ["watchReading", "rpcOnly"], reason: "--watch-reading runs only the watch's reading" },
     { options: ["watchReading", "rpcRounds"], reason: "--watch-reading runs no pgbench case" },
     { options: ["watchReading", "rpcSeconds"], reason: "--watch-reading runs no pgbench case" },
@@ -125,6 +132,7 @@ interface Args {
   quick: boolean;
   zeroDowntime: boolean;
   rpcOnly: boolean;
+  crmReads: boolean;
   watchReading: boolean;
   rpcRounds: number;
   out: string;
@@ -138,10 +146,11 @@ interface Args {
 function toArgs(v: Values<typeof COMMAND.options>, given: ReadonlySet<string>): Args {
   const quickSizes = v.quick && !v.sizes;
   return {
-    sizes: v.sizes ?? (quickSizes ? [10_000] : v.watchReading ? [1_000_000] : DEFAULT_SIZES),
+    sizes: v.sizes ?? (quickSizes ? [10_000] : v.watchReading ? [1_000_000] : v.crmReads ? [2_000] : DEFAULT_SIZES),
     quick: v.quick,
     zeroDowntime: v.zeroDowntime,
     rpcOnly: v.rpcOnly,
+    crmReads: v.crmReads,
     watchReading: v.watchReading,
     rpcRounds: v.rpcRounds,
     out: path.resolve(v.out ?? path.join(__dirname, "results")),
@@ -837,6 +846,19 @@ function markdown(r: any): string {
     L.push("");
   }
 
+  for (const x of (r.crmReads ?? []) as CrmReadsResult[]) {
+    L.push(
+      `## The CRM's reads: ${fmt(x.orgs)} orgs, ${fmt(x.logRows)} log rows, ${x.clients} clients, ${x.durationSec} s per case${x.rounds > 1 ? `, ${x.rounds} rounds` : ""}`,
+      "",
+      "Each read as a Supabase request (BEGIN, role and JWT claims, the read, COMMIT): as the user (a member at random, or the super_admin), and as service_role (the same statement and rows, no policy in the way).",
+      "",
+      "| phase | read | as | round | tps | p50 ms | p99 ms | rows |",
+      "|---|---|---|---:|---:|---:|---:|---:|",
+      ...x.cases.map((c) => `| ${c.phase} | ${c.read} | ${c.as} | ${c.round} | ${fmt(c.tps)} | ${c.p50Ms} | ${c.p99Ms} | ${c.rowsPerRead} |`),
+      "",
+    );
+  }
+
   for (const w of (r.watchReading ?? []) as WatchReadingResult[]) {
     L.push(
       `## One watch reading: ${fmt(w.orgs)} orgs, ${fmt(w.logRows)} log rows`,
@@ -992,7 +1014,7 @@ async function main(argv: string[], a: Args) {
   const result: any = {
     date: new Date().toISOString().slice(0, 10),
     at: new Date().toISOString(),
-    mode: a.watchReading ? "watch-reading" : a.zeroDowntime ? "zero-downtime" : a.rpcOnly ? "rpc" : a.quick ? "quick" : "full",
+    mode: a.crmReads ? "crm-reads" : a.watchReading ? "watch-reading" : a.zeroDowntime ? "zero-downtime" : a.rpcOnly ? "rpc" : a.quick ? "quick" : "full",
     argv,
     machine: await machine(server),
     notes: [] as string[],
@@ -1000,7 +1022,32 @@ async function main(argv: string[], a: Args) {
   log(
     `bench: ${result.mode}, ${a.rpcOnly ? `${a.rpcRounds} round(s) of the rpc cases` : `sizes ${a.sizes.map(fmt).join(", ")}, ${a.consumers} consumers`}; ${result.machine.cores} cores, ${result.machine.postgres}`,
   );
-  if (a.watchReading) {
+  if (a.crmReads) {
+    result.crmReads = [];
+    for (const n of a.sizes)
+      result.crmReads.push(await benchCrmReads({ orgs: n, logsPerOrg: 100, clients: 4, durationSec: a.rpcSeconds, rounds: a.rpcRounds, log }));
+    result.targets = (result.crmReads as CrmReadsResult[]).flatMap((r) =>
+      r.ratios
+        .filter((x) => x.phase !== "before up")
+        .flatMap((x) => {
+          const each = (k: "vsBeforeUp" | "vsNoPolicy") => (x.rounds.length > 1 ? ` (rounds: ${x.rounds.map((y) => `x${y[k]}`).join(", ")})` : "");
+          const out: Target[] = [
+            {
+              target: `${x.read}, ${x.phase}: time <= 1.1x the same read with no policy in the way (service_role, same rows; ${fmt(r.orgs)} orgs, ${r.clients} clients)`,
+              measured: `x${x.vsNoPolicy}${each("vsNoPolicy")}`,
+              met: x.vsNoPolicy <= 1.1,
+            },
+          ];
+          if (x.vsBeforeUp !== null)
+            out.push({
+              target: `${x.read}, ${x.phase}: time <= 1.1x before up (the CRM's own policies, same rows)`,
+              measured: `x${x.vsBeforeUp}${each("vsBeforeUp")}`,
+              met: x.vsBeforeUp <= 1.1,
+            });
+          return out;
+        }),
+    );
+  } else if (a.watchReading) {
     result.watchReading = [];
     for (const n of a.sizes) result.watchReading.push(await benchWatchReading(server, { orgs: n, logsPerOrg: 10, log }));
     result.targets = result.watchReading.map((w: WatchReadingResult) => {

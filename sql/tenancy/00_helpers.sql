@@ -8,6 +8,11 @@
 -- public.profiles itself; they are STABLE (policies wrap them in a scalar sub-select, so they run once per statement)
 -- and pin search_path, so no object the caller creates can stand in for the ones they read.
 --
+-- PL/pgSQL, not SQL: a SQL function that cannot be inlined (SECURITY DEFINER and SET both prevent it) plans its query
+-- again in every statement that calls it, where PL/pgSQL keeps the plan for the session. Measured with pgbench, one
+-- request calling both helpers: +0.19 to 0.25 ms as SQL functions, +0.08 to 0.09 ms as PL/pgSQL, over a request that
+-- calls neither (bench/results/2026-12-06.crm-reads.md has what the policies cost the CRM's reads).
+--
 -- They live in a schema of their own, guardian_rls, because a policy evaluates them with the privileges of the
 -- querying role: authenticated needs USAGE on their schema, and the internal schema guardian is closed to it
 -- (sql/schema/01_guardian_schema.sql). guardian_rls holds these two functions and nothing else, and is not one of
@@ -18,22 +23,26 @@ GRANT USAGE ON SCHEMA guardian_rls TO authenticated, service_role;
 
 CREATE OR REPLACE FUNCTION guardian_rls.current_org_id()
 RETURNS uuid
-LANGUAGE sql
+LANGUAGE plpgsql
 STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $function$
-  SELECT p.organization_id FROM public.profiles p WHERE p.id = auth.uid()
+BEGIN
+  RETURN (SELECT p.organization_id FROM public.profiles p WHERE p.id = auth.uid());
+END
 $function$;
 
 CREATE OR REPLACE FUNCTION guardian_rls.is_super_admin()
 RETURNS boolean
-LANGUAGE sql
+LANGUAGE plpgsql
 STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $function$
-  SELECT coalesce((SELECT {{profile_role:p}} = 'super_admin' FROM public.profiles p WHERE p.id = auth.uid()), false)
+BEGIN
+  RETURN coalesce((SELECT {{profile_role:p}} = 'super_admin' FROM public.profiles p WHERE p.id = auth.uid()), false);
+END
 $function$;
 
 COMMENT ON FUNCTION guardian_rls.current_org_id() IS

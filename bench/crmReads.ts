@@ -1,0 +1,195 @@
+/**
+ * The CRM's reads as its users make them (issue 24, item 3; the seed's "query times <= baseline + 10%", the plan's
+ * "performance impact analysis" of row level security). On a database built from the CRM's own SQL
+ * (harness/realCrm.ts) with `orgs` organizations and at least `logsPerOrg` log rows each, pgbench runs each read as a
+ * Supabase request (BEGIN, the request's role and JWT claims, the read, COMMIT), a member picked at random per
+ * request (or the super_admin):
+ *   credit row      a member's own credit row
+ *   last 50 logs    its organization's last 50 log rows
+ *   team profiles   its organization's profiles
+ *   plan totals     a super_admin's totals per plan (organizations and credits left)
+ * Each read runs as the user and as service_role (the same statement, the same rows: no policy in the way), before
+ * `up` (the CRM's own policies), after `up` (the program's), and after a rollback (the program's policies stay).
+ * Rounds run side by side; ratios are per round, medians reported with every round.
+ */
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { collect, testStack, type TestStack } from "../harness/stack";
+import { freshRealCrmDb } from "../harness/realCrm";
+import type { TestDb } from "../harness/db";
+import { pgbench, pgbenchBin } from "./rpc";
+
+export const READS = ["credit row", "last 50 logs", "team profiles", "plan totals"] as const;
+export type Read = (typeof READS)[number];
+export const PHASES = ["before up", "after up", "after rollback"] as const;
+export type Phase = (typeof PHASES)[number];
+
+export interface ReadCase {
+  phase: Phase;
+  read: Read;
+  as: "user" | "service_role";
+  round: number;
+  tps: number;
+  p50Ms: number;
+  p99Ms: number;
+  rowsPerRead: number;
+}
+
+export interface CrmReadsResult {
+  orgs: number;
+  logRows: number;
+  clients: number;
+  durationSec: number;
+  rounds: number;
+  cases: ReadCase[];
+  /** Per read: the median over rounds of user tps now / user tps before up, and of service_role tps / user tps. */
+  ratios: { phase: Phase; read: Read; vsBeforeUp: number | null; vsNoPolicy: number; rounds: { vsBeforeUp: number | null; vsNoPolicy: number }[] }[];
+}
+
+const STATEMENT: Record<Read, string> = {
+  "credit row": "SELECT * FROM public.organization_credits WHERE organization_id = :org::uuid;",
+  "last 50 logs": "SELECT * FROM public.credit_consumption_logs WHERE organization_id = :org::uuid ORDER BY created_at DESC LIMIT 50;",
+  "team profiles": "SELECT * FROM public.profiles WHERE organization_id = :org::uuid;",
+  "plan totals": "SELECT plan_name, count(*), sum(credits_remaining) FROM public.organization_credits GROUP BY plan_name;",
+};
+
+function script(read: Read, as: "user" | "service_role", members: number): string {
+  const who =
+    read === "plan totals"
+      ? "SELECT uid, org FROM bench_reads.super_admin \\gset"
+      : `\\set i random(1, ${members})\nSELECT uid, org FROM bench_reads.members WHERE i = :i \\gset`;
+  const role =
+    as === "user"
+      ? "SELECT set_config('role', 'authenticated', true), set_config('request.jwt.claims', json_build_object('sub', :uid::text, 'role', 'authenticated')::text, true);"
+      : `SELECT set_config('role', 'service_role', true), set_config('request.jwt.claims', '{"role":"service_role"}', true);`;
+  return `${who}\nBEGIN;\n${role}\n${STATEMENT[read]}\nEND;\n`;
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+const r2 = (x: number) => Math.round(x * 100) / 100;
+
+async function rowsPerRead(db: TestDb, read: Read, as: "user" | "service_role"): Promise<number> {
+  const c = await db.client();
+  try {
+    const [m] = (
+      await c.query(read === "plan totals" ? "SELECT uid, org FROM bench_reads.super_admin" : "SELECT uid, org FROM bench_reads.members WHERE i = 1")
+    ).rows;
+    await c.query("BEGIN");
+    await c.query(`SELECT set_config('request.jwt.claims', $1, true)`, [
+      JSON.stringify(as === "user" ? { sub: m.uid, role: "authenticated" } : { role: "service_role" }),
+    ]);
+    await c.query(`SET LOCAL ROLE ${as === "user" ? "authenticated" : "service_role"}`);
+    const r = await c.query(STATEMENT[read].replace(":org::uuid", "$1::uuid").replace(/;$/, ""), read === "plan totals" ? [] : [m.org]);
+    return read === "plan totals" ? r.rows.reduce((s: number, x: any) => s + Number(x.count), 0) : (r.rowCount ?? 0);
+  } finally {
+    await c.query("ROLLBACK").catch(() => undefined);
+    await c.end();
+  }
+}
+
+export async function benchCrmReads(opts: {
+  orgs: number;
+  logsPerOrg: number;
+  clients: number;
+  durationSec: number;
+  rounds: number;
+  log: (s: string) => void;
+}): Promise<CrmReadsResult> {
+  const { log } = opts;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "guardian-reads-"));
+  log(`crm reads: a database from the CRM's own SQL with ${opts.orgs} organizations`);
+  const db = await freshRealCrmDb({ orgs: opts.orgs });
+  let t: TestStack | undefined;
+  try {
+    const [{ n: have }] = await db.query(`SELECT count(*)::int AS n FROM public.credit_consumption_logs`);
+    const want = opts.orgs * opts.logsPerOrg;
+    if (have < want) {
+      await db.query(
+        `INSERT INTO public.credit_consumption_logs (organization_id, action_type, credits_consumed, credits_remaining, success, created_at)
+         SELECT o.id, (SELECT action_type FROM public.credit_actions ORDER BY action_type LIMIT 1), 1, 0, true, now() - interval '1 minute' * g
+           FROM public.organizations o CROSS JOIN generate_series(1, $1) g`,
+        [opts.logsPerOrg],
+      );
+    }
+    await db.query(
+      `CREATE SCHEMA bench_reads;
+       CREATE TABLE bench_reads.members AS
+         SELECT row_number() OVER (ORDER BY p.id)::int AS i, p.id::text AS uid, p.organization_id::text AS org
+           FROM public.profiles p JOIN public.organization_credits oc ON oc.organization_id = p.organization_id
+          WHERE p.user_role <> 'super_admin';
+       CREATE TABLE bench_reads.super_admin AS
+         SELECT id::text AS uid, organization_id::text AS org FROM public.profiles WHERE user_role = 'super_admin' ORDER BY id LIMIT 1;
+       GRANT USAGE ON SCHEMA bench_reads TO authenticated, service_role;
+       GRANT SELECT ON ALL TABLES IN SCHEMA bench_reads TO authenticated, service_role;
+       ANALYZE`,
+    );
+    const [{ members }] = await db.query(`SELECT count(*)::int AS members FROM bench_reads.members`);
+    const [{ logs }] = await db.query(`SELECT count(*)::int AS logs FROM public.credit_consumption_logs`);
+    const cases: ReadCase[] = [];
+    const measure = async (phase: Phase) => {
+      for (let round = 1; round <= opts.rounds; round++) {
+        for (const read of READS) {
+          for (const as of ["user", "service_role"] as const) {
+            const rows = await rowsPerRead(db, read, as);
+            const name = `${phase.replace(/ /g, "_")}_${read.replace(/ /g, "_")}_${as}`;
+            const r = await pgbench(
+              pgbenchBin(),
+              db.url,
+              name,
+              script(read, as, members),
+              opts.clients,
+              opts.durationSec,
+              dir,
+              as === "user" ? "authenticated" : "service_role",
+            );
+            cases.push({ phase, read, as, round, tps: r.tps, p50Ms: r.latencyMs.p50, p99Ms: r.latencyMs.p99, rowsPerRead: rows });
+            log(`crm reads: ${phase}, round ${round}: ${read} as ${as}: ${r.tps} tps, p50 ${r.latencyMs.p50} ms (${rows} rows)`);
+          }
+        }
+      }
+    };
+    await measure("before up");
+    t = await testStack(db.url, { creditModel: "multi" });
+    log("crm reads: pulumi up (multi)");
+    await t.stack.up({ onEvent: collect(t) });
+    await db.query("VACUUM ANALYZE");
+    await measure("after up");
+    log("crm reads: rollback (guardian:creditModel unified, pulumi up)");
+    await t.setConfig({ creditModel: "unified" });
+    await t.stack.up({ onEvent: collect(t) });
+    await db.query("VACUUM ANALYZE");
+    await measure("after rollback");
+
+    const at = (phase: Phase, read: Read, as: "user" | "service_role", round: number) =>
+      cases.find((c) => c.phase === phase && c.read === read && c.as === as && c.round === round)!;
+    const ratios: CrmReadsResult["ratios"] = [];
+    for (const phase of PHASES) {
+      for (const read of READS) {
+        const rounds = Array.from({ length: opts.rounds }, (_, k) => {
+          const user = at(phase, read, "user", k + 1);
+          const before = at("before up", read, "user", k + 1);
+          const same = before.rowsPerRead === user.rowsPerRead;
+          return {
+            // time after / time before = tps before / tps after (where the same rows were visible before)
+            vsBeforeUp: phase === "before up" || !same ? null : r2(before.tps / user.tps),
+            vsNoPolicy: r2(at(phase, read, "service_role", k + 1).tps / user.tps),
+          };
+        });
+        const vb = rounds.map((x) => x.vsBeforeUp).filter((x): x is number => x !== null);
+        ratios.push({ phase, read, vsBeforeUp: vb.length ? r2(median(vb)) : null, vsNoPolicy: r2(median(rounds.map((x) => x.vsNoPolicy))), rounds });
+      }
+    }
+    return { orgs: opts.orgs, logRows: logs, clients: opts.clients, durationSec: opts.durationSec, rounds: opts.rounds, cases, ratios };
+  } finally {
+    if (t) {
+      t.destroyWorkspace();
+      fs.rmSync(t.stateDir, { recursive: true, force: true });
+    }
+    await db.drop().catch(() => undefined);
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
