@@ -14,7 +14,7 @@ import * as fs from "fs";
 import * as path from "path";
 import type { ConfigMap, OutputMap, Stack, UpdateSummary } from "@pulumi/pulumi/automation";
 import { GuardianConfigError, parseConfig, tlsSettings } from "../../lib/config";
-import type { GuardianConfig } from "../../lib/config";
+import type { CreditModel, GuardianConfig } from "../../lib/config";
 import { connectionSecrets, redactSecrets, redactUrl, withClient } from "../../lib/db";
 import { GuardianRefusal } from "../../lib/errors";
 import { guardianKeys, openStack, readStackConfig } from "../shared/workspace";
@@ -118,6 +118,17 @@ export function crossCheck(outputs: OutputMap, db: DatabaseFigures): OutputCheck
   return checks;
 }
 
+/** The commands the report's Rollback section suggests. `npm run rollback` needs an earlier successful update to go
+ *  back to: after a stack's first update it would only refuse ("no successful update before its current version"),
+ *  so it is suggested only when there is one; the config switch always is. */
+export function suggestedRollback(stack: string, model: CreditModel, previousVersion: number | null, cfgFlag = ""): string[] {
+  const other = model === "multi" ? "unified" : "multi";
+  return [
+    ...(previousVersion !== null ? [`npm run rollback -- --stack ${stack} --to ${previousVersion}`] : []),
+    `pulumi config set guardian:creditModel ${other} --stack ${stack}${cfgFlag} && pulumi up --stack ${stack}${cfgFlag}`,
+  ];
+}
+
 export async function buildReport(opts: ReportOptions): Promise<Report> {
   const stack =
     typeof opts.stack === "string"
@@ -151,16 +162,7 @@ export async function buildReport(opts: ReportOptions): Promise<Report> {
   });
 
   const cfgFlag = opts.configFile ? ` --config-file ${path.relative(process.cwd(), path.resolve(opts.configFile)) || opts.configFile}` : "";
-  const rollbackCommands =
-    config.creditModel === "multi"
-      ? [
-          `npm run rollback -- --stack ${stack.name}${previous ? ` --to ${previous.version}` : ""}`,
-          `pulumi config set guardian:creditModel unified --stack ${stack.name}${cfgFlag} && pulumi up --stack ${stack.name}${cfgFlag}`,
-        ]
-      : [
-          `npm run rollback -- --stack ${stack.name}${previous ? ` --to ${previous.version}` : ""}`,
-          `pulumi config set guardian:creditModel multi --stack ${stack.name}${cfgFlag} && pulumi up --stack ${stack.name}${cfgFlag}`,
-        ];
+  const rollbackCommands = suggestedRollback(stack.name, config.creditModel, previous?.version ?? null, cfgFlag);
 
   const figures: ReportFigures = {
     generatedAt: (opts.now ?? new Date()).toISOString(),

@@ -315,15 +315,15 @@ export function renderMarkdown(f: ReportFigures, svgFileName: string): string {
   L.push(
     f.previousSuccessfulVersion !== null
       ? `The last successful update before version ${f.updateVersion} is version ${f.previousSuccessfulVersion}. To return to it (preview, confirmation, up, verification, report):`
-      : "No earlier successful update is recorded. To return to the unified model:",
+      : `No earlier successful update is recorded, so there is no version for \`npm run rollback\` to return to. To switch to the ${f.creditModel === "multi" ? "unified" : "multi"} model:`,
     "",
   );
   L.push("```sh", ...f.rollbackCommands, "```", "");
   L.push(
     f.creditModel === "multi"
-      ? "The second line is the contract's rollback (config revert then up): consume_credits_rpc v1 comes back from the backup's recorded definition, " +
+      ? "The `pulumi config set` line is the contract's rollback (config revert then up): consume_credits_rpc v1 comes back from the backup's recorded definition, " +
           "its search_path pinned; balances are not recomputed (v2 kept them current), and the backup is kept."
-      : "This stack is configured for the unified model (rolled back, or never migrated): the second line migrates it (again), taking a new backup first.",
+      : "This stack is configured for the unified model (rolled back, or never migrated): the `pulumi config set` line migrates it (again), taking a new backup first.",
     "",
   );
   return L.join("\n");

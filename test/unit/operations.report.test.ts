@@ -8,6 +8,7 @@ import type { Client } from "pg";
 import { describe, expect, it } from "vitest";
 import { parseConfig, POOLS } from "../../lib/config";
 import { planMargins } from "../../lib/margins";
+import { suggestedRollback } from "../../operations/report";
 import {
   anomalyFigures,
   catalogueFigures,
@@ -347,5 +348,18 @@ describe("report figure steps", () => {
     // A backup whose schema is gone: no before.
     const gone = scripted([]);
     expect(await chartFigures(gone.client, { schemaPresent: false, schemaName: "bk_1" }, [], false)).toEqual({ before: {}, after: {} });
+  });
+});
+
+describe("the report's rollback commands", () => {
+  it("suggest npm run rollback only when an earlier successful update exists; the config switch always", () => {
+    expect(suggestedRollback("staging", "multi", null)).toEqual([
+      "pulumi config set guardian:creditModel unified --stack staging && pulumi up --stack staging",
+    ]);
+    expect(suggestedRollback("staging", "multi", 3, " --config-file x.yaml")).toEqual([
+      "npm run rollback -- --stack staging --to 3",
+      "pulumi config set guardian:creditModel unified --stack staging --config-file x.yaml && pulumi up --stack staging --config-file x.yaml",
+    ]);
+    expect(suggestedRollback("dev", "unified", 1)[1]).toBe("pulumi config set guardian:creditModel multi --stack dev && pulumi up --stack dev");
   });
 });
