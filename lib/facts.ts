@@ -12,6 +12,9 @@ export interface BackfillPlan {
   /** The orgs of "split", per plan name as stored after trim and lower-case ("(empty)" for ''): a name an operator
    *  means as a plan (pro, agency...) shows here, to be mapped in guardian:plans. */
   splitPlanNames: Record<string, number>;
+  /** public.organizations without a credit row: nothing to migrate; consume_credits_rpc answers them
+   *  NO_CREDIT_ACCOUNT in both models. */
+  orgsWithoutCredits: number;
 }
 
 export async function backfillPlan(c: Client, config: GuardianConfig): Promise<BackfillPlan> {
@@ -45,10 +48,22 @@ export async function backfillPlan(c: Client, config: GuardianConfig): Promise<B
     [Object.keys(config.plans)],
   );
   const splitPlanNames = Object.fromEntries(names.rows.map((r) => [r.plan, Number(r.n)]));
-  return { pendingOrgs, orgsToMigrate, splitPlanNames };
+  const without = await c.query(
+    `SELECT count(*)::bigint AS n FROM public.organizations o
+      WHERE NOT EXISTS (SELECT 1 FROM public.organization_credits oc WHERE oc.organization_id = o.id)`,
+  );
+  return { pendingOrgs, orgsToMigrate, splitPlanNames, orgsWithoutCredits: Number(without.rows[0]?.n ?? 0) };
 }
 
 export function describePlan(p: BackfillPlan): string {
+  const without = p.orgsWithoutCredits
+    ? `\nbackfill: ${p.orgsWithoutCredits.toLocaleString("en-US")} organization(s) have no credit row: nothing to migrate there; ` +
+      "consume_credits_rpc answers them NO_CREDIT_ACCOUNT, before and after"
+    : "";
+  return describeOrgs(p) + without;
+}
+
+function describeOrgs(p: BackfillPlan): string {
   if (p.pendingOrgs === 0) return "backfill: no organization left in the unified model; nothing to migrate";
   const parts = Object.entries(p.orgsToMigrate).map(([k, v]) => `${k} ${v.toLocaleString("en-US")}`);
   const lines = [`backfill: will migrate ${p.pendingOrgs.toLocaleString("en-US")} organizations (${parts.join(", ")})`];

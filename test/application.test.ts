@@ -119,6 +119,7 @@ describe("the application around the credits keeps working, on the CRM's real sc
   let descriptionsBefore: any[];
   let previewText: string;
   let expiredTrials: number;
+  let withoutCredits: number;
   let matrixBefore: Awaited<ReturnType<typeof matrices>>;
   let matrixAfterUp: Awaited<ReturnType<typeof matrices>>;
   let upOutputs: Record<string, any>;
@@ -135,6 +136,9 @@ describe("the application around the credits keeps working, on the CRM's real sc
     t = await testStack(db.url, { creditModel: "multi" });
     const p = await t.stack.preview({ onEvent: collect(t), diff: true });
     previewText = t.logText() + p.stdout;
+    [{ n: withoutCredits }] = await db.query(
+      `SELECT count(*)::int AS n FROM public.organizations o WHERE NOT EXISTS (SELECT 1 FROM public.organization_credits c WHERE c.organization_id = o.id)`,
+    );
     [{ n: expiredTrials }] = await db.query(
       `SELECT count(*)::int AS n FROM public.organization_credits WHERE lower(btrim(plan_name)) = 'trial_14' AND cycle_end_date < now()`,
     );
@@ -163,6 +167,11 @@ describe("the application around the credits keeps working, on the CRM's real sc
     expect(previewText).toContain(`${expiredTrials} organization(s) on a trial whose cycle has ended get TRIAL_EXPIRED`);
     expect(previewText).toMatch(/catalogue: pools \| action +\| unified \| ai \| whatsapp \| email \| sms/);
     expect(previewText).toMatch(/catalogue: pools \| ai_chat +\| +1 \| +1 \| +0 \| +0 \| +0/);
+    // The CRM has organizations without a credit row (the fixture holds one at least): preview counts them.
+    expect(withoutCredits).toBeGreaterThan(0);
+    expect(previewText).toContain(
+      `backfill: ${withoutCredits} organization(s) have no credit row: nothing to migrate there; consume_credits_rpc answers them NO_CREDIT_ACCOUNT`,
+    );
   });
 
   it("acting as the roles without writing finds what writing finds, cell by cell, before and after up", () => {

@@ -139,7 +139,10 @@ export interface DatabaseFigures {
   serverVersion: string;
   /** Organizations per credit_model now (all "unified" when the column does not exist). */
   orgsByModel: Record<string, number>;
+  /** Credit rows (public.organization_credits): the organizations the credits are kept for. */
   orgsTotal: number;
+  /** public.organizations without a credit row (their calls get NO_CREDIT_ACCOUNT). */
+  orgsWithoutCredits: number;
   migrated: boolean;
   catalogueSource: "guardian.plan_catalogue" | "config";
   backup: BackupFigures | null;
@@ -364,7 +367,7 @@ export async function organizationFigures(
   c: Client,
   planNames: string[],
   cols: Pick<MigrationColumns, "credits">,
-): Promise<Pick<DatabaseFigures, "orgsByModel" | "orgsTotal" | "orgsPerRule">> {
+): Promise<Pick<DatabaseFigures, "orgsByModel" | "orgsTotal" | "orgsPerRule" | "orgsWithoutCredits">> {
   const modelExpr = cols.credits.has("credit_model") ? "credit_model" : "'unified'::text";
   const byRule = await c.query(
     `SELECT ${RULE("plan_name")} AS rule, ${modelExpr} AS model, count(*)::bigint AS n
@@ -383,7 +386,13 @@ export async function organizationFigures(
     orgsByModel[r.model] = (orgsByModel[r.model] ?? 0) + n;
     orgsTotal += n;
   }
-  return { orgsByModel, orgsTotal, orgsPerRule };
+  // public.organizations rows with no credit row: not counted above, and consume_credits_rpc answers them
+  // NO_CREDIT_ACCOUNT in either model.
+  const without = await c.query(
+    `SELECT count(*)::bigint AS n FROM public.organizations o
+      WHERE NOT EXISTS (SELECT 1 FROM public.organization_credits oc WHERE oc.organization_id = o.id)`,
+  );
+  return { orgsByModel, orgsTotal, orgsPerRule, orgsWithoutCredits: Number(without.rows[0]?.n ?? 0) };
 }
 
 /** Conservation per rule, for organizations in the multi model ({} before the migration). */
@@ -633,6 +642,7 @@ export async function databaseFigures(c: Client, opts: FigureOptions): Promise<D
     serverVersion: version,
     orgsByModel: orgs.orgsByModel,
     orgsTotal: orgs.orgsTotal,
+    orgsWithoutCredits: orgs.orgsWithoutCredits,
     migrated: cols.migrated,
     catalogueSource: cat.catalogueSource,
     backup,

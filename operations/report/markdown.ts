@@ -46,13 +46,14 @@ export function renderMarkdown(f: ReportFigures, svgFileName: string): string {
       ["database", `\`${f.database}\``],
       ["server version", `PostgreSQL ${f.serverVersion}`],
       [
-        "organizations",
+        "organizations with a credit row",
         `${n(f.orgsTotal)} (${
           Object.entries(f.orgsByModel)
             .map(([k, v]) => `${k} ${n(v)}`)
             .join(", ") || "none"
         })`,
       ],
+      ["organizations without a credit row", `${n(f.orgsWithoutCredits ?? 0)} (consume_credits_rpc answers them NO_CREDIT_ACCOUNT)`],
       ["Phase 3.5 columns present", f.migrated ? "yes" : "no"],
     ],
   );

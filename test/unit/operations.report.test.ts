@@ -124,17 +124,24 @@ describe("report figure steps", () => {
       { rule: "plan:starter", model: "unified", n: "2" },
       { rule: "split", model: "unified", n: "4" },
     ];
-    const { client, calls } = scripted([[/count\(\*\)::bigint AS n\s+FROM public\.organization_credits GROUP BY 1, 2/, () => rows]]);
+    const { client, calls } = scripted([
+      [/count\(\*\)::bigint AS n\s+FROM public\.organization_credits GROUP BY 1, 2/, () => rows],
+      [/FROM public\.organizations o\s+WHERE NOT EXISTS/, () => [{ n: "2" }]],
+    ]);
     const f = await organizationFigures(client, ["starter"], { credits: new Set(["credit_model"]) });
     expect(f).toEqual({
       orgsByModel: { multi: 3, unified: 6 },
       orgsTotal: 9,
+      orgsWithoutCredits: 2,
       orgsPerRule: { "plan:starter": { orgs: 5, multi: 3, unified: 2 }, split: { orgs: 4, multi: 0, unified: 4 } },
     });
     expect(calls[0].params).toEqual([["starter"]]);
     expect(calls[0].sql).toMatch(/credit_model AS model/);
 
-    const unmigrated = scripted([[/FROM public\.organization_credits GROUP BY 1, 2/, () => []]]);
+    const unmigrated = scripted([
+      [/FROM public\.organization_credits GROUP BY 1, 2/, () => []],
+      [/FROM public\.organizations o\s+WHERE NOT EXISTS/, () => [{ n: "0" }]],
+    ]);
     await organizationFigures(unmigrated.client, [], { credits: new Set() });
     expect(unmigrated.calls[0].sql).toMatch(/'unified'::text AS model/);
   });
