@@ -25,6 +25,9 @@ import {
   connectionChanged,
   ConnectedResource,
   diffOf,
+  errorCode,
+  errorMessage,
+  isLockConflict,
   journal,
   type Provider,
   recordConnection,
@@ -94,7 +97,13 @@ async function rollback(inputs: RollbackInputs): Promise<RollbackOutputs> {
   const started = Date.now();
   return withConnection(inputs, "rollback", async (c) => {
     // Every transaction of the rollback: lock_timeout and retries from guardian:ddl.
-    const tx = <T>(fn: () => Promise<T>) => retriedTransaction(c, inputs, "rollback", {}, fn);
+    // Each transaction says what it waits for: a lock conflict is retried as "rollback: <what>: lock not available",
+    // and the last one fails naming it, not only "canceling statement due to lock timeout".
+    const tx = <T>(what: string, fn: () => Promise<T>) =>
+      retriedTransaction(c, inputs, `rollback: ${what}`, {}, fn).catch((e: unknown) => {
+        if (isLockConflict(e)) throw Object.assign(new Error(`rollback: ${what}: ${errorMessage(e)} (guardian:ddl retries exhausted)`), { code: errorCode(e) });
+        throw e;
+      });
     const state = (
       await c.query<{ v2: boolean; has_model: boolean; trigger: boolean; has_backups: boolean }>(`
       SELECT to_regprocedure('public.consume_credits_rpc(uuid,text,integer,text)') IS NOT NULL AS v2,
@@ -139,7 +148,7 @@ async function rollback(inputs: RollbackInputs): Promise<RollbackOutputs> {
         "(credit_model only: their unified balances were kept current while multi was applied)",
     );
 
-    await tx(() => c.query(inputs.sql.stopAllocation));
+    await tx("dropping the allocation trigger on public.organization_credits", () => c.query(inputs.sql.stopAllocation));
     // Batches are ranges of heap pages holding about batchSize multi orgs (never more than batchSize), walked in
     // physical order (providers/pageWalk.ts).
     let done = 0;
@@ -151,7 +160,7 @@ async function rollback(inputs: RollbackInputs): Promise<RollbackOutputs> {
       inputs.batchSize,
       plan,
       async (from, to) => {
-        const b = await tx(async () => {
+        const b = await tx(`locking the multi credit rows of public.organization_credits in heap pages [${from}, ${to})`, async () => {
           const r = await c.query<{ organization_id: string }>(inputs.sql.lockBatch, [from, to, inputs.batchSize]);
           const ids = r.rows.map((x) => x.organization_id);
           if (ids.length) {
@@ -181,7 +190,7 @@ async function rollback(inputs: RollbackInputs): Promise<RollbackOutputs> {
     );
     const safe = inputs.rollbackFunction === "safe";
     const pin = inputs.rollbackFunction === "v1";
-    const restored = await tx(async () => {
+    const restored = await tx("replacing consume_credits_rpc with v1 (locks the function and public.organization_credits)", async () => {
       // Before v1 takes over: v2 still serves every call under its row lock.
       const chk = (await c.query<SwitchCheck>(inputs.sql.checkSwitch)).rows[0];
       if (Number(chk.still_multi) > 0) {
