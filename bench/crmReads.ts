@@ -19,6 +19,7 @@ import { collect, testStack, type TestStack } from "../harness/stack";
 import { freshRealCrmDb } from "../harness/realCrm";
 import type { TestDb } from "../harness/db";
 import { pgbench, pgbenchBin } from "./rpc";
+import { median } from "../harness/consumerFleet";
 
 export const READS = ["credit row", "last 50 logs", "team profiles", "plan totals"] as const;
 export type Read = (typeof READS)[number];
@@ -66,10 +67,6 @@ function script(read: Read, as: "user" | "service_role", members: number): strin
   return `${who}\nBEGIN;\n${role}\n${STATEMENT[read]}\nEND;\n`;
 }
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 const r2 = (x: number) => Math.round(x * 100) / 100;
 
 async function rowsPerRead(db: TestDb, read: Read, as: "user" | "service_role"): Promise<number> {

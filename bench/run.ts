@@ -55,7 +55,17 @@ import { collect, pulumiRoot, testStack, type TestStack } from "../harness/stack
 import { BENCH_CALLERS, benchRpc, type BenchCaller, type BenchRpcResult } from "./rpc";
 import { benchWatchReading, type WatchReadingResult } from "./watchReading";
 import { benchCrmReads, type CrmReadsResult } from "./crmReads";
-import { checkLedger, checkMulti, checkUnifiedAfterRollback, ConsumerFleet, fleetOrgs, latencySummary, maxLogId, phaseStats } from "../harness/consumerFleet";
+import {
+  checkLedger,
+  checkMulti,
+  checkUnifiedAfterRollback,
+  ConsumerFleet,
+  fleetOrgs,
+  latencySummary,
+  maxLogId,
+  median,
+  phaseStats,
+} from "../harness/consumerFleet";
 
 const DEFAULT_SIZES = [10_000, 100_000, 1_000_000];
 const PREVIEW_FLAT = 1.5;
@@ -696,12 +706,6 @@ interface Target {
   measured: string;
   met: boolean | null;
   note?: string;
-}
-
-/** Median of measured values. */
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
 
 /**

@@ -11,6 +11,7 @@ import { connect } from "../lib/db";
 import { createDatabase, dropDatabase, type PgServer } from "../operations/shared/pgserver";
 import { openSession, sample } from "../operations/watch";
 import { orgUuid, prepareV2 } from "./rpc";
+import { median } from "../harness/consumerFleet";
 
 export interface WatchReadingResult {
   orgs: number;
@@ -23,11 +24,6 @@ export interface WatchReadingResult {
   /** Per query of a reading, the tables EXPLAIN shows read whole (Seq Scan): none is the target. */
   seqScans: Record<string, string[]>;
 }
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 
 function seqScansIn(plan: any, out: Set<string> = new Set()): Set<string> {
   if (plan["Node Type"] === "Seq Scan" && plan["Relation Name"]) out.add(plan["Relation Name"]);

@@ -48,11 +48,17 @@ export async function backfillPlan(c: Client, config: GuardianConfig): Promise<B
     [Object.keys(config.plans)],
   );
   const splitPlanNames = Object.fromEntries(names.rows.map((r) => [r.plan, Number(r.n)]));
-  const without = await c.query(
+  return { pendingOrgs, orgsToMigrate, splitPlanNames, orgsWithoutCredits: await orgsWithoutCredits(c) };
+}
+
+/** public.organizations rows with no credit row: consume_credits_rpc answers them NO_CREDIT_ACCOUNT in either model
+ *  (preview here, the report in operations/report/figures.ts). */
+export async function orgsWithoutCredits(c: Client): Promise<number> {
+  const r = await c.query(
     `SELECT count(*)::bigint AS n FROM public.organizations o
       WHERE NOT EXISTS (SELECT 1 FROM public.organization_credits oc WHERE oc.organization_id = o.id)`,
   );
-  return { pendingOrgs, orgsToMigrate, splitPlanNames, orgsWithoutCredits: Number(without.rows[0]?.n ?? 0) };
+  return Number(r.rows[0]?.n ?? 0);
 }
 
 export function describePlan(p: BackfillPlan): string {

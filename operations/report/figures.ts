@@ -22,6 +22,7 @@ import { accessMismatches } from "../../lib/access";
 import { type AccessMatrix, probeAccess } from "../../lib/accessProbe";
 import { planMargins } from "../../lib/margins";
 import { discoverShape } from "../../lib/shape";
+import { orgsWithoutCredits } from "../../lib/facts";
 import { v1Facts } from "../../lib/v1";
 
 export type PoolAmounts = Record<Pool, number>;
@@ -386,13 +387,8 @@ export async function organizationFigures(
     orgsByModel[r.model] = (orgsByModel[r.model] ?? 0) + n;
     orgsTotal += n;
   }
-  // public.organizations rows with no credit row: not counted above, and consume_credits_rpc answers them
-  // NO_CREDIT_ACCOUNT in either model.
-  const without = await c.query(
-    `SELECT count(*)::bigint AS n FROM public.organizations o
-      WHERE NOT EXISTS (SELECT 1 FROM public.organization_credits oc WHERE oc.organization_id = o.id)`,
-  );
-  return { orgsByModel, orgsTotal, orgsPerRule, orgsWithoutCredits: Number(without.rows[0]?.n ?? 0) };
+  // The organizations not counted above (no credit row).
+  return { orgsByModel, orgsTotal, orgsPerRule, orgsWithoutCredits: await orgsWithoutCredits(c) };
 }
 
 /** Conservation per rule, for organizations in the multi model ({} before the migration). */
