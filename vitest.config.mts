@@ -27,6 +27,8 @@ const ALL = ["test/**/*.test.ts", "policies/**/*.test.ts"];
 
 export default defineConfig({
   test: {
+    // Names the run, for its template databases (harness/db.ts), and drops them at the end.
+    globalSetup: ["test/globalSetup.ts"],
     testTimeout: 240_000,
     hookTimeout: 240_000,
     // Two cores: engine-driven tests are heavy; run files two at a time.

@@ -14,7 +14,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import type { Client } from "pg";
-import { freshDb, type TestDb } from "./db";
+import { fromTemplate, type TestDb } from "./db";
 
 const ROOT = path.resolve(__dirname, "..");
 const SUPABASE_SQL = path.join(ROOT, "sql", "baseline", "01_supabase.sql");
@@ -394,34 +394,31 @@ export async function freshRealCrmDb(opts: { orgs: number; seed?: number; anchor
   const seed = opts.seed ?? REAL_CRM_FACTS.data.defaultSeed;
   if (!Number.isInteger(seed)) throw new Error(`freshRealCrmDb: seed must be an integer, got ${seed}`);
   const anchor = startOfUtcDay(opts.anchor);
-  const db = await freshDb({ baseline: false, prefix: "gt_realcrm" });
+  return fromTemplate(`real-crm:${opts.orgs}:${seed}:${anchor.toISOString()}`, (db) => buildRealCrm(db, opts.orgs, seed, anchor), "gt_realcrm");
+}
+
+async function buildRealCrm(db: TestDb, orgs: number, seed: number, anchor: Date): Promise<void> {
+  const c = await db.client();
   try {
-    const c = await db.client();
+    // Roles are cluster-wide: serialise with ensureBaseline (lib/baseline.ts) in parallel tests.
+    await c.query("SELECT pg_advisory_lock(4711001)");
     try {
-      // Roles are cluster-wide: serialise with ensureBaseline (lib/baseline.ts) in parallel tests.
-      await c.query("SELECT pg_advisory_lock(4711001)");
-      try {
-        await runFile(c, SUPABASE_SQL);
-      } finally {
-        await c.query("SELECT pg_advisory_unlock(4711001)");
-      }
-      await c.query("BEGIN");
-      for (const f of REAL_CRM_FILES) await runFile(c, path.join(FIXTURE_DIR, f));
-      if (opts.orgs > 0) {
-        for (const s of dataStatements(opts.orgs, seed, anchor)) await c.query(s);
-      }
-      await c.query("COMMIT");
-    } catch (e) {
-      await c.query("ROLLBACK").catch(() => undefined);
-      throw e;
+      await runFile(c, SUPABASE_SQL);
     } finally {
-      await c.end();
+      await c.query("SELECT pg_advisory_unlock(4711001)");
     }
+    await c.query("BEGIN");
+    for (const f of REAL_CRM_FILES) await runFile(c, path.join(FIXTURE_DIR, f));
+    if (orgs > 0) {
+      for (const s of dataStatements(orgs, seed, anchor)) await c.query(s);
+    }
+    await c.query("COMMIT");
   } catch (e) {
-    await db.drop().catch(() => undefined);
+    await c.query("ROLLBACK").catch(() => undefined);
     throw e;
+  } finally {
+    await c.end();
   }
-  return db;
 }
 
 export interface CrmUser {

@@ -19,8 +19,8 @@ import { checkMulti, ConsumerFleet, mulberry } from "../harness/consumerFleet";
 import { collect, testStack, type TestStack } from "../harness/stack";
 import { compareAccess } from "../lib/access";
 import { type AccessMatrix, probeAccess } from "../lib/accessProbe";
-import { seed } from "../operations/seed";
-import { freshDb, type TestDb } from "./helpers/db";
+import type { TestDb } from "./helpers/db";
+import { seededDb } from "./helpers/migration";
 import { freshRealCrmDb } from "./helpers/realCrm";
 
 const ORGS = 160;
@@ -84,8 +84,7 @@ for (const kind of ["our seed", "the CRM's real schema"] as const) {
 
     beforeAll(async () => {
       if (kind === "our seed") {
-        db = await freshDb({ baseline: false });
-        await seed({ databaseUrl: db.url, orgs: ORGS, seed: 11, log: () => undefined });
+        db = await seededDb(ORGS, 11);
       } else {
         db = await freshRealCrmDb({ orgs: ORGS, seed: 11 });
       }

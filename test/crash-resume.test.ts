@@ -32,11 +32,9 @@ import * as fs from "fs";
 import * as path from "path";
 import type { Client } from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connect } from "../lib/db";
-import { dropDatabase, markScratchDatabase } from "../operations/shared/pgserver";
 import { seed } from "../operations/seed";
 import { eventTail, killSession, pendingOperations, pulumi, readEvents, repairFileBackend, startPulumi, stateUrns } from "./helpers/cli";
-import { freshDb, pgServer, type TestDb } from "./helpers/db";
+import { fromTemplate, type TestDb } from "./helpers/db";
 import { fingerprint } from "./helpers/fingerprint";
 import { testStack, type TestStack } from "../harness/stack";
 
@@ -147,74 +145,42 @@ interface Scenario {
 }
 
 describe("crash and resume: SIGKILL at each dangerous point, recover, same end state as an uninterrupted run", () => {
-  let template: TestDb;
-  const dbs: { name: string }[] = [];
+  const dbs: TestDb[] = [];
   const stacks: TestStack[] = [];
   let reference: EndState;
   const scenarios: Scenario[] = [];
 
-  /** A database cloned from the template, and a stack on it. */
-  async function clone(tag: string): Promise<{ db: TestDb; t: TestStack }> {
-    const server = await pgServer();
-    const name = `${template.name}_${tag}`;
-    const url = server.urlFor(name);
-    await dropDatabase(server, name); // a leftover of an earlier run: dropped only if it carries the scratch mark
-    const c = await connect(server.adminUrl);
-    try {
-      for (let attempt = 0; ; attempt++) {
-        try {
-          await c.query(`CREATE DATABASE ${name} TEMPLATE ${template.name}`);
-          break;
-        } catch (e: any) {
-          // 55006: the template has a session (autovacuum, a closing connection); it goes away quickly.
-          if (e.code !== "55006" || attempt > 50) throw e;
-          await new Promise((r) => setTimeout(r, 100));
-        }
-      }
-    } finally {
-      await c.end();
-    }
-    await markScratchDatabase(server, name); // a TEMPLATE copy does not carry the template's COMMENT
-    dbs.push({ name });
-    const db: TestDb = {
-      name,
-      url,
-      query: async (sql, params) => {
-        const k = await connect(url);
-        try {
-          return (await k.query(sql, params as any[])).rows;
-        } finally {
-          await k.end();
-        }
-      },
-      client: () => connect(url),
-      drop: () => dropDatabase(server, name),
-    };
-    const t = await testStack(url, CONFIG);
-    stacks.push(t);
-    return { db, t };
-  }
-
-  beforeAll(async () => {
-    template = await freshDb({ baseline: false, prefix: "crash" });
-    await seed({ databaseUrl: template.url, orgs: ORGS, seed: 11 });
-    // Refused attempts (they change no balance): a consumption log big enough for the backup's export to take a while.
-    await template.query(
+  /** The starting point: the seed, and refused attempts (they change no balance), a consumption log big enough for the
+   *  backup's export to take a while. Built once per test run, then copied for each scenario. */
+  async function build(db: TestDb): Promise<void> {
+    await seed({ databaseUrl: db.url, orgs: ORGS, seed: 11 });
+    await db.query(
       `INSERT INTO public.credit_consumption_logs (organization_id, action_type, credits_consumed, credits_remaining, success, error_message, created_at)
        SELECT o.organization_id, 'bulk_email', 0, 0, false, 'Insufficient credits', timestamptz '2026-01-01' + g * interval '1 second'
          FROM generate_series(1, $1) g
          JOIN (SELECT organization_id, row_number() OVER (ORDER BY organization_id) - 1 AS k FROM public.organization_credits) o ON o.k = g % $2`,
       [FILLER_LOGS, ORGS],
     );
-    // CREATE DATABASE ... TEMPLATE needs the template without connections: testStack has none open on it.
+  }
 
-    const ref = await clone("ref");
+  /** A database copied from the template, and a stack on it. */
+  async function clone(): Promise<{ db: TestDb; t: TestStack }> {
+    const day = new Date().toISOString().slice(0, 10); // the seed's timestamps are offsets from the current UTC day
+    const db = await fromTemplate(`crash-resume:${ORGS}:${FILLER_LOGS}:${day}`, build, "crash");
+    dbs.push(db);
+    const t = await testStack(db.url, CONFIG);
+    stacks.push(t);
+    return { db, t };
+  }
+
+  beforeAll(async () => {
+    const ref = await clone();
     const r = await pulumi(ref.t, ["up", "--yes", "--skip-preview"]);
     expect(r.code, r.output).toBe(0);
     reference = await endState(ref.db, ref.t);
 
-    for (const [i, point] of POINTS.entries()) {
-      const { db, t } = await clone(`s${i}`);
+    for (const [_i, point] of POINTS.entries()) {
+      const { db, t } = await clone();
       const eventLog = path.join(t.stateDir, "events.jsonl");
       const poll = await db.client();
       let killedAt: Scenario["killedAt"];
@@ -284,9 +250,7 @@ describe("crash and resume: SIGKILL at each dangerous point, recover, same end s
 
   afterAll(async () => {
     for (const t of stacks) t.destroyWorkspace();
-    const server = await pgServer();
-    for (const d of dbs) await dropDatabase(server, d.name).catch(() => undefined);
-    await template?.drop();
+    for (const d of dbs) await d.drop().catch(() => undefined);
   });
 
   it("the uninterrupted run migrates every organization once and leaves nothing pending", () => {

@@ -17,9 +17,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { migrationParts, MIGRATION_SUFFIX } from "../operations/export/supabaseMigration";
 import { SEED_SHAPE } from "../lib/shape";
 import { parseConfig } from "../lib/config";
-import { seed } from "../operations/seed";
-import { freshDb, type TestDb } from "./helpers/db";
-import { changed, type Migrated, preview, seededStack, teardown, up } from "./helpers/migration";
+import type { TestDb } from "./helpers/db";
+import { changed, type Migrated, preview, seededStack, teardown, up, seededDb } from "./helpers/migration";
 import { freshRealCrmDb } from "./helpers/realCrm";
 
 const ROOT = path.resolve(__dirname, "..");
@@ -100,8 +99,7 @@ describe("npm run export -- --supabase: the program's SQL as one Supabase migrat
     expect(r.summary.result).toBe("succeeded");
     engineFacts = await schemaFacts(engine.db);
 
-    viaFile = await freshDb({ baseline: false, prefix: "gt_export" });
-    await seed({ databaseUrl: viaFile.url, orgs: ORGS, seed: SEED, log: () => undefined });
+    viaFile = await seededDb(ORGS, SEED, "gt_export");
     dir = fs.mkdtempSync(path.join(os.tmpdir(), "guardian-supabase-"));
     const out = exportCli(["--supabase", path.join(dir, "supabase", "migrations"), "--database-url", viaFile.url, "--version", "20260301120000", "--json"]);
     expect(out.code, out.stderr).toBe(0);

@@ -13,8 +13,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseConfig } from "../lib/config";
 import { connect } from "../lib/db";
 import { NoGoError, preflight } from "../lib/preflight";
-import { seed } from "../operations/seed";
 import { freshDb, pgServer, type TestDb } from "./helpers/db";
+import { seededDb } from "./helpers/migration";
 import { collect, testStack, type TestStack } from "../harness/stack";
 import { type PgBouncer, startPgBouncer } from "./helpers/tlsServer";
 
@@ -33,8 +33,7 @@ describe("poolers: go/no-go's session gate against a real PgBouncer", () => {
     transaction = await startPgBouncer("transaction", upstream);
     session = await startPgBouncer("session", upstream);
     db = await freshDb({ prefix: "pooler" });
-    seeded = await freshDb({ baseline: false, prefix: "pooler" });
-    await seed({ databaseUrl: seeded.url, orgs: 25, seed: 9, log: () => undefined });
+    seeded = await seededDb(25, 9, "pooler");
   });
   afterAll(async () => {
     for (const t of stacks) t.destroyWorkspace();

@@ -13,10 +13,9 @@ import * as fs from "fs";
 import * as path from "path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_UNIFIED_COSTS, POOLS } from "../lib/config";
-import { seed } from "../operations/seed";
 import { rollbackCommand, type RollbackOptions, type RollbackResult } from "../operations/rollback";
-import { freshDb, type TestDb } from "./helpers/db";
-import { orgs, type OrgRow, up } from "./helpers/migration";
+import type { TestDb } from "./helpers/db";
+import { orgs, type OrgRow, up, seededDb } from "./helpers/migration";
 import { git, gitProject } from "./helpers/gitProject";
 import { collect, PROJECT_ROOT, testStack, type TestStack } from "../harness/stack";
 
@@ -74,8 +73,7 @@ describe("npm run rollback: one command back to an earlier update", () => {
     Object.fromEntries((await db.query(`SELECT credit_model, count(*)::int n FROM public.organization_credits GROUP BY 1`)).map((r) => [r.credit_model, r.n]));
 
   beforeAll(async () => {
-    db = await freshDb({ baseline: false });
-    await seed({ databaseUrl: db.url, orgs: 100, seed: 11, log: () => undefined });
+    db = await seededDb(100, 11);
     repo = gitProject();
     commitA = git(repo, "rev-parse", "HEAD");
     // A password the server ignores (trust authentication), so the output can be checked for it.

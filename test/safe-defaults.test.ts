@@ -120,9 +120,7 @@ describe("the scratch server: GUARDIAN_TEST_DATABASE_URL, local only unless told
         .readdirSync(path.join(PROJECT_ROOT, "bench"))
         .filter((f) => f.endsWith(".ts"))
         .map((f) => `bench/${f}`),
-      ...(fs.readdirSync(path.join(PROJECT_ROOT, "harness"), { recursive: true }) as string[])
-        .filter((f) => f.endsWith(".ts"))
-        .map((f) => `harness/${f}`),
+      ...(fs.readdirSync(path.join(PROJECT_ROOT, "harness"), { recursive: true }) as string[]).filter((f) => f.endsWith(".ts")).map((f) => `harness/${f}`),
     ];
     for (const f of files) {
       const lines = fs.readFileSync(path.join(PROJECT_ROOT, f), "utf8").split("\n");

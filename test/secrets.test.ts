@@ -18,8 +18,8 @@ import { promisify } from "util";
 import { afterAll, describe, expect, it } from "vitest";
 import { redactUrl } from "../lib/db";
 import { buildReport } from "../operations/report";
-import { seed } from "../operations/seed";
-import { freshDb, type TestDb } from "./helpers/db";
+import type { TestDb } from "./helpers/db";
+import { seededDb } from "./helpers/migration";
 import { collect, testStack, type TestStack } from "../harness/stack";
 
 const ROOT = path.resolve(__dirname, "..");
@@ -122,9 +122,8 @@ describe("no password reaches state, outputs, logs, manifests, database rows or 
       const needles = [...new Set([password, encodeURIComponent(password)])];
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), "guardian-secret-"));
       cleanup.push(() => fs.rmSync(dir, { recursive: true, force: true }));
-      const db = await freshDb({ baseline: false, prefix: "gt_secret" });
+      const db = await seededDb(20, 3, "gt_secret");
       cleanup.push(() => db.drop());
-      await seed({ databaseUrl: db.url, orgs: 20, seed: 3, log: () => undefined });
       const url = form.url(db.url, password, dir);
       const env = form.env?.(password, dir) ?? {};
       expect(url.includes(password) || url.includes(encodeURIComponent(password))).toBe(form.inUrl);

@@ -7,8 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ISOLATION_TABLES } from "../lib/isolation";
 import { loadSql } from "../lib/sql";
 import { verificationProvider } from "../providers/verification";
-import { seed } from "../operations/seed";
-import { freshDb, type TestDb } from "./helpers/db";
+import type { TestDb } from "./helpers/db";
+import { seededDb } from "./helpers/migration";
 
 function inputs(db: TestDb) {
   const f = loadSql("verification/unified.sql");
@@ -27,8 +27,7 @@ function inputs(db: TestDb) {
 describe("verification provider (providers/verification.ts)", () => {
   let db: TestDb;
   beforeAll(async () => {
-    db = await freshDb({ baseline: false });
-    await seed({ databaseUrl: db.url, orgs: 20, seed: 3, log: () => undefined });
+    db = await seededDb(20, 3);
   });
   afterAll(() => db?.drop());
 

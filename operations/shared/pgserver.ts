@@ -217,15 +217,46 @@ export async function isScratchDatabase(server: ServerRef, name: string): Promis
  * Creates a scratch database, marked (COMMENT ON DATABASE), and returns its URL. A leftover of the same name is dropped
  * first only if it carries the mark; any other database of that name is refused.
  */
-export async function createDatabase(server: ServerRef, name: string): Promise<string> {
+export async function createDatabase(server: ServerRef, name: string, opts: { template?: string } = {}): Promise<string> {
   checkName(name);
+  if (opts.template !== undefined) checkName(opts.template);
   const adminUrl = adminUrlOf(server);
   await withAdmin(server, async (c) => {
     await dropIfMarked(c, name, adminUrl, "drop and re-create it");
-    await c.query(`CREATE DATABASE ${name}`);
+    if (!opts.template) await c.query(`CREATE DATABASE ${name}`);
+    else {
+      // A copy needs the template to have no sessions; its builder closed them, but a backend may still be exiting
+      // (55006, "being accessed by other users"): it goes away quickly.
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await c.query(`CREATE DATABASE ${name} TEMPLATE ${opts.template}`);
+          break;
+        } catch (e: any) {
+          if (e.code !== "55006" || attempt >= 50) throw e;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      }
+    }
     await c.query(markSql(name));
   });
   return withDatabase(adminUrl, name);
+}
+
+/** The marked scratch databases whose names begin with `prefix`, with the time each mark says it was created. */
+export async function scratchDatabases(server: ServerRef, prefix: string): Promise<{ name: string; created: Date | null }[]> {
+  checkName(prefix);
+  return withAdmin(server, async (c) => {
+    const r = await c.query(
+      `SELECT datname, shobj_description(oid, 'pg_database') AS comment FROM pg_database WHERE starts_with(datname, $1) ORDER BY datname`,
+      [prefix],
+    );
+    return r.rows
+      .filter((row: any) => String(row.comment ?? "").startsWith(SCRATCH_MARKER))
+      .map((row: any) => {
+        const m = /created (\S+) by pid/.exec(String(row.comment));
+        return { name: row.datname as string, created: m ? new Date(m[1]) : null };
+      });
+  });
 }
 
 /** Drops a scratch database: absent is fine; one without the mark is refused (ScratchRefusal) and left alone. */

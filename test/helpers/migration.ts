@@ -3,7 +3,7 @@
  * facts the tests assert.
  */
 import { seed } from "../../operations/seed";
-import { freshDb, type TestDb } from "./db";
+import { fromTemplate, type TestDb } from "./db";
 import { collect, testStack, type TestStack } from "../../harness/stack";
 
 export interface Migrated {
@@ -11,9 +11,21 @@ export interface Migrated {
   t: TestStack;
 }
 
+/** A fresh database with `orgs` seeded organizations (copied from this run's template of that seed). */
+export function seededDb(orgs: number, seedValue = 7, prefix?: string): Promise<TestDb> {
+  // The seed's timestamps are offsets from the start of the current UTC day: the day is part of what is built.
+  const day = new Date().toISOString().slice(0, 10);
+  return fromTemplate(
+    `seed:${orgs}:${seedValue}:${day}`,
+    async (db) => {
+      await seed({ databaseUrl: db.url, orgs, seed: seedValue, log: () => undefined });
+    },
+    prefix,
+  );
+}
+
 export async function seededStack(orgs: number, config: Record<string, unknown> = {}, seedValue = 7): Promise<Migrated> {
-  const db = await freshDb({ baseline: false });
-  await seed({ databaseUrl: db.url, orgs, seed: seedValue, log: () => undefined });
+  const db = await seededDb(orgs, seedValue);
   const t = await testStack(db.url, { creditModel: "multi", ...config });
   return { db, t };
 }
