@@ -4,15 +4,16 @@
  * fingerprint of the database's catalog and of every table's rows (test/helpers/fingerprint.ts) taken before and
  * after, and, for the rows that go through the engine, by a stack state that holds no resource.
  *
- * The tables are data; the tests are generated from them. Rows that need a choreography of their own (a concurrent
+ * Bad config values are validated in-process by the program's own parseConfig, once one engine row has shown that
+ * such an error fails the update and writes nothing. The tables are data; the tests are generated from them. Rows that need a choreography of their own (a concurrent
  * second `pulumi up`, a SQL-looking idempotency key that is accepted as data) follow the tables.
  */
 import * as crypto from "crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { seed } from "../operations/seed";
-import { asUser, freshDb, type TestDb } from "./helpers/db";
+import { GuardianConfigError, parseConfig } from "../lib/config";
+import { asUser, type TestDb } from "./helpers/db";
 import { diffFingerprints, fingerprint } from "./helpers/fingerprint";
-import { orgs } from "./helpers/migration";
+import { orgs, seededDb } from "./helpers/migration";
 import { refusingServer } from "./helpers/refusingServer";
 import { collect, testStack, type TestStack } from "../harness/stack";
 
@@ -69,6 +70,26 @@ const ENGINE_ROWS: EngineRow[] = [
     error: ["invalid guardian configuration:", 'guardian:backfill.batchSize: Invalid input: expected number, received string, got "ten"'],
   },
   {
+    input: "a database missing a baseline table (public.credit_consumption_logs)",
+    prepare: (db) => db.query(`DROP TABLE public.credit_consumption_logs`).then(() => undefined),
+    error: ["NO-GO: 1 gate failed:", "baseline: table public.credit_consumption_logs is missing"],
+  },
+];
+
+// ---------------------------------------------------------------------------------------------------------------
+// Bad values in the stack's config, validated in-process by parseConfig, the validation index.ts runs before it
+// declares anything: the engine row above (guardian:backfill.batchSize) proves that such an error fails the update
+// with this message and writes nothing, so these rows need no engine run of their own.
+
+interface ConfigRow {
+  input: string;
+  config: Record<string, unknown>;
+  /** Fragments the error must contain, exactly. */
+  error: string[];
+}
+
+const CONFIG_ROWS: ConfigRow[] = [
+  {
     input: "guardian:split shares summing to more than 1",
     config: { split: { ai: 0.5, whatsapp: 0.3, email: 0.3, sms: 0 } },
     error: ['guardian:split: shares must sum to at most 1, got {"ai":0.5,"whatsapp":0.3,"email":0.3,"sms":0}'],
@@ -92,11 +113,6 @@ const ENGINE_ROWS: EngineRow[] = [
     input: "an unknown pool name in an action of guardian:actions",
     config: { actions: { ai_chat: { creditsCost: 1, ai: 1, voice: 1 } } },
     error: ["guardian:actions.ai_chat.voice: unknown key (pools are ai, whatsapp, email, sms)"],
-  },
-  {
-    input: "a database missing a baseline table (public.credit_consumption_logs)",
-    prepare: (db) => db.query(`DROP TABLE public.credit_consumption_logs`).then(() => undefined),
-    error: ["NO-GO: 1 gate failed:", "baseline: table public.credit_consumption_logs is missing"],
   },
 ];
 
@@ -251,10 +267,9 @@ describe("bad input through the engine: a clear error, nothing written", () => {
   for (const row of ENGINE_ROWS) {
     it.concurrent(`${row.input} -> ${row.error[row.error.length - 1]}`, () =>
       slot(async () => {
-        const db = await freshDb({ baseline: false, prefix: "badin" });
+        const db = await seededDb(20, 3, "badin");
         let t: TestStack | undefined;
         try {
-          await seed({ databaseUrl: db.url, orgs: 20, seed: 3 });
           await row.prepare?.(db);
           const before = await fingerprint(db);
           t = await testStack(row.databaseUrl?.({ db, refusingPort: refusing.port }) ?? db.url, { creditModel: "multi", ...row.config });
@@ -276,6 +291,23 @@ describe("bad input through the engine: a clear error, nothing written", () => {
   }
 });
 
+describe("bad configuration, validated as the program validates it: every problem named, before any SQL", () => {
+  for (const row of CONFIG_ROWS) {
+    it(`${row.input} -> ${row.error[row.error.length - 1]}`, () => {
+      let err: unknown;
+      try {
+        parseConfig({ databaseUrl: "postgres://guardian@127.0.0.1:5432/guardian", creditModel: "multi", ...row.config });
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(GuardianConfigError);
+      const text = (err as Error).message;
+      expect(text.startsWith("invalid guardian configuration:")).toBe(true);
+      for (const fragment of row.error) expect(text).toContain(fragment);
+    });
+  }
+});
+
 describe("on a migrated database", () => {
   const ORGS = 60;
   let db: TestDb;
@@ -286,8 +318,7 @@ describe("on a migrated database", () => {
   let org: string;
 
   beforeAll(async () => {
-    db = await freshDb({ baseline: false, prefix: "badin" });
-    await seed({ databaseUrl: db.url, orgs: ORGS, seed: 3 });
+    db = await seededDb(ORGS, 3, "badin");
     first = await testStack(db.url, { creditModel: "multi" });
     // A second operator: another project directory, the same backend and stack, the same settings.
     second = await testStack(db.url, { creditModel: "multi" }, { stateDir: first.stateDir });

@@ -1,6 +1,8 @@
 /**
- * Every script's command line, run as the operator runs it (a child process from the project root): --help, an
- * unknown flag, a bad value, a conflict. Then the machine-readable outputs on real data: `seed --json`, `report --json`
+ * Every script's command line: run as the operator runs it (a child process from the project root) for --help and an
+ * unknown flag, which prove the script is wired to its declaration and exits 0 or 2 with one line; its bad values,
+ * conflicts and other refusals through the same parser in-process (runCommandLine with the script's own COMMAND, the
+ * call its main makes first), since the process would add nothing those two runs have not proven. Then the machine-readable outputs on real data: `seed --json`, `report --json`
  * with --out a directory, and `rollback --dry-run` (--json, then through npm) on a real stack with a git history,
  * proving that nothing changed: the stack history, the settings file, the database (rows and functions), the worktrees.
  * The parser's own logic is test/cli-args.test.ts.
@@ -10,11 +12,17 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { seed } from "../operations/seed";
 import { rollbackCommand } from "../operations/rollback";
+import { type Command, runCommandLine } from "../operations/shared/cli";
+import { COMMAND as BENCH } from "../bench/run";
+import { COMMAND as DEMO } from "../scripts/demo";
+import { COMMAND as REHEARSE } from "../scripts/rehearse";
+import { COMMAND as REPORT } from "../scripts/report";
+import { COMMAND as ROLLBACK } from "../scripts/rollback";
+import { COMMAND as SEED } from "../scripts/seed";
 import { freshDb, type TestDb } from "./helpers/db";
 import { git, gitProject } from "./helpers/gitProject";
-import { up } from "./helpers/migration";
+import { up, seededDb } from "./helpers/migration";
 import { PROJECT_ROOT, testStack, type TestStack } from "../harness/stack";
 
 interface Run {
@@ -38,6 +46,14 @@ function run(cmd: string, args: string[], opts: { cwd?: string; env?: Record<str
 const script = (file: string, args: string[], opts?: Parameters<typeof run>[2]) =>
   run(process.execPath, ["-r", "ts-node/register/transpile-only", path.join(PROJECT_ROOT, file), ...args], opts);
 
+/** The script's first step, in-process: its declaration through runCommandLine, with stdout and stderr captured. */
+function parsed(cmd: Command<any>, args: string[]): Run {
+  let stdout = "";
+  let stderr = "";
+  const r = runCommandLine(cmd, args, { stdout: (x) => (stdout += x), stderr: (x) => (stderr += x) });
+  return { code: "exitCode" in r ? r.exitCode : null, stdout, stderr };
+}
+
 /** One line on stderr: `<name>: <message> (usage: npm run <name> -- ...)`, nothing on stdout, exit 2. */
 function expectUsageError(r: Run, name: string, message: string) {
   expect({ code: r.code, stdout: r.stdout }).toEqual({ code: 2, stdout: "" });
@@ -47,14 +63,16 @@ function expectUsageError(r: Run, name: string, message: string) {
   expect(r.stderr).not.toMatch(/\bat .*\.ts:\d+/); // no stack trace
 }
 
-const SCRIPTS: { name: string; file: string; bad: [string[], string]; conflict?: [string[], string] }[] = [
+const SCRIPTS: { name: string; cmd: Command<any>; file: string; bad: [string[], string]; conflict?: [string[], string] }[] = [
   {
     name: "seed",
+    cmd: SEED,
     file: "scripts/seed.ts",
     bad: [["--database-url", "postgres://h/db", "--orgs", "abc"], '--orgs: expected an integer from 0 to 10,000,000, got "abc"'],
   },
   {
     name: "report",
+    cmd: REPORT,
     file: "scripts/report.ts",
     bad: [
       ["--stack", "s", "--out", "README.md/r.md"],
@@ -63,26 +81,29 @@ const SCRIPTS: { name: string; file: string; bad: [string[], string]; conflict?:
   },
   {
     name: "rollback",
+    cmd: ROLLBACK,
     file: "scripts/rollback.ts",
     bad: [["--stack", "s", "--to", "abc"], '--to: expected a version number (a positive integer), got "abc"'],
     conflict: [["--stack", "s", "--dry-run", "--yes"], "--dry-run and --yes conflict: a dry run asks nothing and changes nothing"],
   },
   {
     name: "rehearse",
+    cmd: REHEARSE,
     file: "scripts/rehearse.ts",
     bad: [["--database", "Bad-Name"], '--database: expected a lower-case SQL identifier ([a-z_][a-z0-9_]*, at most 63 characters), got "Bad-Name"'],
     conflict: [["--target-url", "postgres://h/db", "--drop"], "--target-url and --drop conflict: the rehearsal drops only a database it created (--database)"],
   },
-  { name: "demo", file: "scripts/demo.ts", bad: [["--orgs", "lots"], '--orgs: expected an integer from 1 to 10,000,000, got "lots"'] },
+  { name: "demo", cmd: DEMO, file: "scripts/demo.ts", bad: [["--orgs", "lots"], '--orgs: expected an integer from 1 to 10,000,000, got "lots"'] },
   {
     name: "bench",
+    cmd: BENCH,
     file: "bench/run.ts",
     bad: [["--consumers", "abc"], '--consumers: expected a positive integer, got "abc"'],
     conflict: [["--zero-downtime", "--rpc-seconds", "2"], "--zero-downtime and --rpc-seconds conflict: the zero-downtime run has no pgbench cases"],
   },
 ];
 
-describe.each(SCRIPTS)("npm run $name: the command line", ({ name, file, bad, conflict }) => {
+describe.each(SCRIPTS)("npm run $name: the command line", ({ name, cmd, file, bad, conflict }) => {
   it("--help prints the usage, every option and the exit codes on stdout, exit 0", async () => {
     const r = await script(file, ["--help"]);
     expect(r.stderr).toBe("");
@@ -97,25 +118,21 @@ describe.each(SCRIPTS)("npm run $name: the command line", ({ name, file, bad, co
     expectUsageError(await script(file, ["--bogus-flag"]), name, "unknown flag --bogus-flag");
   });
 
-  it("refuses a bad value, naming the flag, what it expects and what it got, exit 2", async () => {
-    expectUsageError(await script(file, bad[0]), name, bad[1]);
+  it("refuses a bad value, naming the flag, what it expects and what it got, exit 2", () => {
+    expectUsageError(parsed(cmd, bad[0]), name, bad[1]);
   });
 
-  it.runIf(conflict)("refuses two flags of which one would be ignored", async () => {
-    expectUsageError(await script(file, conflict![0]), name, conflict![1]);
+  it.runIf(conflict)("refuses two flags of which one would be ignored", () => {
+    expectUsageError(parsed(cmd, conflict![0]), name, conflict![1]);
   });
 });
 
 describe("the other refusals, as the operator meets them", () => {
-  it("a missing required option, a missing value, a value to a flag", async () => {
-    expectUsageError(await script("scripts/report.ts", []), "report", "--stack is required");
-    expectUsageError(await script("scripts/rollback.ts", ["--stack", "--yes"]), "rollback", "--stack needs a value");
-    expectUsageError(await script("scripts/rollback.ts", ["--stack", "s", "--yes=no"]), "rollback", '--yes takes no value (got "no")');
-    expectUsageError(
-      await script("scripts/rollback.ts", ["--stack", "s", "--dry-run", "--out", "x.md"]),
-      "rollback",
-      "--dry-run and --out conflict: a dry run writes no report",
-    );
+  it("a missing required option, a missing value, a value to a flag", () => {
+    expectUsageError(parsed(REPORT, []), "report", "--stack is required");
+    expectUsageError(parsed(ROLLBACK, ["--stack", "--yes"]), "rollback", "--stack needs a value");
+    expectUsageError(parsed(ROLLBACK, ["--stack", "s", "--yes=no"]), "rollback", '--yes takes no value (got "no")');
+    expectUsageError(parsed(ROLLBACK, ["--stack", "s", "--dry-run", "--out", "x.md"]), "rollback", "--dry-run and --out conflict: a dry run writes no report");
   });
 
   it("npm run demo answers a bad flag before the setup runs", async () => {
@@ -123,8 +140,8 @@ describe("the other refusals, as the operator meets them", () => {
     expectUsageError(r, "demo", "unknown flag --bogus-flag");
   });
 
-  it("a secret value is never echoed", async () => {
-    const r = await script("scripts/rehearse.ts", ["--target-url", "mysql://root:hunter2-pw@h/db"]);
+  it("a secret value is never echoed", () => {
+    const r = parsed(REHEARSE, ["--target-url", "mysql://root:hunter2-pw@h/db"]);
     expectUsageError(r, "rehearse", "--target-url: expected a postgres:// or postgresql:// connection string");
     expect(r.stderr).not.toContain("hunter2");
   });
@@ -178,8 +195,7 @@ describe("rollback --dry-run and report --json on a real stack", () => {
   }
 
   beforeAll(async () => {
-    db = await freshDb({ baseline: false });
-    await seed({ databaseUrl: db.url, orgs: 60, seed: 17, log: () => undefined });
+    db = await seededDb(60, 17);
     repo = gitProject();
     commitA = git(repo, "rev-parse", "HEAD");
     const withPassword = new URL(db.url); // trust authentication: the server ignores it, the output must not show it
