@@ -155,9 +155,21 @@ export async function readTarget(ctx: TargetContext): Promise<ProgramContext> {
   result.usedWorktree = !!useCommit;
   const targetNotes: string[] = [];
   if (!target.commit) targetNotes.push(`version ${target.version} recorded no git commit: the program is the one in ${cwd} as it is now`);
-  else if (target.dirty)
-    targetNotes.push(`version ${target.version} ran from commit ${target.commit.slice(0, 10)} with uncommitted changes; the commit is what can be checked out`);
+  else if (target.dirty) targetNotes.push(dirtyTargetNote(target.version, target.commit));
   return Object.assign(ctx, { targetConfig, repo, useCommit, targetNotes });
+}
+
+/**
+ * Why "uncommitted changes" matters for a rollback target, and why it may not: git counts any change, an untracked
+ * Pulumi.<stack>.yaml (which `pulumi stack init` writes) too, and the rollback takes the stack's settings from the
+ * update's recorded config, not from that file; the program it runs is the commit's.
+ */
+export function dirtyTargetNote(version: number, commit: string): string {
+  return (
+    `version ${version} ran from commit ${commit.slice(0, 10)} with uncommitted changes (git counts any, an untracked ` +
+    `Pulumi.<stack>.yaml too; commit it or ignore it to lose this note): the rollback runs the commit's program with the settings ` +
+    `that update recorded, so only a change to the program itself would differ`
+  );
 }
 
 /** 3. The config as it is now, and a temporary settings file with the target's (same secrets provider); prints the keys
