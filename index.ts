@@ -19,7 +19,7 @@ import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { foreignConfigKeyProblems, type GuardianConfig, GuardianConfigError, parseConfig, tlsSettings } from "./lib/config";
 import { withClient } from "./lib/db";
-import { GuardianRefusal } from "./lib/errors";
+import { GuardianRefusal, withoutFrames } from "./lib/errors";
 import { resolveTls, TlsConfigError, type TlsSettings } from "./lib/pgConnection";
 import { describeShape } from "./lib/shape";
 import { backfillPlan, describePlan } from "./lib/facts";
@@ -184,9 +184,10 @@ async function main() {
   };
 }
 
-/** Expected refusals (bad config, NO-GO) end the run with their message alone, no stack trace. */
+/** Expected refusals (bad config, NO-GO) end the run with their message alone: no stack trace, and no frames for
+ *  Pulumi to format (lib/errors.ts withoutFrames says why). */
 function cleanly(e: unknown): never {
-  if (e instanceof GuardianRefusal) throw new pulumi.RunError(e.message);
+  if (e instanceof GuardianRefusal) throw withoutFrames(new pulumi.RunError(e.message));
   throw e;
 }
 

@@ -24,6 +24,17 @@ export abstract class GuardianRefusal extends Error {
 }
 
 /** The exit code for anything thrown: a refusal's own, else 1. */
+/**
+ * The error with a stack of its message alone, no frames: for a refusal the program hands to Pulumi, which shows only
+ * its message but also formats it with util.inspect and colours. On Node 20 a frame that source maps place at
+ * node_modules/@pulumi/<file>.ts (Stack.initializeAndRegisterOutputs is one) makes that formatting loop until the string
+ * is too long: about 25 s here before a NO-GO or a bad config was shown (index.ts, cleanly).
+ */
+export function withoutFrames<E extends Error>(e: E): E {
+  e.stack = `${e.name}: ${e.message}`;
+  return e;
+}
+
 export function exitCodeOf(e: unknown): number {
   return e instanceof GuardianRefusal ? e.exitCode : 1;
 }

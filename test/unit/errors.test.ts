@@ -1,7 +1,9 @@
 /** Refusals are classes with exit codes, recognised with instanceof (lib/errors.ts), never by name. */
 import { describe, expect, it } from "vitest";
 import { GuardianConfigError, parseConfig } from "../../lib/config";
-import { exitCodeOf, GuardianRefusal } from "../../lib/errors";
+import * as util from "util";
+import * as pulumi from "@pulumi/pulumi";
+import { exitCodeOf, GuardianRefusal, withoutFrames } from "../../lib/errors";
 import { NoGoError } from "../../lib/preflight";
 import { RollbackRefusal } from "../../operations/stack/stackHistory";
 import { ReportError } from "../../operations/report";
@@ -49,5 +51,15 @@ describe("refusals inside a dynamic provider", () => {
     expect([tls.name, restore.name]).toEqual(["TlsConfigError", "RestoreError"]);
     expect([tls.exitCode, restore.exitCode]).toEqual([2, 2]);
     expect(tls.message).toBe("guardian:tls.mode: bad");
+  });
+
+  it("a refusal handed to Pulumi carries its message and no stack frames, so Pulumi's coloured formatting of it is short", () => {
+    const refusal = withoutFrames(new pulumi.RunError("NO-GO: 1 gate failed:\n  - connection: refused"));
+    expect(pulumi.RunError.isInstance(refusal)).toBe(true);
+    expect(refusal.message).toBe("NO-GO: 1 gate failed:\n  - connection: refused");
+    expect(refusal.stack).toBe("Error: NO-GO: 1 gate failed:\n  - connection: refused");
+    expect(refusal.stack).not.toMatch(/\n\s+at /);
+    // What Pulumi's uncaught-error handler does with it (cmd/run/run.js, defaultErrorMessage).
+    expect(util.inspect(refusal, { colors: true })).toContain("connection: refused");
   });
 });
