@@ -11,7 +11,7 @@
 import * as crypto from "crypto";
 import type { Client } from "pg";
 import { ensureBaseline } from "../lib/baseline";
-import { connect } from "../lib/db";
+import { connect, inTransaction } from "../lib/db";
 import { createDatabase, dropDatabase, findPgServer, type PgServer, scratchDatabases } from "../operations/shared/pgserver";
 
 let serverPromise: Promise<PgServer> | undefined;
@@ -132,16 +132,12 @@ function dbAt(server: PgServer, name: string, url: string): TestDb {
 export async function asUser<T>(db: TestDb, who: { role: "anon" | "authenticated" | "service_role"; sub?: string }, fn: (c: Client) => Promise<T>): Promise<T> {
   const c = await db.client();
   try {
-    await c.query("BEGIN");
-    const claims = JSON.stringify(who.sub ? { sub: who.sub, role: who.role } : { role: who.role });
-    await c.query("SELECT set_config('request.jwt.claims', $1, true)", [claims]);
-    await c.query(`SET LOCAL ROLE ${who.role}`);
-    const r = await fn(c);
-    await c.query("COMMIT");
-    return r;
-  } catch (e) {
-    await c.query("ROLLBACK").catch(() => undefined);
-    throw e;
+    return await inTransaction(c, async () => {
+      const claims = JSON.stringify(who.sub ? { sub: who.sub, role: who.role } : { role: who.role });
+      await c.query("SELECT set_config('request.jwt.claims', $1, true)", [claims]);
+      await c.query(`SET LOCAL ROLE ${who.role}`);
+      return fn(c);
+    });
   } finally {
     await c.end();
   }

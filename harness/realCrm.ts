@@ -14,6 +14,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import type { Client } from "pg";
+import { inTransaction } from "../lib/db";
 import { fromTemplate, type TestDb } from "./db";
 
 const ROOT = path.resolve(__dirname, "..");
@@ -407,15 +408,12 @@ async function buildRealCrm(db: TestDb, orgs: number, seed: number, anchor: Date
     } finally {
       await c.query("SELECT pg_advisory_unlock(4711001)");
     }
-    await c.query("BEGIN");
-    for (const f of REAL_CRM_FILES) await runFile(c, path.join(FIXTURE_DIR, f));
-    if (orgs > 0) {
-      for (const s of dataStatements(orgs, seed, anchor)) await c.query(s);
-    }
-    await c.query("COMMIT");
-  } catch (e) {
-    await c.query("ROLLBACK").catch(() => undefined);
-    throw e;
+    await inTransaction(c, async () => {
+      for (const f of REAL_CRM_FILES) await runFile(c, path.join(FIXTURE_DIR, f));
+      if (orgs > 0) {
+        for (const s of dataStatements(orgs, seed, anchor)) await c.query(s);
+      }
+    });
   } finally {
     await c.end();
   }

@@ -14,6 +14,7 @@
  */
 import type { Client } from "pg";
 import { errorCode, errorMessage } from "./errors";
+import { rolledBack } from "./db";
 
 export const ACCESS_ROLES = ["anon", "member", "org_admin", "super_admin", "no_profile", "service_role"] as const;
 export type AccessRole = (typeof ACCESS_ROLES)[number];
@@ -205,145 +206,146 @@ export async function probeAccess(c: Pick<Client, "query">, roleColumn: string, 
     if (anyOrg) targets.organizations.new = { ...anyOrg, id: "00000000-0000-4000-8000-0000000000ad" };
     targets.credit_actions = { all: await rowOf("credit_actions", "true", []) };
 
-    await c.query(opts.write ? "BEGIN" : "BEGIN READ ONLY");
-    try {
-      await c.query(`SELECT set_config('request.jwt.claims', $1, true)`, [
-        JSON.stringify(actor.sub ? { sub: actor.sub, role: actor.dbRole } : { role: actor.dbRole }),
-      ]);
-      await c.query(`SET LOCAL ROLE ${actor.dbRole}`);
-      const bypass = (await one(`SELECT rolbypassrls AS b FROM pg_roles WHERE rolname = current_user`))?.b === true;
-      const guarded =
-        (
-          await one(
-            `SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = 'public.profiles'::regclass AND tgname = 'guardian_guard_profile_tenancy' AND tgenabled <> 'D') AS g`,
-          )
-        )?.g === true;
-      // Each probe in a savepoint that is always rolled back: a write made on a scratch copy never lasts into the
-      // next probe (nor does anything an expression did).
-      const tried = async <T>(f: () => Promise<T>): Promise<T | Error> => {
-        await c.query("SAVEPOINT probe");
-        try {
-          return await f();
-        } catch (e) {
-          return e instanceof Error ? e : new Error(String(e));
-        } finally {
-          await c.query("ROLLBACK TO SAVEPOINT probe");
-          await c.query("RELEASE SAVEPOINT probe");
+    await rolledBack(
+      c,
+      async () => {
+        await c.query(`SELECT set_config('request.jwt.claims', $1, true)`, [
+          JSON.stringify(actor.sub ? { sub: actor.sub, role: actor.dbRole } : { role: actor.dbRole }),
+        ]);
+        await c.query(`SET LOCAL ROLE ${actor.dbRole}`);
+        const bypass = (await one(`SELECT rolbypassrls AS b FROM pg_roles WHERE rolname = current_user`))?.b === true;
+        const guarded =
+          (
+            await one(
+              `SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = 'public.profiles'::regclass AND tgname = 'guardian_guard_profile_tenancy' AND tgenabled <> 'D') AS g`,
+            )
+          )?.g === true;
+        // Each probe in a savepoint that is always rolled back: a write made on a scratch copy never lasts into the
+        // next probe (nor does anything an expression did).
+        const tried = async <T>(f: () => Promise<T>): Promise<T | Error> => {
+          await c.query("SAVEPOINT probe");
+          try {
+            return await f();
+          } catch (e) {
+            return e instanceof Error ? e : new Error(String(e));
+          } finally {
+            await c.query("ROLLBACK TO SAVEPOINT probe");
+            await c.query("RELEASE SAVEPOINT probe");
+          }
+        };
+        for (const k of PROBES) {
+          const t = k.table;
+          const rls = rlsOn.get(t) === true && !bypass;
+          const isInsert = k.command === "INSERT";
+          const target = isInsert
+            ? t === "profiles"
+              ? (targets as any).profilesInsert?.[k.scope]
+              : t === "organizations"
+                ? targets[t].new
+                : undefined
+            : targets[t]?.[k.scope];
+          // Rows to insert into the credit tables and the price list: a copy of a row there, for the scope's organization.
+          let newRow: Record<string, unknown> | undefined = target;
+          if (isInsert && (t === "organization_credits" || t === "credit_consumption_logs")) {
+            const base = targets[t].own ?? targets[t].other;
+            const org = k.scope === "own" ? ownOrg : otherOrg;
+            newRow = base && org ? { ...base, organization_id: org } : undefined;
+          }
+          if (isInsert && t === "credit_actions")
+            newRow = targets.credit_actions.all ? { ...targets.credit_actions.all, action_type: "guardian_probe_action" } : undefined;
+          if (!isInsert && t === "credit_actions") newRow = targets.credit_actions.all;
+          if ((isInsert && !newRow) || (!isInsert && !target)) continue; // nothing to probe with: no such row in the data
+          const cmd = k.command === "UPDATE tenancy" ? "UPDATE" : k.command;
+          const cols =
+            k.command === "UPDATE tenancy" ? ["organization_id", ...(has(t, roleColumn) ? [roleColumn] : [])] : k.command === "UPDATE" ? [otherColumn(t)] : [];
+          const privilege =
+            cmd === "UPDATE"
+              ? (
+                  await one(`SELECT bool_and(has_column_privilege(current_user, $1::regclass, c, 'UPDATE')) AS p FROM unnest($2::text[]) c`, [
+                    `public.${t}`,
+                    cols,
+                  ])
+                )?.p === true
+              : (await one(`SELECT has_table_privilege(current_user, $1::regclass, $2) AS p`, [`public.${t}`, cmd]))?.p === true;
+          const cell: Cell = { ...k, role: actor.role, allowed: false, privilege };
+          cells.push(cell);
+          if (!privilege) {
+            cell.why = `no ${cmd} privilege`;
+            continue;
+          }
+          if (cmd === "SELECT") {
+            const r = await tried(() => one(`SELECT EXISTS (SELECT 1 FROM public.${t} WHERE ${KEY[t]} = $1) AS v`, [(target as any)[KEY[t]]]));
+            cell.allowed = !(r instanceof Error) && r?.v === true;
+            if (!cell.allowed) cell.why = r instanceof Error ? errorMessage(r) : "not visible (row level security)";
+            continue;
+          }
+          if (opts.write) {
+            const key = (target as Record<string, unknown> | undefined)?.[KEY[t]];
+            const q = (n: string) => `"${n.replace(/"/g, '""')}"`;
+            const ins = (columns.get(t) ?? []).filter((x) => x.insertable).map((x) => q(x.name));
+            const [sql, params] =
+              cmd === "INSERT"
+                ? [`INSERT INTO public.${t} (${ins.join(", ")}) SELECT ${ins.join(", ")} FROM jsonb_populate_record(NULL::public.${t}, $1)`, [newRow]]
+                : cmd === "DELETE"
+                  ? [`DELETE FROM public.${t} WHERE ${KEY[t]} = $1`, [key]]
+                  : k.command === "UPDATE tenancy"
+                    ? [
+                        `UPDATE public.${t} SET organization_id = $2${has(t, roleColumn) ? `, ${roleColumn} = 'super_admin'` : ""} WHERE ${KEY[t]} = $1`,
+                        [key, otherOrg ?? null],
+                      ]
+                    : [`UPDATE public.${t} SET ${q(otherColumn(t))} = ${q(otherColumn(t))} WHERE ${KEY[t]} = $1`, [key]];
+            const r = await tried(() => c.query(sql, params));
+            cell.allowed = r instanceof Error ? /^23/.test(errorCode(r) ?? "") : (r.rowCount ?? 0) > 0;
+            if (!cell.allowed) cell.why = r instanceof Error ? errorMessage(r) : "no row reached (row level security)";
+            continue;
+          }
+          if (!rls) {
+            cell.allowed = true;
+            continue;
+          }
+          const pols = await policies(t, cmd);
+          const permissive = pols.filter((p) => p.permissive);
+          const restrictive = pols.filter((p) => !p.permissive);
+          if (permissive.length === 0) {
+            cell.why = `no ${cmd} policy for the role`;
+            continue;
+          }
+          const expr = (ps: typeof pols, which: "using" | "check", join: string) =>
+            ps.map((p) => `(${(which === "check" ? (p.check ?? p.using) : p.using) ?? "true"})`).join(join) || "true";
+          let ok = true;
+          if (cmd === "UPDATE" || cmd === "DELETE") {
+            const r = await tried(() =>
+              one(
+                `SELECT EXISTS (SELECT 1 FROM public.${t} AS ${t} WHERE ${KEY[t]} = $1 AND (${expr(permissive, "using", " OR ")}) AND (${expr(restrictive, "using", " AND ")})) AS v`,
+                [(target as any)[KEY[t]]],
+              ),
+            );
+            ok = !(r instanceof Error) && r?.v === true;
+            if (!ok) cell.why = r instanceof Error ? errorMessage(r) : "row not reachable under the role's policies";
+          }
+          if (ok && (cmd === "UPDATE" || cmd === "INSERT")) {
+            let row = { ...(newRow as Record<string, unknown>) };
+            if (k.command === "UPDATE tenancy")
+              row = { ...row, organization_id: otherOrg ?? null, ...(has(t, roleColumn) ? { [roleColumn]: "super_admin" } : {}) };
+            const r = await tried(() =>
+              one(
+                `SELECT (${expr(permissive, "check", " OR ")}) AND (${expr(restrictive, "check", " AND ")}) AS v FROM jsonb_populate_record(NULL::public.${t}, $1) AS ${t}`,
+                [row],
+              ),
+            );
+            ok = !(r instanceof Error) && r?.v === true;
+            if (!ok) cell.why = r instanceof Error ? errorMessage(r) : "the new row fails the role's WITH CHECK";
+          }
+          if (ok && k.command === "UPDATE tenancy" && guarded && actor.dbRole !== "service_role") {
+            const r = await tried(() => one(`SELECT guardian_rls.is_super_admin() AS v`));
+            ok = !(r instanceof Error) && r?.v === true;
+            if (!ok) cell.why = "refused by the guard trigger on the tenancy columns";
+          }
+          cell.allowed = ok;
         }
-      };
-      for (const k of PROBES) {
-        const t = k.table;
-        const rls = rlsOn.get(t) === true && !bypass;
-        const isInsert = k.command === "INSERT";
-        const target = isInsert
-          ? t === "profiles"
-            ? (targets as any).profilesInsert?.[k.scope]
-            : t === "organizations"
-              ? targets[t].new
-              : undefined
-          : targets[t]?.[k.scope];
-        // Rows to insert into the credit tables and the price list: a copy of a row there, for the scope's organization.
-        let newRow: Record<string, unknown> | undefined = target;
-        if (isInsert && (t === "organization_credits" || t === "credit_consumption_logs")) {
-          const base = targets[t].own ?? targets[t].other;
-          const org = k.scope === "own" ? ownOrg : otherOrg;
-          newRow = base && org ? { ...base, organization_id: org } : undefined;
-        }
-        if (isInsert && t === "credit_actions")
-          newRow = targets.credit_actions.all ? { ...targets.credit_actions.all, action_type: "guardian_probe_action" } : undefined;
-        if (!isInsert && t === "credit_actions") newRow = targets.credit_actions.all;
-        if ((isInsert && !newRow) || (!isInsert && !target)) continue; // nothing to probe with: no such row in the data
-        const cmd = k.command === "UPDATE tenancy" ? "UPDATE" : k.command;
-        const cols =
-          k.command === "UPDATE tenancy" ? ["organization_id", ...(has(t, roleColumn) ? [roleColumn] : [])] : k.command === "UPDATE" ? [otherColumn(t)] : [];
-        const privilege =
-          cmd === "UPDATE"
-            ? (
-                await one(`SELECT bool_and(has_column_privilege(current_user, $1::regclass, c, 'UPDATE')) AS p FROM unnest($2::text[]) c`, [
-                  `public.${t}`,
-                  cols,
-                ])
-              )?.p === true
-            : (await one(`SELECT has_table_privilege(current_user, $1::regclass, $2) AS p`, [`public.${t}`, cmd]))?.p === true;
-        const cell: Cell = { ...k, role: actor.role, allowed: false, privilege };
-        cells.push(cell);
-        if (!privilege) {
-          cell.why = `no ${cmd} privilege`;
-          continue;
-        }
-        if (cmd === "SELECT") {
-          const r = await tried(() => one(`SELECT EXISTS (SELECT 1 FROM public.${t} WHERE ${KEY[t]} = $1) AS v`, [(target as any)[KEY[t]]]));
-          cell.allowed = !(r instanceof Error) && r?.v === true;
-          if (!cell.allowed) cell.why = r instanceof Error ? errorMessage(r) : "not visible (row level security)";
-          continue;
-        }
-        if (opts.write) {
-          const key = (target as Record<string, unknown> | undefined)?.[KEY[t]];
-          const q = (n: string) => `"${n.replace(/"/g, '""')}"`;
-          const ins = (columns.get(t) ?? []).filter((x) => x.insertable).map((x) => q(x.name));
-          const [sql, params] =
-            cmd === "INSERT"
-              ? [`INSERT INTO public.${t} (${ins.join(", ")}) SELECT ${ins.join(", ")} FROM jsonb_populate_record(NULL::public.${t}, $1)`, [newRow]]
-              : cmd === "DELETE"
-                ? [`DELETE FROM public.${t} WHERE ${KEY[t]} = $1`, [key]]
-                : k.command === "UPDATE tenancy"
-                  ? [
-                      `UPDATE public.${t} SET organization_id = $2${has(t, roleColumn) ? `, ${roleColumn} = 'super_admin'` : ""} WHERE ${KEY[t]} = $1`,
-                      [key, otherOrg ?? null],
-                    ]
-                  : [`UPDATE public.${t} SET ${q(otherColumn(t))} = ${q(otherColumn(t))} WHERE ${KEY[t]} = $1`, [key]];
-          const r = await tried(() => c.query(sql, params));
-          cell.allowed = r instanceof Error ? /^23/.test(errorCode(r) ?? "") : (r.rowCount ?? 0) > 0;
-          if (!cell.allowed) cell.why = r instanceof Error ? errorMessage(r) : "no row reached (row level security)";
-          continue;
-        }
-        if (!rls) {
-          cell.allowed = true;
-          continue;
-        }
-        const pols = await policies(t, cmd);
-        const permissive = pols.filter((p) => p.permissive);
-        const restrictive = pols.filter((p) => !p.permissive);
-        if (permissive.length === 0) {
-          cell.why = `no ${cmd} policy for the role`;
-          continue;
-        }
-        const expr = (ps: typeof pols, which: "using" | "check", join: string) =>
-          ps.map((p) => `(${(which === "check" ? (p.check ?? p.using) : p.using) ?? "true"})`).join(join) || "true";
-        let ok = true;
-        if (cmd === "UPDATE" || cmd === "DELETE") {
-          const r = await tried(() =>
-            one(
-              `SELECT EXISTS (SELECT 1 FROM public.${t} AS ${t} WHERE ${KEY[t]} = $1 AND (${expr(permissive, "using", " OR ")}) AND (${expr(restrictive, "using", " AND ")})) AS v`,
-              [(target as any)[KEY[t]]],
-            ),
-          );
-          ok = !(r instanceof Error) && r?.v === true;
-          if (!ok) cell.why = r instanceof Error ? errorMessage(r) : "row not reachable under the role's policies";
-        }
-        if (ok && (cmd === "UPDATE" || cmd === "INSERT")) {
-          let row = { ...(newRow as Record<string, unknown>) };
-          if (k.command === "UPDATE tenancy")
-            row = { ...row, organization_id: otherOrg ?? null, ...(has(t, roleColumn) ? { [roleColumn]: "super_admin" } : {}) };
-          const r = await tried(() =>
-            one(
-              `SELECT (${expr(permissive, "check", " OR ")}) AND (${expr(restrictive, "check", " AND ")}) AS v FROM jsonb_populate_record(NULL::public.${t}, $1) AS ${t}`,
-              [row],
-            ),
-          );
-          ok = !(r instanceof Error) && r?.v === true;
-          if (!ok) cell.why = r instanceof Error ? errorMessage(r) : "the new row fails the role's WITH CHECK";
-        }
-        if (ok && k.command === "UPDATE tenancy" && guarded && actor.dbRole !== "service_role") {
-          const r = await tried(() => one(`SELECT guardian_rls.is_super_admin() AS v`));
-          ok = !(r instanceof Error) && r?.v === true;
-          if (!ok) cell.why = "refused by the guard trigger on the tenancy columns";
-        }
-        cell.allowed = ok;
-      }
-    } finally {
-      await c.query("ROLLBACK").catch(() => undefined);
-    }
+      },
+      opts.write ? "BEGIN" : "BEGIN READ ONLY",
+    );
   }
   return { roles: actors.map((a) => a.role), cells };
 }

@@ -130,6 +130,17 @@ export async function withClient<T>(url: string, fn: (c: Client) => Promise<T>, 
 
 /** fn in a transaction (no lock_timeout, no retries: the DDL of the program goes through the dynamic providers, whose
  *  one lock-retry policy, driven by guardian:ddl, is providers/kernel.ts). */
+/** fn in a transaction that is always rolled back (trial calls, reads and probes as another role: nothing they do
+ *  stays). `begin` opens it (BEGIN READ ONLY for a probe that must not write). */
+export async function rolledBack<T>(c: Pick<Client, "query">, fn: () => Promise<T>, begin = "BEGIN"): Promise<T> {
+  await c.query(begin);
+  try {
+    return await fn();
+  } finally {
+    await c.query("ROLLBACK").catch(() => undefined);
+  }
+}
+
 export async function inTransaction<T>(c: Client, fn: () => Promise<T>): Promise<T> {
   await c.query("BEGIN");
   try {

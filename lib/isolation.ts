@@ -7,6 +7,7 @@
 import type { Client } from "pg";
 import { TENANT_TABLES } from "./tenantTables";
 import { errorCode, errorMessage } from "./errors";
+import { rolledBack } from "./db";
 
 /** The guarded tables the Data API reaches (schema public), with the column naming the owning organization. */
 export const ISOLATION_TABLES = TENANT_TABLES.filter((t) => t.table.startsWith("public.")).map((t) => ({ table: t.table, orgColumn: t.orgColumn }));
@@ -69,31 +70,32 @@ export async function isolationMatrix(
   for (const t of tables) {
     const row: IsolationMatrix["tables"][string] = {};
     for (const s of subjects) {
-      await c.query("BEGIN");
       try {
-        await c.query(`SELECT set_config('request.jwt.claims', $1, true)`, [JSON.stringify(s.sub ? { sub: s.sub, role: s.role } : { role: s.role })]);
-        await c.query(`SET LOCAL ROLE ${s.role}`);
-        const visible = Number((await c.query(`SELECT count(*)::int AS n FROM (SELECT 1 FROM ${t.table} LIMIT ${CAP}) x`)).rows[0].n);
-        const other = t.orgColumn
-          ? Number(
-              (
-                await c.query(`SELECT count(*)::int AS n FROM (SELECT 1 FROM ${t.table} WHERE ${t.orgColumn} IS DISTINCT FROM $1::uuid LIMIT ${CAP}) x`, [
-                  s.org ?? null,
-                ])
-              ).rows[0].n,
-            )
-          : null;
-        row[s.name] = { visible, otherOrganizations: other };
-        // A table shared by every tenant (the price list, no organization column) is no leak to read.
-        const leak =
-          s.name !== "super_admin" &&
-          t.orgColumn !== null &&
-          ((s.role === "anon" && visible > 0) || (other !== null && other > 0) || (s.name === "no_profile" && visible > 0));
-        if (leak) {
-          violations.push(
-            `tenant isolation: ${s.name} (${s.role}) reads ${t.orgColumn ? `${other} row(s) of other organizations` : `${visible} row(s)`} of ${t.table}`,
-          );
-        }
+        await rolledBack(c, async () => {
+          await c.query(`SELECT set_config('request.jwt.claims', $1, true)`, [JSON.stringify(s.sub ? { sub: s.sub, role: s.role } : { role: s.role })]);
+          await c.query(`SET LOCAL ROLE ${s.role}`);
+          const visible = Number((await c.query(`SELECT count(*)::int AS n FROM (SELECT 1 FROM ${t.table} LIMIT ${CAP}) x`)).rows[0].n);
+          const other = t.orgColumn
+            ? Number(
+                (
+                  await c.query(`SELECT count(*)::int AS n FROM (SELECT 1 FROM ${t.table} WHERE ${t.orgColumn} IS DISTINCT FROM $1::uuid LIMIT ${CAP}) x`, [
+                    s.org ?? null,
+                  ])
+                ).rows[0].n,
+              )
+            : null;
+          row[s.name] = { visible, otherOrganizations: other };
+          // A table shared by every tenant (the price list, no organization column) is no leak to read.
+          const leak =
+            s.name !== "super_admin" &&
+            t.orgColumn !== null &&
+            ((s.role === "anon" && visible > 0) || (other !== null && other > 0) || (s.name === "no_profile" && visible > 0));
+          if (leak) {
+            violations.push(
+              `tenant isolation: ${s.name} (${s.role}) reads ${t.orgColumn ? `${other} row(s) of other organizations` : `${visible} row(s)`} of ${t.table}`,
+            );
+          }
+        });
       } catch (e) {
         if (errorCode(e) === "42501" && /permission denied for (table|relation|schema)/.test(errorMessage(e)))
           row[s.name] = { visible: 0, otherOrganizations: 0, denied: true };
@@ -101,8 +103,6 @@ export async function isolationMatrix(
           row[s.name] = { error: errorMessage(e) };
           violations.push(`tenant isolation: could not read ${t.table} as ${s.name}: ${errorMessage(e)}`);
         }
-      } finally {
-        await c.query("ROLLBACK").catch(() => undefined);
       }
     }
     matrix.tables[t.table] = row;

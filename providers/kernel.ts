@@ -263,15 +263,8 @@ export async function retriedTransaction<T>(
   return withLockRetries(policy, label, (attempt) => transaction(c, { ...opts, lockTimeoutMs }, (tx) => fn(tx, attempt)));
 }
 
-/** fn in a transaction that is always rolled back (trial calls: nothing they do stays). */
-export async function rolledBack<T>(c: Db, fn: () => Promise<T>): Promise<T> {
-  await c.query("BEGIN");
-  try {
-    return await fn();
-  } finally {
-    await c.query("ROLLBACK").catch(() => undefined);
-  }
-}
+/** fn in a transaction that is always rolled back (trial calls: nothing they do stays): lib/db.ts's. */
+export { rolledBack } from "../lib/db";
 
 // -------------------------------------------------------------------------------------------------------- journal
 

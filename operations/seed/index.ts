@@ -13,7 +13,7 @@
  */
 import type { Client } from "pg";
 import { type BaselineResult, ensureBaseline } from "../../lib/baseline";
-import { connect } from "../../lib/db";
+import { connect, inTransaction } from "../../lib/db";
 import { GuardianRefusal } from "../../lib/errors";
 import { Batch, generate, startOfUtcDay } from "./generator";
 
@@ -23,8 +23,7 @@ export * from "./generator";
 // Writing
 
 async function insertBatch(c: Client, all: Batch): Promise<Batch> {
-  await c.query("BEGIN");
-  try {
+  return inTransaction(c, async () => {
     const ins = await c.query(
       `INSERT INTO public.organizations (id, name, slug, created_at, updated_at)
        SELECT id, name, slug, at, at FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[]) AS t(id, name, slug, at)
@@ -64,12 +63,8 @@ async function insertBatch(c: Client, all: Batch): Promise<Batch> {
         [b.logOrg, b.logAction, b.logConsumed, b.logRemaining, b.logSuccess, b.logError, b.logAt],
       );
     }
-    await c.query("COMMIT");
     return b;
-  } catch (e) {
-    await c.query("ROLLBACK").catch(() => undefined);
-    throw e;
-  }
+  });
 }
 
 // ---------------------------------------------------------------------------------------------------------------
