@@ -22,7 +22,7 @@ import { withClient } from "./lib/db";
 import { GuardianRefusal, withoutFrames } from "./lib/errors";
 import { resolveTls, TlsConfigError, type TlsSettings } from "./lib/pgConnection";
 import { describeShape } from "./lib/shape";
-import { backfillPlan, describePlan } from "./lib/facts";
+import { backfillPlan, describePlan } from "./lib/backfillPlan";
 import { preflight } from "./lib/preflight";
 import { loadSqlParser } from "./lib/pgsql";
 import { discoveryLines, rollbackPreview } from "./lib/previewNotes";

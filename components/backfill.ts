@@ -1,5 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
-import type { BackfillPlan } from "../lib/facts";
+import type { BackfillPlan } from "../lib/backfillPlan";
 import { loadSql, sha256 } from "../lib/sql";
 import { BackfillRun } from "../providers/backfill";
 import type { Backup } from "./backup";

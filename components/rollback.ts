@@ -33,7 +33,7 @@ export class Rollback extends pulumi.ComponentResource {
   public readonly pricesRestored: pulumi.Output<number>;
   /** "v1" (the backup's, pinned), "verbatim" (the backup's, unpinned) or "safe" (guardian:rollback.function). */
   public readonly functionRestored: pulumi.Output<string>;
-  /** What the restored v1 does wrong (lib/v1.ts), empty for the safe function. */
+  /** What the restored v1 does wrong (lib/v1Behaviour.ts), empty for the safe function. */
   public readonly v1Weaknesses: pulumi.Output<string[]>;
 
   constructor(name: string, args: RollbackArgs, opts?: pulumi.ComponentResourceOptions) {

@@ -36,7 +36,7 @@ import { type GuardianConfig, tlsSettings } from "./config";
 import { connect, redactUrl } from "./db";
 import { resolveTls, type TlsSettings } from "./pgConnection";
 import { type DatabaseShape, discoverShape, renderSql } from "./shape";
-import { v1Facts, type V1Facts } from "./v1";
+import { v1Facts, type V1Facts } from "./v1Behaviour";
 import { type AccessComparison, compareAccess } from "./access";
 import { probeAccess } from "./accessProbe";
 import { errorCode, errorMessage, GuardianRefusal } from "./errors";

@@ -9,7 +9,7 @@ import { priceChanges } from "./catalogueSql";
 import { type GuardianConfig, POOLS } from "./config";
 import type { Discovery } from "./preflight";
 import { describeShape } from "./shape";
-import { v1Facts } from "./v1";
+import { v1Facts } from "./v1Behaviour";
 
 export function discoveryLines(d: Discovery, config: GuardianConfig, multi: boolean): string[] {
   const out = [`database ${describeShape(d.shape)}`];

@@ -20,7 +20,7 @@
  * The backup schemas and the additive columns (and the per-pool log details) are kept.
  */
 import type * as pulumi from "@pulumi/pulumi";
-import { v1Facts } from "../lib/v1";
+import { v1Facts } from "../lib/v1Behaviour";
 import {
   connectionChanged,
   ConnectedResource,

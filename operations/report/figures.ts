@@ -22,8 +22,8 @@ import { accessMismatches } from "../../lib/access";
 import { type AccessMatrix, probeAccess } from "../../lib/accessProbe";
 import { planMargins } from "../../lib/margins";
 import { discoverShape } from "../../lib/shape";
-import { orgsWithoutCredits } from "../../lib/facts";
-import { v1Facts } from "../../lib/v1";
+import { orgsWithoutCredits } from "../../lib/backfillPlan";
+import { v1Facts } from "../../lib/v1Behaviour";
 
 export type PoolAmounts = Record<Pool, number>;
 
@@ -165,7 +165,7 @@ export interface DatabaseFigures {
   access: { matrix: AccessMatrix; mismatches: string[] } | null;
   /** Organizations served by the split rule, per stored plan name (trim + lower-case). */
   splitPlanNames: Record<string, number>;
-  /** What the installed consume_credits_rpc(uuid,text) does wrong (lib/v1.ts), when it is a v1-shaped function. */
+  /** What the installed consume_credits_rpc(uuid,text) does wrong (lib/v1Behaviour.ts), when it is a v1-shaped function. */
   v1Weaknesses: string[];
 }
 
