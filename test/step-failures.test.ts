@@ -1,8 +1,9 @@
 /**
- * consume_credits_rpc never breaks: each step of `pulumi up` is made to fail in turn (after its SQL ran, before its
- * COMMIT: GUARDIAN_TEST_FAIL_STEP, providers/sqlObject.ts), on the CRM's real schema. After every failed up, the
- * application's calls, made as its real roles, get a correct answer from v1 or from v2; the next `pulumi up`, without
- * --refresh, repairs. And a v2 that would error on this database is never switched in: its trial calls fail inside
+ * consume_credits_rpc never breaks: a step of `pulumi up` is made to fail (after its SQL ran, before its COMMIT:
+ * GUARDIAN_TEST_FAIL_STEP, providers/sqlObject.ts), on the CRM's real schema: the first step and the switch to v2
+ * through the engine, then every step in turn in-process, as the engine would hand it to the provider. After every
+ * failure, the application's calls, made as its real roles, get a correct answer from v1 or from v2; the next
+ * `pulumi up`, without --refresh, repairs. And a v2 that would error on this database is never switched in: its trial calls fail inside
  * the installing transaction, which rolls back, and v1 keeps serving. A v2 broken after a successful up fails the
  * verification of the next `pulumi up --refresh`.
  */
@@ -11,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { asUser, type TestDb } from "./helpers/db";
 import { freshRealCrmDb, REAL_CRM_FACTS, sampleMember } from "./helpers/realCrm";
 import { collect, testStack, type TestStack } from "../harness/stack";
+import { type SqlObjectInputs, sqlObjectProvider } from "../providers/sqlObject";
 
 /**
  * The steps on the program's critical path, in the order it applies them ("<kind> <objectName>" of their resource):
@@ -65,6 +67,21 @@ async function realCrmWithCaller(orgs: number, seed: number): Promise<{ db: Test
   return { db, org: m.organizationId, member: m.userId };
 }
 
+/** The steps that fail through the engine (the first, and the switch to v2); every step fails in-process below. */
+const ENGINE_STEPS = [STEPS[0], `function ${V2}`];
+
+/** Inputs of the program's SqlObject resources, in the order of the stack's state, as the engine handed them to the
+ *  provider, with the connection of `databaseUrl` (the state's own is a secret of another database). */
+async function sqlObjectInputs(t: TestStack, databaseUrl: string): Promise<SqlObjectInputs[]> {
+  const resources: any[] = (await t.stack.exportStack()).deployment?.resources ?? [];
+  return resources
+    .filter((r) => String(r.type).startsWith("pulumi-nodejs:dynamic") && typeof r.inputs?.kind === "string" && typeof r.inputs?.probeSql === "string")
+    .map((r) => {
+      const inputs = Object.fromEntries(Object.entries(r.inputs).filter(([k]) => !k.startsWith("__") && k !== "databaseUrl"));
+      return { ...inputs, databaseUrl } as SqlObjectInputs;
+    });
+}
+
 describe("a failed step of up never breaks consume_credits_rpc, and the next up repairs", () => {
   let db: TestDb;
   let t: TestStack;
@@ -80,7 +97,7 @@ describe("a failed step of up never breaks consume_credits_rpc, and the next up 
     await db?.drop();
   });
 
-  for (const step of STEPS) {
+  for (const step of ENGINE_STEPS) {
     it(`fails at "${step}": the update fails, and the application's calls still get correct answers`, async () => {
       const env = (t.stack.workspace as LocalWorkspace).envVars;
       env.GUARDIAN_TEST_FAIL_STEP = step;
@@ -107,6 +124,44 @@ describe("a failed step of up never breaks consume_credits_rpc, and the next up 
       async (c) => (await c.query(`SELECT public.consume_credits_rpc(p_organization_id => $1, p_action_type => 'ai_chat') AS r`, [org])).rows[0].r,
     );
     expect(x).toMatchObject({ success: true, credit_model: "multi", credits_consumed: REAL_CRM_FACTS.actionCosts.ai_chat, remaining_credits: ai - 1 });
+  });
+
+  /**
+   * Every step failing in turn, driven in-process (the engine is what the two runs above are about): on a fresh copy
+   * of the same database, the SqlObject provider applies the program's objects in the order of the stack's state, as
+   * the engine handed them over, and the step fails after its SQL ran, before its COMMIT. The calls answer after each.
+   */
+  describe("each step failing in turn, in-process, on a fresh copy", () => {
+    let copy: { db: TestDb; org: string; member: string };
+    let objects: SqlObjectInputs[];
+    let applied = 0;
+    const label = (o: SqlObjectInputs) => `${o.kind} ${o.objectName}`;
+    /** The object's probe (its fingerprint row, or none), or the error it gives while what it reads is absent. */
+    const probe = (o: SqlObjectInputs) => copy.db.query(o.probeSql).catch((e: Error) => ({ error: e.message }));
+
+    beforeAll(async () => {
+      copy = await realCrmWithCaller(120, 5);
+      objects = await sqlObjectInputs(t, copy.db.url);
+      expect(STEPS.filter((s) => !objects.some((o) => label(o) === s))).toEqual([]); // every step is one of them
+    });
+    afterAll(() => copy?.db.drop());
+
+    for (const step of STEPS) {
+      it(`fails at "${step}": nothing of it stays, and the application's calls still get correct answers`, async () => {
+        const at = objects.findIndex((o) => label(o) === step);
+        expect(at).toBeGreaterThanOrEqual(applied); // the steps come in the order the program applies them
+        for (; applied < at; applied++) await sqlObjectProvider.create!(objects[applied]);
+        const before = await probe(objects[at]); // the object as it was (absent: no row, or a probe that cannot run yet)
+        process.env.GUARDIAN_TEST_FAIL_STEP = step;
+        try {
+          await expect(sqlObjectProvider.create!(objects[at])).rejects.toThrow(`${step}: injected failure (GUARDIAN_TEST_FAIL_STEP)`);
+        } finally {
+          delete process.env.GUARDIAN_TEST_FAIL_STEP;
+        }
+        expect(await probe(objects[at])).toEqual(before);
+        await callsAnswer(copy.db, copy.org, copy.member);
+      });
+    }
   });
 });
 
