@@ -18,7 +18,7 @@ import * as path from "path";
 import { collect, testStack, type TestStack } from "../harness/stack";
 import { freshRealCrmDb } from "../harness/realCrm";
 import type { TestDb } from "../harness/db";
-import { rolledBack } from "../lib/db";
+import { actAs, rolledBack } from "../lib/db";
 import { pgbench, pgbenchBin } from "./rpc";
 import { median } from "../harness/consumerFleet";
 
@@ -77,10 +77,7 @@ async function rowsPerRead(db: TestDb, read: Read, as: "user" | "service_role"):
       await c.query(read === "plan totals" ? "SELECT uid, org FROM bench_reads.super_admin" : "SELECT uid, org FROM bench_reads.members WHERE i = 1")
     ).rows;
     return await rolledBack(c, async () => {
-      await c.query(`SELECT set_config('request.jwt.claims', $1, true)`, [
-        JSON.stringify(as === "user" ? { sub: m.uid, role: "authenticated" } : { role: "service_role" }),
-      ]);
-      await c.query(`SET LOCAL ROLE ${as === "user" ? "authenticated" : "service_role"}`);
+      await actAs(c, as === "user" ? { sub: m.uid, role: "authenticated" } : { role: "service_role" });
       const r = await c.query(STATEMENT[read].replace(":org::uuid", "$1::uuid").replace(/;$/, ""), read === "plan totals" ? [] : [m.org]);
       return read === "plan totals" ? r.rows.reduce((s: number, x: any) => s + Number(x.count), 0) : (r.rowCount ?? 0);
     });

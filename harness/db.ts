@@ -11,7 +11,7 @@
 import * as crypto from "crypto";
 import type { Client } from "pg";
 import { ensureBaseline } from "../lib/baseline";
-import { connect, inTransaction } from "../lib/db";
+import { actAs, connect, inTransaction } from "../lib/db";
 import { createDatabase, dropDatabase, findPgServer, type PgServer, scratchDatabases } from "../operations/shared/pgserver";
 
 let serverPromise: Promise<PgServer> | undefined;
@@ -133,9 +133,7 @@ export async function asUser<T>(db: TestDb, who: { role: "anon" | "authenticated
   const c = await db.client();
   try {
     return await inTransaction(c, async () => {
-      const claims = JSON.stringify(who.sub ? { sub: who.sub, role: who.role } : { role: who.role });
-      await c.query("SELECT set_config('request.jwt.claims', $1, true)", [claims]);
-      await c.query(`SET LOCAL ROLE ${who.role}`);
+      await actAs(c, who);
       return fn(c);
     });
   } finally {

@@ -14,7 +14,7 @@
  */
 import type { Client } from "pg";
 import { errorCode, errorMessage } from "./errors";
-import { rolledBack } from "./db";
+import { actAs, rolledBack } from "./db";
 
 export const ACCESS_ROLES = ["anon", "member", "org_admin", "super_admin", "no_profile", "service_role"] as const;
 export type AccessRole = (typeof ACCESS_ROLES)[number];
@@ -209,10 +209,7 @@ export async function probeAccess(c: Pick<Client, "query">, roleColumn: string, 
     await rolledBack(
       c,
       async () => {
-        await c.query(`SELECT set_config('request.jwt.claims', $1, true)`, [
-          JSON.stringify(actor.sub ? { sub: actor.sub, role: actor.dbRole } : { role: actor.dbRole }),
-        ]);
-        await c.query(`SET LOCAL ROLE ${actor.dbRole}`);
+        await actAs(c, { role: actor.dbRole, sub: actor.sub });
         const bypass = (await one(`SELECT rolbypassrls AS b FROM pg_roles WHERE rolname = current_user`))?.b === true;
         const guarded =
           (

@@ -130,6 +130,13 @@ export async function withClient<T>(url: string, fn: (c: Client) => Promise<T>, 
 
 /** fn in a transaction (no lock_timeout, no retries: the DDL of the program goes through the dynamic providers, whose
  *  one lock-retry policy, driven by guardian:ddl, is providers/kernel.ts). */
+/** For the rest of the open transaction, act as a Supabase request does: its JWT claims (request.jwt.claims: the
+ *  user's `sub` and the role, or the role alone for anon and service_role) and SET LOCAL ROLE. */
+export async function actAs(c: Pick<Client, "query">, who: { role: string; sub?: string | null }): Promise<void> {
+  await c.query(`SELECT set_config('request.jwt.claims', $1, true)`, [JSON.stringify(who.sub ? { sub: who.sub, role: who.role } : { role: who.role })]);
+  await c.query(`SET LOCAL ROLE ${who.role}`);
+}
+
 /** fn in a transaction that is always rolled back (trial calls, reads and probes as another role: nothing they do
  *  stays). `begin` opens it (BEGIN READ ONLY for a probe that must not write). */
 export async function rolledBack<T>(c: Pick<Client, "query">, fn: () => Promise<T>, begin = "BEGIN"): Promise<T> {

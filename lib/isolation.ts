@@ -7,7 +7,7 @@
 import type { Client } from "pg";
 import { TENANT_TABLES } from "./tenantTables";
 import { errorCode, errorMessage } from "./errors";
-import { rolledBack } from "./db";
+import { actAs, rolledBack } from "./db";
 
 /** The guarded tables the Data API reaches (schema public), with the column naming the owning organization. */
 export const ISOLATION_TABLES = TENANT_TABLES.filter((t) => t.table.startsWith("public.")).map((t) => ({ table: t.table, orgColumn: t.orgColumn }));
@@ -72,8 +72,7 @@ export async function isolationMatrix(
     for (const s of subjects) {
       try {
         await rolledBack(c, async () => {
-          await c.query(`SELECT set_config('request.jwt.claims', $1, true)`, [JSON.stringify(s.sub ? { sub: s.sub, role: s.role } : { role: s.role })]);
-          await c.query(`SET LOCAL ROLE ${s.role}`);
+          await actAs(c, s);
           const visible = Number((await c.query(`SELECT count(*)::int AS n FROM (SELECT 1 FROM ${t.table} LIMIT ${CAP}) x`)).rows[0].n);
           const other = t.orgColumn
             ? Number(

@@ -36,6 +36,7 @@ import { seed } from "../operations/seed";
 import { eventTail, killSession, pendingOperations, pulumi, readEvents, repairFileBackend, startPulumi, stateUrns } from "./helpers/cli";
 import { fromTemplate, type TestDb } from "./helpers/db";
 import { fingerprint } from "./helpers/fingerprint";
+import { seedDay } from "./helpers/migration";
 import { testStack, type TestStack } from "../harness/stack";
 
 const ORGS = 300;
@@ -165,8 +166,7 @@ describe("crash and resume: SIGKILL at each dangerous point, recover, same end s
 
   /** A database copied from the template, and a stack on it. */
   async function clone(): Promise<{ db: TestDb; t: TestStack }> {
-    const day = new Date().toISOString().slice(0, 10); // the seed's timestamps are offsets from the current UTC day
-    const db = await fromTemplate(`crash-resume:${ORGS}:${FILLER_LOGS}:${day}`, build, "crash");
+    const db = await fromTemplate(`crash-resume:${ORGS}:${FILLER_LOGS}:${seedDay()}`, build, "crash");
     dbs.push(db);
     const t = await testStack(db.url, CONFIG);
     stacks.push(t);
@@ -179,7 +179,7 @@ describe("crash and resume: SIGKILL at each dangerous point, recover, same end s
     expect(r.code, r.output).toBe(0);
     reference = await endState(ref.db, ref.t);
 
-    for (const [_i, point] of POINTS.entries()) {
+    for (const point of POINTS) {
       const { db, t } = await clone();
       const eventLog = path.join(t.stateDir, "events.jsonl");
       const poll = await db.client();

@@ -164,7 +164,7 @@ export async function readTarget(ctx: TargetContext): Promise<ProgramContext> {
  * Pulumi.<stack>.yaml (which `pulumi stack init` writes) too, and the rollback takes the stack's settings from the
  * update's recorded config, not from that file; the program it runs is the commit's.
  */
-export function dirtyTargetNote(version: number, commit: string): string {
+function dirtyTargetNote(version: number, commit: string): string {
   return (
     `version ${version} ran from commit ${commit.slice(0, 10)} with uncommitted changes (git counts any, an untracked ` +
     `Pulumi.<stack>.yaml too; commit it or ignore it to lose this note): the rollback runs the commit's program with the settings ` +

@@ -196,13 +196,6 @@ async function dropIfMarked(c: any, name: string, adminUrl: string, doing: strin
   await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
 }
 
-/** Marks a database as this project's scratch database (for one made another way, e.g. CREATE DATABASE ... TEMPLATE,
- *  which does not copy the comment). */
-export async function markScratchDatabase(server: ServerRef, name: string): Promise<void> {
-  checkName(name);
-  await withAdmin(server, (c) => c.query(markSql(name)));
-}
-
 const markSql = (name: string) =>
   `COMMENT ON DATABASE ${name} IS '${SCRATCH_MARKER}: created ${new Date().toISOString()} by pid ${process.pid}; ` +
   `operations/shared/pgserver.ts drops only databases with this comment'`;

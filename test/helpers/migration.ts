@@ -11,12 +11,13 @@ export interface Migrated {
   t: TestStack;
 }
 
+/** The seed's timestamps are offsets from the start of the current UTC day: the day is part of a seeded template's key. */
+export const seedDay = (): string => new Date().toISOString().slice(0, 10);
+
 /** A fresh database with `orgs` seeded organizations (copied from this run's template of that seed). */
 export function seededDb(orgs: number, seedValue = 7, prefix?: string): Promise<TestDb> {
-  // The seed's timestamps are offsets from the start of the current UTC day: the day is part of what is built.
-  const day = new Date().toISOString().slice(0, 10);
   return fromTemplate(
-    `seed:${orgs}:${seedValue}:${day}`,
+    `seed:${orgs}:${seedValue}:${seedDay()}`,
     async (db) => {
       await seed({ databaseUrl: db.url, orgs, seed: seedValue, log: () => undefined });
     },
