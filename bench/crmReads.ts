@@ -21,9 +21,10 @@ import type { TestDb } from "../harness/db";
 import { actAs, rolledBack } from "../lib/db";
 import { pgbench, pgbenchBin } from "./rpc";
 import { median } from "../harness/consumerFleet";
+import { READER, READS, STATEMENT, statementWith, type Read } from "../harness/crmReads";
 
-export const READS = ["credit row", "last 50 logs", "team profiles", "plan totals"] as const;
-export type Read = (typeof READS)[number];
+export { READS, type Read };
+
 export const PHASES = ["before up", "after up", "after rollback"] as const;
 export type Phase = (typeof PHASES)[number];
 
@@ -49,16 +50,9 @@ export interface CrmReadsResult {
   ratios: { phase: Phase; read: Read; vsBeforeUp: number | null; vsNoPolicy: number; rounds: { vsBeforeUp: number | null; vsNoPolicy: number }[] }[];
 }
 
-const STATEMENT: Record<Read, string> = {
-  "credit row": "SELECT * FROM public.organization_credits WHERE organization_id = :org::uuid;",
-  "last 50 logs": "SELECT * FROM public.credit_consumption_logs WHERE organization_id = :org::uuid ORDER BY created_at DESC LIMIT 50;",
-  "team profiles": "SELECT * FROM public.profiles WHERE organization_id = :org::uuid;",
-  "plan totals": "SELECT plan_name, count(*), sum(credits_remaining) FROM public.organization_credits GROUP BY plan_name;",
-};
-
 function script(read: Read, as: "user" | "service_role", members: number): string {
   const who =
-    read === "plan totals"
+    READER[read] === "super_admin"
       ? "SELECT uid, org FROM bench_reads.super_admin \\gset"
       : `\\set i random(1, ${members})\nSELECT uid, org FROM bench_reads.members WHERE i = :i \\gset`;
   const role =
@@ -74,11 +68,11 @@ async function rowsPerRead(db: TestDb, read: Read, as: "user" | "service_role"):
   const c = await db.client();
   try {
     const [m] = (
-      await c.query(read === "plan totals" ? "SELECT uid, org FROM bench_reads.super_admin" : "SELECT uid, org FROM bench_reads.members WHERE i = 1")
+      await c.query(READER[read] === "super_admin" ? "SELECT uid, org FROM bench_reads.super_admin" : "SELECT uid, org FROM bench_reads.members WHERE i = 1")
     ).rows;
     return await rolledBack(c, async () => {
       await actAs(c, as === "user" ? { sub: m.uid, role: "authenticated" } : { role: "service_role" });
-      const r = await c.query(STATEMENT[read].replace(":org::uuid", "$1::uuid").replace(/;$/, ""), read === "plan totals" ? [] : [m.org]);
+      const r = await c.query(statementWith(read, m.org));
       return read === "plan totals" ? r.rows.reduce((s: number, x: any) => s + Number(x.count), 0) : (r.rowCount ?? 0);
     });
   } finally {

@@ -13,6 +13,18 @@
 -- request calling both helpers: +0.19 to 0.25 ms as SQL functions, +0.08 to 0.09 ms as PL/pgSQL, over a request that
 -- calls neither (bench/results/2026-12-06.crm-reads.md has what the policies cost the CRM's reads).
 --
+-- How a read policy writes its super_admin arm: first, and as `(SELECT guardian_rls.is_super_admin()) IS DISTINCT
+-- FROM false` (is_super_admin never returns NULL, so that is true exactly for a super_admin).
+--   * First: an OR stops at its first true arm, and an InitPlan runs when it is first needed, so a super_admin's read
+--     never calls current_org_id(). A member's calls both, once each.
+--   * IS DISTINCT FROM false: the planner cannot know a Param, and estimates a bare `(SELECT ...)` arm true for half of
+--     the rows. A member's read already filters on its own organization, so all of its rows pass the policy; at half,
+--     the planner took "the newest 50 log rows of my organization" for a read of every row of it and a sort, where
+--     with no policy it walks (organization_id, created_at) backwards and stops at 50. IS DISTINCT FROM is estimated
+--     as the opposite of an equality, almost every row, which is what the member's read sees. Only the estimate
+--     changes: the rows each user sees are the same (test/policy-plans.test.ts compares the plans;
+--     bench/results/2026-12-06.crm-reads.md has what each read costs).
+--
 -- They live in a schema of their own, guardian_rls, because a policy evaluates them with the privileges of the
 -- querying role: authenticated needs USAGE on their schema, and the internal schema guardian is closed to it
 -- (sql/schema/01_guardian_schema.sql). guardian_rls holds these two functions and nothing else, and is not one of
