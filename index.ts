@@ -3,17 +3,9 @@
  *
  * Composition root. Config is read once and validated (every bad key reported at once), the go/no-go gates are
  * evaluated against the live database before any resource is declared, and the components are wired in the order
- * that is safe while applications keep calling consume_credits_rpc:
- *
- *   multi:   Backup (restore verified) -> CreditSchema -> Audit, Catalogue, Margins, TenantPolicies
- *            -> CreditFunctions (v2 switched in after trial calls; serves both models) -> Backfill (flips each org
- *            atomically) -> Verification
- *   unified: CreditSchema, Audit, Catalogue, Margins, TenantPolicies (model-independent, kept)
- *            -> Rollback (balances reconciled and verified, v1 restored) -> Verification; then the engine deletes the
- *            multi-only resources (components/modelSwitch.ts says why that order holds)
- * ModelSwitch records the model and the ordered steps of moving into it, so a switch previews as one change.
- *
- * The order is carried by dependsOn, so the engine enforces it.
+ * that is safe while applications keep calling consume_credits_rpc: lib/applyOrder.ts, the one ordered plan, gives
+ * each component its dependsOn, so the engine enforces it. ModelSwitch records the model and the ordered steps of
+ * moving into it, so a switch previews as one change.
  */
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
@@ -24,6 +16,7 @@ import { resolveTls, TlsConfigError, type TlsSettings } from "./lib/pgConnection
 import { describeShape } from "./lib/shape";
 import { backfillPlan, describePlan } from "./lib/backfillPlan";
 import { preflight } from "./lib/preflight";
+import { type Step, stepAfter } from "./lib/applyOrder";
 import { loadSqlParser } from "./lib/pgsql";
 import { discoveryLines, rollbackPreview } from "./lib/previewNotes";
 import { Audit } from "./components/audit";
@@ -94,14 +87,25 @@ async function main() {
   const ctx: GuardianContext = { databaseUrl: pulumi.secret(config.databaseUrl), tls, tlsSecret, config, discovery };
   const exportRoot = process.env.GUARDIAN_EXPORT_ROOT ?? path.resolve(__dirname, config.backup.exportDir);
 
-  const backup = multi ? new Backup("backup", { ctx, databaseUrlPlain: config.databaseUrl, exportRoot }) : undefined;
-  const afterBackup = backup ? [backup] : [];
+  // Each component waits for what lib/applyOrder.ts says it waits for, in this model.
+  const applied = new Map<Step, pulumi.Resource>();
+  const add = <R extends pulumi.Resource>(step: Step, build: (dependsOn: pulumi.Resource[]) => R): R => {
+    const dependsOn = stepAfter(config.creditModel, step).map((s) => {
+      const r = applied.get(s);
+      if (!r) throw new Error(`index.ts: "${step}" is declared before "${s}", which lib/applyOrder.ts says it waits for`);
+      return r;
+    });
+    const r = build(dependsOn);
+    applied.set(step, r);
+    return r;
+  };
 
-  const schema = new CreditSchema("credit-schema", { ctx }, { dependsOn: afterBackup });
-  const audit = new Audit("audit", { ctx }, { dependsOn: [schema] });
-  const catalogue = new Catalogue("catalogue", { ctx }, { dependsOn: [schema] });
-  const margins = new Margins("margins", { ctx }, { dependsOn: [catalogue] });
-  const tenancy = new TenantPolicies("tenant-policies", { ctx }, { dependsOn: [schema, audit] });
+  const backup = multi ? add("backup", () => new Backup("backup", { ctx, databaseUrlPlain: config.databaseUrl, exportRoot })) : undefined;
+  const schema = add("credit schema", (dependsOn) => new CreditSchema("credit-schema", { ctx }, { dependsOn }));
+  add("catalogue", (dependsOn) => new Catalogue("catalogue", { ctx }, { dependsOn }));
+  add("audit", (dependsOn) => new Audit("audit", { ctx }, { dependsOn }));
+  const tenancy = add("tenancy", (dependsOn) => new TenantPolicies("tenant-policies", { ctx }, { dependsOn }));
+  const margins = add("margins", (dependsOn) => new Margins("margins", { ctx }, { dependsOn }));
 
   // The model switch, as one change with its steps (components/modelSwitch.ts): preview shows `model: multi => unified`.
   const modelSwitch = new ModelSwitch("model-switch", { model: config.creditModel });
@@ -118,69 +122,77 @@ async function main() {
   };
 
   if (multi) {
-    const functions = new CreditFunctions("credit-functions", { ctx }, { dependsOn: [schema, catalogue, audit, tenancy, ...afterBackup] });
+    const functions = add("functions", (dependsOn) => new CreditFunctions("credit-functions", { ctx }, { dependsOn }));
     const plan = await withClient(config.databaseUrl, (c) => backfillPlan(c, config), tls);
     pulumi.log.info(describePlan(plan));
-    const backfill = new Backfill("backfill", { ctx, backup: backup!, plan, dependsOn: [schema, catalogue, functions] });
-    const verification = new Verification("verification", {
-      ctx,
-      model: "multi",
-      upstream: {
-        backupId: backup!.backupId,
-        backfillFinishedAt: backfill.run.finishedAt,
-        functions: functions.combinedSqlSha256,
-        schema: schema.combinedSqlSha256,
-        policies: tenancy.sqlSha256,
-      },
-      dependsOn: [backfill, functions, tenancy, margins, audit],
-    });
+    const backfill = add("backfill", (dependsOn) => new Backfill("backfill", { ctx, backup: backup!, plan, dependsOn }));
+    const verification = add(
+      "verification",
+      (dependsOn) =>
+        new Verification("verification", {
+          ctx,
+          model: "multi",
+          upstream: {
+            backupId: backup!.snapshot.backupId,
+            backfillFinishedAt: backfill.run.finishedAt,
+            functions: functions.combinedSqlSha256,
+            schema: schema.combinedSqlSha256,
+            policies: tenancy.sqlSha256,
+          },
+          dependsOn,
+        }),
+    );
     return {
       ...common,
-      backupId: backup!.backupId,
-      backupRowCounts: backup!.rowCounts,
-      backupChecksums: backup!.checksums,
-      backupExportDir: backup!.exportDir,
-      backupManifestSigned: backup!.manifestSigned,
-      restoreVerified: backup!.restoreVerified,
+      backupId: backup!.snapshot.backupId,
+      backupRowCounts: backup!.snapshot.rowCounts,
+      backupChecksums: backup!.snapshot.checksums,
+      backupExportDir: backup!.snapshot.exportDir,
+      backupManifestSigned: backup!.snapshot.manifestSigned,
+      restoreVerified: backup!.restoreCheck.restoreVerified,
       backfillPlan: plan.orgsToMigrate,
-      rowsBackfilled: backfill.rowsBackfilled,
-      backfillOrgsPerSecond: backfill.orgsPerSecond,
-      negativeBalanceOrgs: backfill.negativeBalanceOrgs,
+      rowsBackfilled: backfill.run.rowsBackfilled,
+      backfillOrgsPerSecond: backfill.run.orgsPerSecond,
+      negativeBalanceOrgs: backfill.run.negativeBalanceOrgs,
       functions: functions.functionSignatures,
       functionsSqlSha256: functions.sqlSha256,
-      orgsPerPlan: verification.facts.apply((f) => f?.orgsPerPlan),
-      orgsMigrated: verification.facts.apply((f) => f?.orgsMigrated),
-      orgsTotal: verification.facts.apply((f) => f?.orgsTotal),
-      conservation: verification.facts.apply((f) => ({ splitOrgs: f?.splitOrgs, splitOrgsConserved: f?.splitOrgsConserved })),
-      verification: verification.facts,
-      verifiedAt: verification.verifiedAt,
+      orgsPerPlan: verification.run.facts.apply((f) => f?.orgsPerPlan),
+      orgsMigrated: verification.run.facts.apply((f) => f?.orgsMigrated),
+      orgsTotal: verification.run.facts.apply((f) => f?.orgsTotal),
+      conservation: verification.run.facts.apply((f) => ({ splitOrgs: f?.splitOrgs, splitOrgsConserved: f?.splitOrgsConserved })),
+      verification: verification.run.facts,
+      verifiedAt: verification.run.verifiedAt,
     };
   }
 
-  const rollback = new Rollback("rollback", { ctx, batchSize: config.backfill.rollbackBatchSize }, { dependsOn: [schema, catalogue] });
-  const verification = new Verification("verification", {
-    ctx,
-    model: "unified",
-    upstream: { rollback: rollback.v1DefinitionMd5, orgsSwitched: rollback.orgsSwitched, policies: tenancy.sqlSha256 },
-    dependsOn: [rollback, tenancy, margins, audit],
-  });
+  const rollback = add("rollback", (dependsOn) => new Rollback("rollback", { ctx, batchSize: config.backfill.rollbackBatchSize }, { dependsOn }));
+  const verification = add(
+    "verification",
+    (dependsOn) =>
+      new Verification("verification", {
+        ctx,
+        model: "unified",
+        upstream: { rollback: rollback.run.v1DefinitionMd5, orgsSwitched: rollback.run.orgsSwitched, policies: tenancy.sqlSha256 },
+        dependsOn,
+      }),
+  );
   return {
     ...common,
-    rolledBack: rollback.rolledBack,
-    rollbackBackupId: rollback.backupId,
-    orgsSwitched: rollback.orgsSwitched,
-    unifiedValuesChanged: rollback.unifiedValuesChanged,
-    rollbackDurationMs: rollback.durationMs,
-    v1DefinitionMd5: rollback.v1DefinitionMd5,
-    unifiedValuesKept: rollback.unifiedValuesKept,
-    v1SearchPathPinned: rollback.v1SearchPathPinned,
-    pricesRestored: rollback.pricesRestored,
-    functionRestored: rollback.functionRestored,
-    v1Weaknesses: rollback.v1Weaknesses,
-    orgsTotal: verification.facts.apply((f) => f?.orgsTotal),
-    functions: verification.facts.apply((f) => f?.functions),
-    verification: verification.facts,
-    verifiedAt: verification.verifiedAt,
+    rolledBack: rollback.run.rolledBack,
+    rollbackBackupId: rollback.run.backupId,
+    orgsSwitched: rollback.run.orgsSwitched,
+    unifiedValuesChanged: rollback.run.unifiedValuesChanged,
+    rollbackDurationMs: rollback.run.durationMs,
+    v1DefinitionMd5: rollback.run.v1DefinitionMd5,
+    unifiedValuesKept: rollback.run.unifiedValuesKept,
+    v1SearchPathPinned: rollback.run.v1SearchPathPinned,
+    pricesRestored: rollback.run.pricesRestored,
+    functionRestored: rollback.run.functionRestored,
+    v1Weaknesses: rollback.run.v1Weaknesses,
+    orgsTotal: verification.run.facts.apply((f) => f?.orgsTotal),
+    functions: verification.run.facts.apply((f) => f?.functions),
+    verification: verification.run.facts,
+    verifiedAt: verification.run.verifiedAt,
   };
 }
 

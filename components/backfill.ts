@@ -22,12 +22,9 @@ export interface BackfillArgs {
  * after) it runs, and the batched run that flips every organization to the multi model.
  */
 export class Backfill extends pulumi.ComponentResource {
-  public readonly rowsBackfilled: pulumi.Output<number>;
-  public readonly orgsPerRule: pulumi.Output<Record<string, number>>;
-  public readonly negativeBalanceOrgs: pulumi.Output<string[]>;
-  public readonly orgsPerSecond: pulumi.Output<number>;
-  public readonly durationMs: pulumi.Output<number>;
+  /** The plan's organizations to migrate per allocation rule, measured when the program ran. */
   public readonly orgsToMigrate: Record<string, number>;
+  /** The batched run; its outputs (providers/backfill.ts BACKFILL_OUTPUTS) are the component's. */
   public readonly run: BackfillRun;
 
   constructor(name: string, args: BackfillArgs, opts?: pulumi.ComponentResourceOptions) {
@@ -71,8 +68,8 @@ export class Backfill extends pulumi.ComponentResource {
         pauseMs: c.backfill.pauseMs,
         rulesSha256: sha256(JSON.stringify({ plans: c.plans, split: c.split })),
         split: c.split,
-        backupId: args.backup.backupId,
-        restoreVerified: args.backup.restoreVerified,
+        backupId: args.backup.snapshot.backupId,
+        restoreVerified: args.backup.restoreCheck.restoreVerified,
         requireVerifiedBackup: true,
         pendingOrgs: args.plan.pendingOrgs,
         orgsToMigrate: args.plan.orgsToMigrate,
@@ -82,18 +79,6 @@ export class Backfill extends pulumi.ComponentResource {
       },
       { parent: this, dependsOn: [trigger, allocate, args.backup.restoreCheck, ...args.dependsOn] },
     );
-    this.rowsBackfilled = this.run.rowsBackfilled;
-    this.orgsPerRule = this.run.orgsPerRule;
-    this.negativeBalanceOrgs = this.run.negativeBalanceOrgs;
-    this.orgsPerSecond = this.run.orgsPerSecond;
-    this.durationMs = this.run.durationMs;
-    this.registerOutputs({
-      rowsBackfilled: this.rowsBackfilled,
-      orgsPerRule: this.orgsPerRule,
-      negativeBalanceOrgs: this.negativeBalanceOrgs,
-      orgsPerSecond: this.orgsPerSecond,
-      durationMs: this.durationMs,
-      orgsToMigrate: this.orgsToMigrate,
-    });
+    this.registerOutputs({ orgsToMigrate: this.orgsToMigrate });
   }
 }

@@ -27,21 +27,14 @@ export interface BackupArgs {
  * check that must pass before anything that depends on this component runs. Retained on delete, always.
  */
 export class Backup extends pulumi.ComponentResource {
-  public readonly backupId: pulumi.Output<string>;
-  public readonly exportDir: pulumi.Output<string>;
-  public readonly manifestPath: pulumi.Output<string>;
-  /** Whether manifest.sig was written (lib/manifestSignature.ts: a key derived from the stack's passphrase). */
-  public readonly manifestSigned: pulumi.Output<boolean>;
-  public readonly rowCounts: pulumi.Output<Record<string, number>>;
-  public readonly checksums: pulumi.Output<Record<string, string>>;
-  public readonly fileSha256: pulumi.Output<Record<string, string>>;
-  public readonly restoreVerified: pulumi.Output<boolean>;
+  /** The snapshot and its export; its outputs (providers/backup.ts BACKUP_OUTPUTS) are the component's. */
+  public readonly snapshot: BackupSnapshot;
   /** The resource that proves the restore; later steps depend on it. */
   public readonly restoreCheck: BackupRestoreCheck;
 
   constructor(name: string, args: BackupArgs, opts?: pulumi.ComponentResourceOptions) {
     super("guardian:components:Backup", name, {}, opts);
-    const snapshot = new BackupSnapshot(
+    this.snapshot = new BackupSnapshot(
       `${name}-snapshot`,
       {
         ...connection(args.ctx),
@@ -54,26 +47,9 @@ export class Backup extends pulumi.ComponentResource {
     );
     this.restoreCheck = new BackupRestoreCheck(
       `${name}-restore-check`,
-      { ...connection(args.ctx), backupId: snapshot.backupId, manifestPath: snapshot.manifestPath },
-      { parent: this, dependsOn: [snapshot] },
+      { ...connection(args.ctx), backupId: this.snapshot.backupId, manifestPath: this.snapshot.manifestPath },
+      { parent: this, dependsOn: [this.snapshot] },
     );
-    this.backupId = snapshot.backupId;
-    this.exportDir = snapshot.exportDir;
-    this.manifestPath = snapshot.manifestPath;
-    this.manifestSigned = snapshot.manifestSigned;
-    this.rowCounts = snapshot.rowCounts;
-    this.checksums = snapshot.checksums;
-    this.fileSha256 = snapshot.fileSha256;
-    this.restoreVerified = this.restoreCheck.restoreVerified;
-    this.registerOutputs({
-      backupId: this.backupId,
-      exportDir: this.exportDir,
-      manifestPath: this.manifestPath,
-      manifestSigned: this.manifestSigned,
-      rowCounts: this.rowCounts,
-      checksums: this.checksums,
-      fileSha256: this.fileSha256,
-      restoreVerified: this.restoreVerified,
-    });
+    this.registerOutputs();
   }
 }

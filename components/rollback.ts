@@ -17,24 +17,8 @@ export interface RollbackArgs {
  * applied, so nothing the application wrote is lost and the switch changes no unified value. Nothing deleted.
  */
 export class Rollback extends pulumi.ComponentResource {
-  public readonly rolledBack: pulumi.Output<boolean>;
-  public readonly backupId: pulumi.Output<string>;
-  /** Organizations switched back to the unified model (credit_model only; sql/rollback/03_switch_batch.sql). */
-  public readonly orgsSwitched: pulumi.Output<number>;
-  /** Unified values (plan_name, total_credits, credits_remaining, cycle_end_date) the switch changed: 0, or it refuses. */
-  public readonly unifiedValuesChanged: pulumi.Output<number>;
-  public readonly durationMs: pulumi.Output<number>;
-  public readonly v1DefinitionMd5: pulumi.Output<string>;
-  /** Checked in each switch's transaction and before v1 took over: no unified value changed, no organization left multi. */
-  public readonly unifiedValuesKept: pulumi.Output<boolean>;
-  /** v1's search_path was pinned (ending with pg_temp); false only for guardian:rollback.function = verbatim or safe. */
-  public readonly v1SearchPathPinned: pulumi.Output<boolean>;
-  /** credit_actions rows whose backed-up price was put back. */
-  public readonly pricesRestored: pulumi.Output<number>;
-  /** "v1" (the backup's, pinned), "verbatim" (the backup's, unpinned) or "safe" (guardian:rollback.function). */
-  public readonly functionRestored: pulumi.Output<string>;
-  /** What the restored v1 does wrong (lib/v1Behaviour.ts), empty for the safe function. */
-  public readonly v1Weaknesses: pulumi.Output<string[]>;
+  /** The rollback's one resource; its outputs (providers/rollback.ts ROLLBACK_OUTPUTS) are the component's. */
+  public readonly run: RollbackRun;
 
   constructor(name: string, args: RollbackArgs, opts?: pulumi.ComponentResourceOptions) {
     super("guardian:components:Rollback", name, {}, opts);
@@ -47,7 +31,7 @@ export class Rollback extends pulumi.ComponentResource {
       pinV1: loadSql("rollback/06_pin_v1.sql"),
       safeV1: loadSql("rollback/safe_v1.sql"),
     };
-    const run = new RollbackRun(
+    this.run = new RollbackRun(
       `${name}-run`,
       {
         ...connection(args.ctx),
@@ -72,29 +56,6 @@ export class Rollback extends pulumi.ComponentResource {
       },
       { parent: this, dependsOn: args.dependsOn },
     );
-    this.rolledBack = run.rolledBack;
-    this.backupId = run.backupId;
-    this.orgsSwitched = run.orgsSwitched;
-    this.unifiedValuesChanged = run.unifiedValuesChanged;
-    this.durationMs = run.durationMs;
-    this.v1DefinitionMd5 = run.v1DefinitionMd5;
-    this.unifiedValuesKept = run.unifiedValuesKept;
-    this.v1SearchPathPinned = run.v1SearchPathPinned;
-    this.pricesRestored = run.pricesRestored;
-    this.functionRestored = run.functionRestored;
-    this.v1Weaknesses = run.v1Weaknesses;
-    this.registerOutputs({
-      unifiedValuesKept: this.unifiedValuesKept,
-      v1SearchPathPinned: this.v1SearchPathPinned,
-      unifiedValuesChanged: this.unifiedValuesChanged,
-      pricesRestored: this.pricesRestored,
-      functionRestored: this.functionRestored,
-      v1Weaknesses: this.v1Weaknesses,
-      rolledBack: this.rolledBack,
-      backupId: this.backupId,
-      orgsSwitched: this.orgsSwitched,
-      durationMs: this.durationMs,
-      v1DefinitionMd5: this.v1DefinitionMd5,
-    });
+    this.registerOutputs();
   }
 }

@@ -16,13 +16,13 @@ export interface VerificationArgs {
 
 /** Facts computed from the database after every other step; a violated invariant fails the update. */
 export class Verification extends pulumi.ComponentResource {
-  public readonly facts: pulumi.Output<Record<string, any>>;
-  public readonly verifiedAt: pulumi.Output<string>;
+  /** The verification's one resource; its outputs (providers/verification.ts VERIFICATION_OUTPUTS) are the component's. */
+  public readonly run: VerificationRun;
 
   constructor(name: string, args: VerificationArgs, opts?: pulumi.ComponentResourceOptions) {
     super("guardian:components:Verification", name, {}, opts);
     const f = loadSql(`verification/${args.model}.sql`, shapeOf(args.ctx));
-    const run = new VerificationRun(
+    this.run = new VerificationRun(
       `${name}-run`,
       {
         ...connection(args.ctx),
@@ -36,8 +36,6 @@ export class Verification extends pulumi.ComponentResource {
       },
       { parent: this, dependsOn: args.dependsOn },
     );
-    this.facts = run.facts;
-    this.verifiedAt = run.verifiedAt;
-    this.registerOutputs({ facts: this.facts, verifiedAt: this.verifiedAt });
+    this.registerOutputs();
   }
 }

@@ -18,7 +18,9 @@ import type * as pulumi from "@pulumi/pulumi";
 import {
   connectionChanged,
   connectionFailures,
-  ConnectedResource,
+  connectedResource,
+  recorded,
+  type RecordedBy,
   diffOf,
   journalSql,
   lockPolicy,
@@ -57,17 +59,22 @@ export interface BackfillInputs extends Connection {
   retries?: number;
 }
 
-export interface BackfillOutputs extends BackfillInputs {
-  rowsBackfilled: number;
-  /** rowsBackfilled of the first run plus every resumed run's. */
-  rowsBackfilledTotal?: number;
-  orgsPerRule: Record<string, number>;
-  batches: number;
-  durationMs: number;
-  orgsPerSecond: number;
-  negativeBalanceOrgs: string[];
-  finishedAt: string;
-}
+/** What the backfill run records beyond its inputs: the resource's outputs, declared once. */
+export const BACKFILL_OUTPUTS = {
+  rowsBackfilled: recorded<number>(),
+  orgsPerRule: recorded<Record<string, number>>(),
+  batches: recorded<number>(),
+  durationMs: recorded<number>(),
+  orgsPerSecond: recorded<number>(),
+  negativeBalanceOrgs: recorded<string[]>(),
+  finishedAt: recorded<string>(),
+};
+
+export type BackfillOutputs = BackfillInputs &
+  RecordedBy<typeof BACKFILL_OUTPUTS> & {
+    /** rowsBackfilled of the first run plus every resumed run's. */
+    rowsBackfilledTotal?: number;
+  };
 
 export type BackfillArgs = ResourceArgs<BackfillInputs>;
 
@@ -218,22 +225,5 @@ export const backfillProvider: Provider<BackfillInputs, BackfillOutputs> = {
 };
 
 /** Type token: pulumi-nodejs:dynamic/guardian:Backfill. */
-export class BackfillRun extends ConnectedResource<BackfillInputs, BackfillOutputs> {
-  declare readonly rowsBackfilled: pulumi.Output<number>;
-  declare readonly orgsPerRule: pulumi.Output<Record<string, number>>;
-  declare readonly negativeBalanceOrgs: pulumi.Output<string[]>;
-  declare readonly durationMs: pulumi.Output<number>;
-  declare readonly orgsPerSecond: pulumi.Output<number>;
-  declare readonly finishedAt: pulumi.Output<string>;
-
-  constructor(name: string, args: BackfillArgs, opts?: pulumi.CustomResourceOptions) {
-    super(
-      backfillProvider,
-      "Backfill",
-      name,
-      args,
-      ["rowsBackfilled", "orgsPerRule", "negativeBalanceOrgs", "durationMs", "orgsPerSecond", "finishedAt", "batches"],
-      opts,
-    );
-  }
-}
+export const BackfillRun = connectedResource<BackfillInputs, typeof BACKFILL_OUTPUTS, BackfillArgs>(backfillProvider, "Backfill", BACKFILL_OUTPUTS);
+export type BackfillRun = InstanceType<typeof BackfillRun>;

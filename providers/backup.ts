@@ -21,7 +21,9 @@ import type { Readable } from "stream";
 import {
   connectionChanged,
   connectionFailures,
-  ConnectedResource,
+  connectedResource,
+  recorded,
+  type RecordedBy,
   diffOf,
   journal,
   type Provider,
@@ -44,20 +46,23 @@ export interface BackupInputs extends Connection {
   bootstrapSql: string;
 }
 
-export interface BackupOutputs extends BackupInputs {
-  backupId: string;
-  schemaName: string;
-  exportDir: string;
-  manifestPath: string;
-  rowCounts: Record<string, number>;
-  checksums: Record<string, string>;
-  fileSha256: Record<string, string>;
-  functionsCaptured: string[];
-  createdAt: string;
-  durationMs: number;
+/** What the backup records beyond its inputs: the resource's outputs, declared once. */
+export const BACKUP_OUTPUTS = {
+  backupId: recorded<string>(),
+  schemaName: recorded<string>(),
+  exportDir: recorded<string>(),
+  manifestPath: recorded<string>(),
+  rowCounts: recorded<Record<string, number>>(),
+  checksums: recorded<Record<string, string>>(),
+  fileSha256: recorded<Record<string, string>>(),
+  functionsCaptured: recorded<string[]>(),
+  createdAt: recorded<string>(),
+  durationMs: recorded<number>(),
   /** Whether manifest.sig was written (a passphrase was in the environment). */
-  manifestSigned: boolean;
-}
+  manifestSigned: recorded<boolean>(),
+};
+
+export type BackupOutputs = BackupInputs & RecordedBy<typeof BACKUP_OUTPUTS>;
 
 export type BackupArgs = ResourceArgs<BackupInputs>;
 
@@ -282,38 +287,7 @@ export const backupProvider: Provider<BackupInputs, BackupOutputs> = {
 };
 
 /** A verified-to-be-consistent snapshot of the credit tables. Type token: pulumi-nodejs:dynamic/guardian:Backup. */
-export class BackupSnapshot extends ConnectedResource<BackupInputs, BackupOutputs> {
-  declare readonly backupId: pulumi.Output<string>;
-  declare readonly schemaName: pulumi.Output<string>;
-  declare readonly exportDir: pulumi.Output<string>;
-  declare readonly manifestPath: pulumi.Output<string>;
-  declare readonly rowCounts: pulumi.Output<Record<string, number>>;
-  declare readonly checksums: pulumi.Output<Record<string, string>>;
-  declare readonly fileSha256: pulumi.Output<Record<string, string>>;
-  declare readonly functionsCaptured: pulumi.Output<string[]>;
-  declare readonly createdAt: pulumi.Output<string>;
-  declare readonly manifestSigned: pulumi.Output<boolean>;
-
-  constructor(name: string, args: BackupArgs, opts?: pulumi.CustomResourceOptions) {
-    super(
-      backupProvider,
-      "Backup",
-      name,
-      args,
-      [
-        "backupId",
-        "schemaName",
-        "exportDir",
-        "manifestPath",
-        "rowCounts",
-        "checksums",
-        "fileSha256",
-        "functionsCaptured",
-        "createdAt",
-        "durationMs",
-        "manifestSigned",
-      ],
-      { ...opts, retainOnDelete: true },
-    );
-  }
-}
+export const BackupSnapshot = connectedResource<BackupInputs, typeof BACKUP_OUTPUTS, BackupArgs>(backupProvider, "Backup", BACKUP_OUTPUTS, {
+  retainOnDelete: true,
+});
+export type BackupSnapshot = InstanceType<typeof BackupSnapshot>;

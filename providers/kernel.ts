@@ -100,23 +100,43 @@ export function connectionProps<A extends ResourceArgs<Connection>>(args: A): { 
 }
 
 /**
- * A dynamic resource of this program, type token pulumi-nodejs:dynamic/guardian:<type>: its connection made secret
- * (connectionProps, with the matching additionalSecretOutputs) and its outputs declared, unknown until the provider
- * sets them. Each resource class passes its provider, type, inputs and output names; nothing else differs.
+ * One output of a resource, declared with its type: `recorded<number>()`. A resource's outputs are declared once, as
+ * an object of these (its doc comments are the outputs' docs); at run time only the names count.
  */
-export abstract class ConnectedResource<I extends Connection, O extends I> extends pulumi.dynamic.Resource {
-  protected constructor(
-    provider: Provider<I, O>,
-    type: string,
-    name: string,
-    args: ResourceArgs<Connection> & Record<string, unknown>,
-    outputs: readonly (keyof O & string)[],
-    opts?: pulumi.CustomResourceOptions,
-  ) {
-    const { props, secretOutputs } = connectionProps(args);
-    const unknownOutputs = Object.fromEntries(outputs.map((o) => [o, undefined]));
-    super(provider, name, { ...props, ...unknownOutputs }, { ...opts, additionalSecretOutputs: secretOutputs }, "guardian", type);
+export interface Slot<T> {
+  readonly type?: T;
+}
+export const recorded = <T>(): Slot<T> => ({});
+
+/** The values a declaration of outputs records: { name: type }. */
+export type RecordedBy<S> = { -readonly [K in keyof S]: S[K] extends Slot<infer T> ? T : never };
+
+/** The outputs as the program reads them from the resource: each a pulumi.Output. */
+export type OutputsOf<S> = { readonly [K in keyof S]: pulumi.Output<S[K] extends Slot<infer T> ? T : never> };
+
+/** A class of connectedResource(): constructed as a program declares it, its outputs as typed fields. */
+export type ConnectedResourceClass<A, S> = new (name: string, args: A, opts?: pulumi.CustomResourceOptions) => pulumi.dynamic.Resource & OutputsOf<S>;
+
+/**
+ * The resource class of a dynamic provider of this program, type token pulumi-nodejs:dynamic/guardian:<type>: its
+ * connection made secret (connectionProps, with the matching additionalSecretOutputs) and its outputs (`outputs`, the
+ * one declaration of them) unknown until the provider sets them. `options` are added to every instance's (e.g.
+ * retainOnDelete). Nothing else differs between the resources.
+ */
+export function connectedResource<I extends Connection, S extends Record<string, Slot<unknown>>, A extends ResourceArgs<Connection> = ResourceArgs<I>>(
+  provider: Provider<I, I & RecordedBy<S>>,
+  type: string,
+  outputs: S,
+  options: pulumi.CustomResourceOptions = {},
+): ConnectedResourceClass<A, S> {
+  const unknownOutputs = Object.fromEntries(Object.keys(outputs).map((o) => [o, undefined]));
+  class Connected extends pulumi.dynamic.Resource {
+    constructor(name: string, args: A, opts?: pulumi.CustomResourceOptions) {
+      const { props, secretOutputs } = connectionProps(args);
+      super(provider, name, { ...props, ...unknownOutputs }, { ...opts, ...options, additionalSecretOutputs: secretOutputs }, "guardian", type);
+    }
   }
+  return Connected as unknown as ConnectedResourceClass<A, S>;
 }
 
 /** check(): the tls input is undefined or TLS settings. */

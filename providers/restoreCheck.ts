@@ -13,10 +13,21 @@
  *   diff    a different backup replaces the check; a rotated connection string is recorded in place.
  *   delete  nothing to remove (the scratch schema never outlives create).
  */
-import type * as pulumi from "@pulumi/pulumi";
 import type { Submittable } from "pg";
 import type { Writable } from "stream";
-import { ConnectedResource, connect, connectionChanged, diffOf, journal, type Provider, recordConnection, type ResourceArgs, withConnection } from "./kernel";
+import {
+  connectedResource,
+  recorded,
+  type RecordedBy,
+  connect,
+  connectionChanged,
+  diffOf,
+  journal,
+  type Provider,
+  recordConnection,
+  type ResourceArgs,
+  withConnection,
+} from "./kernel";
 import type { Connection } from "./kernel";
 import { manifestKey, manifestSignatureProblem } from "../lib/manifestSignature";
 
@@ -25,12 +36,15 @@ export interface RestoreCheckInputs extends Connection {
   manifestPath: string;
 }
 
-export interface RestoreCheckOutputs extends RestoreCheckInputs {
-  restoreVerified: boolean;
+/** What the restore check records beyond its inputs: the resource's outputs, declared once. */
+export const RESTORE_CHECK_OUTPUTS = {
+  restoreVerified: recorded<boolean>(),
   /** Rows restored per table. */
-  tablesChecked: Record<string, number>;
-  checkedAt: string;
-}
+  tablesChecked: recorded<Record<string, number>>(),
+  checkedAt: recorded<string>(),
+};
+
+export type RestoreCheckOutputs = RestoreCheckInputs & RecordedBy<typeof RESTORE_CHECK_OUTPUTS>;
 
 export type RestoreCheckArgs = ResourceArgs<RestoreCheckInputs>;
 
@@ -159,12 +173,9 @@ export const restoreCheckProvider: Provider<RestoreCheckInputs, RestoreCheckOutp
 };
 
 /** Type token: pulumi-nodejs:dynamic/guardian:BackupRestoreCheck. */
-export class BackupRestoreCheck extends ConnectedResource<RestoreCheckInputs, RestoreCheckOutputs> {
-  declare readonly restoreVerified: pulumi.Output<boolean>;
-  declare readonly tablesChecked: pulumi.Output<Record<string, number>>;
-  declare readonly checkedAt: pulumi.Output<string>;
-
-  constructor(name: string, args: RestoreCheckArgs, opts?: pulumi.CustomResourceOptions) {
-    super(restoreCheckProvider, "BackupRestoreCheck", name, args, ["restoreVerified", "tablesChecked", "checkedAt"], opts);
-  }
-}
+export const BackupRestoreCheck = connectedResource<RestoreCheckInputs, typeof RESTORE_CHECK_OUTPUTS, RestoreCheckArgs>(
+  restoreCheckProvider,
+  "BackupRestoreCheck",
+  RESTORE_CHECK_OUTPUTS,
+);
+export type BackupRestoreCheck = InstanceType<typeof BackupRestoreCheck>;

@@ -19,18 +19,19 @@
  *   delete  nothing: re-entering the multi model is the migration's job.
  * The backup schemas and the additive columns (and the per-pool log details) are kept.
  */
-import type * as pulumi from "@pulumi/pulumi";
 import { v1Facts } from "../lib/v1Behaviour";
 import {
   connectionChanged,
-  ConnectedResource,
+  connectedResource,
   diffOf,
   errorCode,
   errorMessage,
   isLockConflict,
   journal,
   type Provider,
+  type RecordedBy,
   recordConnection,
+  recorded,
   type ResourceArgs,
   retriedTransaction,
   withConnection,
@@ -61,19 +62,30 @@ export interface RollbackInputs extends Connection {
   retries?: number;
 }
 
-export interface RollbackOutputs extends RollbackInputs {
-  rolledBack: boolean;
-  backupId: string;
-  orgsSwitched: number;
-  unifiedValuesChanged: number;
-  durationMs: number;
-  v1DefinitionMd5: string;
-  unifiedValuesKept: boolean;
-  v1SearchPathPinned: boolean;
-  pricesRestored: number;
-  functionRestored: "" | "v1" | "safe" | "verbatim";
-  v1Weaknesses: string[];
-}
+/** What a rollback records beyond its inputs: the resource's outputs, declared once. */
+export const ROLLBACK_OUTPUTS = {
+  rolledBack: recorded<boolean>(),
+  /** The verified backup v1 came from ("" when there was none). */
+  backupId: recorded<string>(),
+  /** Organizations switched back to the unified model (credit_model only; sql/rollback/03_switch_batch.sql). */
+  orgsSwitched: recorded<number>(),
+  /** Unified values (plan_name, total_credits, credits_remaining, cycle_end_date) the switch changed: 0, or it refuses. */
+  unifiedValuesChanged: recorded<number>(),
+  durationMs: recorded<number>(),
+  v1DefinitionMd5: recorded<string>(),
+  /** Checked in each switch's transaction and before v1 took over: no unified value changed, no organization left multi. */
+  unifiedValuesKept: recorded<boolean>(),
+  /** v1's search_path was pinned (ending with pg_temp); false only for guardian:rollback.function = verbatim or safe. */
+  v1SearchPathPinned: recorded<boolean>(),
+  /** credit_actions rows whose backed-up price was put back. */
+  pricesRestored: recorded<number>(),
+  /** "v1" (the backup's, pinned), "verbatim" (the backup's, unpinned) or "safe" (guardian:rollback.function). */
+  functionRestored: recorded<"" | "v1" | "safe" | "verbatim">(),
+  /** What the restored v1 does wrong (lib/v1Behaviour.ts), empty for the safe function. */
+  v1Weaknesses: recorded<string[]>(),
+};
+
+export type RollbackOutputs = RollbackInputs & RecordedBy<typeof ROLLBACK_OUTPUTS>;
 
 export type RollbackArgs = ResourceArgs<RollbackInputs>;
 
@@ -276,39 +288,5 @@ export const rollbackProvider: Provider<RollbackInputs, RollbackOutputs> = {
 };
 
 /** Type token: pulumi-nodejs:dynamic/guardian:Rollback. */
-export class RollbackRun extends ConnectedResource<RollbackInputs, RollbackOutputs> {
-  declare readonly rolledBack: pulumi.Output<boolean>;
-  declare readonly backupId: pulumi.Output<string>;
-  declare readonly orgsSwitched: pulumi.Output<number>;
-  declare readonly unifiedValuesChanged: pulumi.Output<number>;
-  declare readonly durationMs: pulumi.Output<number>;
-  declare readonly v1DefinitionMd5: pulumi.Output<string>;
-  declare readonly unifiedValuesKept: pulumi.Output<boolean>;
-  declare readonly v1SearchPathPinned: pulumi.Output<boolean>;
-  declare readonly pricesRestored: pulumi.Output<number>;
-  declare readonly functionRestored: pulumi.Output<string>;
-  declare readonly v1Weaknesses: pulumi.Output<string[]>;
-
-  constructor(name: string, args: RollbackArgs, opts?: pulumi.CustomResourceOptions) {
-    super(
-      rollbackProvider,
-      "Rollback",
-      name,
-      args,
-      [
-        "rolledBack",
-        "backupId",
-        "orgsSwitched",
-        "unifiedValuesChanged",
-        "durationMs",
-        "v1DefinitionMd5",
-        "unifiedValuesKept",
-        "v1SearchPathPinned",
-        "pricesRestored",
-        "functionRestored",
-        "v1Weaknesses",
-      ],
-      opts,
-    );
-  }
-}
+export const RollbackRun = connectedResource<RollbackInputs, typeof ROLLBACK_OUTPUTS, RollbackArgs>(rollbackProvider, "Rollback", ROLLBACK_OUTPUTS);
+export type RollbackRun = InstanceType<typeof RollbackRun>;

@@ -26,7 +26,9 @@ import {
   connect,
   connectionChanged,
   connectionFailures,
-  ConnectedResource,
+  connectedResource,
+  recorded,
+  type RecordedBy,
   type Db,
   diffOf,
   errorCode,
@@ -70,16 +72,22 @@ export interface SqlObjectInputs extends Connection {
   checkSql?: string;
 }
 
-export interface SqlObjectOutputs extends SqlObjectInputs {
-  dropSql: string;
-  lockTimeoutMs: number;
-  retries: number;
+/** What a SqlObject records beyond its inputs: the resource's outputs, declared once. */
+export const SQL_OBJECT_OUTPUTS = {
   /** Fingerprint of the live object right after the SQL was applied. */
-  appliedFingerprint: string;
+  appliedFingerprint: recorded<string>(),
   /** Fingerprint of the live object when last read (differs from appliedFingerprint after a manual edit). */
-  liveFingerprint: string;
-  appliedAt: string;
-}
+  liveFingerprint: recorded<string>(),
+  appliedAt: recorded<string>(),
+};
+
+/** Recorded: the inputs with their defaults filled in, and the outputs. */
+export type SqlObjectOutputs = SqlObjectInputs &
+  RecordedBy<typeof SQL_OBJECT_OUTPUTS> & {
+    dropSql: string;
+    lockTimeoutMs: number;
+    retries: number;
+  };
 
 export type SqlObjectArgs = ResourceArgs<SqlObjectInputs>;
 
@@ -262,16 +270,9 @@ export const sqlObjectProvider: Provider<SqlObjectInputs, SqlObjectOutputs> = {
 };
 
 /** A database object managed from a SQL file. Type token: pulumi-nodejs:guardian:SqlObject. */
-export class SqlObject extends ConnectedResource<SqlObjectInputs, SqlObjectOutputs> {
-  declare readonly kind: pulumi.Output<string>;
-  declare readonly objectName: pulumi.Output<string>;
-  declare readonly sqlFile: pulumi.Output<string>;
-  declare readonly sqlSha256: pulumi.Output<string>;
-  declare readonly appliedFingerprint: pulumi.Output<string>;
-  declare readonly liveFingerprint: pulumi.Output<string>;
-  declare readonly appliedAt: pulumi.Output<string>;
-
+const SqlObjectResource = connectedResource<SqlObjectInputs, typeof SQL_OBJECT_OUTPUTS, SqlObjectArgs>(sqlObjectProvider, "SqlObject", SQL_OBJECT_OUTPUTS);
+export class SqlObject extends SqlObjectResource {
   constructor(name: string, args: SqlObjectArgs, opts?: pulumi.CustomResourceOptions) {
-    super(sqlObjectProvider, "SqlObject", name, { ...args, dropSql: args.dropSql ?? "" }, ["appliedFingerprint", "liveFingerprint", "appliedAt"], opts);
+    super(name, { ...args, dropSql: args.dropSql ?? "" }, opts);
   }
 }

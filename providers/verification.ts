@@ -21,7 +21,9 @@ import { accessMismatches } from "../lib/access";
 import { cellName, probeAccess } from "../lib/accessProbe";
 import {
   connectionChanged,
-  ConnectedResource,
+  connectedResource,
+  recorded,
+  type RecordedBy,
   diffOf,
   errorMessage,
   journal,
@@ -50,13 +52,16 @@ export interface VerificationInputs extends Connection {
   upstream: Record<string, string | number | boolean | undefined>;
 }
 
-export interface VerificationOutputs extends VerificationInputs {
-  facts: Record<string, unknown>;
-  violations: string[];
+/** What the verification records beyond its inputs: the resource's outputs, declared once. */
+export const VERIFICATION_OUTPUTS = {
+  facts: recorded<Record<string, unknown>>(),
+  violations: recorded<string[]>(),
   /** "ok", or what a refresh found failing now ("failed: ..."). */
-  liveCheck: string;
-  verifiedAt: string;
-}
+  liveCheck: recorded<string>(),
+  verifiedAt: recorded<string>(),
+};
+
+export type VerificationOutputs = VerificationInputs & RecordedBy<typeof VERIFICATION_OUTPUTS>;
 
 export type VerificationArgs = Omit<ResourceArgs<VerificationInputs>, "model" | "upstream"> & {
   model: pulumi.Input<CreditModel>;
@@ -209,12 +214,9 @@ export const verificationProvider: Provider<VerificationInputs, VerificationOutp
 };
 
 /** Type token: pulumi-nodejs:dynamic/guardian:Verification. */
-export class VerificationRun extends ConnectedResource<VerificationInputs, VerificationOutputs> {
-  declare readonly facts: pulumi.Output<Record<string, unknown>>;
-  declare readonly violations: pulumi.Output<string[]>;
-  declare readonly verifiedAt: pulumi.Output<string>;
-
-  constructor(name: string, args: VerificationArgs, opts?: pulumi.CustomResourceOptions) {
-    super(verificationProvider, "Verification", name, args, ["facts", "violations", "verifiedAt"], opts);
-  }
-}
+export const VerificationRun = connectedResource<VerificationInputs, typeof VERIFICATION_OUTPUTS, VerificationArgs>(
+  verificationProvider,
+  "Verification",
+  VERIFICATION_OUTPUTS,
+);
+export type VerificationRun = InstanceType<typeof VerificationRun>;
