@@ -14,9 +14,11 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { migrationParts, MIGRATION_SUFFIX } from "../operations/export/supabaseMigration";
+import { type MigrationStep, migrationParts, MIGRATION_SUFFIX, stepHeading } from "../operations/export/supabaseMigration";
+import { stepsOf } from "../lib/applyOrder";
 import { SEED_SHAPE } from "../lib/shape";
 import { parseConfig } from "../lib/config";
+import { actAs, inTransaction, rolledBack } from "../lib/db";
 import type { TestDb } from "./helpers/db";
 import { changed, type Migrated, preview, seededStack, teardown, up, seededDb } from "./helpers/migration";
 import { freshRealCrmDb } from "./helpers/realCrm";
@@ -38,12 +40,7 @@ function exportCli(args: string[]) {
 async function applyMigration(db: TestDb, file: string): Promise<void> {
   const c = await db.client();
   try {
-    await c.query("BEGIN");
-    await c.query(fs.readFileSync(file, "utf8"));
-    await c.query("COMMIT");
-  } catch (e) {
-    await c.query("ROLLBACK").catch(() => undefined);
-    throw e;
+    await inTransaction(c, () => c.query(fs.readFileSync(file, "utf8")));
   } finally {
     await c.end();
   }
@@ -129,7 +126,11 @@ describe("npm run export -- --supabase: the program's SQL as one Supabase migrat
 
   it("holds the program's SQL in the program's order, with no statement Supabase's transaction would refuse", () => {
     const text = fs.readFileSync(file, "utf8");
-    const steps = ["credit schema", "catalogue", "audit", "tenancy", "functions", "backfill objects", "margins"];
+    // The multi model's plan (lib/applyOrder.ts) without its data steps (backup, verification).
+    const steps = stepsOf("multi")
+      .filter((s): s is MigrationStep => s !== "backup" && s !== "verification")
+      .map(stepHeading);
+    expect(steps).toHaveLength(7);
     const at = steps.map((s) => text.indexOf(`\n-- ${s}\n`));
     expect(at.every((i) => i > 0)).toBe(true);
     expect([...at].sort((a, b) => a - b)).toEqual(at);
@@ -180,12 +181,11 @@ describe("npm run export -- --supabase: the program's SQL as one Supabase migrat
     );
     const c = await viaFile.client();
     try {
-      await c.query("BEGIN");
-      await c.query(`SELECT set_config('request.jwt.claims', '{"role": "service_role"}', true)`);
-      await c.query("SET LOCAL ROLE service_role");
-      const res = (await c.query(`SELECT public.consume_credits_rpc(p_organization_id => $1, p_action_type => 'ai_chat') AS r`, [org])).rows[0].r;
+      const res = await rolledBack(c, async () => {
+        await actAs(c, { role: "service_role" });
+        return (await c.query(`SELECT public.consume_credits_rpc(p_organization_id => $1, p_action_type => 'ai_chat') AS r`, [org])).rows[0].r;
+      });
       expect(res.success, JSON.stringify(res)).toBe(true);
-      await c.query("ROLLBACK");
     } finally {
       await c.end();
     }

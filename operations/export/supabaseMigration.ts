@@ -4,7 +4,8 @@
  * `pulumi up` makes.
  *
  * The file holds what the multi model's SqlObjects apply, rendered for the database's shape (lib/shape.ts) exactly as
- * the components render it, in the order the program applies it:
+ * the components render it, in the order the program applies it (lib/applyOrder.ts, the multi model's plan; the data
+ * steps, backup and verification, put nothing in it):
  *
  *   1. credit schema      components/creditSchema.ts CREDIT_SCHEMA_OBJECTS (the internal schema, additive columns,
  *                         validated CHECKs, the consumption-log index)
@@ -42,13 +43,21 @@ import type { GuardianConfig } from "../../lib/config";
 import { type DatabaseShape, describeShape } from "../../lib/shape";
 import { loadSql, sha256, SQL_ROOT } from "../../lib/sql";
 import { TENANT_TABLES } from "../../lib/tenantTables";
+import { type Step, stepsOf } from "../../lib/applyOrder";
 
-/** One piece of the file: where it comes from (a file under sql/, or what it was generated from) and its SQL. */
+/** The steps of the plan that put SQL in the file (the data steps put none). */
+export type MigrationStep = Exclude<Step, "backup" | "verification" | "rollback">;
+
+/** One piece of the file: the step it belongs to, where it comes from (a file under sql/, or what it was generated
+ *  from) and its SQL. */
 export interface MigrationPart {
-  step: "credit schema" | "catalogue" | "audit" | "tenancy" | "functions" | "backfill objects" | "margins";
+  step: MigrationStep;
   source: string;
   sql: string;
 }
+
+/** The heading of a step's parts in the file: the backfill puts in its objects, not its run. */
+export const stepHeading = (step: MigrationStep): string => (step === "backfill" ? "backfill objects" : step);
 
 /** The consumption-log index without CONCURRENTLY (a migration runs in a transaction). Throws if the file changed shape. */
 export function plainIndexSql(text: string, file: string): string {
@@ -57,11 +66,29 @@ export function plainIndexSql(text: string, file: string): string {
   return text.replace(re, "CREATE INDEX ");
 }
 
-/** Every part, in the order the program applies them (multi model). */
+/** Every part, in the order the program applies them (lib/applyOrder.ts, multi model). */
 export function migrationParts(config: GuardianConfig, shape: DatabaseShape): MigrationPart[] {
   const parts: MigrationPart[] = [];
-  const file = (step: MigrationPart["step"], f: string) => parts.push({ step, source: `sql/${f}`, sql: loadSql(f, shape).text });
+  const file = (step: MigrationStep, f: string) => parts.push({ step, source: `sql/${f}`, sql: loadSql(f, shape).text });
+  const build: Record<MigrationStep, () => void> = {
+    "credit schema": () => creditSchemaParts(parts, shape),
+    catalogue: () => catalogueParts(parts, config),
+    audit: () => auditParts(parts, config, shape, file),
+    tenancy: () => tenancyParts(parts, shape, file),
+    functions: () => functionsParts(parts, shape, file),
+    backfill: () => {
+      file("backfill", "backfill/01_allocate_pools.sql");
+      file("backfill", "backfill/02_allocation_trigger.sql");
+    },
+    margins: () => file("margins", MARGINS_FILE),
+  };
+  for (const step of stepsOf("multi")) if (step in build) build[step as MigrationStep]();
+  return parts;
+}
 
+type AddFile = (step: MigrationStep, f: string) => void;
+
+function creditSchemaParts(parts: MigrationPart[], shape: DatabaseShape): void {
   for (const s of CREDIT_SCHEMA_OBJECTS) {
     const text = loadSql(s.file, shape).text;
     if (s.transaction === false) {
@@ -75,7 +102,9 @@ export function migrationParts(config: GuardianConfig, shape: DatabaseShape): Mi
       });
     } else parts.push({ step: "credit schema", source: `sql/${s.file}`, sql: text });
   }
+}
 
+function catalogueParts(parts: MigrationPart[], config: GuardianConfig): void {
   parts.push({
     step: "catalogue",
     source: "generated from guardian:actions (lib/catalogueSql.ts, prices as in the multi model)",
@@ -86,7 +115,9 @@ export function migrationParts(config: GuardianConfig, shape: DatabaseShape): Mi
     source: "generated from guardian:plans, guardian:split, guardian:providerCosts (lib/catalogueSql.ts)",
     sql: planCatalogueSql(config),
   });
+}
 
+function auditParts(parts: MigrationPart[], config: GuardianConfig, shape: DatabaseShape, file: AddFile): void {
   file("audit", AUDIT_FILES.appendOnly);
   parts.push({
     step: "audit",
@@ -94,7 +125,9 @@ export function migrationParts(config: GuardianConfig, shape: DatabaseShape): Mi
     sql: renderPurgeSql(loadSql(AUDIT_FILES.purge, shape).text, config.audit.retentionDays),
   });
   file("audit", AUDIT_FILES.erasure);
+}
 
+function tenancyParts(parts: MigrationPart[], shape: DatabaseShape, file: AddFile): void {
   file("tenancy", `${TENANCY_DIR}/00_helpers.sql`);
   file("tenancy", `${TENANCY_DIR}/01_roles_grants.sql`);
   file("tenancy", `${TENANCY_DIR}/02_profiles_guard.sql`);
@@ -110,18 +143,15 @@ export function migrationParts(config: GuardianConfig, shape: DatabaseShape): Mi
     }
   }
   for (const { files } of plans) file("tenancy", files.rls);
+}
 
+function functionsParts(parts: MigrationPart[], shape: DatabaseShape, file: AddFile): void {
   for (const f of CREDIT_FUNCTIONS) file("functions", f.file);
   parts.push({
     step: "functions",
     source: "sql/verification/trial_calls.sql (the program's check of the installed functions: calls that always roll back; an error fails the migration)",
     sql: loadSql("verification/trial_calls.sql", shape).text,
   });
-
-  file("backfill objects", "backfill/01_allocate_pools.sql");
-  file("backfill objects", "backfill/02_allocation_trigger.sql");
-  file("margins", MARGINS_FILE);
-  return parts;
 }
 
 export interface MigrationFile {
@@ -175,7 +205,7 @@ export function supabaseMigration(config: GuardianConfig, shape: DatabaseShape, 
   for (const [i, p] of parts.entries()) {
     if (p.step !== step) {
       step = p.step;
-      body.push("", `-- ${"=".repeat(110)}`, `-- ${step}`, `-- ${"=".repeat(110)}`);
+      body.push("", `-- ${"=".repeat(110)}`, `-- ${stepHeading(p.step)}`, `-- ${"=".repeat(110)}`);
     }
     body.push("", `-- [${i + 1}/${parts.length}] ${p.source}`, p.sql.trimEnd());
     // Each part is complete; a last statement without its semicolon would run into the next part.

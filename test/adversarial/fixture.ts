@@ -1,12 +1,11 @@
 /**
  * The battlefield of the adversarial suite (issue 12): a database migrated to multi by the project's own SQL, applied
- * directly (no Pulumi engine per test), in the order of the components (docs/architecture.md, "Order of safety"):
+ * directly (no Pulumi engine per test), in the order of the components:
  *
- *   baseline -> CreditSchema, Catalogue, CreditFunctions (test/helpers/engine.ts) -> Audit (append-only, purge,
- *   erasure) -> Margins -> TenantPolicies (sql/tenancy, as the component applies it, foreign policies dropped)
- *   -> organizations and users -> Backfill's
- *   allocation rule and trigger -> a Backup taken by the real provider (providers/backup.ts: a guardian_backup_*
- *   schema and an on-disk export).
+ *   baseline -> the program's SQL in the order of safety (lib/applyOrder.ts: credit schema, catalogue, audit, tenancy
+ *   with foreign policies dropped, functions, margins; rendered as the Supabase migration export renders it,
+ *   operations/export/supabaseMigration.ts) -> organizations and users -> the Backfill's allocation rule and trigger
+ *   -> a Backup taken by the real provider (providers/backup.ts: a guardian_backup_* schema and an on-disk export).
  *
  * Before the program runs, the API roles hold Supabase's grants: ALL on public's tables, CREATE on public for service_role.
  *
@@ -21,14 +20,14 @@ import * as os from "os";
 import * as path from "path";
 import type { Client } from "pg";
 import { BACKUP_TABLES } from "../../components/backup";
-import { AUDIT_FILES, renderPurgeSql } from "../../components/audit";
-import { MARGINS_FILE } from "../../components/margins";
-import { ownPoliciesSql, POLICY_COMMANDS, TENANCY_DIR, TENANT_TABLES, tableFiles } from "../../components/tenantPolicies";
-import { redactUrl } from "../../lib/db";
+import { parseConfig } from "../../lib/config";
+import { inTransaction, redactUrl } from "../../lib/db";
+import { SEED_SHAPE } from "../../lib/shape";
+import { type MigrationPart, migrationParts } from "../../operations/export/supabaseMigration";
 import { explainSqlError, loadSql } from "../../lib/sql";
 import { backupProvider } from "../../providers/backup";
 import { freshDb, type TestDb } from "../helpers/db";
-import { installCreditEngine, makeOrg, makeUser } from "../helpers/engine";
+import { makeOrg, makeUser } from "../helpers/engine";
 
 export type Role = "anon" | "authenticated" | "service_role";
 export interface Who {
@@ -50,14 +49,19 @@ export interface Battlefield {
 /** Pools every org starts with (large enough for any single attack to be visible). */
 export const POOLS_AT_START = { ai: 500, whatsapp: 300, email: 1000, sms: 50 };
 
-async function apply(c: Client, file: string, text: string): Promise<void> {
-  await c.query("BEGIN");
+/** Each part in its own transaction; an error names the part's source. */
+async function applyParts(db: TestDb, parts: MigrationPart[]): Promise<void> {
+  const c = await db.client();
   try {
-    await c.query(text);
-    await c.query("COMMIT");
-  } catch (e) {
-    await c.query("ROLLBACK").catch(() => undefined);
-    throw explainSqlError(e, file, text);
+    for (const p of parts) {
+      try {
+        await inTransaction(c, () => c.query(p.sql));
+      } catch (e) {
+        throw explainSqlError(e, p.source, p.sql);
+      }
+    }
+  } finally {
+    await c.end();
   }
 }
 
@@ -68,33 +72,13 @@ export async function battlefield(prefix = "adv"): Promise<Battlefield> {
   // what is left, as on Supabase.
   await db.query(`GRANT ALL ON ALL TABLES IN SCHEMA public TO anon, authenticated, service_role;
                   GRANT CREATE ON SCHEMA public TO service_role`);
-  await installCreditEngine(db); // schema, catalogue (plans, split, provider costs, actions), functions
-  const c = await db.client();
-  try {
-    for (const file of [AUDIT_FILES.appendOnly, AUDIT_FILES.purge, AUDIT_FILES.erasure, MARGINS_FILE]) {
-      const f = loadSql(file);
-      await apply(c, f.file, file === AUDIT_FILES.purge ? renderPurgeSql(f.text, 730) : f.text);
-    }
-    // TenantPolicies as the component applies it: helpers, grants, then per table and command the program's policy
-    // with every foreign policy for that command dropped in the same transaction (ownPoliciesSql), then RLS.
-    for (const file of [`${TENANCY_DIR}/00_helpers.sql`, `${TENANCY_DIR}/01_roles_grants.sql`, `${TENANCY_DIR}/02_profiles_guard.sql`]) {
-      const f = loadSql(file);
-      await apply(c, f.file, f.text);
-    }
-    const plans = TENANT_TABLES.map((t) => ({ t, files: tableFiles(t.table) }));
-    for (const { t, files } of plans) {
-      for (const command of POLICY_COMMANDS) {
-        const f = loadSql(files[command]);
-        await apply(c, f.file, ownPoliciesSql(t.table, command) + f.text);
-      }
-    }
-    for (const { files } of plans) {
-      const f = loadSql(files.rls);
-      await apply(c, f.file, f.text);
-    }
-  } finally {
-    await c.end();
-  }
+  // The program's SQL in the program's order (lib/applyOrder.ts), as the Supabase migration export renders it for
+  // the seed's shape, each part in its own transaction; the backfill's objects after the organizations below.
+  const parts = migrationParts(parseConfig({ databaseUrl: db.url }), SEED_SHAPE);
+  await applyParts(
+    db,
+    parts.filter((p) => p.step !== "backfill"),
+  );
 
   const org = {
     A: await makeOrg(db, { model: "multi", plan: "starter", totalCredits: 1000, creditsRemaining: 1000, pools: POOLS_AT_START }),
@@ -114,15 +98,10 @@ export async function battlefield(prefix = "adv"): Promise<Battlefield> {
   }
 
   // The backfill's allocation rule and write trigger, as the Backfill component installs them.
-  const c2 = await db.client();
-  try {
-    for (const file of ["backfill/01_allocate_pools.sql", "backfill/02_allocation_trigger.sql"]) {
-      const f = loadSql(file);
-      await apply(c2, f.file, f.text);
-    }
-  } finally {
-    await c2.end();
-  }
+  await applyParts(
+    db,
+    parts.filter((p) => p.step === "backfill"),
+  );
 
   // A backup taken by the real provider code (no engine): the guardian_backup_* schema and the on-disk export.
   const exportRoot = fs.mkdtempSync(path.join(os.tmpdir(), "guardian-adv-exports-"));
