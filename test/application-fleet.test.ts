@@ -19,6 +19,7 @@ import { checkMulti, ConsumerFleet, mulberry } from "../harness/consumerFleet";
 import { collect, testStack, type TestStack } from "../harness/stack";
 import { compareAccess } from "../lib/access";
 import { type AccessMatrix, probeAccess } from "../lib/accessProbe";
+import { inTransaction } from "../lib/db";
 import type { TestDb } from "./helpers/db";
 import { seededDb } from "./helpers/migration";
 import { freshRealCrmDb } from "./helpers/realCrm";
@@ -68,14 +69,14 @@ for (const kind of ["our seed", "the CRM's real schema"] as const) {
     async function asBackend(name: string, ...statements: [string, unknown[]][]) {
       const c = await db.client();
       try {
-        await c.query("BEGIN");
-        await c.query("SET LOCAL ROLE service_role");
-        let rows: unknown[] = [];
-        for (const [sql, params] of statements) rows = (await c.query(sql, params)).rows;
-        await c.query("COMMIT");
+        const rows = await inTransaction(c, async () => {
+          await c.query("SET LOCAL ROLE service_role");
+          let last: unknown[] = [];
+          for (const [sql, params] of statements) last = (await c.query(sql, params)).rows;
+          return last;
+        });
         oneOff[name] = { ok: true, detail: rows };
       } catch (e: any) {
-        await c.query("ROLLBACK").catch(() => undefined);
         oneOff[name] = { ok: false, code: e.code, message: e.message };
       } finally {
         await c.end();

@@ -18,6 +18,7 @@ import { type TestDb } from "./helpers/db";
 import { freshRealCrmDb, sampleMember, sampleSuperAdmin, userWithoutProfile } from "./helpers/realCrm";
 import { programAccess } from "../lib/access";
 import { type AccessMatrix, cellName, probeAccess } from "../lib/accessProbe";
+import { actAs, rolledBack } from "../lib/db";
 
 /** The access matrix of lib/accessProbe.ts: evaluated without writing (as preview does), and by writing for real. */
 async function matrices(db: TestDb): Promise<{ evaluated: AccessMatrix; written: AccessMatrix }> {
@@ -41,17 +42,16 @@ interface Answer {
 async function probe(db: TestDb, who: Who, sql: string, params: unknown[] = []): Promise<Answer> {
   const c: Client = await db.client();
   try {
-    await c.query("BEGIN");
-    await c.query("SELECT set_config('request.jwt.claims', $1, true)", [JSON.stringify(who.sub ? { sub: who.sub, role: who.role } : { role: who.role })]);
-    await c.query(`SET LOCAL ROLE ${who.role}`);
-    try {
-      const r = await c.query(sql, params);
-      return { ok: true, rows: r.command === "SELECT" ? Number(r.rows[0]?.n ?? r.rowCount) : (r.rowCount ?? 0) };
-    } catch (e: any) {
-      return { ok: false, rows: 0, code: e.code };
-    }
+    return await rolledBack(c, async () => {
+      await actAs(c, who);
+      try {
+        const r = await c.query(sql, params);
+        return { ok: true, rows: r.command === "SELECT" ? Number(r.rows[0]?.n ?? r.rowCount) : (r.rowCount ?? 0) };
+      } catch (e: any) {
+        return { ok: false, rows: 0, code: e.code };
+      }
+    });
   } finally {
-    await c.query("ROLLBACK").catch(() => undefined);
     await c.end();
   }
 }

@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AUDIT_FILES, renderPurgeSql } from "../components/audit";
 import { loadSql } from "../lib/sql";
+import { rolledBack } from "../lib/db";
 import { asUser, type TestDb } from "./helpers/db";
 import { applySqlFiles, applySqlText, errorOf, guardianDb, insertLog, makeOrg } from "./helpers/auditFixture";
 
@@ -239,13 +240,13 @@ describe("guardian.purge_audit", () => {
   it("closes the door again before returning: a DELETE later in the same transaction is refused", async () => {
     const c = await db.client();
     try {
-      await c.query("BEGIN");
-      const r = (await c.query("SELECT guardian.purge_audit('1000 days') AS r")).rows[0].r;
-      expect(r.deleted).toEqual({ credit_consumption_logs: 0, migration_journal: 0, idempotency_keys: 0 });
-      const e = await errorOf(c.query("DELETE FROM public.credit_consumption_logs"));
-      expect(e.message).toBe("DELETE on public.credit_consumption_logs refused: the audit is append-only");
+      await rolledBack(c, async () => {
+        const r = (await c.query("SELECT guardian.purge_audit('1000 days') AS r")).rows[0].r;
+        expect(r.deleted).toEqual({ credit_consumption_logs: 0, migration_journal: 0, idempotency_keys: 0 });
+        const e = await errorOf(c.query("DELETE FROM public.credit_consumption_logs"));
+        expect(e.message).toBe("DELETE on public.credit_consumption_logs refused: the audit is append-only");
+      });
     } finally {
-      await c.query("ROLLBACK").catch(() => undefined);
       await c.end();
     }
   });

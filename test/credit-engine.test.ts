@@ -6,6 +6,7 @@ import * as crypto from "crypto";
 import type { Client } from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_ACTIONS, parseConfig } from "../lib/config";
+import { rolledBack } from "../lib/db";
 import { CREDIT_FUNCTIONS } from "../components/creditFunctions";
 import { CREDIT_SCHEMA_OBJECTS } from "../components/creditSchema";
 import { functionProbe } from "../components/sqlFile";
@@ -250,50 +251,50 @@ describe("consume_credits_rpc v2: the two models", () => {
     const org = await makeOrg(db, { model: "multi", pools: { ai: 2_000_000_000, whatsapp: 5, email: 700, sms: 1000 } });
     const c = await db.client();
     try {
-      await c.query("BEGIN");
-      await c.query(
-        `INSERT INTO public.credit_actions (action_type, credits_cost, description, ai_credits_required, email_credits_required)
+      await rolledBack(c, async () => {
+        await c.query(
+          `INSERT INTO public.credit_actions (action_type, credits_cost, description, ai_credits_required, email_credits_required)
          VALUES ($1, 3, 'escaping test', 2, 1)`,
-        [odd],
-      );
-      for (const [action, quantity] of [
-        ["ai_chat", 1],
-        ["ai_campaign", 3],
-        [odd, 7],
-        ["create_crm_event", 2],
-        ["form_generation", 100000],
-      ] as const) {
-        const {
-          rows: [{ got }],
-        } = await c.query(`SELECT public.consume_credits_rpc($1::uuid, $2::text, $3::integer)::text AS got`, [org, action, quantity]);
-        const r = JSON.parse(got);
-        expect(r, action).toMatchObject({ success: true, action_type: action, quantity, credit_model: "multi" });
-        const {
-          rows: [{ built }],
-        } = await c.query(
-          `SELECT json_build_object('success', true, 'action_type', $1::text, 'quantity', $2::integer, 'credit_model', 'multi',
+          [odd],
+        );
+        for (const [action, quantity] of [
+          ["ai_chat", 1],
+          ["ai_campaign", 3],
+          [odd, 7],
+          ["create_crm_event", 2],
+          ["form_generation", 100000],
+        ] as const) {
+          const {
+            rows: [{ got }],
+          } = await c.query(`SELECT public.consume_credits_rpc($1::uuid, $2::text, $3::integer)::text AS got`, [org, action, quantity]);
+          const r = JSON.parse(got);
+          expect(r, action).toMatchObject({ success: true, action_type: action, quantity, credit_model: "multi" });
+          const {
+            rows: [{ built }],
+          } = await c.query(
+            `SELECT json_build_object('success', true, 'action_type', $1::text, 'quantity', $2::integer, 'credit_model', 'multi',
                     'consumed', json_build_object('ai', $3::bigint, 'whatsapp', $4::bigint, 'email', $5::bigint, 'sms', $6::bigint),
                     'remaining', json_build_object('ai', $7::integer, 'whatsapp', $8::integer, 'email', $9::integer, 'sms', $10::integer),
                     'credits_consumed', $11::bigint, 'remaining_credits', $12::bigint)::text AS built`,
-          [
-            r.action_type,
-            r.quantity,
-            r.consumed.ai,
-            r.consumed.whatsapp,
-            r.consumed.email,
-            r.consumed.sms,
-            r.remaining.ai,
-            r.remaining.whatsapp,
-            r.remaining.email,
-            r.remaining.sms,
-            r.credits_consumed,
-            r.remaining_credits,
-          ],
-        );
-        expect(got, action).toBe(built);
-      }
+            [
+              r.action_type,
+              r.quantity,
+              r.consumed.ai,
+              r.consumed.whatsapp,
+              r.consumed.email,
+              r.consumed.sms,
+              r.remaining.ai,
+              r.remaining.whatsapp,
+              r.remaining.email,
+              r.remaining.sms,
+              r.credits_consumed,
+              r.remaining_credits,
+            ],
+          );
+          expect(got, action).toBe(built);
+        }
+      });
     } finally {
-      await c.query("ROLLBACK").catch(() => undefined);
       await c.end();
     }
   });

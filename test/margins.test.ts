@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { MARGINS_FILE, MARGINS_PROBE } from "../components/margins";
 import { parseConfig } from "../lib/config";
+import { rolledBack } from "../lib/db";
 import { planMargins } from "../lib/margins";
 import { asUser, type TestDb } from "./helpers/db";
 import { applySqlFiles, errorOf, guardianDb, insertLog, makeOrg, writeCatalogue } from "./helpers/auditFixture";
@@ -47,12 +48,12 @@ describe("public.plan_margins and public.action_margins", () => {
   it("shows an unknown cost, not a better margin, when a pool's unit cost is missing", async () => {
     const c = await db.client();
     try {
-      await c.query("BEGIN");
-      await c.query("DELETE FROM guardian.provider_costs WHERE pool = 'sms'");
-      const [r] = (await c.query(`SELECT cost_eur, margin_pct FROM public.plan_margins WHERE plan_name = 'starter'`)).rows;
+      const [r] = await rolledBack(c, async () => {
+        await c.query("DELETE FROM guardian.provider_costs WHERE pool = 'sms'");
+        return (await c.query(`SELECT cost_eur, margin_pct FROM public.plan_margins WHERE plan_name = 'starter'`)).rows;
+      });
       expect(r).toEqual({ cost_eur: null, margin_pct: null });
     } finally {
-      await c.query("ROLLBACK");
       await c.end();
     }
   });

@@ -1,11 +1,11 @@
 /**
  * Go/no-go: every gate against real databases, every failure in one NoGoError, and no password in any message.
  */
-import * as net from "net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseConfig } from "../lib/config";
 import { NoGoError, preflight, type PreflightReport, serverVersionFailure } from "../lib/preflight";
 import { freshDb, type TestDb } from "./helpers/db";
+import { refusingServer } from "./helpers/refusingServer";
 
 const config = (databaseUrl: string, extra: Record<string, unknown> = {}) => parseConfig({ databaseUrl, creditModel: "multi", ...extra });
 
@@ -17,39 +17,6 @@ async function noGo(p: Promise<unknown>): Promise<NoGoError> {
     throw e;
   }
   throw new Error("expected a NoGoError, but preflight said go");
-}
-
-/**
- * A server that speaks just enough of the PostgreSQL protocol to ask for a password and refuse it, as a server with
- * password authentication does (the local test server trusts 127.0.0.1 in pg_hba.conf, so it accepts any password).
- */
-function refusingServer(): Promise<{ port: number; close: () => void }> {
-  const msg = (type: string, body: Buffer) => {
-    const len = Buffer.alloc(4);
-    len.writeInt32BE(body.length + 4);
-    return Buffer.concat([Buffer.from(type), len, body]);
-  };
-  const server = net.createServer((sock) => {
-    let startup = true;
-    let done = false;
-    sock.on("error", () => undefined);
-    sock.on("data", () => {
-      if (done) return; // the client's Terminate message, after the refusal
-      if (startup) {
-        startup = false;
-        const cleartext = Buffer.alloc(4);
-        cleartext.writeInt32BE(3); // AuthenticationCleartextPassword
-        sock.write(msg("R", cleartext));
-        return;
-      }
-      const fields = ["SFATAL", "VFATAL", "C28P01", 'Mpassword authentication failed for user "guardian"'].map((f) => Buffer.from(`${f}\0`));
-      done = true;
-      sock.end(msg("E", Buffer.concat([...fields, Buffer.from("\0")])));
-    });
-  });
-  return new Promise((resolve) =>
-    server.listen(0, "127.0.0.1", () => resolve({ port: (server.address() as net.AddressInfo).port, close: () => server.close() })),
-  );
 }
 
 describe("go/no-go (lib/preflight.ts)", () => {

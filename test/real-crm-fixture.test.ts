@@ -7,6 +7,7 @@
 import type { Client } from "pg";
 import { describe, expect, it } from "vitest";
 import { DEFAULT_ACTIONS } from "../lib/config";
+import { rolledBack } from "../lib/db";
 import { asUser, type TestDb } from "./helpers/db";
 import { freshRealCrmDb, orgWithoutCredits, orphanCreditOrg, REAL_CRM_FACTS as F, sampleMember, sampleSuperAdmin, userWithoutProfile } from "./helpers/realCrm";
 
@@ -30,14 +31,14 @@ async function asUserThenRollback<T>(
 ): Promise<T> {
   const c = await db.client();
   try {
-    await c.query("BEGIN");
-    for (const s of prelude) await c.query(s);
-    const claims = { role: who.role, ...(who.sub ? { sub: who.sub } : {}), ...(who.claims ?? {}) };
-    await c.query("SELECT set_config('request.jwt.claims', $1, true)", [JSON.stringify(claims)]);
-    await c.query(`SET LOCAL ROLE ${who.role}`);
-    return await fn(c);
+    return await rolledBack(c, async () => {
+      for (const s of prelude) await c.query(s);
+      const claims = { role: who.role, ...(who.sub ? { sub: who.sub } : {}), ...(who.claims ?? {}) };
+      await c.query("SELECT set_config('request.jwt.claims', $1, true)", [JSON.stringify(claims)]);
+      await c.query(`SET LOCAL ROLE ${who.role}`);
+      return await fn(c);
+    });
   } finally {
-    await c.query("ROLLBACK").catch(() => undefined);
     await c.end();
   }
 }

@@ -9,6 +9,7 @@ import { CREDIT_SCHEMA_OBJECTS } from "../../components/creditSchema";
 import type { CreditModel, GuardianConfig } from "../../lib/config";
 import { POOLS } from "../../lib/config";
 import { explainSqlError, loadSql } from "../../lib/sql";
+import { inTransaction } from "../../lib/db";
 import { freshDb, type TestDb } from "./db";
 
 /** Runs SQL files (paths under sql/) in one transaction each, errors located in their file. */
@@ -35,14 +36,7 @@ export async function applySqlText(db: TestDb, file: string, text: string): Prom
 }
 
 async function applyText(c: import("pg").Client, file: string, text: string): Promise<void> {
-  await c.query("BEGIN");
-  try {
-    await c.query(text);
-    await c.query("COMMIT");
-  } catch (e) {
-    await c.query("ROLLBACK").catch(() => undefined);
-    throw explainSqlError(e, file, text);
-  }
+  await inTransaction(c, () => c.query(text)).catch((e) => Promise.reject(explainSqlError(e, file, text)));
 }
 
 /** A fresh database with the baseline, the internal schema and the additive columns (the credit schema's files). */
@@ -65,26 +59,23 @@ export async function guardianDb(prefix: string): Promise<TestDb> {
 export async function writeCatalogue(db: TestDb, config: Pick<GuardianConfig, "plans" | "providerCosts">): Promise<void> {
   const c = await db.client();
   try {
-    await c.query("BEGIN");
-    await c.query("DELETE FROM guardian.plan_catalogue");
-    for (const [name, p] of Object.entries(config.plans)) {
-      await c.query("INSERT INTO guardian.plan_catalogue (plan_name, price_eur, ai, whatsapp, email, sms) VALUES ($1, $2, $3, $4, $5, $6)", [
-        name,
-        p.priceEur,
-        p.ai,
-        p.whatsapp,
-        p.email,
-        p.sms,
-      ]);
-    }
-    await c.query("DELETE FROM guardian.provider_costs");
-    for (const pool of POOLS) {
-      await c.query("INSERT INTO guardian.provider_costs (pool, unit_cost_eur) VALUES ($1, $2)", [pool, String(config.providerCosts[pool])]);
-    }
-    await c.query("COMMIT");
-  } catch (e) {
-    await c.query("ROLLBACK").catch(() => undefined);
-    throw e;
+    await inTransaction(c, async () => {
+      await c.query("DELETE FROM guardian.plan_catalogue");
+      for (const [name, p] of Object.entries(config.plans)) {
+        await c.query("INSERT INTO guardian.plan_catalogue (plan_name, price_eur, ai, whatsapp, email, sms) VALUES ($1, $2, $3, $4, $5, $6)", [
+          name,
+          p.priceEur,
+          p.ai,
+          p.whatsapp,
+          p.email,
+          p.sms,
+        ]);
+      }
+      await c.query("DELETE FROM guardian.provider_costs");
+      for (const pool of POOLS) {
+        await c.query("INSERT INTO guardian.provider_costs (pool, unit_cost_eur) VALUES ($1, $2)", [pool, String(config.providerCosts[pool])]);
+      }
+    });
   } finally {
     await c.end();
   }

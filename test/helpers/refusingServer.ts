@@ -1,8 +1,8 @@
 /**
  * A server that speaks just enough of the PostgreSQL protocol to ask for a password and refuse it (SQLSTATE 28P01),
  * as a server with password authentication does. The local test server trusts 127.0.0.1 in pg_hba.conf, so it
- * accepts any password; this stands in for one that does not. (The same server as in test/preflight.test.ts, shared
- * here so that tests running the real engine can point guardian:databaseUrl at it.)
+ * accepts any password; this stands in for one that does not (go/no-go's tests, and the engine's with
+ * guardian:databaseUrl pointing at it).
  */
 import * as net from "net";
 
