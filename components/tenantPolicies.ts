@@ -215,6 +215,145 @@ function grantsProbe(): string {
 /** The tables whose privileges 01_roles_grants.sql sets (the journal's belong to sql/audit). */
 export const GRANTED_TABLES = TENANT_TABLES.map((t) => t.table).filter((t) => t.startsWith("public."));
 
+type Load = (file: string) => SqlFile;
+type TablePlan = { t: (typeof TENANT_TABLES)[number]; files: ReturnType<typeof tableFiles> };
+type ForeignPolicy = NonNullable<GuardianContext["discovery"]>["foreignPolicies"][number];
+/** One policy the component manages, "table/command", and its SqlObject. */
+interface ManagedPolicy {
+  objectName: string;
+  object: SqlObject;
+}
+
+/** The helpers, the Data API grants and the profiles guard, each after the one before. */
+function baseObjects(parent: pulumi.Resource, name: string, ctx: GuardianContext, load: Load) {
+  const helpersFile = load(`${TENANCY_DIR}/00_helpers.sql`);
+  const helpers = sqlTextObject(
+    `${name}-helpers`,
+    ctx,
+    {
+      kind: "function",
+      objectName: HELPERS.join(", "),
+      sql: helpersFile.text,
+      sqlFile: helpersFile.file,
+      probeSql: helpersProbe(),
+      // Retained: other SQL may call them, and dropping them could only break a policy that still uses them.
+      meta: { securityDefiner: true, searchPath: "pg_catalog, pg_temp", executeRoles: ["authenticated", "service_role"] },
+    },
+    { parent },
+  );
+
+  const grantsFile = load(`${TENANCY_DIR}/01_roles_grants.sql`);
+  const grants = sqlTextObject(
+    `${name}-grants`,
+    ctx,
+    {
+      kind: "grants",
+      objectName: "Data API privileges on the credit tables",
+      sql: grantsFile.text,
+      sqlFile: grantsFile.file,
+      probeSql: grantsProbe(),
+      // Retained: re-granting anon and authenticated on destroy would reopen the tables.
+      meta: { roles: ["anon", "authenticated"], tables: GRANTED_TABLES },
+    },
+    { parent, dependsOn: [helpers] },
+  );
+
+  const guardFile = load(`${TENANCY_DIR}/02_profiles_guard.sql`);
+  const guard = sqlTextObject(
+    `${name}-profiles-guard`,
+    ctx,
+    {
+      kind: "trigger",
+      objectName: "public.profiles/guardian_guard_profile_tenancy",
+      sql: guardFile.text,
+      sqlFile: guardFile.file,
+      probeSql: guardProbe(),
+      // Retained: dropping it would reopen the escalation (a member raising its own role).
+      meta: { table: "public.profiles", securityDefiner: false, searchPath: "pg_catalog, pg_temp" },
+    },
+    { parent, dependsOn: [grants] },
+  );
+
+  return { helpers, grants, guard };
+}
+
+/** Per table and command, the program's policy, created in the same transaction as every foreign policy for that
+ *  command is dropped (ownPoliciesSql). */
+function policyObjects(
+  parent: pulumi.Resource,
+  name: string,
+  ctx: GuardianContext,
+  load: Load,
+  plans: TablePlan[],
+  foreign: ForeignPolicy[],
+  after: SqlObject[],
+): ManagedPolicy[] {
+  const out: ManagedPolicy[] = [];
+  for (const { t, files } of plans) {
+    const bare = t.table.split(".").pop()!;
+    for (const command of POLICY_COMMANDS) {
+      const f = load(files[command]);
+      const facts = policyFacts(f, t.table, command);
+      const replaces = foreign
+        .filter((p) => `public.${p.table}` === t.table && (p.command === command.toUpperCase() || p.command === "ALL"))
+        .map((p) => p.name);
+      const objectName = `${t.table}/${command}`;
+      out.push({
+        objectName,
+        object: sqlTextObject(
+          `${name}-${bare}-${command}`,
+          ctx,
+          {
+            kind: "policy",
+            objectName,
+            sql: ownPoliciesSql(t.table, command) + f.text,
+            sqlFile: f.file,
+            probeSql: policyProbe(t.table, command, facts.policyName),
+            dropSql: `DROP POLICY IF EXISTS ${quoteIdent(facts.policyName)} ON ${t.table}`,
+            meta: {
+              table: t.table,
+              command,
+              roles: facts.roles,
+              policyName: facts.policyName,
+              permissive: facts.permissive,
+              ...(replaces.length ? { replacesPolicies: replaces } : {}),
+            },
+          },
+          { parent, dependsOn: after },
+        ),
+      });
+    }
+  }
+  return out;
+}
+
+/** Per table, row level security switched on after every policy of that table is in place. */
+function rlsObjects(parent: pulumi.Resource, name: string, ctx: GuardianContext, load: Load, plans: TablePlan[], policies: ManagedPolicy[]): SqlObject[] {
+  const out: SqlObject[] = [];
+  for (const { t, files } of plans) {
+    const bare = t.table.split(".").pop()!;
+    const f = load(files.rls);
+    out.push(
+      sqlTextObject(
+        `${name}-${bare}-rls`,
+        ctx,
+        {
+          kind: "rls",
+          objectName: t.table,
+          sql: f.text,
+          sqlFile: f.file,
+          probeSql: rlsProbe(t.table),
+          // Retained: disabling RLS would hand every row to whoever still holds a privilege.
+          meta: { table: t.table, tenantData: t.tenantData },
+        },
+        { parent, dependsOn: policies.filter((p) => p.objectName.startsWith(`${t.table}/`)).map((p) => p.object) },
+      ),
+    );
+  }
+
+  return out;
+}
+
 /** Tenant isolation (contract: "Tenant isolation"): helpers, privileges, RLS and policies of the credit tables. */
 export class TenantPolicies extends pulumi.ComponentResource {
   /** "table/command" of every policy this component manages, e.g. "public.organization_credits/select". */
@@ -247,118 +386,16 @@ export class TenantPolicies extends pulumi.ComponentResource {
       applied.push(f);
       return f;
     };
-
-    const helpersFile = load(`${TENANCY_DIR}/00_helpers.sql`);
-    const helpers = sqlTextObject(
-      `${name}-helpers`,
-      ctx,
-      {
-        kind: "function",
-        objectName: HELPERS.join(", "),
-        sql: helpersFile.text,
-        sqlFile: helpersFile.file,
-        probeSql: helpersProbe(),
-        // Retained: other SQL may call them, and dropping them could only break a policy that still uses them.
-        meta: { securityDefiner: true, searchPath: "pg_catalog, pg_temp", executeRoles: ["authenticated", "service_role"] },
-      },
-      { parent: this },
-    );
-
-    const grantsFile = load(`${TENANCY_DIR}/01_roles_grants.sql`);
-    const grants = sqlTextObject(
-      `${name}-grants`,
-      ctx,
-      {
-        kind: "grants",
-        objectName: "Data API privileges on the credit tables",
-        sql: grantsFile.text,
-        sqlFile: grantsFile.file,
-        probeSql: grantsProbe(),
-        // Retained: re-granting anon and authenticated on destroy would reopen the tables.
-        meta: { roles: ["anon", "authenticated"], tables: GRANTED_TABLES },
-      },
-      { parent: this, dependsOn: [helpers] },
-    );
-
-    const guardFile = load(`${TENANCY_DIR}/02_profiles_guard.sql`);
-    const guard = sqlTextObject(
-      `${name}-profiles-guard`,
-      ctx,
-      {
-        kind: "trigger",
-        objectName: "public.profiles/guardian_guard_profile_tenancy",
-        sql: guardFile.text,
-        sqlFile: guardFile.file,
-        probeSql: guardProbe(),
-        // Retained: dropping it would reopen the escalation (a member raising its own role).
-        meta: { table: "public.profiles", securityDefiner: false, searchPath: "pg_catalog, pg_temp" },
-      },
-      { parent: this, dependsOn: [grants] },
-    );
-
     const foreign = ctx.discovery?.foreignPolicies ?? [];
-    const policyObjects: SqlObject[] = [];
-    const policyNames: string[] = [];
-    const rlsObjects: SqlObject[] = [];
     const plans = tables.map((t) => ({ t, files: tableFiles(t.table, entries) }));
-    for (const { t, files } of plans) {
-      const bare = t.table.split(".").pop()!;
-      for (const command of POLICY_COMMANDS) {
-        const f = load(files[command]);
-        const facts = policyFacts(f, t.table, command);
-        const replaces = foreign
-          .filter((p) => `public.${p.table}` === t.table && (p.command === command.toUpperCase() || p.command === "ALL"))
-          .map((p) => p.name);
-        policyObjects.push(
-          sqlTextObject(
-            `${name}-${bare}-${command}`,
-            ctx,
-            {
-              kind: "policy",
-              objectName: `${t.table}/${command}`,
-              sql: ownPoliciesSql(t.table, command) + f.text,
-              sqlFile: f.file,
-              probeSql: policyProbe(t.table, command, facts.policyName),
-              dropSql: `DROP POLICY IF EXISTS ${quoteIdent(facts.policyName)} ON ${t.table}`,
-              meta: {
-                table: t.table,
-                command,
-                roles: facts.roles,
-                policyName: facts.policyName,
-                permissive: facts.permissive,
-                ...(replaces.length ? { replacesPolicies: replaces } : {}),
-              },
-            },
-            { parent: this, dependsOn: [grants, guard] },
-          ),
-        );
-        policyNames.push(`${t.table}/${command}`);
-      }
-    }
-    for (const { t, files } of plans) {
-      const bare = t.table.split(".").pop()!;
-      const f = load(files.rls);
-      rlsObjects.push(
-        sqlTextObject(
-          `${name}-${bare}-rls`,
-          ctx,
-          {
-            kind: "rls",
-            objectName: t.table,
-            sql: f.text,
-            sqlFile: f.file,
-            probeSql: rlsProbe(t.table),
-            // Retained: disabling RLS would hand every row to whoever still holds a privilege.
-            meta: { table: t.table, tenantData: t.tenantData },
-          },
-          { parent: this, dependsOn: policyObjects.filter((_, i) => policyNames[i].startsWith(`${t.table}/`)) },
-        ),
-      );
-    }
-
+    // In apply order, which is also the order of sqlSha256: helpers, grants, the profiles guard, then every table's
+    // policies, then every table's RLS switch.
+    const base = baseObjects(this, name, ctx, load);
+    const policies = policyObjects(this, name, ctx, load, plans, foreign, [base.grants, base.guard]);
+    const rls = rlsObjects(this, name, ctx, load, plans, policies);
     const fileShas: Record<string, string> = Object.fromEntries(applied.map((f) => [f.file, f.sha256]));
-    this.objects = [helpers, grants, guard, ...policyObjects, ...rlsObjects];
-    this.policies = pulumi.output(policyNames);
+    this.objects = [base.helpers, base.grants, base.guard, ...policies.map((p) => p.object), ...rls];
+    this.policies = pulumi.output(policies.map((p) => p.objectName));
     this.replacedPolicies = pulumi.output(foreign.map((p) => `public.${p.table}/${p.name} (${p.command})`));
     this.rlsTables = pulumi.output(tables.map((t) => t.table));
     this.files = pulumi.output(fileShas);

@@ -16,7 +16,7 @@
  *   delete  does nothing: backups are never deleted by rollback or destroy (the component also sets retainOnDelete).
  */
 import type * as pulumi from "@pulumi/pulumi";
-import type { Submittable } from "pg";
+import type { Client, Submittable } from "pg";
 import type { Readable } from "stream";
 import {
   connectionChanged,
@@ -101,13 +101,7 @@ export const backupProvider: Provider<BackupInputs, BackupOutputs> = {
   },
 
   async create(inputs) {
-    const { to: copyTo } = require("pg-copy-streams") as { to: (sql: string) => Submittable & Readable };
     const crypto: typeof import("crypto") = require("crypto");
-    const fs: typeof import("fs") = require("fs");
-    const path: typeof import("path") = require("path");
-    const { pipeline }: typeof import("stream/promises") = require("stream/promises");
-    const { Transform }: typeof import("stream") = require("stream");
-
     const started = Date.now();
     const stamp = new Date().toISOString().replace(/[-:T]/g, "").slice(0, 14);
     const backupId = `guardian_backup_${stamp}_${crypto.randomBytes(3).toString("hex")}`;
@@ -116,156 +110,27 @@ export const backupProvider: Provider<BackupInputs, BackupOutputs> = {
       // The internal schema (sql/schema/01_guardian_schema.sql: guardian.backups, the journal...) comes first, so
       // the backup is recorded and journaled. It touches no application table.
       await transaction(c, { ddlLock: true }, () => c.query(inputs.bootstrapSql));
-
-      // 1. One snapshot for all tables.
-      say(`snapshot of ${inputs.tables.map((t) => t.name).join(", ")} (one repeatable-read transaction)`);
-      const rowCounts: Record<string, number> = {};
-      const checksums: Record<string, string> = {};
-      let functionsCaptured: string[] = [];
-      try {
-        functionsCaptured = await transaction(c, { isolation: "REPEATABLE READ", lockTimeoutMs: 5000 }, async () => {
-          await c.query(`CREATE SCHEMA ${backupId}`);
-          for (const t of inputs.tables) {
-            await c.query(`CREATE TABLE ${backupId}.${t.name} AS TABLE public.${t.name}`);
-            await c.query(`ALTER TABLE ${backupId}.${t.name} ADD PRIMARY KEY (${t.key})`);
-            const r = await c.query<{ n: string; checksum: string }>(
-              `SELECT count(*)::bigint AS n,
-                      coalesce(sum(('x' || substr(md5(t::text), 1, 16))::bit(64)::bigint::numeric), 0)::text AS checksum
-                 FROM ${backupId}.${t.name} t`,
-            );
-            rowCounts[t.name] = Number(r.rows[0].n);
-            checksums[t.name] = r.rows[0].checksum;
-            say(`copied ${t.name}: ${Number(r.rows[0].n).toLocaleString("en-US")} rows`);
-          }
-          const fns = await c.query<{ signature: string }>(
-            `SELECT p.oid::regprocedure::text AS signature, pg_get_functiondef(p.oid) AS definition,
-                    p.proacl::text AS acl, md5(p.prosrc) AS prosrc_md5, md5(pg_get_functiondef(p.oid)) AS def_md5,
-                    obj_description(p.oid, 'pg_proc') AS comment
-               FROM pg_proc p WHERE p.proname = 'consume_credits_rpc' AND p.pronamespace = 'public'::regnamespace`,
-          );
-          // Every policy on the backed-up tables, with its full definition: the tenancy component drops those it did
-          // not write, so this is the record of what was there.
-          const policies = await c.query(
-            `SELECT schemaname, tablename, policyname, permissive, roles::text[] AS roles, cmd, qual, with_check
-               FROM pg_catalog.pg_policies WHERE schemaname = 'public' AND tablename = ANY ($1::text[])
-              ORDER BY tablename, policyname`,
-            [["organizations", "profiles", "organization_credits", "credit_actions", "credit_consumption_logs"]],
-          );
-          await c.query(
-            `INSERT INTO guardian.backups (backup_id, schema_name, row_counts, checksums, functions, policies)
-             VALUES ($1, $1, $2, $3, $4, $5)`,
-            [backupId, JSON.stringify(rowCounts), JSON.stringify(checksums), JSON.stringify(fns.rows), JSON.stringify(policies.rows)],
-          );
-          await c.query(`COMMENT ON SCHEMA ${backupId} IS 'guardian-credits backup; never dropped by the program'`);
-          return fns.rows.map((f) => f.signature);
-        });
-      } catch (e) {
-        throw new Error(`backup: snapshot failed, nothing kept: ${(e as Error).message}`);
-      }
-
-      // 2. Export to disk, streaming, with a sha256 per file. The export holds every tenant's organizations, balances
-      // and consumption history: files 0600 in folders 0700, whatever the umask (a umask can only take bits away
-      // from the mode given at creation, so each is created with at most that mode and then set to exactly it).
-      const exportDir = path.join(inputs.exportRoot, backupId);
-      const firstCreated: string | undefined = fs.mkdirSync(exportDir, { recursive: true, mode: EXPORT_DIR_MODE });
-      for (let d = exportDir; firstCreated !== undefined; d = path.dirname(d)) {
-        fs.chmodSync(d, EXPORT_DIR_MODE); // every folder this export created, up to the first one
-        if (d === firstCreated || d === path.dirname(d)) break;
-      }
-      fs.chmodSync(exportDir, EXPORT_DIR_MODE);
-      const modeOf = (p: string) => (fs.statSync(p).mode & 0o777).toString(8).padStart(4, "0");
-      const fileSha256: Record<string, string> = {};
-      const bytes: Record<string, number> = {};
-      for (const t of inputs.tables) {
-        const file = path.join(exportDir, `${t.name}.copy`);
-        const hash = crypto.createHash("sha256");
-        let n = 0;
-        let lines = 0;
-        let lastReport = Date.now();
-        const total = rowCounts[t.name];
-        const tap = new Transform({
-          transform(chunk: Buffer, _enc: string, cb: (error: Error | null, data: Buffer) => void) {
-            hash.update(chunk);
-            n += chunk.length;
-            for (let i = 0; i < chunk.length; i++) if (chunk[i] === 10) lines++;
-            if (Date.now() - lastReport > 2000) {
-              lastReport = Date.now();
-              say(
-                `exporting ${t.name}: ${lines.toLocaleString("en-US")}/${total.toLocaleString("en-US")} rows (${total ? Math.floor((100 * lines) / total) : 100}%)`,
-              );
-            }
-            cb(null, chunk);
-          },
-        });
-        const src = c.query(copyTo(`COPY (SELECT * FROM ${backupId}.${t.name} ORDER BY ${t.key}) TO STDOUT`));
-        await pipeline(src, tap, fs.createWriteStream(file, { mode: EXPORT_FILE_MODE }));
-        fs.chmodSync(file, EXPORT_FILE_MODE);
-        fileSha256[t.name] = hash.digest("hex");
-        bytes[t.name] = n;
-        if (lines !== total) throw new Error(`backup: export of ${t.name} wrote ${lines} rows, expected ${total}`);
-        say(`exported ${t.name}: ${lines.toLocaleString("en-US")} rows, ${n.toLocaleString("en-US")} bytes, sha256 ${fileSha256[t.name].slice(0, 12)}…`);
-      }
-      const server = (await c.query<{ server_version: string }>("SHOW server_version")).rows[0].server_version;
-      const createdAt = new Date().toISOString();
-      const manifest = {
+      const snapshot = await snapshotTables(c, inputs, backupId, say);
+      const exported = await exportTables(c, inputs, backupId, snapshot.rowCounts, say);
+      const { manifest, manifestPath, createdAt, manifestSigned } = await writeManifest(c, inputs, backupId, snapshot, exported, say);
+      await c.query(`UPDATE guardian.backups SET export_dir = $2, manifest = $3 WHERE backup_id = $1`, [
         backupId,
-        schema: backupId,
-        createdAt,
-        database: inputs.databaseLabel,
-        serverVersion: server,
-        tables: Object.fromEntries(
-          inputs.tables.map((t) => [
-            t.name,
-            {
-              file: `${t.name}.copy`,
-              key: t.key,
-              rows: rowCounts[t.name],
-              bytes: bytes[t.name],
-              sha256: fileSha256[t.name],
-              checksum: checksums[t.name],
-              mode: modeOf(path.join(exportDir, `${t.name}.copy`)),
-            },
-          ]),
-        ),
-        functions: functionsCaptured,
-        // As set on disk (read back, not assumed); the restore check refuses an export readable by group or others.
-        permissions: {
-          directory: modeOf(exportDir),
-          manifest: EXPORT_FILE_MODE.toString(8).padStart(4, "0"),
-          files: EXPORT_FILE_MODE.toString(8).padStart(4, "0"),
-        },
-      };
-      const manifestPath = path.join(exportDir, "manifest.json");
-      fs.writeFileSync(manifestPath, `${JSON.stringify(manifest, null, 2)}\n`, { mode: EXPORT_FILE_MODE });
-      fs.chmodSync(manifestPath, EXPORT_FILE_MODE);
-      // Signed with a key derived from the stack's passphrase (lib/manifestSignature.ts), read from this process's
-      // environment now; without a passphrase the export stays unsigned and the output says so.
-      const key = manifestKey();
-      const manifestSigned = key !== undefined;
-      if (key) signManifest(exportDir, key);
-      say(
-        manifestSigned
-          ? "manifest.json signed (manifest.sig)"
-          : "manifest.json NOT signed: no passphrase in the environment (restoring it needs --allow-unsigned)",
-      );
-      for (const p of [exportDir, manifestPath, ...inputs.tables.map((t) => path.join(exportDir, `${t.name}.copy`))]) {
-        const want = p === exportDir ? EXPORT_DIR_MODE : EXPORT_FILE_MODE;
-        if ((fs.statSync(p).mode & 0o777) !== want) throw new Error(`backup: ${p} has mode ${modeOf(p)}, expected ${want.toString(8).padStart(4, "0")}`);
-      }
-      await c.query(`UPDATE guardian.backups SET export_dir = $2, manifest = $3 WHERE backup_id = $1`, [backupId, exportDir, JSON.stringify(manifest)]);
-      await journal(c, { step: "backup", objectName: backupId, details: { rowCounts } }, { optional: true });
+        exported.exportDir,
+        JSON.stringify(manifest),
+      ]);
+      await journal(c, { step: "backup", objectName: backupId, details: { rowCounts: snapshot.rowCounts } }, { optional: true });
       const durationMs = Date.now() - started;
       say(`done in ${(durationMs / 1000).toFixed(1)} s`);
       const outs: BackupOutputs = {
         ...inputs,
         backupId,
         schemaName: backupId,
-        exportDir,
+        exportDir: exported.exportDir,
         manifestPath,
-        rowCounts,
-        checksums,
-        fileSha256,
-        functionsCaptured,
+        rowCounts: snapshot.rowCounts,
+        checksums: snapshot.checksums,
+        fileSha256: exported.fileSha256,
+        functionsCaptured: snapshot.functionsCaptured,
         createdAt,
         durationMs,
         manifestSigned,
@@ -285,6 +150,186 @@ export const backupProvider: Provider<BackupInputs, BackupOutputs> = {
     // Retained by design: a backup outlives rollback and destroy.
   },
 };
+
+type Say = (s: string) => void;
+
+/** What the snapshot recorded: rows and row checksums per table, and the consume_credits_rpc signatures. */
+interface Snapshot {
+  rowCounts: Record<string, number>;
+  checksums: Record<string, string>;
+  functionsCaptured: string[];
+}
+
+/** What the export wrote: its folder, and each table file's sha256 and size. */
+interface Exported {
+  exportDir: string;
+  fileSha256: Record<string, string>;
+  bytes: Record<string, number>;
+}
+
+/** A file or folder's mode as four octal digits. */
+function modeOf(p: string): string {
+  const fs: typeof import("fs") = require("fs");
+  return (fs.statSync(p).mode & 0o777).toString(8).padStart(4, "0");
+}
+
+/** 1. One snapshot for all tables: copies, row counts, checksums, v1's definitions and the policies, recorded in
+ *  guardian.backups, in ONE repeatable-read transaction. Nothing is kept if it fails. */
+async function snapshotTables(c: Client, inputs: BackupInputs, backupId: string, say: Say): Promise<Snapshot> {
+  say(`snapshot of ${inputs.tables.map((t) => t.name).join(", ")} (one repeatable-read transaction)`);
+  const rowCounts: Record<string, number> = {};
+  const checksums: Record<string, string> = {};
+  let functionsCaptured: string[] = [];
+  try {
+    functionsCaptured = await transaction(c, { isolation: "REPEATABLE READ", lockTimeoutMs: 5000 }, async () => {
+      await c.query(`CREATE SCHEMA ${backupId}`);
+      for (const t of inputs.tables) {
+        await c.query(`CREATE TABLE ${backupId}.${t.name} AS TABLE public.${t.name}`);
+        await c.query(`ALTER TABLE ${backupId}.${t.name} ADD PRIMARY KEY (${t.key})`);
+        const r = await c.query<{ n: string; checksum: string }>(
+          `SELECT count(*)::bigint AS n,
+                    coalesce(sum(('x' || substr(md5(t::text), 1, 16))::bit(64)::bigint::numeric), 0)::text AS checksum
+               FROM ${backupId}.${t.name} t`,
+        );
+        rowCounts[t.name] = Number(r.rows[0].n);
+        checksums[t.name] = r.rows[0].checksum;
+        say(`copied ${t.name}: ${Number(r.rows[0].n).toLocaleString("en-US")} rows`);
+      }
+      const fns = await c.query<{ signature: string }>(
+        `SELECT p.oid::regprocedure::text AS signature, pg_get_functiondef(p.oid) AS definition,
+                  p.proacl::text AS acl, md5(p.prosrc) AS prosrc_md5, md5(pg_get_functiondef(p.oid)) AS def_md5,
+                  obj_description(p.oid, 'pg_proc') AS comment
+             FROM pg_proc p WHERE p.proname = 'consume_credits_rpc' AND p.pronamespace = 'public'::regnamespace`,
+      );
+      // Every policy on the backed-up tables, with its full definition: the tenancy component drops those it did
+      // not write, so this is the record of what was there.
+      const policies = await c.query(
+        `SELECT schemaname, tablename, policyname, permissive, roles::text[] AS roles, cmd, qual, with_check
+             FROM pg_catalog.pg_policies WHERE schemaname = 'public' AND tablename = ANY ($1::text[])
+            ORDER BY tablename, policyname`,
+        [["organizations", "profiles", "organization_credits", "credit_actions", "credit_consumption_logs"]],
+      );
+      await c.query(
+        `INSERT INTO guardian.backups (backup_id, schema_name, row_counts, checksums, functions, policies)
+           VALUES ($1, $1, $2, $3, $4, $5)`,
+        [backupId, JSON.stringify(rowCounts), JSON.stringify(checksums), JSON.stringify(fns.rows), JSON.stringify(policies.rows)],
+      );
+      await c.query(`COMMENT ON SCHEMA ${backupId} IS 'guardian-credits backup; never dropped by the program'`);
+      return fns.rows.map((f) => f.signature);
+    });
+  } catch (e) {
+    throw new Error(`backup: snapshot failed, nothing kept: ${(e as Error).message}`);
+  }
+
+  return { rowCounts, checksums, functionsCaptured };
+}
+
+/** 2. Each copy streamed to disk with its sha256, files 0600 in folders 0700. */
+async function exportTables(c: Client, inputs: BackupInputs, backupId: string, rowCounts: Record<string, number>, say: Say): Promise<Exported> {
+  const { to: copyTo } = require("pg-copy-streams") as { to: (sql: string) => Submittable & Readable };
+  const crypto: typeof import("crypto") = require("crypto");
+  const fs: typeof import("fs") = require("fs");
+  const path: typeof import("path") = require("path");
+  const { pipeline }: typeof import("stream/promises") = require("stream/promises");
+  const { Transform }: typeof import("stream") = require("stream");
+  // 2. Export to disk, streaming, with a sha256 per file. The export holds every tenant's organizations, balances
+  // and consumption history: files 0600 in folders 0700, whatever the umask (a umask can only take bits away
+  // from the mode given at creation, so each is created with at most that mode and then set to exactly it).
+  const exportDir = path.join(inputs.exportRoot, backupId);
+  const firstCreated: string | undefined = fs.mkdirSync(exportDir, { recursive: true, mode: EXPORT_DIR_MODE });
+  for (let d = exportDir; firstCreated !== undefined; d = path.dirname(d)) {
+    fs.chmodSync(d, EXPORT_DIR_MODE); // every folder this export created, up to the first one
+    if (d === firstCreated || d === path.dirname(d)) break;
+  }
+  fs.chmodSync(exportDir, EXPORT_DIR_MODE);
+  const fileSha256: Record<string, string> = {};
+  const bytes: Record<string, number> = {};
+  for (const t of inputs.tables) {
+    const file = path.join(exportDir, `${t.name}.copy`);
+    const hash = crypto.createHash("sha256");
+    let n = 0;
+    let lines = 0;
+    let lastReport = Date.now();
+    const total = rowCounts[t.name];
+    const tap = new Transform({
+      transform(chunk: Buffer, _enc: string, cb: (error: Error | null, data: Buffer) => void) {
+        hash.update(chunk);
+        n += chunk.length;
+        for (let i = 0; i < chunk.length; i++) if (chunk[i] === 10) lines++;
+        if (Date.now() - lastReport > 2000) {
+          lastReport = Date.now();
+          say(
+            `exporting ${t.name}: ${lines.toLocaleString("en-US")}/${total.toLocaleString("en-US")} rows (${total ? Math.floor((100 * lines) / total) : 100}%)`,
+          );
+        }
+        cb(null, chunk);
+      },
+    });
+    const src = c.query(copyTo(`COPY (SELECT * FROM ${backupId}.${t.name} ORDER BY ${t.key}) TO STDOUT`));
+    await pipeline(src, tap, fs.createWriteStream(file, { mode: EXPORT_FILE_MODE }));
+    fs.chmodSync(file, EXPORT_FILE_MODE);
+    fileSha256[t.name] = hash.digest("hex");
+    bytes[t.name] = n;
+    if (lines !== total) throw new Error(`backup: export of ${t.name} wrote ${lines} rows, expected ${total}`);
+    say(`exported ${t.name}: ${lines.toLocaleString("en-US")} rows, ${n.toLocaleString("en-US")} bytes, sha256 ${fileSha256[t.name].slice(0, 12)}…`);
+  }
+  return { exportDir, fileSha256, bytes };
+}
+
+/** 3. manifest.json (rows, sha256, checksum, modes as set on disk), signed when a passphrase is in the environment;
+ *  every file's mode checked. */
+async function writeManifest(c: Client, inputs: BackupInputs, backupId: string, snapshot: Snapshot, exported: Exported, say: Say) {
+  const fs: typeof import("fs") = require("fs");
+  const path: typeof import("path") = require("path");
+  const { rowCounts, checksums, functionsCaptured } = snapshot;
+  const { exportDir, fileSha256, bytes } = exported;
+  const server = (await c.query<{ server_version: string }>("SHOW server_version")).rows[0].server_version;
+  const createdAt = new Date().toISOString();
+  const manifest = {
+    backupId,
+    schema: backupId,
+    createdAt,
+    database: inputs.databaseLabel,
+    serverVersion: server,
+    tables: Object.fromEntries(
+      inputs.tables.map((t) => [
+        t.name,
+        {
+          file: `${t.name}.copy`,
+          key: t.key,
+          rows: rowCounts[t.name],
+          bytes: bytes[t.name],
+          sha256: fileSha256[t.name],
+          checksum: checksums[t.name],
+          mode: modeOf(path.join(exportDir, `${t.name}.copy`)),
+        },
+      ]),
+    ),
+    functions: functionsCaptured,
+    // As set on disk (read back, not assumed); the restore check refuses an export readable by group or others.
+    permissions: {
+      directory: modeOf(exportDir),
+      manifest: EXPORT_FILE_MODE.toString(8).padStart(4, "0"),
+      files: EXPORT_FILE_MODE.toString(8).padStart(4, "0"),
+    },
+  };
+  const manifestPath = path.join(exportDir, "manifest.json");
+  fs.writeFileSync(manifestPath, `${JSON.stringify(manifest, null, 2)}\n`, { mode: EXPORT_FILE_MODE });
+  fs.chmodSync(manifestPath, EXPORT_FILE_MODE);
+  // Signed with a key derived from the stack's passphrase (lib/manifestSignature.ts), read from this process's
+  // environment now; without a passphrase the export stays unsigned and the output says so.
+  const key = manifestKey();
+  const manifestSigned = key !== undefined;
+  if (key) signManifest(exportDir, key);
+  say(
+    manifestSigned ? "manifest.json signed (manifest.sig)" : "manifest.json NOT signed: no passphrase in the environment (restoring it needs --allow-unsigned)",
+  );
+  for (const p of [exportDir, manifestPath, ...inputs.tables.map((t) => path.join(exportDir, `${t.name}.copy`))]) {
+    const want = p === exportDir ? EXPORT_DIR_MODE : EXPORT_FILE_MODE;
+    if ((fs.statSync(p).mode & 0o777) !== want) throw new Error(`backup: ${p} has mode ${modeOf(p)}, expected ${want.toString(8).padStart(4, "0")}`);
+  }
+  return { manifest, manifestPath, createdAt, manifestSigned };
+}
 
 /** A verified-to-be-consistent snapshot of the credit tables. Type token: pulumi-nodejs:dynamic/guardian:Backup. */
 export const BackupSnapshot = connectedResource<BackupInputs, typeof BACKUP_OUTPUTS, BackupArgs>(backupProvider, "Backup", BACKUP_OUTPUTS, {

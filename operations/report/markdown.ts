@@ -9,18 +9,48 @@ const short = (h: string | null | undefined, k = 12) => (h ? `\`${h.slice(0, k)}
 const full = (h: string | null | undefined) => (h ? `\`${h}\`` : "–");
 const cell = (s: string) => s.replace(/\|/g, "\\|");
 
-export function renderMarkdown(f: ReportFigures, svgFileName: string): string {
+/** The lines of a Markdown document, and a table writer that escapes its cells. */
+interface Markdown {
+  L: string[];
+  table(head: string[], rows: (string | number)[][]): void;
+}
+
+function markdown(): Markdown {
   const L: string[] = [];
-  const table = (head: string[], rows: (string | number)[][]) => {
-    L.push(`| ${head.join(" | ")} |`, `|${head.map(() => "---").join("|")}|`);
-    for (const r of rows) L.push(`| ${r.map((x) => cell(String(x))).join(" | ")} |`);
-    L.push("");
+  return {
+    L,
+    table(head, rows) {
+      L.push(`| ${head.join(" | ")} |`, `|${head.map(() => "---").join("|")}|`);
+      for (const r of rows) L.push(`| ${r.map((x) => cell(String(x))).join(" | ")} |`);
+      L.push("");
+    },
   };
-  const multi = f.orgsByModel.multi ?? 0;
+}
+
+/** The report: a title, then one section per function below, in this order. */
+export function renderMarkdown(f: ReportFigures, svgFileName: string): string {
+  const md = markdown();
+  const { L } = md;
 
   L.push(`# Guardian credits migration report: stack \`${f.stack}\``, "");
   L.push(`Generated ${f.generatedAt}. Every figure below was read from the stack or queried from the database when this report was generated.`, "");
+  stackSection(md, f);
+  backupSection(md, f);
+  rulesSection(md, f);
+  conservationSection(md, f);
+  versionsSection(md, f);
+  isolationSection(md, f);
+  accessSection(md, f);
+  consumptionSection(md, f);
+  marginSection(md, f);
+  chartSection(md, f, svgFileName);
+  rollbackSection(md, f);
+  return L.join("\n");
+}
 
+/** ## Stack and database */
+function stackSection(md: Markdown, f: ReportFigures): void {
+  const { L, table } = md;
   L.push("## Stack and database", "");
   const u = f.lastUpdate;
   table(
@@ -64,7 +94,11 @@ export function renderMarkdown(f: ReportFigures, svgFileName: string): string {
       f.outputsCheck.map((c) => [c.output, JSON.stringify(c.stack), JSON.stringify(c.database), yes(c.agrees)]),
     );
   }
+}
 
+/** ## Backup */
+function backupSection(md: Markdown, f: ReportFigures): void {
+  const { L, table } = md;
   L.push("## Backup", "");
   const b = f.backup;
   if (!b) {
@@ -103,7 +137,12 @@ export function renderMarkdown(f: ReportFigures, svgFileName: string): string {
       ]),
     );
   }
+}
 
+/** ## Organizations per allocation rule */
+function rulesSection(md: Markdown, f: ReportFigures): void {
+  const { L, table } = md;
+  const multi = f.orgsByModel.multi ?? 0;
   L.push("## Organizations per allocation rule", "");
   const rules = ruleOrder(Object.keys(f.orgsPerRule));
   table(
@@ -122,7 +161,11 @@ export function renderMarkdown(f: ReportFigures, svgFileName: string): string {
       split.map(([name, k]) => [`\`${name}\``, n(k), "split"]),
     );
   }
+}
 
+/** ## Conservation checks */
+function conservationSection(md: Markdown, f: ReportFigures): void {
+  const { L, table } = md;
   L.push("## Conservation checks", "");
   const cons = ruleOrder(Object.keys(f.conservation));
   if (!cons.length) {
@@ -154,7 +197,11 @@ export function renderMarkdown(f: ReportFigures, svgFileName: string): string {
       ["organization", "kind", "value", "epoch"],
       f.anomalies.map((a) => [`\`${a.organizationId}\``, a.kind, n(a.value), n(a.epoch)]),
     );
+}
 
+/** ## Function and policy versions */
+function versionsSection(md: Markdown, f: ReportFigures): void {
+  const { L, table } = md;
   L.push("## Function and policy versions", "");
   table(
     ["function", "md5(pg_get_functiondef)", "security definer", "settings", "note"],
@@ -186,7 +233,11 @@ export function renderMarkdown(f: ReportFigures, svgFileName: string): string {
     for (const w of f.v1Weaknesses) L.push(`- ${w}`);
     L.push("");
   }
+}
 
+/** ## Tenant isolation, as real users */
+function isolationSection(md: Markdown, f: ReportFigures): void {
+  const { L, table } = md;
   L.push("## Tenant isolation, as real users", "");
   if (!f.isolation) {
     L.push("Not measured: the database's shape is not known (see go/no-go).", "");
@@ -221,7 +272,11 @@ export function renderMarkdown(f: ReportFigures, svgFileName: string): string {
       "",
     );
   }
+}
 
+/** ## What the application's roles may do */
+function accessSection(md: Markdown, f: ReportFigures): void {
+  const { L, table } = md;
   L.push("## What the application's roles may do", "");
   if (!f.access) {
     L.push("Not measured: the database's shape is not known (see go/no-go).", "");
@@ -261,7 +316,11 @@ export function renderMarkdown(f: ReportFigures, svgFileName: string): string {
       "",
     );
   }
+}
 
+/** ## Consumption since the migration */
+function consumptionSection(md: Markdown, f: ReportFigures): void {
+  const { L, table } = md;
   L.push("## Consumption since the migration", "");
   const c = f.consumption;
   if (!c) L.push("No backup, so no migration time to count from.", "");
@@ -286,7 +345,11 @@ export function renderMarkdown(f: ReportFigures, svgFileName: string): string {
         "",
       );
   }
+}
 
+/** ## Margin per plan */
+function marginSection(md: Markdown, f: ReportFigures): void {
+  const { L, table } = md;
   L.push("## Margin per plan", "");
   table(
     ["plan", "price EUR", "cost EUR (all four pools)", "margin", `target ${(f.margins.target * 100).toFixed(1)}%`],
@@ -303,7 +366,11 @@ export function renderMarkdown(f: ReportFigures, svgFileName: string): string {
     `Source: \`${f.margins.source}\`. ${below.length ? `Below target: ${below.join(", ")} (gate ${f.marginGate}).` : "Every comparable plan meets the target."}`,
     "",
   );
+}
 
+/** ## Chart */
+function chartSection(md: Markdown, f: ReportFigures, svgFileName: string): void {
+  const { L, table } = md;
   L.push("## Chart", "");
   L.push(`![Credits per rule before and after; margin per plan against target](${svgFileName})`, "");
   const chartRules = ruleOrder([...Object.keys(f.chart.before), ...Object.keys(f.chart.after)]);
@@ -311,7 +378,11 @@ export function renderMarkdown(f: ReportFigures, svgFileName: string): string {
     ["rule", "before: unified credits", ...POOLS.map((p) => `after: ${p}`)],
     chartRules.map((r) => [r, compact(f.chart.before[r] ?? 0), ...POOLS.map((p) => compact(f.chart.after[r]?.[p] ?? 0))]),
   );
+}
 
+/** ## Rollback */
+function rollbackSection(md: Markdown, f: ReportFigures): void {
+  const { L } = md;
   L.push("## Rollback", "");
   L.push(
     f.previousSuccessfulVersion !== null
@@ -327,5 +398,4 @@ export function renderMarkdown(f: ReportFigures, svgFileName: string): string {
       : "This stack is configured for the unified model (rolled back, or never migrated): the `pulumi config set` line migrates it (again), taking a new backup first.",
     "",
   );
-  return L.join("\n");
 }

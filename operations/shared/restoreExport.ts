@@ -175,13 +175,11 @@ export interface RestoreOptions {
   progressEveryMs?: number;
 }
 
-export async function restoreExport(exportDir: string, targetUrl: string, opts: RestoreOptions = {}): Promise<RestoreResult> {
-  const log = opts.log ?? (() => undefined);
-  const every = opts.progressEveryMs ?? 2000;
-  const started = Date.now();
-  const manifest = readManifest(exportDir);
-  const say = (s: string) => log(`restore ${manifest.backupId}: ${s}`);
+type Say = (s: string) => void;
 
+/** 1. The export is what the manifest says it is, and nobody but its owner can read it: refuses naming every problem,
+ *  before anything is written. */
+function checkExport(exportDir: string, manifest: Manifest, opts: RestoreOptions): void {
   // 1. The export is what the manifest says it is, and nobody but its owner can read it.
   const problems: string[] = exportPermissionProblems(exportDir, manifest);
   const unknown = Object.keys(manifest.tables).filter((t) => !RESTORE_ORDER.includes(t));
@@ -203,111 +201,134 @@ export async function restoreExport(exportDir: string, targetUrl: string, opts: 
   const signature = manifestSignatureProblem(exportDir, opts.key ?? manifestKey(), opts.allowUnsigned);
   if (signature) problems.push(signature);
   if (problems.length) throw new RestoreError(`restore of ${manifest.backupId} refused, nothing was written`, problems);
+}
+
+/** 3. Never merge into data: refuses a target whose tables hold rows. */
+async function refuseNonEmpty(c: Client, targetUrl: string): Promise<void> {
+  // 3. Never merge into data.
+  const busy: string[] = [];
+  for (const t of ["organizations", "profiles", "organization_credits", "credit_consumption_logs"]) {
+    const n = Number((await c.query(`SELECT count(*)::bigint AS n FROM public.${t}`)).rows[0].n);
+    if (n > 0) busy.push(`public.${t} has ${n.toLocaleString("en-US")} rows`);
+  }
+  if (busy.length) throw new RestoreError(`restore refused: ${redactUrl(targetUrl)} is not empty`, busy);
+}
+
+/** The export's rows fit the target's tables; an export taken after a migration gets the Phase 3.5 columns created
+ *  first (returns whether it did). Refuses when they still do not fit. */
+async function fitColumns(c: Client, exportDir: string, manifest: Manifest, say: Say): Promise<boolean> {
+  const mismatch = async () => {
+    const out: string[] = [];
+    for (const t of RESTORE_ORDER) {
+      const fields = fieldsInFirstLine(path.join(exportDir, manifest.tables[t].file));
+      const cols = await columnCount(c, t);
+      if (fields > 0 && fields !== cols) out.push(`${t}: the export has ${fields} fields per row, public.${t} has ${cols} columns`);
+    }
+    return out;
+  };
+  if (!(await mismatch()).length) return false;
+  say("the export has more columns than the pre-Phase-3.5 schema (taken after a migration): creating the Phase 3.5 columns");
+  for (const file of PHASE35_SCHEMA_FILES) {
+    const f = loadSql(file);
+    try {
+      await inTransaction(c, () => c.query(f.text));
+    } catch (e) {
+      throw explainSqlError(e, f.file, f.text);
+    }
+  }
+  const diff = await mismatch();
+  if (diff.length) throw new RestoreError(`restore refused: the export's rows do not fit the Guardian schema`, diff);
+  return true;
+}
+
+/** 4. Every table loaded (COPY, with progress), 5. verified against the manifest's rows and checksums, in ONE
+ *  transaction: a table that differs rolls the whole load back. */
+async function loadAndVerify(c: Client, exportDir: string, manifest: Manifest, every: number, say: Say): Promise<Record<string, RestoredTable>> {
+  const { from: copyFrom } = require("pg-copy-streams");
+  let tables: Record<string, RestoredTable> = {};
+  await inTransaction(c, async () => {
+    await c.query(`DELETE FROM public.credit_actions`); // the baseline's live catalogue; the export's replaces it
+    for (const t of RESTORE_ORDER) {
+      const m = manifest.tables[t];
+      const total = Number(m.rows);
+      let lines = 0;
+      let last = Date.now();
+      const t0 = Date.now();
+      const tap = new Transform({
+        transform(chunk: Buffer, _enc, cb) {
+          for (let i = 0; i < chunk.length; i++) if (chunk[i] === 10) lines++;
+          if (Date.now() - last >= every) {
+            last = Date.now();
+            const rate = lines / Math.max(0.001, (last - t0) / 1000);
+            const eta = rate > 0 ? (total - lines) / rate : 0;
+            say(
+              `loading ${t}: ${lines.toLocaleString("en-US")}/${total.toLocaleString("en-US")} rows (${total ? Math.floor((100 * lines) / total) : 100}%), ${Math.round(rate).toLocaleString("en-US")} rows/s, ETA ${eta.toFixed(0)} s`,
+            );
+          }
+          cb(null, chunk);
+        },
+      });
+      await pipeline(fs.createReadStream(path.join(exportDir, m.file)), tap, c.query(copyFrom(`COPY public.${t} FROM STDIN`)));
+      say(`loaded ${t}: ${lines.toLocaleString("en-US")} rows`);
+    }
+    await c.query(
+      `SELECT setval(pg_get_serial_sequence('public.credit_consumption_logs', 'id'), greatest(coalesce(max(id), 0), 1), max(id) IS NOT NULL)
+         FROM public.credit_consumption_logs`,
+    );
+    // 5. Verify against the manifest.
+    tables = {};
+    for (const t of RESTORE_ORDER) {
+      const m = manifest.tables[t];
+      const r = (await c.query(ROW_CHECKSUM(`public.${t}`))).rows[0];
+      const rows = Number(r.n);
+      tables[t] = {
+        rows,
+        expectedRows: Number(m.rows),
+        checksum: r.checksum,
+        expectedChecksum: String(m.checksum),
+        ok: rows === Number(m.rows) && r.checksum === String(m.checksum),
+      };
+      say(
+        `${t}: ${rows.toLocaleString("en-US")} rows, checksum ${tables[t].ok ? "equal to the manifest's" : `${r.checksum} DIFFERS from the manifest's ${m.checksum}`}`,
+      );
+    }
+    // Before anything is committed: a row that differs from the manifest rolls the whole load back.
+    const bad = RESTORE_ORDER.filter((t) => !tables[t].ok);
+    if (bad.length) {
+      throw new RestoreError(
+        `restore of ${manifest.backupId} refused, nothing was committed`,
+        bad.map(
+          (t) =>
+            `${t}: ${tables[t].rows} rows, checksum ${tables[t].checksum}; the manifest says ${tables[t].expectedRows} rows, checksum ${tables[t].expectedChecksum}`,
+        ),
+      );
+    }
+  });
+
+  return tables;
+}
+
+export async function restoreExport(exportDir: string, targetUrl: string, opts: RestoreOptions = {}): Promise<RestoreResult> {
+  const log = opts.log ?? (() => undefined);
+  const every = opts.progressEveryMs ?? 2000;
+  const started = Date.now();
+  const manifest = readManifest(exportDir);
+  const say = (s: string) => log(`restore ${manifest.backupId}: ${s}`);
+
+  checkExport(exportDir, manifest, opts); // 1. the export is what the manifest says it is, readable by its owner only
   say(
     `export ${exportDir}: ${fs.existsSync(path.join(exportDir, SIGNATURE_FILE)) ? "manifest signature verified, " : "UNSIGNED (allowed), "}${RESTORE_ORDER.length} files match the manifest's sha256`,
   );
 
-  const { from: copyFrom } = require("pg-copy-streams");
   const c = await connect(targetUrl);
   try {
     // 2. The schema the rows go into.
     const baseline = await ensureBaseline(c);
     say(`baseline schema: ${baseline.created.length ? `created ${baseline.created.length} objects` : "already present"}`);
 
-    // 3. Never merge into data.
-    const busy: string[] = [];
-    for (const t of ["organizations", "profiles", "organization_credits", "credit_consumption_logs"]) {
-      const n = Number((await c.query(`SELECT count(*)::bigint AS n FROM public.${t}`)).rows[0].n);
-      if (n > 0) busy.push(`public.${t} has ${n.toLocaleString("en-US")} rows`);
-    }
-    if (busy.length) throw new RestoreError(`restore refused: ${redactUrl(targetUrl)} is not empty`, busy);
-
-    let phase35Columns = false;
-    const mismatch = async () => {
-      const out: string[] = [];
-      for (const t of RESTORE_ORDER) {
-        const fields = fieldsInFirstLine(path.join(exportDir, manifest.tables[t].file));
-        const cols = await columnCount(c, t);
-        if (fields > 0 && fields !== cols) out.push(`${t}: the export has ${fields} fields per row, public.${t} has ${cols} columns`);
-      }
-      return out;
-    };
-    let diff = await mismatch();
-    if (diff.length) {
-      say("the export has more columns than the pre-Phase-3.5 schema (taken after a migration): creating the Phase 3.5 columns");
-      for (const file of PHASE35_SCHEMA_FILES) {
-        const f = loadSql(file);
-        try {
-          await inTransaction(c, () => c.query(f.text));
-        } catch (e) {
-          throw explainSqlError(e, f.file, f.text);
-        }
-      }
-      phase35Columns = true;
-      diff = await mismatch();
-      if (diff.length) throw new RestoreError(`restore refused: the export's rows do not fit the Guardian schema`, diff);
-    }
-
-    // 4. Load, in one transaction (5. verified in it).
-    let tables: Record<string, RestoredTable> = {};
-    await inTransaction(c, async () => {
-      await c.query(`DELETE FROM public.credit_actions`); // the baseline's live catalogue; the export's replaces it
-      for (const t of RESTORE_ORDER) {
-        const m = manifest.tables[t];
-        const total = Number(m.rows);
-        let lines = 0;
-        let last = Date.now();
-        const t0 = Date.now();
-        const tap = new Transform({
-          transform(chunk: Buffer, _enc, cb) {
-            for (let i = 0; i < chunk.length; i++) if (chunk[i] === 10) lines++;
-            if (Date.now() - last >= every) {
-              last = Date.now();
-              const rate = lines / Math.max(0.001, (last - t0) / 1000);
-              const eta = rate > 0 ? (total - lines) / rate : 0;
-              say(
-                `loading ${t}: ${lines.toLocaleString("en-US")}/${total.toLocaleString("en-US")} rows (${total ? Math.floor((100 * lines) / total) : 100}%), ${Math.round(rate).toLocaleString("en-US")} rows/s, ETA ${eta.toFixed(0)} s`,
-              );
-            }
-            cb(null, chunk);
-          },
-        });
-        await pipeline(fs.createReadStream(path.join(exportDir, m.file)), tap, c.query(copyFrom(`COPY public.${t} FROM STDIN`)));
-        say(`loaded ${t}: ${lines.toLocaleString("en-US")} rows`);
-      }
-      await c.query(
-        `SELECT setval(pg_get_serial_sequence('public.credit_consumption_logs', 'id'), greatest(coalesce(max(id), 0), 1), max(id) IS NOT NULL)
-           FROM public.credit_consumption_logs`,
-      );
-      // 5. Verify against the manifest.
-      tables = {};
-      for (const t of RESTORE_ORDER) {
-        const m = manifest.tables[t];
-        const r = (await c.query(ROW_CHECKSUM(`public.${t}`))).rows[0];
-        const rows = Number(r.n);
-        tables[t] = {
-          rows,
-          expectedRows: Number(m.rows),
-          checksum: r.checksum,
-          expectedChecksum: String(m.checksum),
-          ok: rows === Number(m.rows) && r.checksum === String(m.checksum),
-        };
-        say(
-          `${t}: ${rows.toLocaleString("en-US")} rows, checksum ${tables[t].ok ? "equal to the manifest's" : `${r.checksum} DIFFERS from the manifest's ${m.checksum}`}`,
-        );
-      }
-      // Before anything is committed: a row that differs from the manifest rolls the whole load back.
-      const bad = RESTORE_ORDER.filter((t) => !tables[t].ok);
-      if (bad.length) {
-        throw new RestoreError(
-          `restore of ${manifest.backupId} refused, nothing was committed`,
-          bad.map(
-            (t) =>
-              `${t}: ${tables[t].rows} rows, checksum ${tables[t].checksum}; the manifest says ${tables[t].expectedRows} rows, checksum ${tables[t].expectedChecksum}`,
-          ),
-        );
-      }
-    });
+    await refuseNonEmpty(c, targetUrl); // 3. never merge into data
+    const phase35Columns = await fitColumns(c, exportDir, manifest, say);
+    const tables = await loadAndVerify(c, exportDir, manifest, every, say); // 4. load, 5. verify, in one transaction
 
     const ok = Object.values(tables).every((x) => x.ok);
     return { backupId: manifest.backupId, database: redactUrl(targetUrl), phase35Columns, tables, ok, durationMs: Date.now() - started };
