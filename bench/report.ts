@@ -55,6 +55,13 @@ export interface Target {
   note?: string;
 }
 
+/** A target on a ratio measured in every round: the median decides, and every round is shown with how many met it. */
+function ratioTarget(target: string, xs: number[], bound: number, atLeast: boolean): Target {
+  const ok = (x: number) => (atLeast ? x >= bound : x <= bound);
+  const each = xs.length > 1 ? ` (rounds: ${xs.map((x) => `x${x}`).join(", ")}); met in ${xs.filter(ok).length} of ${xs.length}` : "";
+  return { target, measured: xs.length ? `x${round(median(xs))}${each}` : "not measured", met: xs.length ? ok(median(xs)) : null };
+}
+
 /**
  * The targets for consume_credits_rpc v2, from the pgbench cases of the same run (each ratio from one round, where
  * both cases ran side by side; over several rounds, the median decides and every round is shown):
@@ -88,15 +95,15 @@ export function rpcTargets(rpc: BenchRpcResult | undefined): Target[] {
       [`v2 p99 <= 1.5x the plpgsql debit-plus-log's (${clients} clients)`, "plpgsql_reference", "p99", 1.5, false],
       [`v2 throughput >= 0.9x v1's (${clients} clients)`, "v1", "tps", 0.9, true],
     ];
-    for (const [target, versus, field, bound, atLeast] of checks) {
-      const xs = ratios(clients, versus).map((x) => x[field]);
-      const ok = (x: number) => (atLeast ? x >= bound : x <= bound);
-      out.push({
-        target,
-        measured: xs.length ? `x${round(median(xs))}${each(xs)}${xs.length > 1 ? `; met in ${xs.filter(ok).length} of ${xs.length}` : ""}` : "not measured",
-        met: xs.length ? ok(median(xs)) : null,
-      });
-    }
+    for (const [target, versus, field, bound, atLeast] of checks)
+      out.push(
+        ratioTarget(
+          target,
+          ratios(clients, versus).map((x) => x[field]),
+          bound,
+          atLeast,
+        ),
+      );
   }
   // Issue 24, item 1: against the bare minimum (one locked debit plus one durable three-column log row).
   for (const clients of [8, 32]) {
@@ -104,15 +111,15 @@ export function rpcTargets(rpc: BenchRpcResult | undefined): Target[] {
       [`v2 throughput >= 0.85x the bare minimum's (${clients} clients)`, "tps", 0.85, true],
       [`v2 p99 <= 1.25x the bare minimum's (${clients} clients)`, "p99", 1.25, false],
     ];
-    for (const [target, field, bound, atLeast] of checks) {
-      const xs = ratios(clients, "bare_minimum").map((x) => x[field]);
-      const ok = (x: number) => (atLeast ? x >= bound : x <= bound);
-      out.push({
-        target,
-        measured: xs.length ? `x${round(median(xs))}${each(xs)}${xs.length > 1 ? `; met in ${xs.filter(ok).length} of ${xs.length}` : ""}` : "not measured",
-        met: xs.length ? ok(median(xs)) : null,
-      });
-    }
+    for (const [target, field, bound, atLeast] of checks)
+      out.push(
+        ratioTarget(
+          target,
+          ratios(clients, "bare_minimum").map((x) => x[field]),
+          bound,
+          atLeast,
+        ),
+      );
   }
   // Not a target: the ceiling of the last one. The plpgsql debit-plus-log does only an UPDATE and an INSERT into the
   // migrated log; where it is itself under 0.9x v1, v2 (which also locks, checks the caller and reads the catalogue)
