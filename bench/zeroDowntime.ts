@@ -3,24 +3,19 @@ import * as crypto from "crypto";
 import * as fs from "fs";
 import { dropDatabase, type PgServer } from "../operations/shared/pgserver";
 import { collect, testStack, type TestStack } from "../harness/stack";
-import { checkLedger, checkMulti, checkUnifiedAfterRollback, ConsumerFleet, fleetOrgs, maxLogId, phaseStats } from "../harness/consumerFleet";
+import { checkLedger, checkMulti, checkUnifiedAfterRollback, ConsumerFleet, type FleetReport, fleetOrgs, maxLogId, phaseStats } from "../harness/consumerFleet";
 import { type Args, fmt, log, secs } from "./common";
 import { seededDatabase, upWithRepair } from "./migrationSize";
 
 // ---------------------------------------------------------------------------------------------------------------
 // Zero downtime at scale
 
-export interface ZeroDowntimeResult {
+/** One size's proof: the fleet's counts (harness/consumerFleet.ts FleetReport), its ledger and invariants. */
+export interface ZeroDowntimeResult
+  extends Pick<FleetReport, "calls" | "twoArg" | "fourArg" | "successes" | "refusals" | "replays" | "fourArgRefusedWithoutV2"> {
   orgs: number;
   consumers: number;
-  calls: number;
-  twoArg: number;
-  fourArg: number;
-  successes: number;
-  refusals: number;
-  replays: number;
   replayMismatches: number;
-  fourArgRefusedWithoutV2: number;
   failures: number;
   failureSamples: string[];
   ledger: { mismatches: number; samples: string[]; logSuccesses: number; clientSuccesses: number; logRefusals: number; clientRefusals: number };
