@@ -112,7 +112,7 @@ export const recorded = <T>(): Slot<T> => ({});
 export type RecordedBy<S> = { -readonly [K in keyof S]: S[K] extends Slot<infer T> ? T : never };
 
 /** The outputs as the program reads them from the resource: each a pulumi.Output. */
-export type OutputsOf<S> = { readonly [K in keyof S]: pulumi.Output<S[K] extends Slot<infer T> ? T : never> };
+export type OutputsOf<S> = { readonly [K in keyof S]: pulumi.Output<RecordedBy<S>[K]> };
 
 /** A class of connectedResource(): constructed as a program declares it, its outputs as typed fields. */
 export type ConnectedResourceClass<A, S> = new (name: string, args: A, opts?: pulumi.CustomResourceOptions) => pulumi.dynamic.Resource & OutputsOf<S>;

@@ -21,13 +21,13 @@ import * as path from "path";
 import type { Client } from "pg";
 import { BACKUP_TABLES } from "../../components/backup";
 import { parseConfig } from "../../lib/config";
-import { inTransaction, redactUrl } from "../../lib/db";
+import { redactUrl } from "../../lib/db";
 import { SEED_SHAPE } from "../../lib/shape";
 import { type MigrationPart, migrationParts } from "../../operations/export/supabaseMigration";
-import { explainSqlError, loadSql } from "../../lib/sql";
+import { loadSql } from "../../lib/sql";
 import { backupProvider } from "../../providers/backup";
 import { freshDb, type TestDb } from "../helpers/db";
-import { makeOrg, makeUser } from "../helpers/engine";
+import { applySql, makeOrg, makeUser } from "../helpers/engine";
 
 export type Role = "anon" | "authenticated" | "service_role";
 export interface Who {
@@ -53,13 +53,7 @@ export const POOLS_AT_START = { ai: 500, whatsapp: 300, email: 1000, sms: 50 };
 async function applyParts(db: TestDb, parts: MigrationPart[]): Promise<void> {
   const c = await db.client();
   try {
-    for (const p of parts) {
-      try {
-        await inTransaction(c, () => c.query(p.sql));
-      } catch (e) {
-        throw explainSqlError(e, p.source, p.sql);
-      }
-    }
+    for (const p of parts) await applySql(c, p.source, p.sql);
   } finally {
     await c.end();
   }

@@ -8,9 +8,10 @@
 import { CREDIT_SCHEMA_OBJECTS } from "../../components/creditSchema";
 import type { CreditModel, GuardianConfig } from "../../lib/config";
 import { POOLS } from "../../lib/config";
-import { explainSqlError, loadSql } from "../../lib/sql";
+import { loadSql } from "../../lib/sql";
 import { inTransaction } from "../../lib/db";
 import { freshDb, type TestDb } from "./db";
+import { applySql } from "./engine";
 
 /** Runs SQL files (paths under sql/) in one transaction each, errors located in their file. */
 export async function applySqlFiles(db: TestDb, files: string[]): Promise<void> {
@@ -18,7 +19,7 @@ export async function applySqlFiles(db: TestDb, files: string[]): Promise<void> 
   try {
     for (const file of files) {
       const f = loadSql(file);
-      await applyText(c, f.file, f.text);
+      await applySql(c, f.file, f.text);
     }
   } finally {
     await c.end();
@@ -29,14 +30,10 @@ export async function applySqlFiles(db: TestDb, files: string[]): Promise<void> 
 export async function applySqlText(db: TestDb, file: string, text: string): Promise<void> {
   const c = await db.client();
   try {
-    await applyText(c, file, text);
+    await applySql(c, file, text);
   } finally {
     await c.end();
   }
-}
-
-async function applyText(c: import("pg").Client, file: string, text: string): Promise<void> {
-  await inTransaction(c, () => c.query(text)).catch((e) => Promise.reject(explainSqlError(e, file, text)));
 }
 
 /** A fresh database with the baseline, the internal schema and the additive columns (the credit schema's files). */
@@ -46,8 +43,7 @@ export async function guardianDb(prefix: string): Promise<TestDb> {
   try {
     for (const spec of CREDIT_SCHEMA_OBJECTS) {
       const f = loadSql(spec.file);
-      if (spec.transaction === false) await c.query(f.text).catch((e) => Promise.reject(explainSqlError(e, f.file, f.text)));
-      else await applyText(c, f.file, f.text);
+      await applySql(c, f.file, f.text, spec.transaction !== false);
     }
   } finally {
     await c.end();

@@ -13,7 +13,8 @@ import { CREDIT_FUNCTIONS } from "../../components/creditFunctions";
 import { CREDIT_SCHEMA_OBJECTS } from "../../components/creditSchema";
 import type { TestDb } from "./db";
 
-async function run(c: Client, file: string, text: string, transaction = true): Promise<void> {
+/** Applies one SQL file's text, in its own transaction unless `transaction` is false; an error names the file. */
+export async function applySql(c: Client, file: string, text: string, transaction = true): Promise<void> {
   try {
     await (transaction ? inTransaction(c, () => c.query(text)) : c.query(text));
   } catch (e) {
@@ -23,10 +24,10 @@ async function run(c: Client, file: string, text: string, transaction = true): P
 
 /** Applies the credit schema, the catalogue (from config) and the functions on an open connection. */
 export async function applyCreditEngine(c: Client, config: GuardianConfig): Promise<void> {
-  for (const s of CREDIT_SCHEMA_OBJECTS) await run(c, s.file, loadSql(s.file).text, s.transaction !== false);
-  await run(c, "(generated from guardian:actions)", actionCatalogueSql(config));
-  await run(c, "(generated from guardian:plans)", planCatalogueSql(config));
-  for (const f of CREDIT_FUNCTIONS) await run(c, f.file, loadSql(f.file).text);
+  for (const s of CREDIT_SCHEMA_OBJECTS) await applySql(c, s.file, loadSql(s.file).text, s.transaction !== false);
+  await applySql(c, "(generated from guardian:actions)", actionCatalogueSql(config));
+  await applySql(c, "(generated from guardian:plans)", planCatalogueSql(config));
+  for (const f of CREDIT_FUNCTIONS) await applySql(c, f.file, loadSql(f.file).text);
 }
 
 /**
