@@ -5,8 +5,9 @@ import { createDatabase, dropDatabase, type PgServer } from "../operations/share
 import { seed } from "../operations/seed";
 import { collect, testStack, type TestStack } from "../harness/stack";
 import { ConsumerFleet, fleetOrgs, latencySummary } from "../harness/consumerFleet";
-import { type Args, fmt, log, secs, sql, timed } from "./common";
+import { type Args, fmt, log, round, secs, sql, timed } from "./common";
 import { backgroundSampler, lockSampler, loopLag, waitsIn } from "./samplers";
+import { type AnchorResult, onlineAnchor } from "./onlineAnchor";
 
 // ---------------------------------------------------------------------------------------------------------------
 // One size
@@ -89,6 +90,8 @@ export interface SizeResult {
   upStages: StageTimes;
   backupSeconds: number | null;
   backfill: { seconds: number; orgsPerSecond: number; rowsBackfilled: number; batches: number | null };
+  /** The same rows flipped by the rule alone, by primary key, 1,000 per transaction, no load (bench/onlineAnchor.ts). */
+  anchor: AnchorResult;
   consumers: {
     connections: number;
     idleBefore: ReturnType<typeof latencySummary>;
@@ -119,6 +122,10 @@ export interface SizeResult {
 
 export async function benchSize(server: PgServer, orgs: number, a: Args): Promise<SizeResult> {
   const db = await seededDatabase(server, orgs);
+  const anchor = await onlineAnchor(server, db.name).catch(async (e) => {
+    await dropDatabase(server, db.name).catch(() => undefined);
+    throw e;
+  });
   let t: TestStack | undefined;
   let fleet: ConsumerFleet | undefined;
   let sampler: ReturnType<typeof lockSampler> | undefined;
@@ -186,6 +193,7 @@ export async function benchSize(server: PgServer, orgs: number, a: Args): Promis
         rowsBackfilled: Number(up.outputs.rowsBackfilled?.value),
         batches: bf.batches ?? win.batches ?? null,
       },
+      anchor,
       consumers: {
         connections: a.consumers,
         idleBefore: latencySummary(report.latencies, idleFrom, idleTo),
@@ -212,7 +220,8 @@ export async function benchSize(server: PgServer, orgs: number, a: Args): Promis
       repairs,
     };
     log(
-      `size ${fmt(orgs)}: up ${r.upSeconds} s, backfill ${r.backfill.seconds} s (${fmt(r.backfill.orgsPerSecond)} orgs/s), ` +
+      `size ${fmt(orgs)}: up ${r.upSeconds} s, backfill ${r.backfill.seconds} s (${fmt(r.backfill.orgsPerSecond)} orgs/s, ` +
+        `x${round(r.backfill.orgsPerSecond / anchor.orgsPerSecond)} the online anchor), ` +
         `consumer max during backfill ${r.consumers.duringBackfill.max} ms, rollback ${r.rollback.upSeconds} s`,
     );
     return r;

@@ -149,6 +149,21 @@ export function targets(sizes: SizeResult[], rpc?: BenchRpcResult): Target[] {
     measured: m ? `${m.backfill.seconds} s (${fmt(m.backfill.orgsPerSecond)} orgs/s, ${m.consumers.connections} consumers)` : "not measured (size not run)",
     met: m ? m.backfill.seconds < 60 : null,
   });
+  // Issue 24, target 2: the backfill under load against the online anchor (bench/onlineAnchor.ts), per size.
+  for (const s of sizes) {
+    const x = round(s.backfill.orgsPerSecond / s.anchor.orgsPerSecond);
+    out.push({
+      target: `backfill >= 0.9x the online anchor's orgs/s while ${s.consumers.connections} consumers call (${fmt(s.orgs)} orgs)`,
+      measured: `x${x} (${fmt(s.backfill.orgsPerSecond)} vs ${fmt(s.anchor.orgsPerSecond)} orgs/s)`,
+      met: x >= 0.9,
+    });
+    const p = round(s.consumers.duringBackfill.p99 / s.consumers.idleBefore.p99);
+    out.push({
+      target: `consumers: 0 failed calls, and p99 during the backfill <= 2x their p99 before it (${fmt(s.orgs)} orgs)`,
+      measured: `${s.consumers.failures} failed in the whole run; p99 ${s.consumers.duringBackfill.p99} ms vs ${s.consumers.idleBefore.p99} ms (x${p})`,
+      met: s.consumers.failures === 0 && p <= 2,
+    });
+  }
   const base = sizes[0];
   const big = sizes[sizes.length - 1];
   out.push({
@@ -285,6 +300,10 @@ export function markdown(r: any): string {
     row("  of which backup + export (s)", (s) => `${s.backupSeconds ?? "?"}`);
     row("  of which backfill (s)", (s) => `${s.backfill.seconds} ${x(s.backfill.seconds, base.backfill.seconds)}`);
     row("backfill orgs/s", (s) => fmt(s.backfill.orgsPerSecond));
+    row(
+      "online anchor: the rule by primary key, 1,000 per transaction, no load (s, orgs/s)",
+      (s) => `${s.anchor.seconds}, ${fmt(s.anchor.orgsPerSecond)} (backfill x${round(s.backfill.orgsPerSecond / s.anchor.orgsPerSecond)})`,
+    );
     row("`pulumi preview`, migrated, no change (s)", (s) => `${s.previewMigratedSeconds} ${x(s.previewMigratedSeconds, base.previewMigratedSeconds)}`);
     row("rollback `pulumi up` unified (s)", (s) => `${s.rollback.upSeconds} ${x(s.rollback.upSeconds, base.rollback.upSeconds)}`);
     row("  of which the Rollback provider (s)", (s) => `${s.rollback.providerSeconds}`);
