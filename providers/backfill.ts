@@ -85,7 +85,6 @@ const APP = "backfill";
 interface BatchRow {
   flipped: number | string;
   locked: number | string;
-  table_pages: number | string;
   per_rule: Record<string, number> | null;
   clamped_orgs: string[] | null;
 }
@@ -143,7 +142,7 @@ async function run(inputs: BackfillInputs): Promise<BackfillOutputs> {
         say(`${fmt(done)}/${fmt(total)} orgs (${pct}%), ${fmt(rate)} orgs/s, ETA ${eta.toFixed(0)} s`);
       }
       if (flipped > 0 && inputs.pauseMs > 0) await new Promise((res) => setTimeout(res, inputs.pauseMs));
-      return { locked: Number(r.locked), tablePages: Number(r.table_pages) };
+      return { locked: Number(r.locked) };
     };
     await walkPages(
       c,

@@ -37,7 +37,7 @@ import {
   withConnection,
 } from "./kernel";
 import type { Connection, Db } from "./kernel";
-import { TABLE_PAGES_SQL, walkPages, walkPlan } from "./pageWalk";
+import { walkPages, walkPlan } from "./pageWalk";
 
 /** sql/rollback/*.sql, as text. */
 export interface RollbackSql {
@@ -166,8 +166,7 @@ async function switchBack(c: Db, inputs: RollbackInputs, tx: Tx, multiOrgs: numb
             );
           }
         }
-        const size = await c.query<{ pages: string }>(`SELECT ${TABLE_PAGES_SQL} AS pages`);
-        return { locked: ids.length, tablePages: Number(size.rows[0].pages) };
+        return { locked: ids.length };
       });
       done += b.locked;
       if (Date.now() - last > 2000) {

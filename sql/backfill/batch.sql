@@ -3,7 +3,10 @@
 -- same range again while a batch comes back full: flipped rows are multi, so each run takes the next ones). Rows are
 -- locked first (FOR UPDATE), so a concurrent consume_credits_rpc either finished before (and the flip reads its
 -- debit) or waits for the flip and is then served by the multi model. Runs in its own short transaction; returns
--- the table's size in pages now, and what was locked and flipped.
+-- what was locked and flipped. The flip finds each row by organization_id, not by the ctid its lock returned: when
+-- the lock waited for a call, that ctid is of the call's row version, which the statement's snapshot (taken before
+-- the wait) cannot see, so a TID scan would find nothing (test/zero-downtime.test.ts, "a call that commits while a
+-- batch waits"); the primary key finds the version the snapshot sees, and the UPDATE follows it to the newest.
 -- Batches walk the table in its physical order (a TID range scan): each heap page is read, dirtied and written once,
 -- where a walk in organization_id order (random uuids) touches every page once per row it holds, and on a table
 -- larger than shared_buffers makes the server write each page tens of times (measured at 1M orgs: 737,313 buffers
@@ -101,8 +104,7 @@ WITH batch AS (
     FROM ruled WHERE clamped
   RETURNING organization_id
 )
-SELECT pg_relation_size('public.organization_credits') / current_setting('block_size')::bigint AS table_pages,
-       (SELECT count(*)::int FROM batch) AS locked,
+SELECT (SELECT count(*)::int FROM batch) AS locked,
        (SELECT count(*)::int FROM forgotten) AS records_used,
        (SELECT count(*)::int FROM recorded) AS allocations_recorded,
        (SELECT count(*)::int FROM ruled) AS flipped,
