@@ -10,6 +10,11 @@
  *                       conditional UPDATE on a two-column table (organization id primary key, one integer pool) and,
  *                       when a row was updated, an INSERT into a three-column log (bigserial id, organization id,
  *                       timestamptz DEFAULT now()), and returns the pool left
+ *   bare_minimum_crm_keys
+ *                       the bare minimum whose log also has the two foreign keys of the CRM's log (organization_id ->
+ *                       organizations, action_type -> credit_actions): what the CRM's own schema adds to every call that
+ *                       logs into it, v1's and v2's alike (each insert runs a referential check that locks the row it
+ *                       finds; every call of one action locks the same catalogue row)
  *   v2_hot_org          v2 with every client on one organization (row-lock contention), checked afterwards:
  *                       successes == credits debited, and one log row per transaction
  *
@@ -152,6 +157,7 @@ export function scripts(orgs: number, caller: BenchCaller = "supabase"): Record<
     )}`,
     plpgsql_reference: `${pick}${call(`SELECT public.bench_debit_and_log(${orgUuid(":i")});`)}`,
     bare_minimum: `${pick}${call(`SELECT public.bench_bare_minimum(${orgUuid(":i")});`)}`,
+    bare_minimum_crm_keys: `${pick}${call(`SELECT public.bench_bare_minimum_crm_keys(${orgUuid(":i")});`)}`,
     v2_hot_org: `\\set i 0\n${call(`SELECT public.consume_credits_rpc(${orgUuid(":i")}, 'ai_chat', 1);`)}`,
   };
 }
@@ -190,6 +196,25 @@ BEGIN
   RETURN v_left;
 END
 $fn$;
+CREATE TABLE public.bench_min_keyed_log (id bigserial PRIMARY KEY,
+  organization_id uuid NOT NULL REFERENCES public.organizations (id) ON DELETE CASCADE,
+  action_type text NOT NULL REFERENCES public.credit_actions (action_type),
+  at timestamptz NOT NULL DEFAULT now());
+CREATE OR REPLACE FUNCTION public.bench_bare_minimum_crm_keys(p_org uuid) RETURNS integer
+LANGUAGE plpgsql AS $fn$
+DECLARE
+  v_left integer;
+BEGIN
+  UPDATE public.bench_min_pool SET pool = pool - 1 WHERE organization_id = p_org AND pool >= 1 RETURNING pool INTO v_left;
+  IF FOUND THEN
+    INSERT INTO public.bench_min_keyed_log (organization_id, action_type) VALUES (p_org, 'ai_chat');
+  END IF;
+  RETURN v_left;
+END
+$fn$;
+GRANT INSERT ON public.bench_min_keyed_log TO service_role;
+GRANT USAGE ON SEQUENCE public.bench_min_keyed_log_id_seq TO service_role;
+GRANT EXECUTE ON FUNCTION public.bench_bare_minimum_crm_keys(uuid) TO service_role;
 GRANT SELECT, UPDATE ON public.bench_min_pool TO service_role;
 GRANT INSERT ON public.bench_min_log TO service_role;
 GRANT USAGE ON SEQUENCE public.bench_min_log_id_seq TO service_role;
@@ -426,6 +451,7 @@ export async function benchRpc(adminUrl: string, opts: BenchRpcOptions = {}): Pr
       ["bare_update", v2Url],
       ["plpgsql_reference", v2Url],
       ["bare_minimum", v2Url],
+      ["bare_minimum_crm_keys", v2Url],
       ["v2", v2Url],
     ];
     let turn = 0;
