@@ -183,42 +183,41 @@ $fn$;
 GRANT EXECUTE ON FUNCTION public.bench_debit_and_log(uuid) TO service_role;
 
 CREATE TABLE public.bench_min_pool (organization_id uuid PRIMARY KEY, pool integer NOT NULL);
-CREATE TABLE public.bench_min_log (id bigserial PRIMARY KEY, organization_id uuid NOT NULL, at timestamptz NOT NULL DEFAULT now());
-CREATE OR REPLACE FUNCTION public.bench_bare_minimum(p_org uuid) RETURNS integer
-LANGUAGE plpgsql AS $fn$
-DECLARE
-  v_left integer;
-BEGIN
-  UPDATE public.bench_min_pool SET pool = pool - 1 WHERE organization_id = p_org AND pool >= 1 RETURNING pool INTO v_left;
-  IF FOUND THEN
-    INSERT INTO public.bench_min_log (organization_id) VALUES (p_org);
-  END IF;
-  RETURN v_left;
-END
-$fn$;
-CREATE TABLE public.bench_min_keyed_log (id bigserial PRIMARY KEY,
-  organization_id uuid NOT NULL REFERENCES public.organizations (id) ON DELETE CASCADE,
-  action_type text NOT NULL REFERENCES public.credit_actions (action_type),
-  at timestamptz NOT NULL DEFAULT now());
-CREATE OR REPLACE FUNCTION public.bench_bare_minimum_crm_keys(p_org uuid) RETURNS integer
-LANGUAGE plpgsql AS $fn$
-DECLARE
-  v_left integer;
-BEGIN
-  UPDATE public.bench_min_pool SET pool = pool - 1 WHERE organization_id = p_org AND pool >= 1 RETURNING pool INTO v_left;
-  IF FOUND THEN
-    INSERT INTO public.bench_min_keyed_log (organization_id, action_type) VALUES (p_org, 'ai_chat');
-  END IF;
-  RETURN v_left;
-END
-$fn$;
-GRANT INSERT ON public.bench_min_keyed_log TO service_role;
-GRANT USAGE ON SEQUENCE public.bench_min_keyed_log_id_seq TO service_role;
-GRANT EXECUTE ON FUNCTION public.bench_bare_minimum_crm_keys(uuid) TO service_role;
 GRANT SELECT, UPDATE ON public.bench_min_pool TO service_role;
-GRANT INSERT ON public.bench_min_log TO service_role;
-GRANT USAGE ON SEQUENCE public.bench_min_log_id_seq TO service_role;
-GRANT EXECUTE ON FUNCTION public.bench_bare_minimum(uuid) TO service_role;`;
+${bareMinimum("bench_bare_minimum", "bench_min_log", "")}
+${bareMinimum(
+  "bench_bare_minimum_crm_keys",
+  "bench_min_keyed_log",
+  "REFERENCES public.organizations (id) ON DELETE CASCADE,\n  action_type text NOT NULL REFERENCES public.credit_actions (action_type)",
+)}`;
+
+/**
+ * A bare-minimum case: a conditional UPDATE of public.bench_min_pool and, when a row was updated, an INSERT into its
+ * own log (bigserial id, organization id, `at`), returning the pool left. `keys` is what follows the log's
+ * `organization_id uuid NOT NULL` (foreign keys, and an action_type column that has one), or nothing.
+ */
+function bareMinimum(fn: string, log: string, keys: string): string {
+  const action = keys.includes("action_type");
+  return `
+CREATE TABLE public.${log} (id bigserial PRIMARY KEY,
+  organization_id uuid NOT NULL ${keys ? `${keys},` : ","}
+  at timestamptz NOT NULL DEFAULT now());
+CREATE OR REPLACE FUNCTION public.${fn}(p_org uuid) RETURNS integer
+LANGUAGE plpgsql AS $fn$
+DECLARE
+  v_left integer;
+BEGIN
+  UPDATE public.bench_min_pool SET pool = pool - 1 WHERE organization_id = p_org AND pool >= 1 RETURNING pool INTO v_left;
+  IF FOUND THEN
+    INSERT INTO public.${log} (organization_id${action ? ", action_type" : ""}) VALUES (p_org${action ? ", 'ai_chat'" : ""});
+  END IF;
+  RETURN v_left;
+END
+$fn$;
+GRANT INSERT ON public.${log} TO service_role;
+GRANT USAGE ON SEQUENCE public.${log}_id_seq TO service_role;
+GRANT EXECUTE ON FUNCTION public.${fn}(uuid) TO service_role;`;
+}
 
 async function sql(c: Client, file: string, text: string): Promise<void> {
   try {
