@@ -5,7 +5,8 @@ import { createDatabase, dropDatabase, type PgServer } from "../operations/share
 import { seed } from "../operations/seed";
 import { collect, testStack, type TestStack } from "../harness/stack";
 import { ConsumerFleet, fleetOrgs, latencySummary } from "../harness/consumerFleet";
-import { type Args, fmt, log, round, secs, sql, timed } from "./common";
+import { type Args, fmt, log, secs, sql, timed } from "./common";
+import { anchorRatio } from "./report";
 import { backgroundSampler, lockSampler, loopLag, waitsIn } from "./samplers";
 import { type AnchorResult, onlineAnchor } from "./onlineAnchor";
 
@@ -221,7 +222,7 @@ export async function benchSize(server: PgServer, orgs: number, a: Args): Promis
     };
     log(
       `size ${fmt(orgs)}: up ${r.upSeconds} s, backfill ${r.backfill.seconds} s (${fmt(r.backfill.orgsPerSecond)} orgs/s, ` +
-        `x${round(r.backfill.orgsPerSecond / anchor.orgsPerSecond)} the online anchor), ` +
+        `x${anchorRatio(r)} the online anchor), ` +
         `consumer max during backfill ${r.consumers.duringBackfill.max} ms, rollback ${r.rollback.upSeconds} s`,
     );
     return r;

@@ -6,13 +6,11 @@
  * no retries, nobody else calling. The backfill runs while consumers call; its rows per second are compared with
  * this one's, measured in the same run on the same rows.
  */
-import { actionCatalogueSql, planCatalogueSql } from "../lib/catalogueSql";
-import { parseConfig } from "../lib/config";
 import { connect, inTransaction } from "../lib/db";
 import { loadSql } from "../lib/sql";
-import { CREDIT_SCHEMA_OBJECTS } from "../components/creditSchema";
 import { createDatabase, dropDatabase, type PgServer } from "../operations/shared/pgserver";
 import { fmt, log, secs } from "./common";
+import { installCreditSchema } from "./rpc";
 
 export const ANCHOR_BATCH = 1000;
 
@@ -56,11 +54,8 @@ export async function onlineAnchor(server: PgServer, seeded: string): Promise<An
   try {
     const c = await connect(url);
     try {
-      const config = parseConfig({ databaseUrl: url });
-      // The columns and constraints (the log's index, built CONCURRENTLY, is not needed by the flip).
-      for (const s of CREDIT_SCHEMA_OBJECTS) if (s.transaction !== false) await inTransaction(c, () => c.query(loadSql(s.file).text));
-      await inTransaction(c, () => c.query(actionCatalogueSql(config)));
-      await inTransaction(c, () => c.query(planCatalogueSql(config)));
+      // The columns, constraints and catalogues (the log's index is not needed by the flip).
+      await installCreditSchema(c, url, { logIndex: false });
       await inTransaction(c, () => c.query(loadSql("backfill/01_allocate_pools.sql").text));
       await c.query("ANALYZE public.organization_credits");
       await c.query("CHECKPOINT");

@@ -184,23 +184,21 @@ GRANT EXECUTE ON FUNCTION public.bench_debit_and_log(uuid) TO service_role;
 
 CREATE TABLE public.bench_min_pool (organization_id uuid PRIMARY KEY, pool integer NOT NULL);
 GRANT SELECT, UPDATE ON public.bench_min_pool TO service_role;
-${bareMinimum("bench_bare_minimum", "bench_min_log", "")}
-${bareMinimum(
-  "bench_bare_minimum_crm_keys",
-  "bench_min_keyed_log",
-  "REFERENCES public.organizations (id) ON DELETE CASCADE,\n  action_type text NOT NULL REFERENCES public.credit_actions (action_type)",
-)}`;
+${bareMinimum("bench_bare_minimum", "bench_min_log", false)}
+${bareMinimum("bench_bare_minimum_crm_keys", "bench_min_keyed_log", true)}`;
 
 /**
  * A bare-minimum case: a conditional UPDATE of public.bench_min_pool and, when a row was updated, an INSERT into its
- * own log (bigserial id, organization id, `at`), returning the pool left. `keys` is what follows the log's
- * `organization_id uuid NOT NULL` (foreign keys, and an action_type column that has one), or nothing.
+ * own log (bigserial id, organization id, `at`), returning the pool left. With `crmKeys`, the log also has the CRM
+ * log's two foreign keys: organization_id to organizations, and an action_type column to credit_actions.
  */
-function bareMinimum(fn: string, log: string, keys: string): string {
-  const action = keys.includes("action_type");
+function bareMinimum(fn: string, log: string, crmKeys: boolean): string {
+  const keyed = crmKeys
+    ? "REFERENCES public.organizations (id) ON DELETE CASCADE,\n  action_type text NOT NULL REFERENCES public.credit_actions (action_type),"
+    : ",";
   return `
 CREATE TABLE public.${log} (id bigserial PRIMARY KEY,
-  organization_id uuid NOT NULL ${keys ? `${keys},` : ","}
+  organization_id uuid NOT NULL ${keyed}
   at timestamptz NOT NULL DEFAULT now());
 CREATE OR REPLACE FUNCTION public.${fn}(p_org uuid) RETURNS integer
 LANGUAGE plpgsql AS $fn$
@@ -209,7 +207,7 @@ DECLARE
 BEGIN
   UPDATE public.bench_min_pool SET pool = pool - 1 WHERE organization_id = p_org AND pool >= 1 RETURNING pool INTO v_left;
   IF FOUND THEN
-    INSERT INTO public.${log} (organization_id${action ? ", action_type" : ""}) VALUES (p_org${action ? ", 'ai_chat'" : ""});
+    INSERT INTO public.${log} (organization_id${crmKeys ? ", action_type" : ""}) VALUES (p_org${crmKeys ? ", 'ai_chat'" : ""});
   END IF;
   RETURN v_left;
 END
@@ -247,19 +245,26 @@ export async function prepareV1(url: string, orgs: number): Promise<void> {
   }
 }
 
+/**
+ * The credit schema (its columns, constraints and tables) and the catalogues from the default config, as `up` applies
+ * them; with logIndex, also the log's index, built CONCURRENTLY (outside a transaction).
+ */
+export async function installCreditSchema(c: Client, url: string, opts: { logIndex: boolean }): Promise<void> {
+  const config = parseConfig({ databaseUrl: url });
+  for (const s of CREDIT_SCHEMA_OBJECTS) {
+    if (s.transaction !== false) await sql(c, s.file, loadSql(s.file).text);
+    else if (opts.logIndex) await c.query(loadSql(s.file).text); // CREATE INDEX CONCURRENTLY
+  }
+  await sql(c, "(generated from guardian:actions)", actionCatalogueSql(config));
+  await sql(c, "(generated from guardian:plans)", planCatalogueSql(config));
+}
+
 /** The v2 database: baseline, credit engine, the reference function, `orgs` multi organizations and the hot one. */
 export async function prepareV2(url: string, orgs: number): Promise<void> {
   const c = await connect(url);
   try {
     await ensureBaseline(c);
-    const config = parseConfig({ databaseUrl: url });
-    for (const s of CREDIT_SCHEMA_OBJECTS) {
-      if (s.transaction === false)
-        await c.query(loadSql(s.file).text); // CREATE INDEX CONCURRENTLY
-      else await sql(c, s.file, loadSql(s.file).text);
-    }
-    await sql(c, "(generated from guardian:actions)", actionCatalogueSql(config));
-    await sql(c, "(generated from guardian:plans)", planCatalogueSql(config));
+    await installCreditSchema(c, url, { logIndex: true });
     for (const f of CREDIT_FUNCTIONS) await sql(c, f.file, loadSql(f.file).text);
     await sql(c, "(bench reference function)", REFERENCE_FUNCTION);
     await insertOrgs(c, orgs, true);

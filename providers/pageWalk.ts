@@ -44,7 +44,7 @@ export interface WalkPlan {
  *     2026-12-06.backfill-anchor.md).
  *   - A pass ends with a count. Rows a concurrent call moved behind the walk, or past the pass's last page, get another
  *     pass (passEnded is told), sized from the density then: a few rows over the whole table make a few large ranges.
- *     At most 8 passes.
+ *     At most MAX_PASSES passes.
  */
 export async function walkPages(
   c: Db,
