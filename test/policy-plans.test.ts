@@ -70,6 +70,42 @@ describe("the CRM's reads under the program's policies (real CRM schema, after u
     expect(user.path).toEqual(open.path);
   });
 
+  /** How many times each helper of the policy ran in the read (EXPLAIN ANALYZE: an InitPlan runs when first needed). */
+  async function helperCalls(r: Read): Promise<Record<string, number>> {
+    const who = reader[READER[r]];
+    const c = await db.client();
+    try {
+      return await rolledBack(c, async () => {
+        await actAs(c, { role: "authenticated", sub: who.userId });
+        const q = statementWith(r, who.organizationId);
+        const [plan] = (await c.query({ text: `EXPLAIN (ANALYZE, VERBOSE, FORMAT JSON) ${q.text}`, values: q.values })).rows[0]["QUERY PLAN"];
+        const calls: Record<string, number> = {};
+        const walk = (p: any) => {
+          if (p["Parent Relationship"] === "InitPlan") {
+            const fn = /guardian_rls\.(\w+)\(\)/.exec(String(p.Output ?? ""))?.[1];
+            if (fn) calls[fn] = (calls[fn] ?? 0) + p["Actual Loops"];
+          }
+          for (const x of p.Plans ?? []) walk(x);
+        };
+        walk(plan.Plan);
+        return calls;
+      });
+    } finally {
+      await c.end();
+    }
+  }
+
+  it.each(READS.filter((r) => READER[r] === "member"))(
+    "%s: a member's read calls current_org_id() once and never is_super_admin() (the super_admin arm comes last)",
+    async (r) => {
+      expect(await helperCalls(r)).toEqual({ current_org_id: 1, is_super_admin: 0 });
+    },
+  );
+
+  it("plan totals: a super_admin's read calls each helper once", async () => {
+    expect(await helperCalls("plan totals")).toEqual({ current_org_id: 1, is_super_admin: 1 });
+  });
+
   it("the member's last 50 log rows come newest first along (organization_id, created_at), no sort", async () => {
     const { path: p } = await read("last 50 logs", "user");
     expect(p.join(" / ")).toMatch(/^Limit \/ Index Scan on \S+ Backward$/);

@@ -3,4 +3,4 @@
 DROP POLICY IF EXISTS guardian_select ON public.organizations;
 CREATE POLICY guardian_select ON public.organizations
   AS PERMISSIVE FOR SELECT TO authenticated
-  USING ((SELECT guardian_rls.is_super_admin()) IS DISTINCT FROM false OR id = (SELECT guardian_rls.current_org_id()));
+  USING (id = (SELECT guardian_rls.current_org_id()) OR (SELECT guardian_rls.is_super_admin()) IS DISTINCT FROM false);

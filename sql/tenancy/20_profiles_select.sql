@@ -5,5 +5,5 @@
 DROP POLICY IF EXISTS guardian_select ON public.profiles;
 CREATE POLICY guardian_select ON public.profiles
   AS PERMISSIVE FOR SELECT TO authenticated
-  USING ((SELECT guardian_rls.is_super_admin()) IS DISTINCT FROM false OR id = (SELECT auth.uid())
-         OR organization_id = (SELECT guardian_rls.current_org_id()));
+  USING (organization_id = (SELECT guardian_rls.current_org_id()) OR id = (SELECT auth.uid())
+         OR (SELECT guardian_rls.is_super_admin()) IS DISTINCT FROM false);

@@ -8,5 +8,5 @@
 DROP POLICY IF EXISTS guardian_select ON public.organization_credits;
 CREATE POLICY guardian_select ON public.organization_credits
   AS PERMISSIVE FOR SELECT TO authenticated
-  USING ((SELECT guardian_rls.is_super_admin()) IS DISTINCT FROM false
-         OR organization_id = (SELECT guardian_rls.current_org_id()));
+  USING (organization_id = (SELECT guardian_rls.current_org_id())
+         OR (SELECT guardian_rls.is_super_admin()) IS DISTINCT FROM false);
