@@ -8,9 +8,15 @@
  *   last 50 logs    its organization's last 50 log rows
  *   team profiles   its organization's profiles
  *   plan totals     a super_admin's totals per plan (organizations and credits left)
- * Each read runs as the user and as service_role (the same statement, the same rows: no policy in the way), before
- * `up` (the CRM's own policies), after `up` (the program's), and after a rollback (the program's policies stay).
- * Rounds run side by side; ratios are per round, medians reported with every round.
+ * Each read is timed side by side with what it is compared with: two pgbench processes at once, half of the clients
+ * each, on the same machine in the same seconds, so a load that comes and goes meets both alike (run one after the
+ * other, the same pair of reads differed by up to 0.35x from one 5-second case to the next):
+ *   no policy    the user's read and the same statement as service_role (the same rows, no policy in the way), in
+ *                every phase: before `up` (the CRM's own policies), after `up` (the program's), after a rollback
+ *                (the program's policies stay);
+ *   before up    after `up` and after a rollback, the user's read and the same user's read on a copy of the
+ *                database taken before `up` (the CRM's own policies), where the same rows were visible there.
+ * Rounds repeat every pair; ratios are per round, medians reported with every round.
  */
 import * as fs from "fs";
 import * as os from "os";
@@ -18,8 +24,11 @@ import * as path from "path";
 import { collect, testStack, type TestStack } from "../harness/stack";
 import { freshRealCrmDb } from "../harness/realCrm";
 import type { TestDb } from "../harness/db";
-import { actAs, rolledBack } from "../lib/db";
+import type { Client } from "pg";
+import { actAs, connect, rolledBack } from "../lib/db";
 import { pgbench, pgbenchBin } from "./rpc";
+import { createDatabase, dropDatabase } from "../operations/shared/pgserver";
+import { pgServer } from "../harness/db";
 import { median } from "../harness/consumerFleet";
 import { READER, READS, STATEMENT, statementWith, type Read } from "../harness/crmReads";
 
@@ -33,6 +42,10 @@ export interface ReadCase {
   read: Read;
   as: "user" | "service_role";
   round: number;
+  /** The pair the case ran in: with the same read with no policy, or with the same user's read before `up`. */
+  pair: "no policy" | "before up";
+  /** Which database: this phase's, or the copy taken before `up`. */
+  db: "now" | "before up copy";
   tps: number;
   p50Ms: number;
   p99Ms: number;
@@ -46,7 +59,8 @@ export interface CrmReadsResult {
   durationSec: number;
   rounds: number;
   cases: ReadCase[];
-  /** Per read: the median over rounds of user tps now / user tps before up, and of service_role tps / user tps. */
+  /** Per read: the median over rounds of user tps before up / user tps now, and of service_role tps / user tps, each
+   *  from the two cases of one pair (time now / time then = tps then / tps now). */
   ratios: { phase: Phase; read: Read; vsBeforeUp: number | null; vsNoPolicy: number; rounds: { vsBeforeUp: number | null; vsNoPolicy: number }[] }[];
 }
 
@@ -64,7 +78,7 @@ function script(read: Read, as: "user" | "service_role", members: number): strin
 
 const r2 = (x: number) => Math.round(x * 100) / 100;
 
-async function rowsPerRead(db: TestDb, read: Read, as: "user" | "service_role"): Promise<number> {
+async function rowsPerRead(db: { client(): Promise<Client> }, read: Read, as: "user" | "service_role"): Promise<number> {
   const c = await db.client();
   try {
     const [m] = (
@@ -119,53 +133,74 @@ export async function benchCrmReads(opts: {
     const [{ members }] = await db.query(`SELECT count(*)::int AS members FROM bench_reads.members`);
     const [{ logs }] = await db.query(`SELECT count(*)::int AS logs FROM public.credit_consumption_logs`);
     const cases: ReadCase[] = [];
+    // The database as it is before `up`, kept for the "before up" pairs (CREATE DATABASE ... TEMPLATE: no session open).
+    const server = await pgServer();
+    const beforeName = `${db.name}_before`;
+    const beforeUrl = await createDatabase(server, beforeName, { template: db.name });
+    const before = { client: () => connect(beforeUrl) };
+    const half = Math.max(1, Math.floor(opts.clients / 2));
+    const one = (url: string, phase: Phase, read: Read, as: "user" | "service_role", tag: string) =>
+      pgbench(
+        pgbenchBin(),
+        url,
+        `${phase.replace(/ /g, "_")}_${read.replace(/ /g, "_")}_${as}_${tag}`,
+        script(read, as, members),
+        half,
+        opts.durationSec,
+        dir,
+        as === "user" ? "authenticated" : "service_role",
+      );
     const measure = async (phase: Phase) => {
       for (let round = 1; round <= opts.rounds; round++) {
         for (const read of READS) {
-          for (const as of ["user", "service_role"] as const) {
-            const rows = await rowsPerRead(db, read, as);
-            const name = `${phase.replace(/ /g, "_")}_${read.replace(/ /g, "_")}_${as}`;
-            const r = await pgbench(
-              pgbenchBin(),
-              db.url,
-              name,
-              script(read, as, members),
-              opts.clients,
-              opts.durationSec,
-              dir,
-              as === "user" ? "authenticated" : "service_role",
-            );
-            cases.push({ phase, read, as, round, tps: r.tps, p50Ms: r.latencyMs.p50, p99Ms: r.latencyMs.p99, rowsPerRead: rows });
-            log(`crm reads: ${phase}, round ${round}: ${read} as ${as}: ${r.tps} tps, p50 ${r.latencyMs.p50} ms (${rows} rows)`);
-          }
+          const rows = {
+            user: await rowsPerRead(db, read, "user"),
+            service_role: await rowsPerRead(db, read, "service_role"),
+            before: await rowsPerRead(before, read, "user"),
+          };
+          const record = (pair: ReadCase["pair"], which: ReadCase["db"], as: ReadCase["as"], r: Awaited<ReturnType<typeof one>>, n: number) => {
+            cases.push({ phase, read, as, round, pair, db: which, tps: r.tps, p50Ms: r.latencyMs.p50, p99Ms: r.latencyMs.p99, rowsPerRead: n });
+            log(`crm reads: ${phase}, round ${round}: ${read} as ${as} (${pair} pair, ${which}): ${r.tps} tps, p50 ${r.latencyMs.p50} ms (${n} rows)`);
+          };
+          const [u, sr] = await Promise.all([one(db.url, phase, read, "user", "a"), one(db.url, phase, read, "service_role", "b")]);
+          record("no policy", "now", "user", u, rows.user);
+          record("no policy", "now", "service_role", sr, rows.service_role);
+          if (phase === "before up") continue;
+          const [u2, b] = await Promise.all([one(db.url, phase, read, "user", "c"), one(beforeUrl, phase, read, "user", "d")]);
+          record("before up", "now", "user", u2, rows.user);
+          record("before up", "before up copy", "user", b, rows.before);
         }
       }
     };
-    await measure("before up");
-    t = await testStack(db.url, { creditModel: "multi" });
-    log("crm reads: pulumi up (multi)");
-    await t.stack.up({ onEvent: collect(t) });
-    await db.query("VACUUM ANALYZE");
-    await measure("after up");
-    log("crm reads: rollback (guardian:creditModel unified, pulumi up)");
-    await t.setConfig({ creditModel: "unified" });
-    await t.stack.up({ onEvent: collect(t) });
-    await db.query("VACUUM ANALYZE");
-    await measure("after rollback");
+    try {
+      await measure("before up");
+      t = await testStack(db.url, { creditModel: "multi" });
+      log("crm reads: pulumi up (multi)");
+      await t.stack.up({ onEvent: collect(t) });
+      await db.query("VACUUM ANALYZE");
+      await measure("after up");
+      log("crm reads: rollback (guardian:creditModel unified, pulumi up)");
+      await t.setConfig({ creditModel: "unified" });
+      await t.stack.up({ onEvent: collect(t) });
+      await db.query("VACUUM ANALYZE");
+      await measure("after rollback");
+    } finally {
+      await dropDatabase(server, beforeName).catch(() => undefined);
+    }
 
-    const at = (phase: Phase, read: Read, as: "user" | "service_role", round: number) =>
-      cases.find((c) => c.phase === phase && c.read === read && c.as === as && c.round === round)!;
+    const at = (phase: Phase, read: Read, pair: ReadCase["pair"], which: ReadCase["db"], as: ReadCase["as"], round: number) =>
+      cases.find((c) => c.phase === phase && c.read === read && c.pair === pair && c.db === which && c.as === as && c.round === round)!;
     const ratios: CrmReadsResult["ratios"] = [];
     for (const phase of PHASES) {
       for (const read of READS) {
         const rounds = Array.from({ length: opts.rounds }, (_, k) => {
-          const user = at(phase, read, "user", k + 1);
-          const before = at("before up", read, "user", k + 1);
-          const same = before.rowsPerRead === user.rowsPerRead;
+          const user = at(phase, read, "no policy", "now", "user", k + 1);
+          const then = phase === "before up" ? undefined : at(phase, read, "before up", "before up copy", "user", k + 1);
+          const now = phase === "before up" ? undefined : at(phase, read, "before up", "now", "user", k + 1);
           return {
-            // time after / time before = tps before / tps after (where the same rows were visible before)
-            vsBeforeUp: phase === "before up" || !same ? null : r2(before.tps / user.tps),
-            vsNoPolicy: r2(at(phase, read, "service_role", k + 1).tps / user.tps),
+            // time now / time before = tps before / tps now (where the same rows were visible before)
+            vsBeforeUp: !then || !now || then.rowsPerRead !== now.rowsPerRead ? null : r2(then.tps / now.tps),
+            vsNoPolicy: r2(at(phase, read, "no policy", "now", "service_role", k + 1).tps / user.tps),
           };
         });
         const vb = rounds.map((x) => x.vsBeforeUp).filter((x): x is number => x !== null);

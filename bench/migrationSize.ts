@@ -8,7 +8,7 @@ import { ConsumerFleet, fleetOrgs, latencySummary } from "../harness/consumerFle
 import { type Args, fmt, log, secs, sql, timed } from "./common";
 import { anchorRatio } from "./report";
 import { backgroundSampler, lockSampler, loopLag, waitsIn } from "./samplers";
-import { type AnchorResult, onlineAnchor } from "./onlineAnchor";
+import { type AnchorResult, type LoadedAnchorResult, onlineAnchor } from "./onlineAnchor";
 
 // ---------------------------------------------------------------------------------------------------------------
 // One size
@@ -93,6 +93,8 @@ export interface SizeResult {
   backfill: { seconds: number; orgsPerSecond: number; rowsBackfilled: number; batches: number | null };
   /** The same rows flipped by the rule alone, by primary key, 1,000 per transaction, no load (bench/onlineAnchor.ts). */
   anchor: AnchorResult;
+  /** The same anchor while as many consumers call v2 as during the backfill (a reading: what the load costs a bare flip). */
+  anchorUnderLoad?: LoadedAnchorResult;
   consumers: {
     connections: number;
     idleBefore: ReturnType<typeof latencySummary>;
@@ -123,7 +125,8 @@ export interface SizeResult {
 
 export async function benchSize(server: PgServer, orgs: number, a: Args): Promise<SizeResult> {
   const db = await seededDatabase(server, orgs);
-  const anchor = await onlineAnchor(server, db.name).catch(async (e) => {
+  const [anchor, anchorUnderLoad] = await (async () =>
+    [await onlineAnchor(server, db.name), await onlineAnchor(server, db.name, a.consumers)] as const)().catch(async (e) => {
     await dropDatabase(server, db.name).catch(() => undefined);
     throw e;
   });
@@ -195,6 +198,7 @@ export async function benchSize(server: PgServer, orgs: number, a: Args): Promis
         batches: bf.batches ?? win.batches ?? null,
       },
       anchor,
+      anchorUnderLoad,
       consumers: {
         connections: a.consumers,
         idleBefore: latencySummary(report.latencies, idleFrom, idleTo),

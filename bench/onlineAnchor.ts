@@ -5,7 +5,14 @@
  * operator would write by hand: no journal, no backup, no allocation records, no forward-again rule, no page walk,
  * no retries, nobody else calling. The backfill runs while consumers call; its rows per second are compared with
  * this one's, measured in the same run on the same rows.
+ *
+ * The same anchor runs a second time, on a second copy, while the same number of consumers call v2 back to back as
+ * they do during the backfill (a reading, not a target): it splits the backfill's gap to the anchor into what the
+ * load costs any flip and what the backfill's own work costs, and shows what the load's p99 does under a bare flip.
  */
+import { CREDIT_FUNCTIONS } from "../components/creditFunctions";
+import { ConsumerFleet, fleetOrgs, latencySummary } from "../harness/consumerFleet";
+import { ensureBaseline } from "../lib/baseline";
 import { connect, inTransaction } from "../lib/db";
 import { loadSql } from "../lib/sql";
 import { createDatabase, dropDatabase, type PgServer } from "../operations/shared/pgserver";
@@ -44,23 +51,47 @@ export interface AnchorResult {
   orgsPerSecond: number;
 }
 
+/** The anchor while consumers call: its own figures, and the consumers' before and during it. */
+export interface LoadedAnchorResult extends AnchorResult {
+  consumers: number;
+  idleBefore: ReturnType<typeof latencySummary>;
+  duringFlip: ReturnType<typeof latencySummary>;
+  failures: number;
+}
+
 /**
- * Copies `seeded` (a database with no session open), installs the columns, the catalogue and the rule the backfill
- * needs, then times the flip alone. The copy is dropped at the end.
+ * Copies `seeded` (a database with no session open), installs the columns, the catalogues and the rule the backfill
+ * needs (with `consumers`, also the credit functions they call), then times the flip alone; with `consumers`, while
+ * they call v2 back to back on every organization, after 3 s of calls without the flip. The copy is dropped at the end.
  */
-export async function onlineAnchor(server: PgServer, seeded: string): Promise<AnchorResult> {
-  const name = `${seeded}_anchor`;
+export async function onlineAnchor(server: PgServer, seeded: string): Promise<AnchorResult>;
+export async function onlineAnchor(server: PgServer, seeded: string, consumers: number): Promise<LoadedAnchorResult>;
+export async function onlineAnchor(server: PgServer, seeded: string, consumers?: number): Promise<AnchorResult | LoadedAnchorResult> {
+  const name = `${seeded}_anchor${consumers ? "_loaded" : ""}`;
+  const what = consumers ? `while ${consumers} consumers call v2` : "no load";
   const url = await createDatabase(server, name, { template: seeded });
+  let fleet: ConsumerFleet | undefined;
   try {
     const c = await connect(url);
     try {
       // The columns, constraints and catalogues (the log's index is not needed by the flip).
+      if (consumers) await ensureBaseline(c);
       await installCreditSchema(c, url, { logIndex: false });
       await inTransaction(c, () => c.query(loadSql("backfill/01_allocate_pools.sql").text));
+      if (consumers) for (const f of CREDIT_FUNCTIONS) await inTransaction(c, () => c.query(loadSql(f.file).text));
       await c.query("ANALYZE public.organization_credits");
       await c.query("CHECKPOINT");
 
-      log(`online anchor: the rule by primary key, ${ANCHOR_BATCH} rows per transaction, no load`);
+      let idleFrom = 0;
+      let idleTo = 0;
+      if (consumers) {
+        fleet = new ConsumerFleet({ url, orgs: await fleetOrgs(url), consumers, fourArgShare: 0, replayShare: 0, tag: "anchor" });
+        await fleet.start();
+        idleFrom = Date.now();
+        await new Promise((r) => setTimeout(r, 3000));
+        idleTo = Date.now();
+      }
+      log(`online anchor: the rule by primary key, ${ANCHOR_BATCH} rows per transaction, ${what}`);
       const t0 = Date.now();
       let last = "00000000-0000-0000-0000-000000000000";
       let rows = 0;
@@ -74,17 +105,28 @@ export async function onlineAnchor(server: PgServer, seeded: string): Promise<An
         last = r.last;
         if (Date.now() - said > 10_000) {
           said = Date.now();
-          log(`online anchor: ${fmt(rows)} orgs`);
+          log(`online anchor (${what}): ${fmt(rows)} orgs`);
         }
       }
-      const ms = Date.now() - t0;
+      const t1 = Date.now();
+      const ms = t1 - t0;
       const result = { rows, batches, seconds: secs(ms), orgsPerSecond: Math.round(rows / (ms / 1000)) };
-      log(`online anchor: ${fmt(rows)} orgs in ${result.seconds} s (${fmt(result.orgsPerSecond)} orgs/s)`);
-      return result;
+      log(`online anchor (${what}): ${fmt(rows)} orgs in ${result.seconds} s (${fmt(result.orgsPerSecond)} orgs/s)`);
+      if (!fleet || !consumers) return result;
+      const report = await fleet.stop();
+      fleet = undefined;
+      return {
+        ...result,
+        consumers,
+        idleBefore: latencySummary(report.latencies, idleFrom, idleTo),
+        duringFlip: latencySummary(report.latencies, t0, t1),
+        failures: report.failureCount,
+      };
     } finally {
       await c.end();
     }
   } finally {
+    await fleet?.stop().catch(() => undefined);
     await dropDatabase(server, name).catch(() => undefined);
   }
 }

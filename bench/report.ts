@@ -167,6 +167,15 @@ export function targets(sizes: SizeResult[], rpc?: BenchRpcResult): Target[] {
       measured: `x${x} (${fmt(s.backfill.orgsPerSecond)} vs ${fmt(s.anchor.orgsPerSecond)} orgs/s)`,
       met: x >= 0.9,
     });
+    const l = s.anchorUnderLoad;
+    if (l)
+      out.push({
+        target: `(reading, not a target) the same anchor while ${l.consumers} consumers call: its orgs/s and the consumers' p99 during / before it (${fmt(s.orgs)} orgs)`,
+        measured:
+          `x${round(l.orgsPerSecond / s.anchor.orgsPerSecond)} the anchor's (${fmt(l.orgsPerSecond)} orgs/s; the backfill x${round(s.backfill.orgsPerSecond / l.orgsPerSecond)} of it); ` +
+          `p99 ${l.duringFlip.p99} vs ${l.idleBefore.p99} ms (x${round(l.duringFlip.p99 / l.idleBefore.p99)}), ${l.failures} failed`,
+        met: null,
+      });
     const p = round(s.consumers.duringBackfill.p99 / s.consumers.idleBefore.p99);
     out.push({
       target: `consumers: 0 failed calls, and p99 during the backfill <= 2x their p99 before it (${fmt(s.orgs)} orgs)`,
@@ -234,10 +243,13 @@ export function markdown(r: any): string {
       `## The CRM's reads: ${fmt(x.orgs)} orgs, ${fmt(x.logRows)} log rows, ${x.clients} clients, ${x.durationSec} s per case${x.rounds > 1 ? `, ${x.rounds} rounds` : ""}`,
       "",
       "Each read as a Supabase request (BEGIN, role and JWT claims, the read, COMMIT): as the user (a member at random, or the super_admin), and as service_role (the same statement and rows, no policy in the way).",
+      `Each pair ran side by side, two pgbench processes of ${Math.max(1, Math.floor(x.clients / 2))} clients at once: the user's read with the same read with no policy, or with the same user's read on a copy of the database taken before \`up\`.`,
       "",
-      "| phase | read | as | round | tps | p50 ms | p99 ms | rows |",
-      "|---|---|---|---:|---:|---:|---:|---:|",
-      ...x.cases.map((c) => `| ${c.phase} | ${c.read} | ${c.as} | ${c.round} | ${fmt(c.tps)} | ${c.p50Ms} | ${c.p99Ms} | ${c.rowsPerRead} |`),
+      "| phase | read | pair | database | as | round | tps | p50 ms | p99 ms | rows |",
+      "|---|---|---|---|---|---:|---:|---:|---:|---:|",
+      ...x.cases.map(
+        (c) => `| ${c.phase} | ${c.read} | ${c.pair} | ${c.db} | ${c.as} | ${c.round} | ${fmt(c.tps)} | ${c.p50Ms} | ${c.p99Ms} | ${c.rowsPerRead} |`,
+      ),
       "",
     );
   }
@@ -313,6 +325,11 @@ export function markdown(r: any): string {
     row(
       "online anchor: the rule by primary key, 1,000 per transaction, no load (s, orgs/s)",
       (s) => `${s.anchor.seconds}, ${fmt(s.anchor.orgsPerSecond)} (backfill x${anchorRatio(s)})`,
+    );
+    row("the same anchor while the consumers call (s, orgs/s, consumers' p50/p99/max ms during it)", (s) =>
+      s.anchorUnderLoad
+        ? `${s.anchorUnderLoad.seconds}, ${fmt(s.anchorUnderLoad.orgsPerSecond)}; ${s.anchorUnderLoad.duringFlip.p50} / ${s.anchorUnderLoad.duringFlip.p99} / ${s.anchorUnderLoad.duringFlip.max}`
+        : "not measured",
     );
     row("`pulumi preview`, migrated, no change (s)", (s) => `${s.previewMigratedSeconds} ${x(s.previewMigratedSeconds, base.previewMigratedSeconds)}`);
     row("rollback `pulumi up` unified (s)", (s) => `${s.rollback.upSeconds} ${x(s.rollback.upSeconds, base.rollback.upSeconds)}`);

@@ -363,11 +363,14 @@ export async function pgbench(
   }
   const latenciesUs: number[] = [];
   const base = path.basename(prefix);
+  // This run's per-transaction logs (<prefix>.<pid>[.<thread>]), removed once read: a later run of the same case (the
+  // next round) must not count this one's transactions again.
   for (const f of fs.readdirSync(dir).filter((x) => x.startsWith(`${base}.`))) {
     for (const line of fs.readFileSync(path.join(dir, f), "utf8").split("\n")) {
       const cols = line.trim().split(/\s+/);
       if (cols.length >= 6 && /^\d+$/.test(cols[2])) latenciesUs.push(Number(cols[2]));
     }
+    fs.rmSync(path.join(dir, f));
   }
   latenciesUs.sort((a, b) => a - b);
   const ms = (us: number) => round(us / 1000);
