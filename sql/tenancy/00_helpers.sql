@@ -17,8 +17,8 @@
 -- FROM false` (is_super_admin never returns NULL, so that is true exactly for a super_admin).
 --   * Last: an OR stops at its first true arm, and an InitPlan runs when it is first needed, so a member's read of its
 --     own organization's rows never calls is_super_admin(): one helper call per statement, not two. Members make
---     nearly all of the CRM's reads; a super_admin's read calls both, once each. (Written first, as it was until
---     2026-12-07, the arm made every member's read call both: pgbench, a member's last 50 log rows against the same
+--     nearly all of the CRM's reads; a super_admin's read calls both, once each. (Written first, as it was before,
+--     the arm made every member's read call both: pgbench, a member's last 50 log rows against the same
 --     read as service_role in one run, 1.11-1.13x with it first and 1.02-1.08x with it last.) The order of the arms
 --     changes no row anyone sees: an OR's value does not depend on it.
 --   * IS DISTINCT FROM false: the planner cannot know a Param, and estimates a bare `(SELECT ...)` arm true for half of
