@@ -125,11 +125,15 @@ export interface SizeResult {
 
 export async function benchSize(server: PgServer, orgs: number, a: Args): Promise<SizeResult> {
   const db = await seededDatabase(server, orgs);
-  const [anchor, anchorUnderLoad] = await (async () =>
-    [await onlineAnchor(server, db.name), await onlineAnchor(server, db.name, a.consumers)] as const)().catch(async (e) => {
+  let anchor: AnchorResult;
+  let anchorUnderLoad: LoadedAnchorResult;
+  try {
+    anchor = await onlineAnchor(server, db.name);
+    anchorUnderLoad = await onlineAnchor(server, db.name, a.consumers);
+  } catch (e) {
     await dropDatabase(server, db.name).catch(() => undefined);
     throw e;
-  });
+  }
   let t: TestStack | undefined;
   let fleet: ConsumerFleet | undefined;
   let sampler: ReturnType<typeof lockSampler> | undefined;
