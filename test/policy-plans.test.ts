@@ -3,9 +3,9 @@
  * On a database built from the CRM's own SQL, 100 log rows per organization, after `up` through the real engine:
  * each read the dashboard makes (harness/crmReads.ts), as the user who makes it (authenticated with JWT claims) and as
  * service_role (the same statement, which RLS does not filter), gives the same rows and walks the same path: the same
- * plan nodes on the same indexes in the same direction. The policy's own sub-selects (its InitPlans, one call of each
- * helper per statement) and its filter come on top. What each read costs in time is the bench's
- * (`npm run bench -- --crm-reads`), never a test's.
+ * plan nodes on the same indexes in the same direction. The policy's own sub-selects (its InitPlans: at most one call
+ * of each helper per statement, and a member's read calls one; the tests below count them) and its filter come on
+ * top. What each read costs in time is the bench's (`npm run bench -- --crm-reads`), never a test's.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { READER, READS, statementWith, type Read } from "../harness/crmReads";
