@@ -23,7 +23,6 @@ import * as os from "os";
 import * as path from "path";
 import { collect, testStack, type TestStack } from "../harness/stack";
 import { freshRealCrmDb } from "../harness/realCrm";
-import type { TestDb } from "../harness/db";
 import type { Client } from "pg";
 import { actAs, connect, rolledBack } from "../lib/db";
 import { pgbench, pgbenchBin } from "./rpc";
@@ -56,6 +55,8 @@ export interface CrmReadsResult {
   orgs: number;
   logRows: number;
   clients: number;
+  /** Clients of each of a pair's two pgbench processes (half of `clients`). */
+  clientsPerSide: number;
   durationSec: number;
   rounds: number;
   cases: ReadCase[];
@@ -151,13 +152,17 @@ export async function benchCrmReads(opts: {
         as === "user" ? "authenticated" : "service_role",
       );
     const measure = async (phase: Phase) => {
+      // The rows each read returns in this phase (the data does not change while the phase is timed).
+      const rowsOf = new Map<Read, { user: number; service_role: number; before: number }>();
+      for (const read of READS)
+        rowsOf.set(read, {
+          user: await rowsPerRead(db, read, "user"),
+          service_role: await rowsPerRead(db, read, "service_role"),
+          before: await rowsPerRead(before, read, "user"),
+        });
       for (let round = 1; round <= opts.rounds; round++) {
         for (const read of READS) {
-          const rows = {
-            user: await rowsPerRead(db, read, "user"),
-            service_role: await rowsPerRead(db, read, "service_role"),
-            before: await rowsPerRead(before, read, "user"),
-          };
+          const rows = rowsOf.get(read)!;
           const record = (pair: ReadCase["pair"], which: ReadCase["db"], as: ReadCase["as"], r: Awaited<ReturnType<typeof one>>, n: number) => {
             cases.push({ phase, read, as, round, pair, db: which, tps: r.tps, p50Ms: r.latencyMs.p50, p99Ms: r.latencyMs.p99, rowsPerRead: n });
             log(`crm reads: ${phase}, round ${round}: ${read} as ${as} (${pair} pair, ${which}): ${r.tps} tps, p50 ${r.latencyMs.p50} ms (${n} rows)`);
@@ -207,7 +212,7 @@ export async function benchCrmReads(opts: {
         ratios.push({ phase, read, vsBeforeUp: vb.length ? r2(median(vb)) : null, vsNoPolicy: r2(median(rounds.map((x) => x.vsNoPolicy))), rounds });
       }
     }
-    return { orgs: opts.orgs, logRows: logs, clients: opts.clients, durationSec: opts.durationSec, rounds: opts.rounds, cases, ratios };
+    return { orgs: opts.orgs, logRows: logs, clients: opts.clients, clientsPerSide: half, durationSec: opts.durationSec, rounds: opts.rounds, cases, ratios };
   } finally {
     if (t) {
       t.destroyWorkspace();

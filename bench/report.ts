@@ -243,7 +243,7 @@ export function markdown(r: any): string {
       `## The CRM's reads: ${fmt(x.orgs)} orgs, ${fmt(x.logRows)} log rows, ${x.clients} clients, ${x.durationSec} s per case${x.rounds > 1 ? `, ${x.rounds} rounds` : ""}`,
       "",
       "Each read as a Supabase request (BEGIN, role and JWT claims, the read, COMMIT): as the user (a member at random, or the super_admin), and as service_role (the same statement and rows, no policy in the way).",
-      `Each pair ran side by side, two pgbench processes of ${Math.max(1, Math.floor(x.clients / 2))} clients at once: the user's read with the same read with no policy, or with the same user's read on a copy of the database taken before \`up\`.`,
+      `Each pair ran side by side, two pgbench processes of ${x.clientsPerSide} clients at once: the user's read with the same read with no policy, or with the same user's read on a copy of the database taken before \`up\`.`,
       "",
       "| phase | read | pair | database | as | round | tps | p50 ms | p99 ms | rows |",
       "|---|---|---|---|---|---:|---:|---:|---:|---:|",
