@@ -306,6 +306,25 @@ export function markdown(r: any): string {
       `Hot org correctness (successes = credits debited = log rows): ${rpc.hotOrg.map((h) => `${h.clients} clients ${h.consistent ? "consistent" : "INCONSISTENT"} (${fmt(h.successes)} successes)`).join("; ")}.`,
       "",
     );
+    const floor = rpc.inServer?.find((x) => x.case === "bare_minimum");
+    if (rpc.inServer?.length && floor) {
+      L.push(
+        "### What one call computes and writes inside the server (a reading, not a target)",
+        "",
+        "Each case's call made once for every organization, in one statement and one transaction, as service_role after the " +
+          "request's settings, then rolled back: no client, no round trip, no commit, no other session. What is left is what " +
+          "the call itself computes and writes. Medians over the rounds.",
+        "",
+        "| case | µs per call | WAL bytes per call | time / bare_minimum | WAL / bare_minimum | rounds (µs; bytes) |",
+        "|---|---:|---:|---:|---:|---|",
+        ...rpc.inServer.map(
+          (x) =>
+            `| ${x.case} | ${x.usPerCall} | ${fmt(x.walBytesPerCall)} | x${round(x.usPerCall / floor.usPerCall)} | x${round(x.walBytesPerCall / floor.walBytesPerCall)} | ` +
+            `${x.rounds.map((r) => `${r.usPerCall}; ${r.walBytesPerCall}`).join(" / ")} |`,
+        ),
+        "",
+      );
+    }
   }
 
   const S: SizeResult[] = r.sizes ?? [];

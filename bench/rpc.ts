@@ -18,6 +18,11 @@
  *   v2_hot_org          v2 with every client on one organization (row-lock contention), checked afterwards:
  *                       successes == credits debited, and one log row per transaction
  *
+ * After the rounds, an in-server reading of each case that calls a function (InServerCost; not a target): the call made
+ * once for every organization in one statement of one rolled-back transaction, timed, its WAL counted. It leaves out
+ * the client, the round trips and the commit that dominate pgbench's figures, and keeps what the call itself computes
+ * and writes; it varies far less from round to round than the pgbench ratios do.
+ *
  * Every case connects as service_role (PGOPTIONS=-c role=service_role), the role a backend calls v2 with. With the
  * Supabase caller (the default), every case is one transaction as PostgREST runs a request: BEGIN, the request's
  * settings in one SELECT of set_config (search_path, role, request.jwt.claims, method, path, headers, cookies), the
@@ -128,6 +133,20 @@ export interface BenchRpcResult {
   ratioSpread: RatioSpread[];
   /** The target of the brief: v2's p99 under 5 ms at 8 clients. */
   target: { clients: number; p99Ms: number; measuredP99Ms: number | null; met: boolean | null };
+  /** What one call computes and writes inside the server, per case that calls a function (a reading, not a target). */
+  inServer: InServerCost[];
+}
+
+/**
+ * One case's call, made once for every organization in one statement and one transaction (as service_role, after the
+ * request's settings; rolled back): no client, no round trip, no commit. What is left is what the call computes and
+ * writes: the server's time per call and the WAL bytes it inserts. Medians over the rounds, and every round.
+ */
+export interface InServerCost {
+  case: string;
+  usPerCall: number;
+  walBytesPerCall: number;
+  rounds: { usPerCall: number; walBytesPerCall: number }[];
 }
 
 const HOT_ORG_CREDITS = 1_000_000_000;
@@ -143,22 +162,28 @@ const SUPABASE_PREAMBLE =
   `set_config('request.headers', '{"accept":"application/json","content-type":"application/json","prefer":"return=representation"}', true), ` +
   "set_config('request.cookies', '{}', true);";
 
+/** The function call of each case that calls one, for the organization `org` (an SQL expression). */
+const CALL: Record<string, (org: string) => string> = {
+  v1: (org) => `public.consume_credits_rpc(${org}, 'ai_chat')`,
+  v2: (org) => `public.consume_credits_rpc(${org}, 'ai_chat', 1)`,
+  plpgsql_reference: (org) => `public.bench_debit_and_log(${org})`,
+  bare_minimum: (org) => `public.bench_bare_minimum(${org})`,
+  bare_minimum_crm_keys: (org) => `public.bench_bare_minimum_crm_keys(${org})`,
+};
+
 /** The pgbench scripts; every one picks its organization with the same expression and arrives the same way (the
  *  caller), so only the call differs. */
 export function scripts(orgs: number, caller: BenchCaller = "supabase"): Record<string, string> {
   const pick = `\\set i random(1, ${orgs})\n`;
   const call = (statement: string) => (caller === "supabase" ? `BEGIN;\n${SUPABASE_PREAMBLE}\n${statement}\nEND;\n` : `${statement}\n`);
+  const calls = Object.fromEntries(Object.entries(CALL).map(([name, f]) => [name, `${pick}${call(`SELECT ${f(orgUuid(":i"))};`)}`]));
   return {
-    v1: `${pick}${call(`SELECT public.consume_credits_rpc(${orgUuid(":i")}, 'ai_chat');`)}`,
-    v2: `${pick}${call(`SELECT public.consume_credits_rpc(${orgUuid(":i")}, 'ai_chat', 1);`)}`,
+    ...calls,
     bare_update: `${pick}${call(
       "UPDATE public.organization_credits SET ai_credits_available = ai_credits_available - 1 " +
         `WHERE organization_id = ${orgUuid(":i")} AND ai_credits_available >= 1;`,
     )}`,
-    plpgsql_reference: `${pick}${call(`SELECT public.bench_debit_and_log(${orgUuid(":i")});`)}`,
-    bare_minimum: `${pick}${call(`SELECT public.bench_bare_minimum(${orgUuid(":i")});`)}`,
-    bare_minimum_crm_keys: `${pick}${call(`SELECT public.bench_bare_minimum_crm_keys(${orgUuid(":i")});`)}`,
-    v2_hot_org: `\\set i 0\n${call(`SELECT public.consume_credits_rpc(${orgUuid(":i")}, 'ai_chat', 1);`)}`,
+    v2_hot_org: `\\set i 0\n${call(`SELECT ${CALL.v2(orgUuid(":i"))};`)}`,
   };
 }
 
@@ -417,6 +442,38 @@ async function hotOrgSnapshot(url: string): Promise<HotOrgSnapshot> {
   }
 }
 
+/** The in-server reading (InServerCost) of the cases in `plan`, `rounds` times, the order rotated per round. */
+async function inServerCosts(plan: Array<[string, string]>, orgs: number, rounds: number, log: (s: string) => void): Promise<InServerCost[]> {
+  const seen = new Map<string, { usPerCall: number; walBytesPerCall: number }[]>();
+  for (let round = 0; round < rounds; round++) {
+    for (const [name, url] of [...plan.slice(round % plan.length), ...plan.slice(0, round % plan.length)]) {
+      const c = await connect(url);
+      try {
+        await c.query("VACUUM"); // every table: the rounds before left rolled-back rows and index entries behind
+        await c.query("BEGIN");
+        await c.query(SUPABASE_PREAMBLE);
+        const [{ lsn }] = (await c.query("SELECT pg_current_wal_insert_lsn() AS lsn")).rows;
+        const t0 = process.hrtime.bigint();
+        await c.query(`SELECT count(${CALL[name](orgUuid("i"))}) FROM generate_series(1, $1) i`, [orgs]);
+        const us = Number(process.hrtime.bigint() - t0) / 1000;
+        const [{ wal }] = (await c.query("SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), $1) AS wal", [lsn])).rows;
+        const r = { usPerCall: round2(us / orgs), walBytesPerCall: Math.round(Number(wal) / orgs) };
+        seen.set(name, [...(seen.get(name) ?? []), r]);
+        log(`bench: in-server round ${round + 1}: ${name}: ${r.usPerCall} µs and ${r.walBytesPerCall} WAL bytes per call`);
+      } finally {
+        await c.query("ROLLBACK").catch(() => undefined);
+        await c.end();
+      }
+    }
+  }
+  return [...seen].map(([name, rs]) => ({
+    case: name,
+    usPerCall: spread(rs.map((r) => r.usPerCall)).median,
+    walBytesPerCall: Math.round(spread(rs.map((r) => r.walBytesPerCall)).median),
+    rounds: rs,
+  }));
+}
+
 async function vacuum(url: string): Promise<void> {
   const c = await connect(url);
   try {
@@ -514,6 +571,12 @@ export async function benchRpc(adminUrl: string, opts: BenchRpcOptions = {}): Pr
         ratioSpread.push({ clients, versus, rounds: xs.length, tps: spread(xs.map((x) => x.tps)), p99: spread(xs.map((x) => x.p99)) });
       }
     }
+    const inServer = await inServerCosts(
+      plan.filter(([name]) => name in CALL),
+      orgs,
+      Math.max(5, rounds),
+      log,
+    );
     const at8 = cases.find((c) => c.case === "v2" && c.clients === 8 && c.round === 1);
     return {
       server,
@@ -527,6 +590,7 @@ export async function benchRpc(adminUrl: string, opts: BenchRpcOptions = {}): Pr
       ratios,
       ratioSpread,
       target: { clients: 8, p99Ms: 5, measuredP99Ms: at8?.latencyMs.p99 ?? null, met: at8 ? at8.latencyMs.p99 < 5 : null },
+      inServer,
     };
   } finally {
     await dropDb(adminUrl, v1Name).catch(() => undefined);
