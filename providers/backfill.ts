@@ -2,7 +2,7 @@
  * Backfill: flips every organization from the unified to the multi model, in batches, online.
  *
  *   check   refuses to run without a verified backup when requireVerifiedBackup is set, and checks the batch size.
- *   create  runs sql/backfill/batch.sql repeatedly (a walk in organization_id order, one short transaction per batch, lock
+ *   create  runs sql/backfill/batch.sql repeatedly (a walk over the table's heap pages, one short transaction per batch, lock
  *           waits bounded and retried), printing progress; then passes again until no unified org is left (rows
  *           written while it ran are handled by the allocation trigger, which exists before the first batch).
  *           Resumable: it works off credit_model, so after a crash the next run continues where the last stopped.
@@ -31,7 +31,7 @@ import {
   withConnection,
 } from "./kernel";
 import type { Connection } from "./kernel";
-import { walkKeys, walkPlan } from "./pageWalk";
+import { walkPages, walkPlan } from "./pageWalk";
 
 export interface BackfillInputs extends Connection {
   /** sql/backfill/batch.sql, as text (shown in preview when it changes). */
@@ -83,7 +83,6 @@ const APP = "backfill";
 
 /** One row of sql/backfill/batch.sql. */
 interface BatchRow {
-  last: string | null;
   flipped: number | string;
   locked: number | string;
   per_rule: Record<string, number> | null;
@@ -104,9 +103,10 @@ async function run(inputs: BackfillInputs): Promise<BackfillOutputs> {
       throw new Error(`backfill refused: guardian.backups does not record a verified restore for ${inputs.backupId}`);
     }
     lockPolicy(inputs, "backfill"); // refuses a bad lockTimeoutMs or retries before the first batch
-    // Batches of at most batchSize unified organizations in organization_id order (sql/backfill/batch.sql says why,
-    // providers/pageWalk.ts walks them).
-    const total = (await walkPlan(c, "unified", inputs.batchSize)).left;
+    // Batches are ranges of heap pages (sql/backfill/batch.sql, providers/pageWalk.ts): as many pages as hold about
+    // batchSize unified organizations; never more than batchSize organizations.
+    const plan = await walkPlan(c, "unified", inputs.batchSize);
+    const total = plan.left;
     const started = Date.now();
     let done = 0;
     let batches = 0;
@@ -115,14 +115,14 @@ async function run(inputs: BackfillInputs): Promise<BackfillOutputs> {
     let lastReport = 0;
     let flippedThisPass = 0;
     say(`${fmt(total)} organizations to migrate, at most ${fmt(inputs.batchSize)} per batch`);
-    const batch = async (after: string, pass: number) => {
+    const batch = async (from: number, to: number, pass: number) => {
       // Three round trips per batch (open, flip, journal + commit): under load each one waits for a CPU.
       // A batch's commit does not wait for its WAL to reach disk (it competes with the applications' own
       // commits for WAL flushes). Nothing is at risk: the WAL is one sequence, so the next synchronous commit
       // (any application call that saw the flip, the verification) makes the batch durable with it, and a
       // batch lost in a server crash before that is simply still unified: the next run flips it.
-      const r = await retriedTransaction(c, inputs, `backfill: batch after organization ${after}`, { settings: { synchronous_commit: "off" } }, async (tx) => {
-        const row = (await c.query<BatchRow>(inputs.batchSql, [after, inputs.batchSize])).rows[0];
+      const r = await retriedTransaction(c, inputs, `backfill: batch at page ${from}`, { settings: { synchronous_commit: "off" } }, async (tx) => {
+        const row = (await c.query<BatchRow>(inputs.batchSql, [from, to, inputs.batchSize])).rows[0];
         const flipped = Math.floor(Number(row.flipped));
         if (flipped > 0) tx.atCommit(journalSql({ step: "backfill_batch", objectName: "public.organization_credits", details: { flipped, pass } }));
         return row;
@@ -142,12 +142,13 @@ async function run(inputs: BackfillInputs): Promise<BackfillOutputs> {
         say(`${fmt(done)}/${fmt(total)} orgs (${pct}%), ${fmt(rate)} orgs/s, ETA ${eta.toFixed(0)} s`);
       }
       if (flipped > 0 && inputs.pauseMs > 0) await new Promise((res) => setTimeout(res, inputs.pauseMs));
-      return { locked: Number(r.locked), last: r.last };
+      return { locked: Number(r.locked) };
     };
-    await walkKeys(
+    await walkPages(
       c,
       "unified",
-      total,
+      inputs.batchSize,
+      plan,
       batch,
       (pass, left) => {
         say(`pass ${pass} flipped ${fmt(flippedThisPass)}; ${fmt(left)} still unified (written meanwhile), another pass`);

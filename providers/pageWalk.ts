@@ -1,10 +1,7 @@
 /**
- * The walks over public.organization_credits (docs/architecture.md, "How the backfill walks the table"):
- *   walkPages  the rollback's: batches are ranges of heap pages, walked in physical order;
- *   walkKeys   the backfill's: batches follow organization_id (a keyset walk), since each flip writes index entries
- *              in that order (sql/backfill/batch.sql says what was measured).
- * Both walk in passes and count what is left after each one. Self-contained (the dynamic providers' closures are
- * serialized with it): it takes a connected pg client.
+ * The page walk the backfill and the rollback share: batches are ranges of heap pages of public.organization_credits,
+ * walked in physical order (docs/architecture.md, "How the backfill walks the table").
+ * Self-contained (the dynamic providers' closures are serialized with it): it takes a connected pg client.
  */
 import type { CreditModel } from "../lib/config";
 import type { Db } from "./kernel";
@@ -67,35 +64,5 @@ export async function walkPages(
     }
     plan = await walkPlan(c, model, batchSize);
     if (plan.left > 0) passEnded(pass, plan.left);
-  }
-}
-
-/** The organization_id before every other: where a keyset walk starts. */
-export const FIRST_KEY = "00000000-0000-0000-0000-000000000000";
-
-/**
- * Walks the table in passes until no row is left in `model`. Each pass walks organization_id from FIRST_KEY: `batch`
- * handles at most its batch of rows after `after` and says how many it locked and the last one; the pass ends at a
- * batch that locked nothing. A row moved behind the walk meanwhile (none should be: new rows are the allocation
- * trigger's) gets another pass (passEnded is told). At most MAX_PASSES passes. `left` is how many were in `model`
- * when the walk began.
- */
-export async function walkKeys(
-  c: Db,
-  model: Model,
-  left: number,
-  batch: (after: string, pass: number) => Promise<{ locked: number; last: string | null }>,
-  passEnded: (pass: number, left: number) => void,
-  label: string,
-): Promise<void> {
-  for (let pass = 1; left > 0; pass++) {
-    if (pass > MAX_PASSES) throw new Error(`${label}: ${left} organizations are still ${model} after ${MAX_PASSES} passes`);
-    for (let after = FIRST_KEY; ; ) {
-      const b = await batch(after, pass);
-      if (b.locked === 0 || b.last === null) break;
-      after = b.last;
-    }
-    left = (await walkPlan(c, model, 1)).left;
-    if (left > 0) passEnded(pass, left);
   }
 }

@@ -23,7 +23,6 @@ import {
 } from "../harness/consumerFleet";
 import { POOLS } from "../lib/config";
 import { loadSql } from "../lib/sql";
-import { FIRST_KEY } from "../providers/pageWalk";
 import { expectedPools } from "./helpers/allocation";
 import { freshDb, type TestDb } from "./helpers/db";
 import { installCreditEngine, makeOrg } from "./helpers/engine";
@@ -198,7 +197,7 @@ describe("a call that commits while a batch waits for its row is counted by the 
   it("the backfill allocates a split org from its balance after the debit it waited for", async () => {
     const { called, batched } = await race(
       (c) => c.query(`SELECT public.consume_credits_rpc($1, 'bulk_email') AS r`, [org]).then((r) => r.rows[0].r),
-      (c) => c.query(loadSql("backfill/batch.sql").text, [FIRST_KEY, 10]).then((r) => r.rows[0]), // the first 10 orgs at most
+      (c) => c.query(loadSql("backfill/batch.sql").text, [0, 1000, 10]).then((r) => r.rows[0]), // heap pages [0, 1000), 10 orgs at most
     );
     expect(called).toMatchObject({ success: true, credit_model: "unified", credits_consumed: 10, remaining_credits: 12335 });
     expect(batched.flipped).toBe(1);

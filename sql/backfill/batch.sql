@@ -1,21 +1,16 @@
--- One backfill batch: flips at most $2 of the unified organizations after $1 in organization_id order (a keyset walk:
--- the caller passes the batch's `last` as the next $1, from the nil uuid, until a batch locks nothing) to the multi
--- model, atomically per row with their pool values. Rows are locked first (FOR UPDATE), so a concurrent
--- consume_credits_rpc either finished before (and the flip reads its debit) or waits for the flip and is then served by
--- the multi model. A row that is no longer unified once its lock is granted is skipped, and the LIMIT takes the next
--- one. Runs in its own short transaction; returns what was locked and flipped, and the last organization locked.
--- Why organization_id order and not heap order: every flip writes entries in organization_id order, one in the credit
--- row's primary key when the new row version leaves its page, and one in guardian.allocations' primary key. Taken in
--- key order, a batch writes them into a few neighbouring index pages; taken in heap order (random uuids), into about
--- one index page per row. At 1M orgs, same copies, no load, the keyset walk took 32-34 s, the heap-page walk (TID
--- ranges, used from 2026-11-25 until 2026-12-07) 37-40 s, with 35k against 133k-139k buffers written by backends and
--- 760 against 829 MB of WAL. With 4 consumers calling: 39-41 s against 46 s (bench/results,
--- 2026-12-07.where-the-time-goes.md). The heap-page walk had been measured faster before each flip also wrote an
--- allocation record.
--- The flip finds each row by organization_id, not by the ctid its lock returned: when the lock waited for a call, that
--- ctid is of the call's row version, which the statement's snapshot (taken before the wait) cannot see, so a TID scan
--- would find nothing (test/zero-downtime.test.ts, "a call that commits while a batch waits"); the primary key finds the
--- version the snapshot sees, and the UPDATE follows it to the newest.
+-- One backfill batch: flips at most $3 of the unified organizations stored in heap pages [$1, $2) of
+-- public.organization_credits to the multi model, atomically per row with their pool values (the caller runs the
+-- same range again while a batch comes back full: flipped rows are multi, so each run takes the next ones). Rows are
+-- locked first (FOR UPDATE), so a concurrent consume_credits_rpc either finished before (and the flip reads its
+-- debit) or waits for the flip and is then served by the multi model. Runs in its own short transaction; returns
+-- what was locked and flipped. The flip finds each row by organization_id, not by the ctid its lock returned: when
+-- the lock waited for a call, that ctid is of the call's row version, which the statement's snapshot (taken before
+-- the wait) cannot see, so a TID scan would find nothing (test/zero-downtime.test.ts, "a call that commits while a
+-- batch waits"); the primary key finds the version the snapshot sees, and the UPDATE follows it to the newest.
+-- Batches walk the table in its physical order (a TID range scan): each heap page is read, dirtied and written once,
+-- where a walk in organization_id order (random uuids) touches every page once per row it holds, and on a table
+-- larger than shared_buffers makes the server write each page tens of times (measured at 1M orgs: 737,313 buffers
+-- written by backends during the backfill). A row a concurrent call moved behind the walk is found by the next pass.
 -- The pools are computed from the columns the FOR UPDATE step returns, which are those of the row version it locked
 -- (after waiting for a concurrent call, its debit included), never from another scan of the table: that would read
 -- the statement's snapshot, taken before the wait, and allocate a split org from its balance before that debit.
@@ -32,9 +27,9 @@ WITH batch AS (
          ai_credits_total, ai_credits_available, whatsapp_credits_total, whatsapp_credits_available,
          email_credits_total, email_credits_available, sms_credits_total, sms_credits_available
     FROM public.organization_credits
-   WHERE organization_id > $1::uuid AND credit_model = 'unified'
-   ORDER BY organization_id
-   LIMIT $2
+   WHERE ctid >= format('(%s,0)', $1::bigint)::tid AND ctid < format('(%s,0)', $2::bigint)::tid
+     AND credit_model = 'unified'
+   LIMIT $3
    FOR UPDATE
 ), kept AS (
   SELECT b.organization_id,
@@ -109,8 +104,7 @@ WITH batch AS (
     FROM ruled WHERE clamped
   RETURNING organization_id
 )
-SELECT (SELECT organization_id FROM batch ORDER BY organization_id DESC LIMIT 1) AS last,
-       (SELECT count(*)::int FROM batch) AS locked,
+SELECT (SELECT count(*)::int FROM batch) AS locked,
        (SELECT count(*)::int FROM forgotten) AS records_used,
        (SELECT count(*)::int FROM recorded) AS allocations_recorded,
        (SELECT count(*)::int FROM ruled) AS flipped,
