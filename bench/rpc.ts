@@ -442,11 +442,16 @@ async function hotOrgSnapshot(url: string): Promise<HotOrgSnapshot> {
   }
 }
 
+/** `xs` starting at its (k mod length)-th element, the ones before it moved to the end. */
+function rotated<T>(xs: T[], k: number): T[] {
+  return [...xs.slice(k % xs.length), ...xs.slice(0, k % xs.length)];
+}
+
 /** The in-server reading (InServerCost) of the cases in `plan`, `rounds` times, the order rotated per round. */
 async function inServerCosts(plan: Array<[string, string]>, orgs: number, rounds: number, log: (s: string) => void): Promise<InServerCost[]> {
   const seen = new Map<string, { usPerCall: number; walBytesPerCall: number }[]>();
   for (let round = 0; round < rounds; round++) {
-    for (const [name, url] of [...plan.slice(round % plan.length), ...plan.slice(0, round % plan.length)]) {
+    for (const [name, url] of rotated(plan, round)) {
       const c = await connect(url);
       try {
         await c.query("VACUUM"); // every table: the rounds before left rolled-back rows and index entries behind
@@ -523,7 +528,7 @@ export async function benchRpc(adminUrl: string, opts: BenchRpcOptions = {}): Pr
       for (const clients of clientCounts) {
         // Rotate the order per client count and round, so no case always runs first (cold) or last (biggest log table).
         const k = turn++;
-        for (const [name, url] of [...plan.slice(k % plan.length), ...plan.slice(0, k % plan.length)]) {
+        for (const [name, url] of rotated(plan, k)) {
           await vacuum(url);
           const r = { ...(await pgbench(bin, url, name, s[name], clients, durationSec, dir)), round };
           cases.push(r);
