@@ -18,6 +18,7 @@ import { loadSql } from "../lib/sql";
 import { createDatabase, dropDatabase, type PgServer } from "../operations/shared/pgserver";
 import { fmt, log, secs } from "./common";
 import { installCreditSchema } from "./rpc";
+import { WAL_COUNTERS_SQL } from "./samplers";
 
 export const ANCHOR_BATCH = 1000;
 
@@ -49,6 +50,13 @@ export interface AnchorResult {
   batches: number;
   seconds: number;
   orgsPerSecond: number;
+  /** The server's counters over the flip (cluster-wide; with consumers, their writes too), as the backfill's. */
+  server: { checkpoints: number; buffersBackend: number; walBytes: number; walFpi: number };
+}
+
+async function walCounters(c: { query: (q: string) => Promise<{ rows: any[] }> }) {
+  const [r] = (await c.query(WAL_COUNTERS_SQL)).rows;
+  return { checkpoints: Number(r.ckpt), buffersBackend: Number(r.buffers_backend), walBytes: Number(r.wal_bytes), walFpi: Number(r.wal_fpi) };
 }
 
 /** The anchor while consumers call: its own figures, and the consumers' before and during it. */
@@ -92,6 +100,7 @@ export async function onlineAnchor(server: PgServer, seeded: string, consumers?:
         idleTo = Date.now();
       }
       log(`online anchor: the rule by primary key, ${ANCHOR_BATCH} rows per transaction, ${what}`);
+      const before = await walCounters(c);
       const t0 = Date.now();
       let last = "00000000-0000-0000-0000-000000000000";
       let rows = 0;
@@ -109,8 +118,15 @@ export async function onlineAnchor(server: PgServer, seeded: string, consumers?:
         }
       }
       const t1 = Date.now();
+      const after = await walCounters(c);
       const ms = t1 - t0;
-      const result = { rows, batches, seconds: secs(ms), orgsPerSecond: Math.round(rows / (ms / 1000)) };
+      const server = {
+        checkpoints: after.checkpoints - before.checkpoints,
+        buffersBackend: after.buffersBackend - before.buffersBackend,
+        walBytes: after.walBytes - before.walBytes,
+        walFpi: after.walFpi - before.walFpi,
+      };
+      const result = { rows, batches, seconds: secs(ms), orgsPerSecond: Math.round(rows / (ms / 1000)), server };
       log(`online anchor (${what}): ${fmt(rows)} orgs in ${result.seconds} s (${fmt(result.orgsPerSecond)} orgs/s)`);
       if (!fleet || !consumers) return result;
       const report = await fleet.stop();

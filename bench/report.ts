@@ -383,6 +383,13 @@ export function markdown(r: any): string {
       "during the backfill: checkpoints, buffers written by them / by backends",
       (s) => `${s.server.duringBackfill.checkpoints}, ${fmt(s.server.duringBackfill.buffersCheckpoint)} / ${fmt(s.server.duringBackfill.buffersBackend)}`,
     );
+    // The first change of a page after a checkpoint writes the whole page to the WAL: a walk whose writes land on
+    // many pages, while checkpoints come and go, writes many such images (docs/architecture.md, the backfill's walk).
+    const walOf = (w?: { walBytes: number; walFpi: number; checkpoints: number }) =>
+      w ? `${fmt(Math.round(w.walBytes / 1e6))} MB, ${fmt(w.walFpi)} images, ${w.checkpoints} checkpoints` : "not measured";
+    row("WAL written, full-page images in it, checkpoints: the anchor (no load)", (s) => walOf(s.anchor.server));
+    row("the same, the anchor while the consumers call", (s) => walOf(s.anchorUnderLoad?.server));
+    row("the same, during the backfill (the consumers' writes included)", (s) => walOf(s.server.duringBackfill));
     row("during the backfill: autovacuum at work on", (s) => s.server.duringBackfill.autovacuum.join(", ") || "nothing");
     row("consumer calls failed", (s) => `${s.consumers.failures}`);
     row("`up` needed the INVALID-index repair", (s) => (s.repairs.length ? `**yes** (${s.repairs.length})` : "no"));

@@ -95,9 +95,24 @@ export function loopLag(everyMs = 10) {
   };
 }
 
-/** What else the server is doing, every `everyMs`: autovacuum workers (and on what), and the checkpointer's counters. */
+/** The server's WAL and checkpoint counters (cluster-wide, so they include every client's writes). */
+export const WAL_COUNTERS_SQL = `
+  SELECT w.wal_bytes, w.wal_fpi, b.checkpoints_timed + b.checkpoints_req AS ckpt, b.buffers_checkpoint, b.buffers_backend
+    FROM pg_stat_wal w, pg_stat_bgwriter b`;
+
+/** What else the server is doing, every `everyMs`: autovacuum workers (and on what), the checkpointer's counters, and
+ *  the WAL written (bytes, and how many of its records were full-page images: the first change of a page after each
+ *  checkpoint logs the whole page). */
 export function backgroundSampler(adminUrl: string, everyMs = 500) {
-  const series: { at: number; autovacuum: string[]; checkpoints: number; buffersCheckpoint: number; buffersBackend: number }[] = [];
+  const series: {
+    at: number;
+    autovacuum: string[];
+    checkpoints: number;
+    buffersCheckpoint: number;
+    buffersBackend: number;
+    walBytes: number;
+    walFpi: number;
+  }[] = [];
   let stop = false;
   const done = (async () => {
     const c = await connect(adminUrl, { application_name: "guardian-bench-background" });
@@ -106,9 +121,8 @@ export function backgroundSampler(adminUrl: string, everyMs = 500) {
         const r = (
           await c.query(`
           SELECT coalesce((SELECT array_agg(DISTINCT regexp_replace(query, '^autovacuum: ', '')) FROM pg_stat_activity
-                            WHERE backend_type = 'autovacuum worker' AND query <> ''), '{}') AS av,
-                 checkpoints_timed + checkpoints_req AS ckpt, buffers_checkpoint, buffers_backend
-            FROM pg_stat_bgwriter`)
+                            WHERE backend_type = 'autovacuum worker' AND query <> ''), '{}') AS av, k.*
+            FROM (${WAL_COUNTERS_SQL}) k`)
         ).rows[0];
         series.push({
           at: Date.now(),
@@ -116,6 +130,8 @@ export function backgroundSampler(adminUrl: string, everyMs = 500) {
           checkpoints: Number(r.ckpt),
           buffersCheckpoint: Number(r.buffers_checkpoint),
           buffersBackend: Number(r.buffers_backend),
+          walBytes: Number(r.wal_bytes),
+          walFpi: Number(r.wal_fpi),
         });
         await new Promise((res) => setTimeout(res, everyMs));
       }
@@ -128,16 +144,20 @@ export function backgroundSampler(adminUrl: string, everyMs = 500) {
       stop = true;
       await done;
     },
-    /** During [from, to]: checkpoints started, buffers written by checkpoints and by backends, autovacuum seen. */
+    /** During [from, to]: checkpoints started, buffers written by checkpoints and by backends, WAL bytes and
+     *  full-page images written, autovacuum seen. */
     during(from: number, to: number) {
       const w = series.filter((x) => x.at >= from && x.at <= to);
-      if (w.length < 2) return { checkpoints: 0, buffersCheckpoint: 0, buffersBackend: 0, autovacuum: [] as string[], autovacuumSamples: 0 };
+      if (w.length < 2)
+        return { checkpoints: 0, buffersCheckpoint: 0, buffersBackend: 0, walBytes: 0, walFpi: 0, autovacuum: [] as string[], autovacuumSamples: 0 };
       const a = w[0];
       const b = w[w.length - 1];
       return {
         checkpoints: b.checkpoints - a.checkpoints,
         buffersCheckpoint: b.buffersCheckpoint - a.buffersCheckpoint,
         buffersBackend: b.buffersBackend - a.buffersBackend,
+        walBytes: b.walBytes - a.walBytes,
+        walFpi: b.walFpi - a.walFpi,
         autovacuum: [...new Set(w.flatMap((x) => x.autovacuum))].sort(),
         autovacuumSamples: w.filter((x) => x.autovacuum.length > 0).length,
       };
