@@ -18,7 +18,7 @@ import { loadSql } from "../lib/sql";
 import { createDatabase, dropDatabase, type PgServer } from "../operations/shared/pgserver";
 import { fmt, log, secs } from "./common";
 import { installCreditSchema } from "./rpc";
-import { WAL_COUNTERS_SQL } from "./samplers";
+import { WAL_COUNTERS_SQL, walCountersOf } from "./samplers";
 
 export const ANCHOR_BATCH = 1000;
 
@@ -54,9 +54,10 @@ export interface AnchorResult {
   server: { checkpoints: number; buffersBackend: number; walBytes: number; walFpi: number };
 }
 
+/** The counters, after this session has added its own pending images to them (it does so when it next goes idle). */
 async function walCounters(c: { query: (q: string) => Promise<{ rows: any[] }> }) {
-  const [r] = (await c.query(WAL_COUNTERS_SQL)).rows;
-  return { checkpoints: Number(r.ckpt), buffersBackend: Number(r.buffers_backend), walBytes: Number(r.wal_bytes), walFpi: Number(r.wal_fpi) };
+  await c.query("SELECT pg_stat_force_next_flush()");
+  return walCountersOf((await c.query(WAL_COUNTERS_SQL)).rows[0]);
 }
 
 /** The anchor while consumers call: its own figures, and the consumers' before and during it. */

@@ -95,24 +95,30 @@ export function loopLag(everyMs = 10) {
   };
 }
 
-/** The server's WAL and checkpoint counters (cluster-wide, so they include every client's writes). */
+/** The server's WAL and checkpoint counters (cluster-wide, so they include every client's writes). The WAL's bytes
+ *  are read off its insert position, which is exact at any moment; the images from pg_stat_wal, to which each session
+ *  adds its own at most once a second, when idle (pg_stat_force_next_flush makes the next time immediate). */
 export const WAL_COUNTERS_SQL = `
-  SELECT w.wal_bytes, w.wal_fpi, b.checkpoints_timed + b.checkpoints_req AS ckpt, b.buffers_checkpoint, b.buffers_backend
+  SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0') AS wal_bytes, w.wal_fpi,
+         b.checkpoints_timed + b.checkpoints_req AS ckpt, b.buffers_checkpoint, b.buffers_backend
     FROM pg_stat_wal w, pg_stat_bgwriter b`;
+
+/** A row of WAL_COUNTERS_SQL as numbers. */
+export function walCountersOf(r: Record<string, unknown>) {
+  return {
+    checkpoints: Number(r.ckpt),
+    buffersCheckpoint: Number(r.buffers_checkpoint),
+    buffersBackend: Number(r.buffers_backend),
+    walBytes: Number(r.wal_bytes),
+    walFpi: Number(r.wal_fpi),
+  };
+}
 
 /** What else the server is doing, every `everyMs`: autovacuum workers (and on what), the checkpointer's counters, and
  *  the WAL written (bytes, and how many of its records were full-page images: the first change of a page after each
  *  checkpoint logs the whole page). */
 export function backgroundSampler(adminUrl: string, everyMs = 500) {
-  const series: {
-    at: number;
-    autovacuum: string[];
-    checkpoints: number;
-    buffersCheckpoint: number;
-    buffersBackend: number;
-    walBytes: number;
-    walFpi: number;
-  }[] = [];
+  const series: ({ at: number; autovacuum: string[] } & ReturnType<typeof walCountersOf>)[] = [];
   let stop = false;
   const done = (async () => {
     const c = await connect(adminUrl, { application_name: "guardian-bench-background" });
@@ -124,15 +130,7 @@ export function backgroundSampler(adminUrl: string, everyMs = 500) {
                             WHERE backend_type = 'autovacuum worker' AND query <> ''), '{}') AS av, k.*
             FROM (${WAL_COUNTERS_SQL}) k`)
         ).rows[0];
-        series.push({
-          at: Date.now(),
-          autovacuum: r.av,
-          checkpoints: Number(r.ckpt),
-          buffersCheckpoint: Number(r.buffers_checkpoint),
-          buffersBackend: Number(r.buffers_backend),
-          walBytes: Number(r.wal_bytes),
-          walFpi: Number(r.wal_fpi),
-        });
+        series.push({ at: Date.now(), autovacuum: r.av, ...walCountersOf(r) });
         await new Promise((res) => setTimeout(res, everyMs));
       }
     } finally {
