@@ -5,10 +5,10 @@
  *           not 0600: the export holds every tenant's data), naming each file and its mode; then
  *           checks manifest.sig (lib/manifestSignature.ts) when the stack has a passphrase;
  *           reads manifest.json; for each table checks the export file's sha256 against the manifest, loads the file
- *           into an UNLOGGED table of a scratch schema guardian_restore_check_<hex> (COPY FROM), and compares the
- *           restored rows' checksum with the backup schema's and the manifest's. Any difference fails the update,
- *           naming the table, and marks the backup unverified; nothing that depends on this resource (schema,
- *           functions, backfill) runs. The scratch schema is always dropped.
+ *           into a scratch schema guardian_restore_check_<hex> (COPY FROM), and compares the restored rows' checksum
+ *           with the backup schema's and the manifest's. Any difference fails the update, naming the table, and marks
+ *           the backup unverified; nothing that depends on this resource (schema, functions, backfill) runs. The
+ *           scratch schema is always dropped.
  *   read    reports the recorded verification; a backup whose row was removed reads as gone.
  *   diff    a different backup replaces the check; a rotated connection string is recorded in place.
  *   delete  nothing to remove (the scratch schema never outlives create).
@@ -114,11 +114,7 @@ export const restoreCheckProvider: Provider<RestoreCheckInputs, RestoreCheckOutp
         }
         const sha = crypto.createHash("sha256").update(fs.readFileSync(file)).digest("hex");
         if (sha !== m.sha256) problems.push(`${table}: export file sha256 ${sha.slice(0, 12)}… differs from the manifest's ${m.sha256.slice(0, 12)}…`);
-        // UNLOGGED: the scratch copy is read once and dropped, so it needs neither crash safety nor replicas, and the
-        // load writes no WAL. Logged, it wrote WAL about the size of what it loaded (a 1M-row table of 112 MB: 93 MB,
-        // against 14 kB unlogged), which every replica then replays, just before the backfill, bringing the next
-        // checkpoint nearer (bench/results/2026-12-07.where-the-time-goes.md, fifth pass).
-        await c.query(`CREATE UNLOGGED TABLE ${scratch}.${table} (LIKE ${inputs.backupId}.${table})`);
+        await c.query(`CREATE TABLE ${scratch}.${table} (LIKE ${inputs.backupId}.${table})`);
         try {
           await pipeline(fs.createReadStream(file), c.query(copyFrom(`COPY ${scratch}.${table} FROM STDIN`)));
         } catch (e) {
