@@ -18,7 +18,7 @@ import { loadSql } from "../lib/sql";
 import { createDatabase, dropDatabase, type PgServer } from "../operations/shared/pgserver";
 import { fmt, log, secs } from "./common";
 import { installCreditSchema } from "./rpc";
-import { WAL_COUNTERS_SQL, walCountersOf } from "./samplers";
+import { WAL_COUNTERS_SQL, walCountersBetween, walCountersOf } from "./samplers";
 
 export const ANCHOR_BATCH = 1000;
 
@@ -51,7 +51,7 @@ export interface AnchorResult {
   seconds: number;
   orgsPerSecond: number;
   /** The server's counters over the flip (cluster-wide; with consumers, their writes too), as the backfill's. */
-  server: { checkpoints: number; buffersBackend: number; walBytes: number; walFpi: number };
+  server: ReturnType<typeof walCountersBetween>;
 }
 
 /** The counters, after this session has added its own pending images to them (it does so when it next goes idle). */
@@ -121,12 +121,7 @@ export async function onlineAnchor(server: PgServer, seeded: string, consumers?:
       const t1 = Date.now();
       const after = await walCounters(c);
       const ms = t1 - t0;
-      const server = {
-        checkpoints: after.checkpoints - before.checkpoints,
-        buffersBackend: after.buffersBackend - before.buffersBackend,
-        walBytes: after.walBytes - before.walBytes,
-        walFpi: after.walFpi - before.walFpi,
-      };
+      const server = walCountersBetween(before, after);
       const result = { rows, batches, seconds: secs(ms), orgsPerSecond: Math.round(rows / (ms / 1000)), server };
       log(`online anchor (${what}): ${fmt(rows)} orgs in ${result.seconds} s (${fmt(result.orgsPerSecond)} orgs/s)`);
       if (!fleet || !consumers) return result;

@@ -114,6 +114,17 @@ export function walCountersOf(r: Record<string, unknown>) {
   };
 }
 
+/** What the counters of walCountersOf rose by from `a` to `b`. */
+export function walCountersBetween(a: ReturnType<typeof walCountersOf>, b: ReturnType<typeof walCountersOf>) {
+  return {
+    checkpoints: b.checkpoints - a.checkpoints,
+    buffersCheckpoint: b.buffersCheckpoint - a.buffersCheckpoint,
+    buffersBackend: b.buffersBackend - a.buffersBackend,
+    walBytes: b.walBytes - a.walBytes,
+    walFpi: b.walFpi - a.walFpi,
+  };
+}
+
 /** What else the server is doing, every `everyMs`: autovacuum workers (and on what), the checkpointer's counters, and
  *  the WAL written (bytes, and how many of its records were full-page images: the first change of a page after each
  *  checkpoint logs the whole page). */
@@ -151,11 +162,7 @@ export function backgroundSampler(adminUrl: string, everyMs = 500) {
       const a = w[0];
       const b = w[w.length - 1];
       return {
-        checkpoints: b.checkpoints - a.checkpoints,
-        buffersCheckpoint: b.buffersCheckpoint - a.buffersCheckpoint,
-        buffersBackend: b.buffersBackend - a.buffersBackend,
-        walBytes: b.walBytes - a.walBytes,
-        walFpi: b.walFpi - a.walFpi,
+        ...walCountersBetween(a, b),
         autovacuum: [...new Set(w.flatMap((x) => x.autovacuum))].sort(),
         autovacuumSamples: w.filter((x) => x.autovacuum.length > 0).length,
       };
