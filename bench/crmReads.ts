@@ -51,6 +51,20 @@ export interface ReadCase {
   rowsPerRead: number;
 }
 
+/** One read in the server (EXPLAIN ANALYZE, no client, no round trip): medians over `runs` statements, each planned
+ *  anew as a simple-protocol statement is, in its own request (BEGIN, the reader's role and claims, ROLLBACK). */
+export interface InServerRead {
+  phase: Phase;
+  read: Read;
+  as: "user" | "service_role";
+  /** The program's policies as they are, or, for the super_admin's totals, the read policies on organization_credits
+   *  replaced (in a transaction rolled back) by the cheapest per-row test there is, or by none at all. */
+  policy: "as it is" | "organization_id IS NOT NULL" | "true";
+  runs: number;
+  planningMs: number;
+  executionMs: number;
+}
+
 export interface CrmReadsResult {
   orgs: number;
   logRows: number;
@@ -63,7 +77,91 @@ export interface CrmReadsResult {
   /** Per read: the median over rounds of user tps before up / user tps now, and of service_role tps / user tps, each
    *  from the two cases of one pair (time now / time then = tps then / tps now). */
   ratios: { phase: Phase; read: Read; vsBeforeUp: number | null; vsNoPolicy: number; rounds: { vsBeforeUp: number | null; vsNoPolicy: number }[] }[];
+  /** Each read inside the server, in every phase (inServerReads). */
+  inServer: InServerRead[];
 }
+
+/** In-server reading: rounds, and statements per case in each round. The cases take turns round by round, so a load
+ *  that comes and goes for a second meets them alike. */
+const IN_SERVER_ROUNDS = 10;
+const IN_SERVER_RUNS = 25;
+
+/** Each read in the server, as the user and as service_role: planning and execution time, medians over
+ *  IN_SERVER_ROUNDS x IN_SERVER_RUNS statements, each in a request of its own (BEGIN, the reader's role and claims,
+ *  the statement, ROLLBACK), as the pgbench clients send them. After `up` and after a rollback, the super_admin's
+ *  totals also run with the read policies on organization_credits replaced by the cheapest per-row test
+ *  (`organization_id IS NOT NULL`) and by `true`: what any row level security costs that read, and what none does.
+ *  Each replacement is committed (no other session reads then: the pgbench cases come after) and the policies' own
+ *  tests are put back at the end of the round, checked against pg_policies. */
+async function inServerReads(url: string, phase: Phase, log: (s: string) => void): Promise<InServerRead[]> {
+  const c = await connect(url);
+  try {
+    const [m] = (await c.query("SELECT uid, org FROM bench_reads.members WHERE i = 1")).rows;
+    const [sa] = (await c.query("SELECT uid, org FROM bench_reads.super_admin")).rows;
+    const readPolicies = (): Promise<{ policyname: string; qual: string }[]> =>
+      c
+        .query(
+          `SELECT policyname, qual FROM pg_catalog.pg_policies
+            WHERE schemaname = 'public' AND tablename = 'organization_credits' AND cmd IN ('SELECT', 'ALL') AND qual IS NOT NULL ORDER BY 1`,
+        )
+        .then((r) => r.rows);
+    const original = await readPolicies();
+    const setQuals = async (qual: (p: { policyname: string; qual: string }) => string) => {
+      for (const p of original) await c.query(`ALTER POLICY ${quoteIdent(p.policyname)} ON public.organization_credits USING (${qual(p)})`);
+    };
+    type Case = Pick<InServerRead, "read" | "as" | "policy"> & { planning: number[]; execution: number[] };
+    const cases: Case[] = [];
+    for (const read of READS) for (const as of ["user", "service_role"] as const) cases.push({ read, as, policy: "as it is", planning: [], execution: [] });
+    if (phase !== "before up")
+      for (const policy of ["organization_id IS NOT NULL", "true"] as const)
+        cases.push({ read: "plan totals", as: "user", policy, planning: [], execution: [] });
+    const policies = [...new Set(cases.map((x) => x.policy))];
+    /** fn with the read policies' tests replaced by `policy` (committed), then put back and checked, even when fn failed. */
+    const withPolicy = async (policy: InServerRead["policy"], fn: () => Promise<void>) => {
+      if (policy === "as it is") return fn();
+      await setQuals(() => policy);
+      const failed = await fn().then(
+        () => undefined,
+        (e: unknown) => e ?? new Error("failed"),
+      );
+      await setQuals((p) => p.qual);
+      if (JSON.stringify(await readPolicies()) !== JSON.stringify(original))
+        throw new Error("crm reads: the read policies on organization_credits were not put back as they were");
+      if (failed) throw failed;
+    };
+    for (let round = 0; round < IN_SERVER_ROUNDS; round++) {
+      for (const policy of policies) {
+        await withPolicy(policy, async () => {
+          for (const x of cases.filter((y) => y.policy === policy)) {
+            const who = READER[x.read] === "super_admin" ? sa : m;
+            const text = statementWith(x.read, who.org).text.replace("$1::uuid", `'${who.org}'::uuid`);
+            for (let i = 0; i < IN_SERVER_RUNS; i++) {
+              const r = await rolledBack(c, async () => {
+                await actAs(c, x.as === "user" ? { sub: who.uid, role: "authenticated" } : { role: "service_role" });
+                return c.query(`EXPLAIN (ANALYZE, TIMING OFF, SUMMARY ON, FORMAT JSON) ${text}`);
+              });
+              const j = r.rows[0]["QUERY PLAN"][0];
+              x.planning.push(j["Planning Time"]);
+              x.execution.push(j["Execution Time"]);
+            }
+          }
+        });
+      }
+    }
+    return cases.map(({ planning, execution, ...x }) => {
+      const y = { phase, ...x, runs: planning.length, planningMs: r3(median(planning)), executionMs: r3(median(execution)) };
+      log(
+        `crm reads: ${phase}, in the server: ${y.read} as ${y.as}${y.policy === "as it is" ? "" : ` (read policy: ${y.policy})`}: planning ${y.planningMs} ms, execution ${y.executionMs} ms`,
+      );
+      return y;
+    });
+  } finally {
+    await c.end();
+  }
+}
+
+const quoteIdent = (s: string) => `"${s.replace(/"/g, '""')}"`;
+const r3 = (x: number) => Math.round(x * 1000) / 1000;
 
 function script(read: Read, as: "user" | "service_role", members: number): string {
   const who =
@@ -151,7 +249,9 @@ export async function benchCrmReads(opts: {
         dir,
         as === "user" ? "authenticated" : "service_role",
       );
+    const inServer: InServerRead[] = [];
     const measure = async (phase: Phase) => {
+      inServer.push(...(await inServerReads(db.url, phase, log)));
       // The rows each read returns in this phase (the data does not change while the phase is timed).
       const rowsOf = new Map<Read, { user: number; service_role: number; before: number }>();
       for (const read of READS)
@@ -212,7 +312,17 @@ export async function benchCrmReads(opts: {
         ratios.push({ phase, read, vsBeforeUp: vb.length ? r2(median(vb)) : null, vsNoPolicy: r2(median(rounds.map((x) => x.vsNoPolicy))), rounds });
       }
     }
-    return { orgs: opts.orgs, logRows: logs, clients: opts.clients, clientsPerSide: half, durationSec: opts.durationSec, rounds: opts.rounds, cases, ratios };
+    return {
+      orgs: opts.orgs,
+      logRows: logs,
+      clients: opts.clients,
+      clientsPerSide: half,
+      durationSec: opts.durationSec,
+      rounds: opts.rounds,
+      cases,
+      ratios,
+      inServer,
+    };
   } finally {
     if (t) {
       t.destroyWorkspace();
