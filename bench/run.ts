@@ -54,7 +54,7 @@ import {
 import { findPgServer } from "../operations/shared/pgserver";
 import { BENCH_CALLERS, benchRpc, type BenchCaller } from "./rpc";
 import { benchWatchReading, type WatchReadingResult } from "./watchReading";
-import { benchCrmReads, type CrmReadsResult } from "./crmReads";
+import { benchCrmReads, PHASES, type CrmReadsResult } from "./crmReads";
 import { type Args, fmt, log, round } from "./common";
 import { benchSize, LOG_INDEX, type SizeResult } from "./migrationSize";
 import { zeroDowntimeSize, type ZeroDowntimeResult } from "./zeroDowntime";
@@ -188,6 +188,23 @@ async function main(argv: string[], a: Args) {
           return out;
         }),
     );
+    // Inside the server, what the super_admin's totals cost with the program's read policy, with the cheapest per-row
+    // test there is, and with none, each against the same read as service_role: where the floor of any policy lies.
+    for (const r of result.crmReads as CrmReadsResult[])
+      for (const phase of PHASES.filter((p) => p !== "before up")) {
+        const at = (as: "user" | "service_role", policy: string) =>
+          r.inServer.find((y) => y.phase === phase && y.read === "plan totals" && y.as === as && y.policy === policy)?.executionMs;
+        const sr = at("service_role", "as it is");
+        const x = (policy: string) => {
+          const u = at("user", policy);
+          return u && sr ? `x${(u / sr).toFixed(2)}` : "not measured";
+        };
+        result.targets.push({
+          target: `(reading, not a target) plan totals, ${phase}, inside the server: execution time against service_role's with the program's read policy / the cheapest per-row test (organization_id IS NOT NULL) / no test (true)`,
+          measured: `${x("as it is")} / ${x("organization_id IS NOT NULL")} / ${x("true")}`,
+          met: null,
+        });
+      }
   } else if (a.watchReading) {
     result.watchReading = [];
     for (const n of a.sizes) result.watchReading.push(await benchWatchReading(server, { orgs: n, logsPerOrg: 10, log }));
