@@ -29,6 +29,8 @@ import { pgbench, pgbenchBin } from "./rpc";
 import { createDatabase, dropDatabase } from "../operations/shared/pgserver";
 import { pgServer } from "../harness/db";
 import { median } from "../harness/consumerFleet";
+import { quoteIdent } from "../lib/pgsql";
+import { round } from "./common";
 import { READER, READS, STATEMENT, statementWith, type Read } from "../harness/crmReads";
 
 export { READS, type Read };
@@ -58,7 +60,7 @@ export interface InServerRead {
   read: Read;
   as: "user" | "service_role";
   /** The program's policies as they are, or, for the super_admin's totals, the read policies on organization_credits
-   *  replaced (in a transaction rolled back) by the cheapest per-row test there is, or by none at all. */
+   *  replaced for the time of its statements by the cheapest per-row test there is, or by none at all. */
   policy: "as it is" | "organization_id IS NOT NULL" | "true";
   runs: number;
   planningMs: number;
@@ -134,11 +136,11 @@ async function inServerReads(url: string, phase: Phase, log: (s: string) => void
         await withPolicy(policy, async () => {
           for (const x of cases.filter((y) => y.policy === policy)) {
             const who = READER[x.read] === "super_admin" ? sa : m;
-            const text = statementWith(x.read, who.org).text.replace("$1::uuid", `'${who.org}'::uuid`);
+            const q = statementWith(x.read, who.org);
             for (let i = 0; i < IN_SERVER_RUNS; i++) {
               const r = await rolledBack(c, async () => {
                 await actAs(c, x.as === "user" ? { sub: who.uid, role: "authenticated" } : { role: "service_role" });
-                return c.query(`EXPLAIN (ANALYZE, TIMING OFF, SUMMARY ON, FORMAT JSON) ${text}`);
+                return c.query({ text: `EXPLAIN (ANALYZE, TIMING OFF, SUMMARY ON, FORMAT JSON) ${q.text}`, values: q.values });
               });
               const j = r.rows[0]["QUERY PLAN"][0];
               x.planning.push(j["Planning Time"]);
@@ -149,7 +151,7 @@ async function inServerReads(url: string, phase: Phase, log: (s: string) => void
       }
     }
     return cases.map(({ planning, execution, ...x }) => {
-      const y = { phase, ...x, runs: planning.length, planningMs: r3(median(planning)), executionMs: r3(median(execution)) };
+      const y = { phase, ...x, runs: planning.length, planningMs: round(median(planning), 3), executionMs: round(median(execution), 3) };
       log(
         `crm reads: ${phase}, in the server: ${y.read} as ${y.as}${y.policy === "as it is" ? "" : ` (read policy: ${y.policy})`}: planning ${y.planningMs} ms, execution ${y.executionMs} ms`,
       );
@@ -160,8 +162,10 @@ async function inServerReads(url: string, phase: Phase, log: (s: string) => void
   }
 }
 
-const quoteIdent = (s: string) => `"${s.replace(/"/g, '""')}"`;
-const r3 = (x: number) => Math.round(x * 1000) / 1000;
+/** The same read as service_role in the same phase, with the program's policies: what `y` is compared with. */
+export function serviceRoleRead(all: InServerRead[], y: Pick<InServerRead, "phase" | "read">): InServerRead | undefined {
+  return all.find((z) => z.phase === y.phase && z.read === y.read && z.as === "service_role" && z.policy === "as it is");
+}
 
 function script(read: Read, as: "user" | "service_role", members: number): string {
   const who =

@@ -5,7 +5,7 @@ import { type PgServer } from "../operations/shared/pgserver";
 import { pulumiRoot } from "../harness/stack";
 import { type BenchRpcResult } from "./rpc";
 import { type WatchReadingResult } from "./watchReading";
-import { type CrmReadsResult } from "./crmReads";
+import { type CrmReadsResult, serviceRoleRead } from "./crmReads";
 import { median } from "../harness/consumerFleet";
 import { fmt, round, sql } from "./common";
 import { type SizeResult } from "./migrationSize";
@@ -253,8 +253,6 @@ export function markdown(r: any): string {
       "",
     );
     if (x.inServer?.length) {
-      const sr = (y: (typeof x.inServer)[number]) =>
-        x.inServer.find((z) => z.phase === y.phase && z.read === y.read && z.as === "service_role" && z.policy === "as it is");
       const ratio = (a: number, b?: number) => (b ? `x${(a / b).toFixed(2)}` : "–");
       L.push(
         `In the server (EXPLAIN ANALYZE; no client, no round trip): medians of ${x.inServer[0].runs} statements per case, each in a request of its own and planned anew, as a simple-protocol client's statements are, the cases taking turns in rounds. The pgbench clients above prepare their statements, so their reads are mostly not planned again. For the super_admin's totals, the read policies on organization_credits were also replaced, for the time of those statements, by the cheapest per-row test there is and by \`true\` (no test):`,
@@ -262,7 +260,7 @@ export function markdown(r: any): string {
         "| phase | read | as | read policy | planning ms | execution ms | execution / service_role's | planning + execution / service_role's |",
         "|---|---|---|---|---:|---:|---:|---:|",
         ...x.inServer.map((y) => {
-          const s = sr(y);
+          const s = serviceRoleRead(x.inServer, y);
           return `| ${y.phase} | ${y.read} | ${y.as} | ${y.policy === "as it is" ? "as it is" : `\`${y.policy}\``} | ${y.planningMs} | ${y.executionMs} | ${y.as === "user" ? ratio(y.executionMs, s?.executionMs) : ""} | ${y.as === "user" && s ? ratio(y.planningMs + y.executionMs, s.planningMs + s.executionMs) : ""} |`;
         }),
         "",

@@ -54,7 +54,7 @@ import {
 import { findPgServer } from "../operations/shared/pgserver";
 import { BENCH_CALLERS, benchRpc, type BenchCaller } from "./rpc";
 import { benchWatchReading, type WatchReadingResult } from "./watchReading";
-import { benchCrmReads, PHASES, type CrmReadsResult } from "./crmReads";
+import { benchCrmReads, PHASES, type CrmReadsResult, serviceRoleRead } from "./crmReads";
 import { type Args, fmt, log, round } from "./common";
 import { benchSize, LOG_INDEX, type SizeResult } from "./migrationSize";
 import { zeroDowntimeSize, type ZeroDowntimeResult } from "./zeroDowntime";
@@ -192,11 +192,9 @@ async function main(argv: string[], a: Args) {
     // test there is, and with none, each against the same read as service_role: where the floor of any policy lies.
     for (const r of result.crmReads as CrmReadsResult[])
       for (const phase of PHASES.filter((p) => p !== "before up")) {
-        const at = (as: "user" | "service_role", policy: string) =>
-          r.inServer.find((y) => y.phase === phase && y.read === "plan totals" && y.as === as && y.policy === policy)?.executionMs;
-        const sr = at("service_role", "as it is");
+        const sr = serviceRoleRead(r.inServer, { phase, read: "plan totals" })?.executionMs;
         const x = (policy: string) => {
-          const u = at("user", policy);
+          const u = r.inServer.find((y) => y.phase === phase && y.read === "plan totals" && y.as === "user" && y.policy === policy)?.executionMs;
           return u && sr ? `x${(u / sr).toFixed(2)}` : "not measured";
         };
         result.targets.push({
